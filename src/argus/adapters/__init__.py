@@ -1,0 +1,1 @@
+"""One adapter per outside system: Triton (gRPC client), Prometheus, Kubernetes, Envoy config."""

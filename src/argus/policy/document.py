@@ -1,0 +1,66 @@
+"""The policy document: what the control loop tells the router, as one versioned object.
+
+In Kubernetes it is the `policy.json` key of the service's ConfigMap, mounted into
+the router pod; locally it is a file. The router hot-reloads it and keeps the last
+good one when a new one is invalid.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class PolicyError(ValueError):
+    """A policy document is invalid; the message names the field."""
+
+
+class PolicyDocument(BaseModel):
+    """Allocation and redirection for one T2IService, as decided at one control period."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(..., ge=0, description="Increases with every decision; the router ignores older ones.")
+    service: str = Field(..., min_length=1)
+    generated_at: float = Field(0.0, description="Unix time of the decision.")
+    quality_floor: float = Field(..., ge=0, le=100, description="Service floor, relative quality percent.")
+    levels: list[str] = Field(..., min_length=1, description="Levels in order of increasing approximation.")
+    allocation: dict[str, int] = Field(default_factory=dict, description="Replicas per level.")
+    redirection: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="P(optimal level -> served level); each row sums to 1.")
+    overload: bool = Field(False, description="True when even the cheapest feasible mix cannot serve demand.")
+    shed_rate: float = Field(0.0, ge=0, description="Requests/s the optimizer expects to be shed.")
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> "PolicyDocument":
+        known = set(self.levels)
+        for lv in self.allocation:
+            if lv not in known:
+                raise ValueError(f"allocation: unknown level {lv!r}")
+        for src, row in self.redirection.items():
+            if src not in known:
+                raise ValueError(f"redirection: unknown source level {src!r}")
+            for dst, p in row.items():
+                if dst not in known:
+                    raise ValueError(f"redirection[{src}]: unknown level {dst!r}")
+                if not 0.0 <= p <= 1.0:
+                    raise ValueError(f"redirection[{src}][{dst}]: probability {p} outside [0, 1]")
+            if row and abs(sum(row.values()) - 1.0) > 1e-6:
+                raise ValueError(f"redirection[{src}]: row sums to {sum(row.values()):.6f}, not 1")
+        return self
+
+    def to_json(self) -> str:
+        """Serialize deterministically (sorted keys)."""
+        return json.dumps(self.model_dump(), sort_keys=True, indent=1)
+
+
+def parse_policy(text: str | bytes) -> PolicyDocument:
+    """Parse and validate a policy document; raise PolicyError naming the problem."""
+    try:
+        return PolicyDocument.model_validate_json(text)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise PolicyError(f"policy{'.' + loc if loc else ''}: {err['msg'].removeprefix('Value error, ')}") from None

@@ -1,0 +1,117 @@
+"""The T2IService spec as a typed model: one parser for the operator, `argus up -f` and tests.
+
+The CRD's OpenAPI schema (crds/t2iservice.yaml) rejects most bad values at admission;
+this model re-checks everything (a CR may predate a schema change, a local manifest
+never meets an API server) and adds the cross-field rules a schema cannot express.
+Errors are SpecError with the offending field's path in camelCase, as users wrote it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from argus.levels import DEFAULT_LEVELS, LevelError, parse_levels
+
+API_GROUP = "argus.dev"
+API_VERSION = "v1alpha1"
+KIND = "T2IService"
+PLURAL = "t2iservices"
+
+
+class SpecError(ValueError):
+    """The T2IService spec is invalid; ``field`` is the camelCase path of the culprit."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"spec.{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              frozen=True)
+
+
+class ModelSpec(_Model):
+    """Which diffusion model the workers serve."""
+
+    name: str = Field("tiny-sd", description="Model identity; latents are only reused within one identity.")
+    image: str = Field("ghcr.io/argus-t2i/worker:0.1.0", description="Worker container image.")
+    weights_path: str | None = Field(None, description="Local path of diffusers weights; none = tiny random model.")
+    steps: int = Field(50, ge=2, le=1000, description="N: denoising steps of the full-quality run.")
+    height: int = Field(64, ge=8, le=4096, description="Default image height (pixels).")
+    width: int = Field(64, ge=8, le=4096, description="Default image width (pixels).")
+    guidance_scale: float = Field(7.5, ge=0, le=50, description="Classifier-free guidance scale.")
+
+
+class CacheSpec(_Model):
+    """Approximate-cache behaviour."""
+
+    enabled: bool = Field(True, description="Serve cache levels (resume from similar prompts' latents).")
+    cross_tenant: bool = Field(False, description="Allow one tenant's prompts to reuse another's latents.")
+    max_bytes: int = Field(2 * 1024**3, ge=1024**2, description="Byte budget of the shared latent store.")
+
+
+class T2IServiceSpec(_Model):
+    """What a service owner asks for; see crds/t2iservice.yaml for the admission schema."""
+
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    levels: list[str] = Field(default_factory=lambda: list(DEFAULT_LEVELS))
+    throughput_target: float = Field(..., gt=0, description="Requests per second the service must sustain.")
+    quality_floor: float = Field(90.0, ge=0, le=100, description="Minimum relative quality, percent.")
+    gpus: int = Field(..., ge=1, le=100000, description="GPU budget (= worker replicas in total).")
+    latency_slo: float = Field(30.0, gt=0, description="End-to-end latency SLO, seconds.")
+    control_period: float = Field(15.0, ge=1, le=3600, description="Seconds between control-loop runs.")
+    min_full_quality_replicas: int = Field(1, ge=0, description="Replicas of cache-k0 always kept.")
+    prometheus_url: str = Field("http://argus-prometheus:9090", description="Where the operator reads metrics.")
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "T2IServiceSpec":
+        try:
+            parse_levels(self.levels, self.model.steps)
+        except LevelError as e:
+            raise ValueError(str(e)) from None
+        if self.min_full_quality_replicas > self.gpus:
+            raise ValueError(
+                f"minFullQualityReplicas={self.min_full_quality_replicas} exceeds gpus={self.gpus}")
+        return self
+
+    def parsed_levels(self):
+        """The level objects, in spec order."""
+        return parse_levels(self.levels, self.model.steps)
+
+
+def parse_spec(raw: dict[str, Any]) -> T2IServiceSpec:
+    """Validate a raw spec dict; raise SpecError naming the first bad field."""
+    if not isinstance(raw, dict):
+        raise SpecError("", "spec must be an object")
+    try:
+        return T2IServiceSpec.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or _cross_field_name(err["msg"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise SpecError(loc, msg) from None
+
+
+def _cross_field_name(msg: str) -> str:
+    for name in ("levels", "minFullQualityReplicas"):
+        if name in msg:
+            return name
+    return ""
+
+
+def parse_manifest(doc: dict[str, Any]) -> tuple[str, T2IServiceSpec]:
+    """Parse a whole T2IService manifest (as applied with kubectl); return (name, spec)."""
+    if doc.get("kind") != KIND:
+        raise SpecError("kind", f"expected kind {KIND}, got {doc.get('kind')!r}")
+    name = (doc.get("metadata") or {}).get("name")
+    if not name:
+        raise SpecError("metadata.name", "is required")
+    return name, parse_spec(doc.get("spec") or {})
