@@ -63,7 +63,7 @@ class T2IServiceSpec(_Model):
     throughput_target: float = Field(..., gt=0, description="Requests per second the service must sustain.")
     quality_floor: float = Field(90.0, ge=0, le=100, description="Minimum relative quality, percent.")
     gpus: int = Field(..., ge=1, le=100000, description="GPU budget (= worker replicas in total).")
-    latency_slo: float = Field(30.0, gt=0, description="End-to-end latency SLO, seconds.")
+    latency_slo: float = Field(30.0, gt=0, alias="latencySLO", description="End-to-end latency SLO, seconds.")
     control_period: float = Field(15.0, ge=1, le=3600, description="Seconds between control-loop runs.")
     min_full_quality_replicas: int = Field(1, ge=0, description="Replicas of cache-k0 always kept.")
     prometheus_url: str = Field("http://argus-prometheus:9090", description="Where the operator reads metrics.")

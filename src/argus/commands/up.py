@@ -1,0 +1,65 @@
+"""`argus up`: run the whole system locally (real Triton, router, Envoy) until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import yaml
+
+from argus.local.defaults import DEMO_MANIFEST
+from argus.local.runtime import LocalSystem
+from argus.spec import parse_manifest
+
+
+def register(sub) -> None:
+    """Add the `up` subcommand."""
+    p = sub.add_parser("up", help="start the local system (Triton workers, router, Envoy) on loopback")
+    p.add_argument("-f", "--file", type=Path, help="T2IService manifest (default: the built-in demo service)")
+    p.add_argument("--workdir", type=Path, default=Path("run"), help="logs, state and latent store (default ./run)")
+    p.add_argument("--demo", metavar="PROMPT", nargs="?", const="a watercolor painting of a lighthouse at dawn",
+                   help="generate one image through Envoy, save it, print where, and shut down")
+    p.add_argument("--out", type=Path, default=Path("out/argus-demo.png"), help="where --demo saves its image")
+    p.set_defaults(func=run)
+
+
+def load_service(path: Path | None):
+    """(name, spec) from a manifest file, or the built-in demo."""
+    doc = DEMO_MANIFEST if path is None else yaml.safe_load(path.read_text())
+    return parse_manifest(doc)
+
+
+def run(args) -> int:
+    """Bring the system up, optionally run the demo, then wait for a signal and stop everything."""
+    name, spec = load_service(args.file)
+    system = LocalSystem(name, spec, args.workdir, sizes=(f"{spec.model.width}x{spec.model.height}",))
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    t0 = time.monotonic()
+    try:
+        print(f"[argus] starting service {name!r} (levels: {', '.join(spec.levels)}) in {system.workdir}", flush=True)
+        system.start({"cache-k0": 1})
+        print(f"[argus] ready in {time.monotonic() - t0:.0f}s: {system.url}/v1/images/generations "
+              f"(logs: {system.workdir / 'logs'})", flush=True)
+        if args.demo:
+            from argus.commands.generate import save_images
+            from argus.client import generate
+
+            t1 = time.monotonic()
+            imgs = generate(system.url, args.demo, size=f"{spec.model.width}x{spec.model.height}", seed=42)
+            paths = save_images(imgs, args.out)
+            rep = imgs[0].report
+            print(f"[argus] generated {rep['level']} ({rep['steps_run']} steps) in {time.monotonic() - t1:.1f}s "
+                  f"-> {', '.join(str(p.resolve()) for p in paths)}", flush=True)
+            return 0
+        print("[argus] press Ctrl-C to stop", flush=True)
+        while True:
+            dead = system.supervisor.dead()
+            if dead:
+                print(f"[argus] process exited: {', '.join(dead)}", flush=True)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("[argus] stopping", flush=True)
+        system.stop()

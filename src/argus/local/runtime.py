@@ -1,0 +1,182 @@
+"""The local system: Triton workers (one process per replica per level), router and Envoy on loopback.
+
+The same parts as in Kubernetes, as child processes: a worker is the worker image's
+entry (render the level's model repository, run tritonserver), the router is
+`python -m argus.router`, Envoy runs the bootstrap from argus.adapters.envoy_config.
+Worker endpoints are published to the router through an endpoints file, as the
+EndpointSlices of each level's Service are in a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from argus.adapters.envoy_config import EnvoySettings, build_bootstrap
+from argus.local.supervisor import Supervisor, free_port, wait_http
+from argus.router.settings import RouterSettings
+from argus.spec import T2IServiceSpec
+from argus.worker.repository import TritonPorts, render_repository, triton_command
+from argus.worker.settings import WorkerSettings
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class Replica:
+    """One worker process serving one level."""
+
+    name: str
+    level: str
+    ports: TritonPorts
+
+    @property
+    def grpc(self) -> str:
+        """gRPC address for the router."""
+        return f"127.0.0.1:{self.ports.grpc}"
+
+
+@dataclass
+class LocalSystem:
+    """One T2IService running as local processes under `workdir`."""
+
+    service: str
+    spec: T2IServiceSpec
+    workdir: Path
+    sizes: tuple[str, ...] = ("64x64",)
+    ready_timeout_s: float = 180.0
+    supervisor: Supervisor = field(init=False)
+    replicas: dict[str, Replica] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    _seq: int = 0
+
+    def __post_init__(self):
+        self.workdir = Path(self.workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.supervisor = Supervisor(self.workdir / "logs")
+        (self.workdir / "policy").mkdir(exist_ok=True)
+        self.latent_dir = self.workdir / "latents"
+        self.latent_dir.mkdir(exist_ok=True)
+
+    # ---- workers -------------------------------------------------------------------------
+    def worker_settings(self, level: str) -> WorkerSettings:
+        """Settings of a worker of `level`, from the service spec."""
+        m = self.spec.model
+        return WorkerSettings(level=level, steps=m.steps, levels=tuple(self.spec.levels), model_name=m.name,
+                              weights_path=m.weights_path, guidance_scale=m.guidance_scale,
+                              latent_store=str(self.latent_dir) if self.spec.cache.enabled else None,
+                              latent_store_bytes=self.spec.cache.max_bytes)
+
+    def start_worker(self, level: str, wait: bool = True) -> Replica:
+        """Start one Triton process serving `level`; wait until it is ready unless told not to."""
+        self._seq += 1
+        name = f"worker-{level}-{self._seq}"
+        wdir = self.workdir / "workers" / name
+        repo = render_repository(wdir / "models", level)
+        ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
+        cmd, env = triton_command(repo, ports, wdir)
+        env.update(self.worker_settings(level).to_env())
+        env["ARGUS_LEVEL"] = level
+        child = self.supervisor.start(name, cmd, env)
+        rep = Replica(name, level, ports)
+        self.replicas[name] = rep
+        if wait:
+            self.wait_worker(rep, child)
+        self.publish_endpoints()
+        return rep
+
+    def wait_worker(self, rep: Replica, child=None) -> None:
+        """Block until the replica's model is ready."""
+        child = child or self.supervisor.children.get(rep.name)
+        try:
+            wait_http(f"http://127.0.0.1:{rep.ports.http}/v2/models/{rep.level}/ready", self.ready_timeout_s, child)
+        except (RuntimeError, TimeoutError) as e:
+            raise RuntimeError(f"{e}\n--- {rep.name} log ---\n{self.supervisor.tail(rep.name)}") from None
+
+    def stop_worker(self, name: str) -> None:
+        """Unpublish, then stop one replica (the router stops sending before it goes)."""
+        self.replicas.pop(name, None)
+        self.publish_endpoints()
+        self.supervisor.stop(name)
+
+    def publish_endpoints(self) -> None:
+        """Write the ready replicas per level for the router (atomically)."""
+        levels: dict[str, list[str]] = {}
+        for rep in self.replicas.values():
+            if self.supervisor.children.get(rep.name) and self.supervisor.children[rep.name].alive():
+                levels.setdefault(rep.level, []).append(rep.grpc)
+        _atomic_write(self.workdir / "endpoints.json", json.dumps({self.service: levels}, indent=1))
+
+    # ---- front door ------------------------------------------------------------------------
+    def start_router(self) -> None:
+        """Start the router process and wait for /healthz."""
+        port = self.ports.setdefault("router", free_port())
+        s = RouterSettings(port=port, policy_dir=self.workdir / "policy",
+                           endpoints_file=self.workdir / "endpoints.json", default_service=self.service,
+                           sizes=self.sizes, default_size=self.sizes[0], latency_slo_s=self.spec.latency_slo,
+                           quality_floor=self.spec.quality_floor)
+        child = self.supervisor.start("router", [sys.executable, "-m", "argus.router"], s.to_env())
+        wait_http(f"http://127.0.0.1:{port}/healthz", 60, child)
+
+    def start_envoy(self) -> None:
+        """Start Envoy in front of the router and wait until it proxies."""
+        for k in ("envoy", "envoy_stats", "envoy_admin"):
+            self.ports.setdefault(k, free_port())
+        cfg = EnvoySettings(listen_port=self.ports["envoy"], stats_port=self.ports["envoy_stats"],
+                            admin_port=self.ports["envoy_admin"], router_port=self.ports["router"],
+                            access_log_path=str(self.workdir / "logs" / "envoy-access.log"))
+        path = self.workdir / "envoy.yaml"
+        path.write_text(yaml.safe_dump(build_bootstrap(cfg), sort_keys=False))
+        envoy = Path(sys.executable).parent / "envoy"
+        cmd = [str(envoy if envoy.exists() else "envoy"), "-c", str(path), "--log-level", "warn",
+               "--base-id", str(self.ports["envoy"])]
+        child = self.supervisor.start("envoy", cmd)
+        wait_http(f"http://127.0.0.1:{self.ports['envoy']}/healthz", 30, child)
+
+    @property
+    def url(self) -> str:
+        """Where clients send requests (Envoy)."""
+        return f"http://127.0.0.1:{self.ports['envoy']}"
+
+    def start(self, initial: dict[str, int]) -> None:
+        """Start workers per `initial` ({level: replicas}) in parallel, then the router and Envoy."""
+        reps = [self.start_worker(level, wait=False) for level, n in initial.items() for _ in range(n)]
+        for rep in reps:
+            self.wait_worker(rep)
+        self.publish_endpoints()
+        self.start_router()
+        self.start_envoy()
+        self.write_state()
+
+    def write_state(self) -> None:
+        """Record ports and replicas so `argus generate`/`argus status` can find the system."""
+        state = {"service": self.service, "pid": os.getpid(), "url": self.url, "ports": self.ports,
+                 "replicas": {n: {"level": r.level, "grpc": r.grpc, "http": r.ports.http,
+                                  "metrics": r.ports.metrics} for n, r in self.replicas.items()},
+                 "workdir": str(self.workdir), "updated": time.time()}
+        _atomic_write(self.workdir / STATE_FILE, json.dumps(state, indent=1))
+
+    def stop(self) -> None:
+        """Stop everything and remove the state file."""
+        self.supervisor.stop_all()
+        (self.workdir / STATE_FILE).unlink(missing_ok=True)
+
+
+def read_state(workdir: Path) -> dict:
+    """The state of a running local system, or a clear error when none runs."""
+    path = Path(workdir) / STATE_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no running system found ({path} missing): start one with `argus up`")
+    return json.loads(path.read_text())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

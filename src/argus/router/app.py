@@ -1,0 +1,228 @@
+"""The router's HTTP API (OpenAI-compatible image generation) as a FastAPI app factory."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import io
+import logging
+import random
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from argus.router.assign import safer_levels, served_level
+from argus.router.dispatch import Dispatcher
+from argus.router.errors import BadRequest, Overloaded, RouterError, Unauthorized, UnknownService, to_http
+from argus.router.metrics import RouterMetrics
+from argus.router.planner import FullQualityPlanner, Planner
+from argus.router.schema import ImageRequest, Limits, parse_request
+from argus.router.settings import RouterSettings
+from argus.router.sources import EndpointSource, FileEndpoints, PolicyStore
+from argus.adapters.triton_client import WorkerError
+
+log = logging.getLogger("argus.router")
+
+REQUEST_SCHEMA = {
+    "type": "object", "required": ["prompt"], "additionalProperties": False,
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "n": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1},
+        "size": {"type": "string", "example": "64x64"},
+        "response_format": {"type": "string", "enum": ["b64_json"]},
+        "seed": {"type": "integer", "minimum": 0},
+        "quality_floor": {"type": "number", "minimum": 0, "maximum": 100},
+        "model": {"type": "string", "description": "T2IService name"},
+        "user": {"type": "string", "maxLength": 256, "description": "tenant (cache namespace)"},
+        "quality": {"type": "string"}, "style": {"type": "string"},
+    },
+}
+
+
+class Router:
+    """The router's state and request flow, independent of the HTTP framework."""
+
+    def __init__(self, settings: RouterSettings, endpoints: EndpointSource, metrics: RouterMetrics,
+                 planner: Planner | None = None, dispatcher: Dispatcher | None = None,
+                 rng: random.Random | None = None):
+        """Wire the parts; nothing here starts I/O."""
+        self.settings = settings
+        self.endpoints = endpoints
+        self.metrics = metrics
+        self.planner = planner or FullQualityPlanner()
+        self.dispatcher = dispatcher or Dispatcher(endpoints)
+        self.rng = rng or random.Random()
+        self.policies = PolicyStore(settings.policy_dir,
+                                    on_rejected=lambda p, e: metrics.policy_rejected.inc(),
+                                    on_loaded=lambda d: metrics.policy_version.labels(d.service).set(d.version))
+        self.limits = Limits(settings.max_prompt_chars, settings.max_n, settings.sizes, settings.default_size)
+        self.pending = 0
+        self._api_key = settings.api_key_file.read_text().strip() if settings.api_key_file else None
+
+    def check_auth(self, header: str | None) -> None:
+        """Raise Unauthorized unless the bearer token matches the configured key."""
+        if self._api_key is None:
+            return
+        token = (header or "").removeprefix("Bearer ").strip()
+        if not token or not hmac.compare_digest(token.encode(), self._api_key.encode()):
+            raise Unauthorized("missing or invalid API key (send 'Authorization: Bearer <key>')")
+
+    def resolve_service(self, name: str | None) -> str:
+        """The T2IService a request addresses."""
+        known = sorted(set(self.endpoints.services()) | set(self.policies.policies))
+        if name is None:
+            if self.settings.default_service:
+                return self.settings.default_service
+            if len(known) == 1:
+                return known[0]
+            raise BadRequest(f"'model' is required; services: {', '.join(known) or 'none yet'}", "model")
+        if name not in known:
+            raise UnknownService(f"unknown model (T2IService) {name!r}; services: {', '.join(known) or 'none'}")
+        return name
+
+    async def generate(self, req: ImageRequest) -> dict:
+        """Serve n images; each is planned, assigned a level and dispatched."""
+        service = self.resolve_service(req.service)
+        if self.pending + req.n > self.settings.max_pending:
+            self.metrics.shed.labels(service, "router_max_pending").inc()
+            raise Overloaded(f"router has {self.pending} requests in flight (limit {self.settings.max_pending})")
+        self.metrics.arrivals.labels(service).inc(req.n)
+        self.pending += req.n
+        try:
+            base = req.seed if req.seed is not None else self.rng.randrange(2**31)
+            results = await asyncio.gather(*(self._one(service, req, base + i) for i in range(req.n)))
+        finally:
+            self.pending -= req.n
+        return {"created": int(time.time()), "data": [{"b64_json": r.pop("b64_json")} for r in results],
+                "argus": results}
+
+    async def _one(self, service: str, req: ImageRequest, seed: int) -> dict:
+        start = time.monotonic()
+        policy = self.policies.get(service)
+        floor = max(policy.quality_floor if policy else self.settings.quality_floor, req.quality_floor or 0.0)
+        plan = await self.planner.plan(service, req.prompt, req.user or "default", floor)
+        self.metrics.optimal.labels(service, plan.optimal_level).inc()
+        levels = policy.levels if policy else [plan.optimal_level]
+        level = served_level(plan.optimal_level, policy, self.rng,
+                             self.dispatcher.available_levels(service, levels))
+        order = [level] + safer_levels(level, policy)
+        self.metrics.pending.labels(service, level).inc()
+        try:
+            done = await self.dispatcher.call(
+                service, order, start + self.settings.timeout_s, prompt=req.prompt, seed=seed,
+                height=req.height, width=req.width,
+                cache_key=plan.cache_key if level.startswith("cache-") and level != "cache-k0" else None,
+                store_key=plan.store_key, request_id=uuid.uuid4().hex,
+                on_retry=lambda lv: self.metrics.retries.labels(service, lv).inc())
+        except WorkerError as e:
+            self.metrics.requests.labels(service, level, type(e).__name__).inc()
+            raise
+        finally:
+            self.metrics.pending.labels(service, level).dec()
+        elapsed = time.monotonic() - start
+        self.metrics.requests.labels(service, done.level, "ok").inc()
+        self.metrics.latency.labels(service, done.level).observe(elapsed)
+        if elapsed > self.settings.latency_slo_s:
+            self.metrics.slo.labels(service, done.level).inc()
+        quality = plan.predicted_quality.get(done.level, 100.0 if done.level == "cache-k0" else 0.0)
+        self.metrics.quality.labels(service).observe(quality)
+        if plan.cache_key is not None:
+            self.metrics.cache.labels(service, "hit" if done.result.info.get("cache_hit") else "miss").inc()
+        return {"b64_json": _png_b64(done.result.image), "level": done.level, "optimal_level": plan.optimal_level,
+                "replica": done.replica, "retries": done.retries, "seed": seed,
+                "predicted_quality": quality, "latency_s": round(elapsed, 4), **{
+                    k: done.result.info.get(k) for k in ("k_used", "steps_run", "cache_hit", "fallback_reason")}}
+
+
+def _png_b64(image) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def create_app(settings: RouterSettings, router: Router | None = None) -> FastAPI:
+    """The FastAPI app; builds a Router from settings unless one is given (tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        r = router or Router(settings, FileEndpoints(settings.endpoints_file) if settings.endpoints_file
+                             else _NoEndpoints(), RouterMetrics())
+        app.state.router = r
+        task = asyncio.create_task(_reload_loop(r, settings.reload_interval_s))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await r.dispatcher.close()
+
+    app = FastAPI(title="Argus router", version="0.1.0", lifespan=lifespan)
+
+    @app.post("/v1/images/generations", openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}})
+    async def images(request: Request):
+        """Generate images for a prompt (OpenAI-compatible)."""
+        r: Router = request.app.state.router
+        try:
+            r.check_auth(request.headers.get("authorization"))
+            req = parse_request(await request.body(), r.limits)
+            return JSONResponse(await r.generate(req))
+        except (RouterError, WorkerError) as e:
+            status, body, headers = to_http(e)
+            return JSONResponse(body, status_code=status, headers=headers)
+        except Exception:  # translated once here: never leak internals, always log them
+            log.exception("unhandled error")
+            status, body, headers = to_http(RuntimeError())
+            return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.get("/healthz")
+    async def healthz():
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request):
+        """Readiness: at least one worker replica is known."""
+        r: Router = request.app.state.router
+        ready = any(r.endpoints.replicas(s, lv) for s in r.endpoints.services()
+                    for lv in _levels_of(r, s))
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics(request: Request):
+        """Prometheus metrics."""
+        return Response(generate_latest(request.app.state.router.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _levels_of(r: Router, service: str) -> list[str]:
+    p = r.policies.get(service)
+    return p.levels if p else ["cache-k0"]
+
+
+async def _reload_loop(r: Router, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            r.endpoints.refresh()
+            r.policies.refresh()
+        except Exception:  # a bad file must never stop reloading
+            log.exception("reload failed")
+
+
+class _NoEndpoints:
+    def replicas(self, service, level):
+        return []
+
+    def services(self):
+        return []
+
+    def refresh(self):
+        pass

@@ -1,0 +1,93 @@
+"""Load-aware dispatch to Triton replicas: least pending first, one retry on a replica failure."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+from argus.adapters.triton_client import Generated, TritonWorkerClient, WorkerError, WorkerTimeout
+from argus.router.errors import NoReplicas
+from argus.router.sources import EndpointSource
+
+
+@dataclass
+class Dispatched:
+    """A finished worker call: the result, where it ran, how many retries it took."""
+
+    result: Generated
+    level: str
+    replica: str
+    retries: int
+
+
+class Dispatcher:
+    """Picks a replica for a level and calls it, retrying once elsewhere when that can still help."""
+
+    def __init__(self, endpoints: EndpointSource,
+                 client_factory: Callable[[str], TritonWorkerClient] = TritonWorkerClient,
+                 clock: Callable[[], float] = time.monotonic):
+        """`client_factory(url)` builds a client per replica, reused for the router's lifetime."""
+        self.endpoints = endpoints
+        self._factory = client_factory
+        self._clients: dict[str, TritonWorkerClient] = {}
+        self.inflight: dict[str, int] = defaultdict(int)
+        self._clock = clock
+
+    def pick(self, service: str, level: str, exclude: set[str]) -> str | None:
+        """The ready replica of `level` with the fewest requests in flight (ties: stable order)."""
+        cands = [r for r in self.endpoints.replicas(service, level) if r not in exclude]
+        return min(cands, key=lambda r: self.inflight[r]) if cands else None
+
+    def available_levels(self, service: str, levels: list[str]) -> set[str]:
+        """Levels of `service` with at least one replica."""
+        return {lv for lv in levels if self.endpoints.replicas(service, lv)}
+
+    async def call(self, service: str, levels: list[str], deadline: float, *, prompt: str, seed: int,
+                   height: int, width: int, cache_key: str | None, store_key: str | None,
+                   request_id: str, on_retry: Callable[[str], None] = lambda lv: None) -> Dispatched:
+        """Run on `levels[0]`; after a retryable failure try another replica, then the next level in `levels`."""
+        tried: set[str] = set()
+        last: Exception | None = None
+        attempts = 0
+        for level in levels:
+            while attempts < 2:
+                replica = self.pick(service, level, tried)
+                if replica is None:
+                    break
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise WorkerTimeout("deadline exceeded before the worker call")
+                tried.add(replica)
+                attempts += 1
+                if attempts > 1:
+                    on_retry(level)
+                self.inflight[replica] += 1
+                try:
+                    res = await self._client(replica).generate(
+                        level, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
+                        timeout_s=remaining, request_id=request_id)
+                    return Dispatched(res, level, replica, attempts - 1)
+                except WorkerError as e:
+                    last = e
+                    if not e.retryable:
+                        raise
+                finally:
+                    self.inflight[replica] -= 1
+            if attempts >= 2:
+                break
+        if last is not None:
+            raise last
+        raise NoReplicas(f"no ready replica for level {levels[0]!r} of service {service!r}")
+
+    def _client(self, replica: str) -> TritonWorkerClient:
+        if replica not in self._clients:
+            self._clients[replica] = self._factory(replica)
+        return self._clients[replica]
+
+    async def close(self) -> None:
+        """Close every client channel."""
+        for c in self._clients.values():
+            await c.close()
+        self._clients.clear()

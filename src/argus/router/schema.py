@@ -1,0 +1,100 @@
+"""Parsing and validation of the OpenAI-compatible image request, with messages that name the field."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from argus.router.errors import BadRequest
+
+KNOWN_IGNORED = {"quality", "style"}  # OpenAI fields accepted for compatibility, no effect here
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """A validated request for n images of one prompt."""
+
+    prompt: str
+    n: int
+    height: int
+    width: int
+    seed: int | None
+    quality_floor: float | None
+    service: str | None
+    user: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the router accepts."""
+
+    max_prompt_chars: int = 2000
+    max_n: int = 4
+    sizes: tuple[str, ...] = ("64x64",)
+    default_size: str = "64x64"
+
+
+def parse_request(body: bytes, limits: Limits) -> ImageRequest:
+    """Decode and validate a request body; raise BadRequest naming the problem."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"request body is not valid UTF-8 (byte {e.start})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("request body must be a JSON object")
+    allowed = {"prompt", "n", "size", "response_format", "seed", "quality_floor", "model", "user"} | KNOWN_IGNORED
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}", unknown[0])
+
+    prompt = doc.get("prompt")
+    if prompt is None:
+        raise BadRequest("'prompt' is required", "prompt")
+    if not isinstance(prompt, str):
+        raise BadRequest("'prompt' must be a string", "prompt")
+    if not prompt.strip():
+        raise BadRequest("'prompt' must not be empty", "prompt")
+    if len(prompt) > limits.max_prompt_chars:
+        raise BadRequest(f"'prompt' is {len(prompt)} characters; the limit is {limits.max_prompt_chars}", "prompt")
+    if "\x00" in prompt:
+        raise BadRequest("'prompt' must not contain NUL characters", "prompt")
+
+    n = doc.get("n", 1)
+    if not _is_int(n) or not 1 <= n <= limits.max_n:
+        raise BadRequest(f"'n' must be an integer between 1 and {limits.max_n}", "n")
+
+    size = doc.get("size", limits.default_size)
+    if not isinstance(size, str) or size not in limits.sizes:
+        raise BadRequest(f"'size' {size!r} is not supported; supported: {', '.join(limits.sizes)}", "size")
+    width, height = (int(v) for v in size.split("x"))
+
+    fmt = doc.get("response_format", "b64_json")
+    if fmt != "b64_json":
+        raise BadRequest("'response_format' must be 'b64_json' (URLs are not served)", "response_format")
+
+    seed = doc.get("seed")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed <= MAX_SEED):
+        raise BadRequest(f"'seed' must be an integer between 0 and {MAX_SEED}", "seed")
+
+    floor = doc.get("quality_floor")
+    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, (int, float))
+                              or not 0 <= floor <= 100):
+        raise BadRequest("'quality_floor' must be a number between 0 and 100 (percent)", "quality_floor")
+
+    service = doc.get("model")
+    if service is not None and (not isinstance(service, str) or not service):
+        raise BadRequest("'model' must be a non-empty string naming the T2IService", "model")
+    user = doc.get("user", "")
+    if not isinstance(user, str) or len(user) > 256:
+        raise BadRequest("'user' must be a string of at most 256 characters", "user")
+    return ImageRequest(prompt=prompt, n=n, height=height, width=width, seed=seed,
+                        quality_floor=None if floor is None else float(floor), service=service, user=user)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
