@@ -10,6 +10,7 @@ import sys
 COMMANDS = [
     "argus.commands.up",
     "argus.commands.generate",
+    "argus.commands.solve",
 ]
 
 

@@ -1,0 +1,79 @@
+"""Demand estimation: time-aware EWMA of the observed arrival rate times a headroom factor.
+
+Ray Serve style: the policy is pure, `(state, observation, now) -> (estimate, new_state)`; the
+caller keeps the state (the control loop stores it with the service) and passes it back next time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+class DemandError(ValueError):
+    """An observation or setting is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class DemandSettings:
+    """How quickly the estimate follows the observations and how much headroom it adds."""
+
+    half_life_s: float = 30.0  # an observation's weight halves after this many seconds
+    headroom: float = 1.2  # multiplier on the smoothed rate (DiffServe's 1.2x)
+    burst_follow: bool = True  # a rate above the smoothed one is taken at once: under-provisioning costs SLOs
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.half_life_s) and self.half_life_s > 0):
+            raise DemandError(f"half_life_s: {self.half_life_s} must be > 0")
+        if not (math.isfinite(self.headroom) and self.headroom >= 1.0):
+            raise DemandError(f"headroom: {self.headroom} must be >= 1")
+
+
+@dataclass(frozen=True)
+class DemandState:
+    """The smoothed rate (requests/s) and the time it refers to; empty before the first observation."""
+
+    rate: float | None = None
+    at: float | None = None
+    shares: dict[str, float] = field(default_factory=dict)  # smoothed h_k
+    shares_at: float | None = None  # the time `shares` refers to (kept apart: both may update at one `now`)
+
+
+def estimate(state: DemandState, observed_rate: float, now: float,
+             settings: DemandSettings = DemandSettings()) -> tuple[float, DemandState]:
+    """Fold one observed arrival rate into the EWMA; return (rate with headroom, new state)."""
+    if not (isinstance(observed_rate, (int, float)) and math.isfinite(observed_rate) and observed_rate >= 0):
+        raise DemandError(f"observed_rate: {observed_rate!r} must be a finite number >= 0")
+    if not math.isfinite(now):
+        raise DemandError(f"now: {now!r} must be finite")
+    if state.rate is None or state.at is None:
+        smoothed = float(observed_rate)
+    elif now < state.at:
+        raise DemandError(f"now: {now} is before the state's time {state.at}")
+    else:
+        alpha = 1.0 - 0.5 ** ((now - state.at) / settings.half_life_s)
+        smoothed = state.rate + alpha * (observed_rate - state.rate)
+        if settings.burst_follow:
+            smoothed = max(smoothed, float(observed_rate))
+    return smoothed * settings.headroom, DemandState(rate=smoothed, at=now, shares=dict(state.shares),
+                                                     shares_at=state.shares_at)
+
+
+def estimate_shares(state: DemandState, observed: dict[str, float], now: float,
+                    settings: DemandSettings = DemandSettings()) -> tuple[dict[str, float], DemandState]:
+    """Smooth the distribution of optimal levels h_k the same way; the result sums to 1 (or is empty)."""
+    total = 0.0
+    for k, v in observed.items():
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise DemandError(f"observed[{k}]: {v!r} must be a finite number >= 0")
+        total += v
+    obs = {k: v / total for k, v in observed.items()} if total > 0 else {}
+    if not state.shares or state.shares_at is None or not obs:
+        mixed = obs or dict(state.shares)
+    else:
+        alpha = 1.0 - 0.5 ** (max(now - state.shares_at, 0.0) / settings.half_life_s)
+        keys = sorted(set(obs) | set(state.shares))
+        mixed = {k: (1 - alpha) * state.shares.get(k, 0.0) + alpha * obs.get(k, 0.0) for k in keys}
+    norm = sum(mixed.values())
+    shares = {k: v / norm for k, v in mixed.items() if v > 0} if norm > 0 else {}
+    return shares, DemandState(rate=state.rate, at=state.at, shares=shares, shares_at=now)

@@ -1,0 +1,157 @@
+"""solve(snapshot) -> Decision: the allocation MILP plus hysteresis, reported in words.
+
+A purely computational function: no I/O, no clock (the snapshot carries `now`), no state kept
+between calls (the previous allocation and its time come in with the snapshot).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from argus.levels import parse_level
+from argus.policy import milp
+from argus.policy.decision import Decision
+from argus.policy.redirection import matrix
+from argus.policy.snapshot import Snapshot
+
+EPS = 1e-9
+
+
+def solve(s: Snapshot) -> Decision:
+    """Best allocation and redirection for the snapshot, keeping the current one unless a change pays."""
+    f = milp.build(s)
+    best = milp.run(f)
+    assert best is not None  # the MILP is feasible by construction (shed absorbs everything)
+    kept_note = None
+    if f.current.sum() > 0 and not np.array_equal(best.x, f.current):
+        cur = milp.run(f, fixed_x=f.current)
+        if cur is not None:
+            keep, kept_note = _keep_current(s, f, best, cur)
+            if keep:
+                best = cur
+    return _decision(s, f, best, kept_note)
+
+
+def objective_of(s: Snapshot, replicas: dict[str, int]) -> float | None:
+    """The MILP objective with replicas fixed (best redirection for them); None if they break a bound."""
+    f = milp.build(s)
+    x = np.array([replicas.get(k, 0) for k in s.levels], dtype=float)
+    sol = milp.run(f, fixed_x=x)
+    return None if sol is None else sol.objective
+
+
+def lp_bound(s: Snapshot) -> float:
+    """Objective of the LP relaxation (fractional replicas): an upper bound on solve's objective."""
+    sol = milp.run(milp.build(s), relax=True)
+    assert sol is not None
+    return sol.objective
+
+
+def _overloaded(f: milp.Formulation, sol: milp.Solution) -> bool:
+    return bool(_degraded(f, sol) > 1e-6 or sol.shed.sum() > 1e-6 or sol.backlog_excess.sum() > 1e-6)
+
+
+def _degraded(f: milp.Formulation, sol: milp.Solution) -> float:
+    return float(sum(sol.flows[k, j] for k, j, safe in f.pairs if not safe))
+
+
+def _keep_current(s: Snapshot, f: milp.Formulation, best: milp.Solution,
+                  cur: milp.Solution) -> tuple[bool, str]:
+    """Hysteresis: keep a working allocation within its dwell time or when a change gains too little."""
+    served_q = float((cur.flows.sum(axis=0) * [p.quality for p in s.profiles]).sum())
+    gain = best.objective - cur.objective
+    threshold = s.hysteresis.min_gain * max(served_q, 1.0)
+    if gain <= threshold:
+        return True, (f"hysteresis: kept current allocation; a change would gain {gain:.3g} "
+                      f"(<= {s.hysteresis.min_gain:.0%} of served quality, after switching cost)")
+    dwell = s.now - s.last_change if s.last_change is not None else None
+    if dwell is not None and dwell < s.hysteresis.min_dwell_s and not _overloaded(f, cur):
+        return True, (f"hysteresis: kept current allocation; changed {dwell:.0f} s ago "
+                      f"< dwell {s.hysteresis.min_dwell_s:.0f} s and it still serves the load")
+    return False, f"changed allocation: gain {gain:.3g} over keeping the current one, after switching cost"
+
+
+def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, kept_note: str | None) -> Decision:
+    names = s.levels
+    prof = s.profiles
+    x = [int(v) for v in sol.x]
+    served = sol.flows.sum(axis=0)
+    throughput = float(served.sum())
+    qual = np.array([p.quality for p in prof])
+    quality = float((served * qual).sum() / throughput) if throughput > EPS else None
+    T = np.array([p.peak_throughput for p in prof])
+    latency: dict[str, float | None] = {}
+    q = [s.queues.get(k, 0.0) for k in names]
+    for j, name in enumerate(names):
+        cap = x[j] * T[j]
+        if x[j] == 0:
+            latency[name] = None
+        elif q[j] <= 0:
+            latency[name] = prof[j].service_time if served[j] <= cap * (1 + 1e-9) else None
+        elif cap - served[j] > EPS:
+            # Little's law: the backlog drains at the spare capacity; its last request waits this long.
+            latency[name] = prof[j].service_time + q[j] / (cap - served[j])
+        else:
+            latency[name] = None
+    degraded = _degraded(f, sol)
+    shed = float(sol.shed.sum())
+    excess = float(sol.backlog_excess.sum())
+    overload = _overloaded(f, sol)
+    notes = _reason(s, f, sol, x, throughput, quality, degraded, shed, excess)
+    if kept_note:
+        notes.insert(0, kept_note)
+    return Decision(
+        replicas={n: x[j] for j, n in enumerate(names)},
+        redirection=matrix(names, x, sol.flows.tolist()),
+        throughput=throughput, quality=quality, latency=latency, overload=overload,
+        shed_rate=shed if shed > 1e-6 else 0.0, degraded_rate=degraded if degraded > 1e-6 else 0.0,
+        backlog_excess=excess if excess > 1e-6 else 0.0, planned=f.planned,
+        served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
+        changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes)
+
+
+def _reason(s: Snapshot, f: milp.Formulation, sol: milp.Solution, x: list[int], throughput: float,
+            quality: float | None, degraded: float, shed: float, excess: float) -> list[str]:
+    """Say which bound is active and what was traded, in order of importance."""
+    names = s.levels
+    notes = []
+    if s.demand > s.throughput_target:
+        notes.append(f"demand {s.demand:.3g} req/s exceeds the target; planning for the target "
+                     f"{s.throughput_target:.3g} req/s")
+    if shed > 1e-6 or degraded > 1e-6 or excess > 1e-6:
+        parts = []
+        if degraded > 1e-6:
+            parts.append(f"{degraded:.3g} req/s served below their prompts' quality floor")
+        if shed > 1e-6:
+            parts.append(f"{shed:.3g} req/s must be shed or queued")
+        if excess > 1e-6:
+            parts.append(f"{excess:.3g} req/s of queued backlog cannot drain within the {s.latency_slo:g} s SLO")
+        notes.append("OVERLOAD: even the most approximate allowed mix cannot serve the planned "
+                     f"{f.planned:.3g} req/s: " + ", ".join(parts))
+    used = sum(x)
+    cap_all = sum(x[j] * s.profiles[j].peak_throughput for j in range(len(x)))
+    if used >= s.gpus and throughput > 0 and quality is not None and quality < 100 - 1e-6:
+        notes.append(f"GPU budget binds ({used}/{s.gpus} GPUs): load moved to approximate levels to fit")
+    elif throughput > 0 and quality is not None and quality >= 100 - 1e-6:
+        notes.append(f"all {throughput:.3g} req/s served at full quality ({used}/{s.gpus} GPUs, "
+                     f"capacity {cap_all:.3g} req/s)")
+    elif throughput <= EPS:
+        notes.append(f"no demand; keeping {used}/{s.gpus} GPUs (at least {s.min_full_quality} at full quality)")
+    if f.backlog_rate.sum() > 0:
+        notes.append("latency: capacity reserved to drain queues within the SLO (Little's law): "
+                     + ", ".join(f"{names[j]} {f.backlog_rate[j]:.3g} req/s"
+                                 for j in range(len(names)) if f.backlog_rate[j] > 0))
+    if throughput > EPS:
+        own = float(np.trace(sol.flows))
+        fam = {"cache": 0.0, "steps": 0.0, "model": 0.0}
+        for j, n in enumerate(names):
+            lv = parse_level(n, 1000)
+            fam[lv.family] += float(sol.flows[:, j].sum())
+        full = float(sol.flows[:, names.index("cache-k0")].sum())
+        notes.append(f"{own / throughput:.0%} of load at its optimal level, "
+                     f"{(throughput - own - degraded) / throughput:.0%} at a safer one")
+        notes.append(f"strategy: full quality {full / throughput:.0%}, approximate caching "
+                     f"{(fam['cache'] - full) / throughput:.0%}, step reduction {fam['steps'] / throughput:.0%}"
+                     + (f", lighter model {fam['model'] / throughput:.0%}" if fam["model"] > 0 else ""))
+        notes.append(f"average relative quality {quality:.2f}% (prompt floor {s.quality_floor:g}%)")
+    return notes
