@@ -1,17 +1,27 @@
-"""The worker's request handling, independent of Triton: decode, generate, report.
+"""The worker's request handling, independent of Triton: decode, resume or generate, store, report.
 
 The Triton model.py turns each Triton request into a WorkRequest, calls `handle`,
 and turns each WorkResponse back into tensors or a per-request TritonError.
+
+Approximate caching: a request at a cache level `cache-kK` (K>0) with a CACHE_KEY resumes
+from that key's stored latent at step K and runs steps K..N. Any reason the latent cannot
+be used (no store, missing, evicted, corrupt, incompatible, bad key, store error) falls
+back to the full run from noise; the response's INFO and the WORKER_CACHE metric say why.
+A run from noise with a STORE_KEY stores its checkpoint latents; a store that is full or
+read-only only costs the caching (WORKER_STORE_ERRORS metric + log), never the request.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from argus.worker.latent_store import CacheMiss, DirectoryLatentStore, LatentStore, StoreWriteError
 from argus.worker.pipeline import DiffusionPipeline, GenRequest, SizeError
 from argus.worker.settings import WorkerSettings
 
@@ -43,38 +53,135 @@ class WorkResponse:
         return json.dumps(self.info, sort_keys=True).encode()
 
 
+class WorkerMetrics(Protocol):
+    """Where the worker counts cache outcomes and store failures (Triton custom metrics in model.py)."""
+
+    def cache(self, result: str, reason: str) -> None:
+        """Count one cache-level request: result hit|miss|fallback, reason ('' for a plain hit)."""
+
+    def store_error(self, op: str) -> None:
+        """Count one failed latent-store operation: op open|read|write."""
+
+
+class CountingMetrics:
+    """WorkerMetrics kept in memory (tests, and the default when no exporter is given)."""
+
+    def __init__(self):
+        """Start with all counts at zero."""
+        self.counts: Counter = Counter()
+
+    def cache(self, result: str, reason: str) -> None:
+        """Count one cache outcome."""
+        self.counts[("cache", result, reason)] += 1
+
+    def store_error(self, op: str) -> None:
+        """Count one store failure."""
+        self.counts[("store_error", op)] += 1
+
+
+def open_store(settings: WorkerSettings, metrics: WorkerMetrics) -> LatentStore | None:
+    """The configured latent store, or None (no store configured, or it cannot be opened: logged)."""
+    if not settings.latent_store:
+        return None
+    try:
+        return DirectoryLatentStore(settings.latent_store, settings.latent_store_bytes)
+    except Exception as e:  # noqa: BLE001 - whatever breaks the store only costs the caching
+        metrics.store_error("open")
+        log.error("latent store %s unusable, serving without caching: %s", settings.latent_store, e)
+        return None
+
+
 class WorkerService:
     """Serves one level: owns the pipeline and (when configured) the latent store."""
 
-    def __init__(self, settings: WorkerSettings, pipeline: DiffusionPipeline | None = None, store=None):
+    def __init__(self, settings: WorkerSettings, pipeline: DiffusionPipeline | None = None,
+                 store: LatentStore | None = None, metrics: WorkerMetrics | None = None):
         """Load the model once; `store` is an optional latent store (approximate caching)."""
         self.settings = settings
         self.level = settings.parsed_level
         self.pipeline = pipeline or DiffusionPipeline(settings.pipeline_settings())
         self.store = store
+        self.metrics = metrics or CountingMetrics()
+        self._warned: set[str] = set()
+
+    @classmethod
+    def create(cls, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> "WorkerService":
+        """A service with the store named by `settings` (what the Triton model builds)."""
+        metrics = metrics or CountingMetrics()
+        return cls(settings, store=open_store(settings, metrics), metrics=metrics)
 
     def handle(self, batch: list[WorkRequest]) -> list[WorkResponse]:
         """Generate a batch; a bad request fails alone, never the batch."""
         out: list[WorkResponse | None] = [None] * len(batch)
-        todo: list[tuple[int, GenRequest, dict]] = []
+        todo: list[tuple[int, WorkRequest, GenRequest, dict]] = []
         for i, r in enumerate(batch):
             err = self._validate(r)
             if err:
                 out[i] = WorkResponse(error=err)
                 continue
             info = {"level": self.level.name, "k_used": 0, "cache_hit": False, "fallback_reason": None}
-            todo.append((i, GenRequest(r.prompt, r.seed, r.height, r.width), info))
+            gen = GenRequest(r.prompt, r.seed, r.height, r.width)
+            self._resume(r, gen, info)
+            todo.append((i, r, gen, info))
         if todo:
-            results = self.pipeline.generate([g for _, g, _ in todo], self._run_level(),
-                                             checkpoints=self.settings.checkpoints if self.store else ())
-            for (i, _, info), res in zip(todo, results):
+            wants_store = self.store is not None and any(
+                r.store_key and g.resume_latent is None for _, r, g, _ in todo)
+            results = self.pipeline.generate([g for _, _, g, _ in todo], self.level,
+                                             checkpoints=self.settings.checkpoints if wants_store else ())
+            for (i, r, gen, info), res in zip(todo, results):
                 info.update(k_used=res.start_step, steps_run=res.steps_run, model=self.pipeline.identity)
+                if r.store_key and gen.resume_latent is None and res.checkpoints:
+                    self._store(r, res.checkpoints)
                 out[i] = WorkResponse(image=res.image, info=info)
         return out  # type: ignore[return-value]
 
-    def _run_level(self):
-        # Without a cached latent a cache level runs the full schedule from noise.
-        return self.level
+    def _resume(self, r: WorkRequest, gen: GenRequest, info: dict) -> None:
+        """At a cache level K>0, attach the cached latent to `gen`, or record why the run starts from noise."""
+        if self.level.family != "cache" or self.level.skip == 0:
+            return
+        if not r.cache_key:
+            self.metrics.cache("miss", "no_key")
+            info["fallback_reason"] = "no_key"
+            return
+        if self.store is None:
+            self._fallback(info, "no_store")
+            return
+        try:
+            latent = self.store.get(r.cache_key, self.level.skip, model=self.pipeline.identity,
+                                    n=self.settings.steps, shape=self.pipeline.latent_shape(r.height, r.width))
+        except CacheMiss as e:
+            if e.reason == "store_error":
+                self.metrics.store_error("read")
+                self._warn("read", f"latent store read failed, running from noise: {e}")
+            self._fallback(info, e.reason)
+            log.info("cache fallback key=%s level=%s: %s", r.cache_key, self.level.name, e)
+            return
+        gen.resume_latent, gen.resume_step = latent.array, latent.k
+        info["cache_hit"] = True
+        # An evicted checkpoint at K may leave a smaller K' of the same prompt: still a hit, less skipped.
+        reason = "" if latent.k == self.level.skip else "lower_k"
+        info["fallback_reason"] = reason or None
+        self.metrics.cache("hit", reason)
+
+    def _fallback(self, info: dict, reason: str) -> None:
+        info["fallback_reason"] = reason
+        self.metrics.cache("fallback", reason)
+
+    def _store(self, r: WorkRequest, checkpoints: dict[int, object]) -> None:
+        """Store a full run's checkpoints; a failure costs only the caching."""
+        latents = {k: np.asarray(v.cpu().numpy() if hasattr(v, "cpu") else v, dtype=np.float32)
+                   for k, v in checkpoints.items()}
+        try:
+            self.store.put(r.store_key, prompt=r.prompt, model=self.pipeline.identity,  # type: ignore[union-attr]
+                           n=self.settings.steps, latents=latents)
+        except StoreWriteError as e:
+            self.metrics.store_error("write")
+            self._warn(f"write:{e.reason}", f"latent store write failed ({e.reason}), serving without caching: {e}")
+
+    def _warn(self, kind: str, message: str) -> None:
+        # First occurrence of each kind at WARNING, later ones at DEBUG: no log flood under load.
+        log.log(logging.DEBUG if kind in self._warned else logging.WARNING, message)
+        self._warned.add(kind)
 
     def _validate(self, r: WorkRequest) -> str | None:
         if not r.prompt.strip():

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from argus.telemetry import WORKER_CACHE, WORKER_STORE_ERRORS
 from argus.worker.service import WorkerService, WorkRequest
 from argus.worker.settings import WorkerSettings
 
@@ -20,12 +21,43 @@ def _scalar(request, name, default=None):
     return v.decode("utf-8") if isinstance(v, bytes) else v
 
 
+class TritonMetrics:
+    """argus.worker.service.WorkerMetrics as Triton custom metrics, served on Triton's /metrics."""
+
+    def __init__(self, level):
+        """Create the metric families once; one labelled counter per label set, made on first use."""
+        self.level = level
+        self._cache = pb_utils.MetricFamily(
+            name=WORKER_CACHE, description="Cache-level requests by result (hit|miss|fallback) and reason",
+            kind=pb_utils.MetricFamily.COUNTER)
+        self._errors = pb_utils.MetricFamily(
+            name=WORKER_STORE_ERRORS, description="Failed latent-store operations by op (open|read|write)",
+            kind=pb_utils.MetricFamily.COUNTER)
+        self._metrics = {}
+
+    def _inc(self, family, labels):
+        key = (id(family), tuple(sorted(labels.items())))
+        if key not in self._metrics:
+            self._metrics[key] = family.Metric(labels={"level": self.level, **labels})
+        self._metrics[key].increment(1)
+
+    def cache(self, result, reason):
+        """Count one cache outcome."""
+        self._inc(self._cache, {"result": result, "reason": reason})
+
+    def store_error(self, op):
+        """Count one failed store operation."""
+        self._inc(self._errors, {"op": op})
+
+
 class TritonPythonModel:
     """One approximation level of the Argus diffusion worker."""
 
     def initialize(self, args):
         """Build the worker for the level named by the model (or ARGUS_LEVEL)."""
-        self.service = WorkerService(WorkerSettings.from_env(level=args["model_name"]))
+        settings = WorkerSettings.from_env(level=args["model_name"])
+        self.metrics = TritonMetrics(settings.level)
+        self.service = WorkerService.create(settings, self.metrics)
 
     def execute(self, requests):
         """Decode every request, generate the batch, answer each request on its own."""
