@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from argus.router.assign import safer_levels, served_level
@@ -163,6 +164,13 @@ def create_app(settings: RouterSettings, router: Router | None = None) -> FastAP
             await r.dispatcher.close()
 
     app = FastAPI(title="Argus router", version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """Framework errors (404 path, 405 method) in the same JSON error shape as ours."""
+        body = {"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None,
+                          "code": exc.status_code}}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.post("/v1/images/generations", openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}})
