@@ -1,0 +1,198 @@
+"""The one module that talks to the Kubernetes API server (through the official `kubernetes` client).
+
+Generic JSON requests (create, read, merge-patch, list by label, delete) on the few kinds the
+operator owns, plus the Kubernetes Actuator that turns a control Plan into those objects.
+API errors become KubeApiError (retryable or not), translated to kopf's errors in the handlers.
+`RBAC_RULES` lists every (apiGroup, resource, verbs) used here and by kopf, for the Helm chart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from argus.control.actuator import Readiness
+from argus.control.builders import build_all, build_policy_configmap, build_worker_deployment, policy_name, \
+    worker_name
+from argus.control.loop import Plan
+from argus.spec import T2IServiceSpec
+
+# (apiGroup, resource, verbs): what the operator process needs, kopf's own needs included.
+RBAC_RULES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("argus.dev", "t2iservices", ("get", "list", "watch", "patch", "update")),
+    ("argus.dev", "t2iservices/status", ("get", "patch", "update")),
+    ("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete")),
+    ("", "services", ("get", "list", "watch", "create", "patch", "delete")),
+    ("", "configmaps", ("get", "list", "watch", "create", "patch", "delete")),
+    ("", "persistentvolumeclaims", ("get", "list", "watch", "create", "patch", "delete")),
+    ("", "events", ("create", "patch")),  # kopf posts Events through core/v1
+    ("", "namespaces", ("get", "list", "watch")),  # kopf waits for namespaces to exist
+    ("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch")),  # kopf discovery
+    ("kopf.dev", "kopfpeerings", ("get", "list", "watch", "patch")),  # peering of operator replicas
+    ("kopf.dev", "clusterkopfpeerings", ("get", "list", "watch", "patch")),
+]
+
+# kind -> (API prefix, plural); all namespaced.
+KINDS: dict[str, tuple[str, str]] = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+}
+# Objects of a service, in the order they are removed (workers before the store they mount).
+OWNED_KINDS = ("Deployment", "Service", "ConfigMap", "PersistentVolumeClaim")
+RETRYABLE = {409, 429, 500, 502, 503, 504}
+
+
+class KubeApiError(Exception):
+    """A failed API call; `retryable` for conflicts, throttling, server errors and connection failures."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"Kubernetes API {status}: {message}")
+        self.status = status
+        self.retryable = status in RETRYABLE or status == 0
+
+
+class KubernetesAdapter:
+    """JSON-level access to the API server through a configured `kubernetes.client.ApiClient`."""
+
+    def __init__(self, api_client: Any, timeout_s: float = 10.0, field_manager: str = "argus-operator"):
+        """Use `api_client` (built from kubeconfig or in-cluster config by the caller)."""
+        self._api = api_client
+        self._timeout = timeout_s
+        self._manager = field_manager
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
+                content_type: str | None = None) -> dict[str, Any] | None:
+        """One API call; returns the decoded body, None on 404 for GET/DELETE, raises KubeApiError otherwise."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        try:
+            params = self._api.param_serialize(method=method, resource_path=path,
+                                               query_params=list((query or {}).items()), header_params=headers,
+                                               body=body, auth_settings=["BearerToken"])
+            resp = self._api.call_api(*params, _request_timeout=self._timeout)
+            resp.read()
+        except Exception as e:  # urllib3 connection errors and the client's ApiException alike
+            status = getattr(e, "status", 0) or 0
+            if status == 404 and method in ("GET", "DELETE"):
+                return None
+            raise KubeApiError(status, f"{method} {path}: {e}") from None
+        if resp.status == 404 and method in ("GET", "DELETE"):
+            return None
+        if resp.status >= 400:
+            raise KubeApiError(resp.status, f"{method} {path}: {resp.data[:300]!r}")
+        return json.loads(resp.data) if resp.data else {}
+
+    @staticmethod
+    def path(kind: str, namespace: str, name: str | None = None) -> str:
+        """The REST path of a namespaced kind (collection when name is None)."""
+        prefix, plural = KINDS[kind]
+        return f"{prefix}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+    def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        return self.request("GET", self.path(kind, namespace, name))
+
+    def patch(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """JSON merge-patch one object."""
+        return self.request("PATCH", self.path(kind, namespace, name), body,
+                            query={"fieldManager": self._manager}, content_type="application/merge-patch+json")
+
+    def ensure(self, obj: dict[str, Any]) -> str:
+        """Create the object or merge-patch it to match; returns 'created', 'patched' or 'unchanged'."""
+        kind, meta = obj["kind"], obj["metadata"]
+        current = self.read(kind, meta["namespace"], meta["name"])
+        if current is None:
+            try:
+                self.request("POST", self.path(kind, meta["namespace"]), obj, query={"fieldManager": self._manager})
+                return "created"
+            except KubeApiError as e:
+                if e.status != 409:  # created meanwhile by another writer: fall through to patch
+                    raise
+                current = self.read(kind, meta["namespace"], meta["name"]) or {}
+        if covers(current, obj):
+            return "unchanged"
+        self.patch(kind, meta["namespace"], meta["name"], obj)
+        return "patched"
+
+    def list_owned(self, kind: str, namespace: str, service: str) -> list[dict[str, Any]]:
+        """Objects of `kind` labelled as belonging to the service (label filter re-checked client-side)."""
+        out = self.request("GET", self.path(kind, namespace),
+                           query={"labelSelector": f"argus.dev/service={service}"}) or {}
+        return [o for o in out.get("items", [])
+                if (o.get("metadata", {}).get("labels") or {}).get("argus.dev/service") == service]
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object (background propagation); False when it was already gone."""
+        return self.request("DELETE", self.path(kind, namespace, name),
+                            body={"propagationPolicy": "Background"}) is not None
+
+
+def covers(current: Any, desired: Any) -> bool:
+    """Whether `current` already has every value of `desired` (server-added fields are ignored)."""
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(k in current and covers(current[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(current, list) and len(current) == len(desired) and \
+            all(covers(c, d) for c, d in zip(current, desired))
+    return current == desired
+
+
+@dataclass
+class KubernetesActuator:
+    """The Actuator of one T2IService's namespace: Plans become Deployments, Services and a ConfigMap."""
+
+    kube: KubernetesAdapter
+    namespace: str
+    owner: dict[str, Any] | None = None  # ownerReference to the T2IService
+
+    def apply(self, service: str, spec: T2IServiceSpec, plan: Plan, *, full: bool) -> None:
+        """Ensure every object when `full`; otherwise patch only replicas that changed and a new policy."""
+        if full:
+            for obj in build_all(service, self.namespace, spec, plan.allocation, plan.policy, self.owner):
+                self.kube.ensure(obj)
+            self.prune_levels(service, spec)
+            return
+        if plan.changed:
+            for level in spec.levels:
+                self.kube.ensure(build_worker_deployment(service, self.namespace, spec, level,
+                                                         plan.allocation.get(level, 0), self.owner))
+        if plan.policy_changed:
+            self.kube.ensure(build_policy_configmap(service, self.namespace, plan.policy, self.owner))
+
+    def prune_levels(self, service: str, spec: T2IServiceSpec) -> list[str]:
+        """Delete the Deployments and Services of levels the spec no longer has; returns their names."""
+        gone = []
+        for kind in ("Deployment", "Service"):
+            for obj in self.kube.list_owned(kind, self.namespace, service):
+                level = obj["metadata"].get("labels", {}).get("argus.dev/level")
+                if level and level not in spec.levels:
+                    self.kube.delete(kind, self.namespace, obj["metadata"]["name"])
+                    gone.append(f"{kind}/{obj['metadata']['name']}")
+        return gone
+
+    def readiness(self, service: str, spec: T2IServiceSpec) -> Readiness:
+        """Wanted and ready replicas per level, from one list of the service's Deployments."""
+        by_name = {d["metadata"]["name"]: d for d in self.kube.list_owned("Deployment", self.namespace, service)}
+        wanted, ready, missing = {}, {}, []
+        for level in spec.levels:
+            d = by_name.get(worker_name(service, level))
+            if d is None:
+                missing.append(level)
+                continue
+            wanted[level] = int((d.get("spec") or {}).get("replicas") or 0)
+            ready[level] = int((d.get("status") or {}).get("readyReplicas") or 0)
+        return Readiness(wanted=wanted, ready=ready, missing=missing)
+
+    def policy_present(self, service: str) -> bool:
+        """Whether the policy ConfigMap exists (it is re-created when someone deleted it)."""
+        return self.kube.read("ConfigMap", self.namespace, policy_name(service)) is not None
+
+    def remove(self, service: str) -> None:
+        """Delete every object labelled as the service's (what ownerReferences would garbage-collect)."""
+        for kind in OWNED_KINDS:
+            for obj in self.kube.list_owned(kind, self.namespace, service):
+                self.kube.delete(kind, self.namespace, obj["metadata"]["name"])

@@ -1,0 +1,156 @@
+"""Pure manifest builders: the Kubernetes objects of one T2IService, as plain dicts.
+
+Names, labels and ports follow the contract in the team brief: per level a Deployment and a
+Service `<svc>-<level>`, the router's policy ConfigMap `<svc>-policy`, the latent-store PVC
+`<svc>-latents`; every object carries an ownerReference to the T2IService.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from argus.policy.document import PolicyDocument
+from argus.spec import API_GROUP, API_VERSION, KIND, T2IServiceSpec
+
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+LATENT_DIR = "/var/lib/argus/latents"
+GPU_RESOURCE = "nvidia.com/gpu"
+MANAGED_BY = "argus-operator"
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    """The ownerReference that makes the T2IService the controller of an object (GC on delete)."""
+    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "name": name, "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def service_labels(service: str) -> dict[str, str]:
+    """Labels every object of the T2IService carries (the adapter lists children by these)."""
+    return {"app.kubernetes.io/name": "argus", "app.kubernetes.io/managed-by": MANAGED_BY,
+            "argus.dev/service": service}
+
+
+def worker_labels(service: str, level: str) -> dict[str, str]:
+    """Labels of one level's Deployment, pods and Service."""
+    return {**service_labels(service), "app.kubernetes.io/component": "worker", "argus.dev/level": level}
+
+
+def worker_name(service: str, level: str) -> str:
+    """`<svc>-<level>`: the name of a level's Deployment and Service."""
+    return f"{service}-{level}"
+
+
+def _meta(name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if owner:
+        meta["ownerReferences"] = [owner]
+    return meta
+
+
+def _worker_env(spec: T2IServiceSpec, level: str) -> list[dict[str, str]]:
+    env = {"ARGUS_LEVEL": level, "ARGUS_MODEL_NAME": spec.model.name, "ARGUS_STEPS": str(spec.model.steps),
+           "ARGUS_LEVELS": ",".join(spec.levels), "ARGUS_LATENT_STORE": LATENT_DIR,
+           "ARGUS_LATENT_STORE_BYTES": str(spec.cache.max_bytes)}
+    if spec.model.weights_path:
+        env["ARGUS_WEIGHTS_PATH"] = spec.model.weights_path
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def build_worker_deployment(service: str, namespace: str, spec: T2IServiceSpec, level: str, replicas: int,
+                            owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Deployment of one level: `replicas` Triton workers, one GPU each, Triton readiness probe."""
+    labels = worker_labels(service, level)
+    selector = {"argus.dev/service": service, "argus.dev/level": level}
+    container = {
+        "name": "worker",
+        "image": spec.model.image,
+        "command": ["python", "-m", "argus.worker.serve"],
+        "env": _worker_env(spec, level),
+        "ports": [{"name": "http", "containerPort": HTTP_PORT}, {"name": "grpc", "containerPort": GRPC_PORT},
+                  {"name": "metrics", "containerPort": METRICS_PORT}],
+        "resources": {"requests": {GPU_RESOURCE: "1"}, "limits": {GPU_RESOURCE: "1"}},
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT},
+                           "periodSeconds": 5, "failureThreshold": 3},
+        # Loading weights takes tens of seconds; do not kill a worker that is still loading.
+        "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT},
+                         "periodSeconds": 10, "failureThreshold": 60},
+        "volumeMounts": [{"name": "latents", "mountPath": LATENT_DIR}],
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [{"name": "latents", "persistentVolumeClaim": {"claimName": latents_name(service)}}],
+    }
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _meta(worker_name(service, level), namespace, labels, owner),
+        "spec": {
+            "replicas": int(replicas),
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels,
+                             "annotations": {"prometheus.io/scrape": "true",
+                                             "prometheus.io/port": str(METRICS_PORT)}},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def build_worker_service(service: str, namespace: str, level: str,
+                         owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Service of one level; the router reads its EndpointSlices to find ready workers."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(worker_name(service, level), namespace, worker_labels(service, level), owner),
+        "spec": {
+            "selector": {"argus.dev/service": service, "argus.dev/level": level},
+            "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT},
+                      {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT},
+                      {"name": "metrics", "port": METRICS_PORT, "targetPort": METRICS_PORT}],
+        },
+    }
+
+
+def policy_name(service: str) -> str:
+    """`<svc>-policy`: the ConfigMap the router reads the policy from."""
+    return f"{service}-policy"
+
+
+def build_policy_configmap(service: str, namespace: str, policy: PolicyDocument,
+                           owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The policy ConfigMap (label argus.dev/policy=true, key policy.json)."""
+    labels = {**service_labels(service), "app.kubernetes.io/component": "policy", "argus.dev/policy": "true"}
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _meta(policy_name(service), namespace, labels, owner),
+            "data": {"policy.json": policy.to_json()}}
+
+
+def latents_name(service: str) -> str:
+    """`<svc>-latents`: the shared latent store's PVC."""
+    return f"{service}-latents"
+
+
+def build_latents_pvc(service: str, namespace: str, spec: T2IServiceSpec,
+                      owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ReadWriteMany PVC every worker of the service mounts as its latent store."""
+    gib = max(1, math.ceil(spec.cache.max_bytes / 1024**3))
+    labels = {**service_labels(service), "app.kubernetes.io/component": "latent-store"}
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": _meta(latents_name(service), namespace, labels, owner),
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": f"{gib}Gi"}}}}
+
+
+def build_all(service: str, namespace: str, spec: T2IServiceSpec, allocation: dict[str, int],
+              policy: PolicyDocument, owner: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every object of the service, PVC first (pods need it), policy last (after workers exist)."""
+    objs = [build_latents_pvc(service, namespace, spec, owner)]
+    for level in spec.levels:
+        objs.append(build_worker_deployment(service, namespace, spec, level, allocation.get(level, 0), owner))
+        objs.append(build_worker_service(service, namespace, level, owner))
+    objs.append(build_policy_configmap(service, namespace, policy, owner))
+    return objs

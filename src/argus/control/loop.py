@@ -1,0 +1,151 @@
+"""One control period as a pure function: (spec, observed metrics, last state, now) -> Plan.
+
+Shared by the operator (Kubernetes actuator) and the local runtime (process actuator). No I/O, no
+clock: the caller reads metrics and status, passes `now`, and applies the Plan it gets back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from argus.control.narrate import reallocation_message
+from argus.control.observed import MetricsSnapshot
+from argus.control.state import ControlState
+from argus.policy.decision import Decision, to_policy_document
+from argus.policy.document import PolicyDocument
+from argus.policy.optimizer import solve
+from argus.policy.profile import LevelProfile
+from argus.policy.snapshot import Hysteresis, Snapshot
+from argus.spec import T2IServiceSpec
+
+DWELL_PERIODS = 4.0  # a new allocation is kept this many control periods before a non-urgent change
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to apply after one period: replicas, the router's policy, the new state and what to tell people."""
+
+    allocation: dict[str, int]
+    policy: PolicyDocument
+    state: ControlState
+    changed: bool  # replicas differ from the last state's
+    policy_changed: bool  # the policy document differs (a new version was issued)
+    event: str | None  # Event text for a reallocation (None when nothing moved)
+    status: dict[str, Any] = field(default_factory=dict)  # observation fields for .status
+    decision: Decision | None = None  # None when the last allocation was kept without solving
+    reason: str = ""
+
+
+def prior_h(levels: list[str]) -> dict[str, float]:
+    """h_k before any traffic was seen: every level equally likely to be a prompt's optimal one."""
+    return {lv: 1.0 / len(levels) for lv in levels}
+
+
+def allocation_fits(alloc: dict[str, int], spec: T2IServiceSpec) -> bool:
+    """Whether a stored allocation is still valid for this spec (same levels, within budget and minimum)."""
+    return (bool(alloc) and set(alloc) == set(spec.levels) and sum(alloc.values()) <= spec.gpus
+            and alloc.get("cache-k0", 0) >= spec.min_full_quality_replicas)
+
+
+def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...], observed: MetricsSnapshot | None,
+         state: ControlState, now: float, generation: int | None = None) -> Plan:
+    """Decide the next allocation and policy; keep the last allocation when metrics are missing."""
+    levels = [p.level for p in profiles]
+    fits = allocation_fits(state.allocation, spec)
+    spec_changed = generation is not None and generation != state.observed_generation
+    current = {lv: state.allocation.get(lv, 0) for lv in levels} if fits else {}
+    status = _observed_status(observed)
+    if observed is None and fits and not spec_changed:
+        # No fresh numbers: the safest plan is the one in force; re-issue it unchanged.
+        return _keep(service, spec, state, now, status, generation)
+    if observed is None:
+        demand, h, queues = spec.throughput_target, prior_h(levels), {}
+    else:
+        demand = max(0.0, observed.demand)
+        h = _shares(observed.h, levels)
+        if demand > 0 and not h:
+            h = prior_h(levels)
+        queues = {lv: max(0.0, q) for lv, q in observed.queues.items() if lv in levels}
+    last_change = None if spec_changed or not fits else state.last_change
+    if last_change is not None and last_change > now:
+        last_change = now
+    snap = Snapshot(gpus=spec.gpus, profiles=profiles, demand=demand, h=h,
+                    throughput_target=spec.throughput_target, quality_floor=spec.quality_floor,
+                    latency_slo=spec.latency_slo, now=now, current=current, queues=queues,
+                    last_change=last_change, min_full_quality=spec.min_full_quality_replicas,
+                    hysteresis=Hysteresis(min_dwell_s=DWELL_PERIODS * spec.control_period))
+    decision = solve(snap)
+    alloc = dict(decision.replicas)
+    changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
+    doc = to_policy_document(decision, service=service, version=state.policy_version,
+                             quality_floor=spec.quality_floor, generated_at=now)
+    digest = _digest(doc)
+    policy_changed = digest != _stored_digest(state) or state.policy_version == 0
+    version = state.policy_version + 1 if policy_changed else state.policy_version
+    doc = doc.model_copy(update={"version": version})
+    event = None
+    if changed and state.allocation:
+        event = reallocation_message(state.allocation, alloc, demand=demand,
+                                     old_capacity=_capacity(state.allocation, profiles),
+                                     new_capacity=_capacity(alloc, profiles),
+                                     old_quality=state.quality, new_quality=decision.quality)
+    new_state = ControlState(allocation=alloc, policy_version=version, last_change=now if changed else last_change,
+                             last_decision=now, quality=decision.quality,
+                             observed_generation=generation if generation is not None else state.observed_generation,
+                             policy_digest=digest)
+    if status.get("averageQuality") is None and decision.quality is not None:
+        status["averageQuality"] = round(decision.quality, 3)
+    status.update(demand=round(demand, 6), plannedThroughput=round(decision.throughput, 6),
+                  overload=decision.overload, message=decision.reason[:1000])
+    return Plan(allocation=alloc, policy=doc, state=new_state, changed=changed, policy_changed=policy_changed,
+                event=event, status=status, decision=decision, reason=decision.reason)
+
+
+def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, status: dict[str, Any],
+          generation: int | None) -> Plan:
+    alloc = dict(state.allocation)
+    doc = PolicyDocument(version=max(state.policy_version, 1), service=service, generated_at=now,
+                         quality_floor=spec.quality_floor, levels=list(spec.levels), allocation=alloc,
+                         reason="kept the last allocation: no fresh metrics")
+    new_state = ControlState(allocation=alloc, policy_version=doc.version, last_change=state.last_change,
+                             last_decision=now, quality=state.quality,
+                             observed_generation=generation if generation is not None else state.observed_generation,
+                             policy_digest=state.policy_digest)
+    if status.get("averageQuality") is None and state.quality is not None:
+        status["averageQuality"] = round(state.quality, 3)
+    return Plan(allocation=alloc, policy=doc, state=new_state, changed=False, policy_changed=False, event=None,
+                status=status, decision=None, reason=doc.reason)
+
+
+def _shares(raw: dict[str, float], levels: list[str]) -> dict[str, float]:
+    """Normalize observed h_k to the spec's levels (levels no longer served are dropped)."""
+    kept = {lv: max(0.0, raw.get(lv, 0.0)) for lv in levels}
+    total = sum(kept.values())
+    return {lv: v / total for lv, v in kept.items() if v > 0} if total > 0 else {}
+
+
+def _capacity(alloc: dict[str, int], profiles: tuple[LevelProfile, ...]) -> float:
+    return sum(alloc.get(p.level, 0) * p.peak_throughput for p in profiles)
+
+
+def _digest(doc: PolicyDocument) -> str:
+    """Content hash of a policy, ignoring version and time, rounded so noise does not bump versions."""
+    body = doc.model_dump(exclude={"version", "generated_at", "reason"})
+    body["redirection"] = {k: {d: round(p, 3) for d, p in row.items()} for k, row in body["redirection"].items()}
+    body["shed_rate"] = round(body["shed_rate"], 3)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _stored_digest(state: ControlState) -> str | None:
+    return state.policy_digest
+
+
+def _observed_status(observed: MetricsSnapshot | None) -> dict[str, Any]:
+    if observed is None:
+        return {}
+    return {"observedThroughput": round(observed.served, 6), "observedDemand": round(observed.demand, 6),
+            "sloViolationRate": round(observed.slo_violation_rate, 6),
+            "averageQuality": None if observed.quality is None else round(observed.quality, 3)}

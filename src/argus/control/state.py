@@ -1,0 +1,48 @@
+"""The control loop's memory, kept on the resource's status so the operator is stateless across restarts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """The last decision: what the next period needs (allocation, policy version, hysteresis timer)."""
+
+    allocation: dict[str, int] = field(default_factory=dict)  # replicas per level now
+    policy_version: int = 0  # version of the last policy document written
+    last_change: float | None = None  # unix time the allocation last changed (hysteresis dwell)
+    last_decision: float | None = None  # unix time of the last control-loop run
+    quality: float | None = None  # predicted average quality of the last decision, percent
+    observed_generation: int | None = None  # spec generation the allocation was planned for
+    policy_digest: str | None = None  # content hash of the last policy (a new version only when it changes)
+
+    @classmethod
+    def from_status(cls, status: dict[str, Any] | None) -> "ControlState":
+        """Read the state back from `.status` (missing or malformed fields fall back to defaults)."""
+        st = status or {}
+        alloc = st.get("allocation") or {}
+        clean = {str(k): int(v) for k, v in alloc.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0}
+        return cls(allocation=clean, policy_version=_int(st.get("policyVersion"), 0),
+                   last_change=_num(st.get("lastChange")), last_decision=_num(st.get("lastDecision")),
+                   quality=_num(st.get("plannedQuality")), observed_generation=_int(st.get("observedGeneration"), None),
+                   policy_digest=st.get("policyDigest") if isinstance(st.get("policyDigest"), str) else None)
+
+    def to_status(self, known_levels: list[str] | None = None) -> dict[str, Any]:
+        """The status fields holding this state; levels no longer served are nulled (merge-patch delete)."""
+        alloc: dict[str, int | None] = dict(self.allocation)
+        for lv in known_levels or []:
+            alloc.setdefault(lv, None)
+        return {"allocation": alloc, "policyVersion": self.policy_version, "lastChange": self.last_change,
+                "lastDecision": self.last_decision, "plannedQuality": self.quality,
+                "observedGeneration": self.observed_generation, "policyDigest": self.policy_digest}
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _int(v: Any, default: int | None) -> int | None:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else default

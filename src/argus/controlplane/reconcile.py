@@ -1,0 +1,118 @@
+"""One reconcile or control period of one T2IService: parse → read metrics → plan → actuate → status.
+
+Called by the kopf handlers (handlers.py), which own the translation of the Outcome into a status
+patch and Events and of errors into kopf's retry semantics. Everything stateful comes in as arguments.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from argus.adapters.kubernetes import KubernetesActuator
+from argus.adapters.prometheus_source import PrometheusSource
+from argus.control.loop import Plan, plan
+from argus.control.observed import MetricsSnapshot, MetricsUnavailable
+from argus.control.profiles import service_profiles
+from argus.control.state import ControlState
+from argus.controlplane.metrics import OperatorMetrics
+from argus.controlplane.status import condition, set_conditions
+from argus.policy.profile import Profile
+from argus.spec import SpecError, parse_spec
+
+
+@dataclass
+class Deps:
+    """What a period needs from outside: API actuator, metrics source, profile, the operator's metrics."""
+
+    actuator: KubernetesActuator
+    prometheus: PrometheusSource
+    profile: Profile
+    metrics: OperatorMetrics
+
+
+@dataclass
+class Outcome:
+    """The status patch and the Events (type, reason, message) one period produced."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    plan: Plan | None = None
+
+
+def _iso(now: float) -> str:
+    return datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def invalid_outcome(err: SpecError, status: dict[str, Any], generation: int | None, now: float) -> Outcome:
+    """Condition Degraded/InvalidSpec and a Warning Event naming the field; the allocation stays untouched."""
+    conds = set_conditions(status.get("conditions"), {
+        "Ready": (False, "InvalidSpec", str(err)),
+        "Progressing": (False, "InvalidSpec", "waiting for a valid spec"),
+        "Degraded": (True, "InvalidSpec", str(err)),
+    }, _iso(now))
+    return Outcome(status={"conditions": conds, "invalidGeneration": generation, "message": str(err)},
+                   events=[("Warning", "InvalidSpec", f"{err} (field spec.{err.field}); last allocation kept")])
+
+
+def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generation: int | None, deps: Deps,
+        now: float, full: bool, use_metrics: bool = True) -> Outcome:
+    """One period; raises SpecError for an invalid spec and KubeApiError for API failures."""
+    spec = parse_spec(dict(raw_spec))
+    state = ControlState.from_status(status)
+    observed: MetricsSnapshot | None = None
+    unavailable: MetricsUnavailable | None = None
+    if use_metrics:
+        try:
+            observed = deps.prometheus.snapshot(spec.prometheus_url, name)
+        except MetricsUnavailable as e:
+            unavailable = e
+    t0 = time.perf_counter()
+    p = plan(name, spec, service_profiles(spec, deps.profile), observed, state, now, generation)
+    if p.decision is not None:
+        deps.metrics.solve.observe(time.perf_counter() - t0)
+        deps.metrics.decisions.labels(name, str(p.changed).lower()).inc()
+    deps.actuator.apply(name, spec, p, full=full or not state.allocation)
+    for level, n in p.allocation.items():
+        deps.metrics.replicas.labels(name, level).set(n)
+    ready = deps.actuator.readiness(name, spec)
+    if ready.missing or (not full and not deps.actuator.policy_present(name)):
+        deps.actuator.apply(name, spec, p, full=True)  # someone deleted an object: put it back
+        ready = deps.actuator.readiness(name, spec)
+    out = Outcome(plan=p)
+    old = status.get("conditions")
+    lagging = [f"{lv} {ready.ready.get(lv, 0)}/{n}" for lv, n in ready.wanted.items() if ready.ready.get(lv, 0) < n]
+    updates = {
+        "Ready": (ready.all_ready, "WorkersReady" if ready.all_ready else "WorkersNotReady",
+                  "all workers ready" if ready.all_ready else "ready/wanted: " + ", ".join(lagging)),
+        "Progressing": (p.changed or not ready.all_ready, "Reallocating" if p.changed else
+                        "WaitingForWorkers" if not ready.all_ready else "Stable",
+                        p.event or ("waiting for workers" if not ready.all_ready else "allocation in force")),
+    }
+    if unavailable is not None:
+        updates["Degraded"] = (True, unavailable.reason, f"{unavailable}; keeping the last allocation")
+    elif p.decision is not None and p.decision.overload:
+        updates["Degraded"] = (True, "Overload", p.reason)
+    else:
+        updates["Degraded"] = (False, "AsExpected", "metrics flowing and demand served" if observed else
+                               "planned without metrics")
+    conds = set_conditions(old, updates, _iso(now))
+    out.status = {**p.state.to_status(list((status.get("allocation") or {}).keys())), **p.status,
+                  "conditions": conds, "readyReplicas": sum(ready.ready.values()),
+                  "invalidGeneration": None}
+    if p.decision is None and "message" not in out.status:
+        out.status["message"] = p.reason
+    was = condition(old, "Degraded") or {}
+    if unavailable is not None and (was.get("status") != "True" or was.get("reason") != unavailable.reason):
+        out.events.append(("Warning", unavailable.reason, f"{unavailable}; keeping the last allocation"))
+    if unavailable is None and observed is not None and was.get("status") == "True" and \
+            was.get("reason") in ("PrometheusUnreachable", "NoMetrics"):
+        out.events.append(("Normal", "MetricsRecovered", "metrics are back; control loop resumed"))
+    if p.event:
+        out.events.append(("Normal", "Reallocated", p.event))
+    elif p.changed:
+        alloc = ", ".join(f"{k}={v}" for k, v in p.allocation.items() if v)
+        out.events.append(("Normal", "Planned", f"initial allocation {alloc} ({spec.gpus} GPUs)"))
+    return out

@@ -1,0 +1,38 @@
+"""Operator settings, read from the environment in this one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """How the operator process runs; every field has an ARGUS_OPERATOR_* environment variable."""
+
+    tick_s: float = 1.0  # seconds between timer wake-ups; each service acts once per its controlPeriod
+    rate_window: str = "1m"  # PromQL rate window; at least two Prometheus scrape intervals
+    prometheus_timeout_s: float = 5.0  # per query; a slow Prometheus counts as unreachable
+    api_timeout_s: float = 10.0  # per Kubernetes API request
+    metrics_port: int = 8080  # the operator's own /metrics (0 = off)
+    metrics_host: str = "0.0.0.0"
+    profile_path: str = ""  # level profile JSON; empty = the bundled SDXL profile
+    retry_delay_s: float = 2.0  # first backoff after a transient API error (doubles per retry, max 60 s)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
+        """Read ARGUS_OPERATOR_<FIELD> variables; ValueError names the bad one."""
+        env = os.environ if env is None else env
+        kwargs = {}
+        for name, f in cls.__dataclass_fields__.items():
+            key = f"ARGUS_OPERATOR_{name.upper()}"
+            if key in env:
+                try:
+                    kwargs[name] = type(f.default)(env[key])
+                except ValueError:
+                    raise ValueError(f"{key}={env[key]!r}: expected {type(f.default).__name__}") from None
+        s = cls(**kwargs)
+        if s.tick_s <= 0:
+            raise ValueError(f"ARGUS_OPERATOR_TICK_S={s.tick_s}: must be > 0")
+        return s

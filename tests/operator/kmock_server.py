@@ -1,0 +1,95 @@
+"""A Kubernetes API for operator tests and the benchmark: KMock's KubernetesEmulator in its own process.
+
+Run: `python tests/operator/kmock_server.py PORT_FILE`; it listens on a free loopback port, writes
+the port to PORT_FILE and serves until killed. On top of KMock 0.8 it adds what the API server
+does and the operator relies on: metadata.uid, creationTimestamp, resourceVersion, and
+metadata.generation bumped on spec changes, names from generateName; it also works around KMock's parse of the
+cluster-scoped /api/v1/namespaces path (PLATFORM.md) and declares the resources in discovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import sys
+import uuid
+from pathlib import Path
+
+import kmock
+import yaml
+from kmock._internal import parsing
+from kmock._internal.apps import Server
+
+_parse_path = parsing.parse_path
+
+
+def _fixed_parse_path(path: str) -> parsing.ParsedPath:
+    """KMock 0.8 reads `/api/v1/namespaces[/<name>]` as a namespace prefix; return plural namespaces."""
+    parts = path.strip("/").split("/")
+    if len(parts) in (3, 4) and parts[0] == "api" and parts[2] == "namespaces":
+        return parsing.ParsedPath("", parts[1], "namespaces", None, parts[3] if len(parts) == 4 else None, None)
+    return _parse_path(path)
+
+
+parsing.parse_path = _fixed_parse_path
+
+RESOURCES = {
+    "argus.dev/v1alpha1/t2iservices": dict(kind="T2IService", namespaced=True, subresources={"status"},
+                                           shortnames={"t2i"}),
+    "apps/v1/deployments": dict(kind="Deployment", namespaced=True, subresources={"status", "scale"}),
+    "v1/services": dict(kind="Service", namespaced=True),
+    "v1/configmaps": dict(kind="ConfigMap", namespaced=True),
+    "v1/persistentvolumeclaims": dict(kind="PersistentVolumeClaim", namespaced=True),
+    "v1/events": dict(kind="Event", namespaced=True),
+    "v1/namespaces": dict(kind="Namespace", namespaced=False),
+    "apiextensions.k8s.io/v1/customresourcedefinitions": dict(kind="CustomResourceDefinition", namespaced=False),
+    "kopf.dev/v1/kopfpeerings": dict(kind="KopfPeering", namespaced=True),
+    "kopf.dev/v1/clusterkopfpeerings": dict(kind="ClusterKopfPeering", namespaced=False),
+}
+VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """KubernetesEmulator plus the metadata bookkeeping of a real API server."""
+
+    _rv = itertools.count(1)
+
+    async def _handle(self, request):  # noqa: D102 (KMock's hook)
+        data = request.data if isinstance(request.data, dict) else None
+        if request.resource is not None and data is not None:
+            meta = data.setdefault("metadata", {}) if request.action in (kmock.action.CREATE,
+                                                                          kmock.action.UPDATE) else None
+            if meta is not None:
+                meta["resourceVersion"] = str(next(self._rv))
+            if request.action == kmock.action.CREATE:
+                if not meta.get("name") and meta.get("generateName"):
+                    meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault("creationTimestamp",
+                                datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                meta["generation"] = 1
+            elif request.action == kmock.action.UPDATE and "spec" in data and not request.subresource:
+                key = (request.resource, request.namespace, request.name)
+                old = self.objects[key].raw if key in self.objects else {}
+                if old.get("spec") != {**(old.get("spec") or {}), **data["spec"]}:
+                    meta["generation"] = int(old.get("metadata", {}).get("generation", 1)) + 1
+        return await super()._handle(request)
+
+
+async def serve(port_file: Path) -> None:
+    """Start the emulator, declare resources, create the default namespace and the CRD, then wait."""
+    async with Emulator() as emu, Server(emu) as server:
+        for key, info in RESOURCES.items():
+            emu.resources[key] = kmock.ResourceInfo(verbs=VERBS, **info)
+        for ns in ("default", "argus"):
+            emu.objects["v1/namespaces", None, ns] = {"apiVersion": "v1", "kind": "Namespace",
+                                                      "metadata": {"name": ns}}
+        crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds/t2iservice.yaml").read_text())
+        emu.objects["apiextensions.k8s.io/v1/customresourcedefinitions", None, crd["metadata"]["name"]] = crd
+        port_file.write_text(str(server.port))
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(Path(sys.argv[1])))
