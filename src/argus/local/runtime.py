@@ -157,6 +157,7 @@ class LocalSystem:
     def write_state(self) -> None:
         """Record ports and replicas so `argus generate`/`argus status` can find the system."""
         state = {"service": self.service, "pid": os.getpid(), "url": self.url, "ports": self.ports,
+                 "latency_slo_s": self.spec.latency_slo,
                  "replicas": {n: {"level": r.level, "grpc": r.grpc, "http": r.ports.http,
                                   "metrics": r.ports.metrics} for n, r in self.replicas.items()},
                  "workdir": str(self.workdir), "updated": time.time()}

@@ -12,7 +12,8 @@ def main() -> None:
     """Serve the router app with uvicorn."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     s = RouterSettings.from_env()
-    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)
 
 
 if __name__ == "__main__":

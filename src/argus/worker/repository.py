@@ -53,7 +53,7 @@ def triton_command(repo: Path, ports: TritonPorts, work_dir: Path) -> tuple[list
     """
     args = [f"--model-repository={repo}", f"--http-port={ports.http}", f"--grpc-port={ports.grpc}",
             f"--metrics-port={ports.metrics}", "--allow-metrics=true", "--log-verbose=0",
-            "--exit-on-error=true", "--strict-readiness=true"]
+            "--exit-on-error=true", "--strict-readiness=true", "--exit-timeout-secs=5"]
     try:
         import pytriton  # noqa: F401  (only to locate the bundled server)
     except ImportError:

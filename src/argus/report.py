@@ -1,0 +1,114 @@
+"""Summaries and plots of a replay: throughput, latency percentiles, SLO violations, quality, allocation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from argus.loadgen import Record, Sample
+
+
+def summarize(records: list[Record], *, slo_s: float, duration: float) -> dict:
+    """Headline numbers of one replay. A request violates the SLO if it failed or took longer than `slo_s`."""
+    n = len(records)
+    ok = [r for r in records if r.status == 200]
+    lat = np.array([r.latency for r in ok]) if ok else np.array([np.nan])
+    violations = sum(1 for r in records if r.status != 200 or r.latency > slo_s)
+    quality = [r.predicted_quality for r in ok if r.predicted_quality is not None]
+    by_level: dict[str, int] = {}
+    for r in ok:
+        by_level[r.level or "?"] = by_level.get(r.level or "?", 0) + 1
+    by_status: dict[str, int] = {}
+    for r in records:
+        by_status[str(r.status)] = by_status.get(str(r.status), 0) + 1
+    return {
+        "requests": n, "ok": len(ok), "duration_s": round(duration, 1),
+        "throughput_rps": round(len(ok) / duration, 4) if duration else 0.0,
+        "goodput_rps": round(sum(1 for r in ok if r.latency <= slo_s) / duration, 4) if duration else 0.0,
+        "latency_p50_s": _r(np.nanpercentile(lat, 50)), "latency_p95_s": _r(np.nanpercentile(lat, 95)),
+        "latency_p99_s": _r(np.nanpercentile(lat, 99)),
+        "slo_s": slo_s, "slo_violations": violations, "slo_violation_rate": round(violations / n, 4) if n else 0.0,
+        "avg_predicted_quality": round(float(np.mean(quality)), 3) if quality else None,
+        "served_by_level": dict(sorted(by_level.items())), "by_status": by_status,
+        "cache_hit_rate": _rate([r.cache_hit for r in ok if r.cache_hit is not None]),
+    }
+
+
+def ratios(current: dict, baseline: dict) -> dict:
+    """current / baseline for the headline numbers (None where the baseline is zero)."""
+    keys = ["throughput_rps", "goodput_rps", "latency_p50_s", "latency_p99_s", "slo_violation_rate",
+            "avg_predicted_quality"]
+    out = {}
+    for k in keys:
+        a, b = current.get(k), baseline.get(k)
+        out[k] = round(a / b, 3) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+    return out
+
+
+def timeline(records: list[Record], samples: list[Sample], *, slo_s: float, bin_s: float, duration: float) -> dict:
+    """Per-bin series: arrivals, completions, SLO violations, mean predicted quality, allocation per level."""
+    edges = np.arange(0, duration + bin_s, bin_s)
+    nb = len(edges) - 1
+    arrivals, done, viol, qsum, qn = (np.zeros(nb) for _ in range(5))
+    for r in records:
+        b = min(nb - 1, int(r.t_sent // bin_s))
+        arrivals[b] += 1
+        if r.status == 200:
+            e = min(nb - 1, int((r.t_sent + r.latency) // bin_s))
+            done[e] += 1
+            if r.predicted_quality is not None:
+                qsum[b] += r.predicted_quality
+                qn[b] += 1
+        if r.status != 200 or r.latency > slo_s:
+            viol[b] += 1
+    levels = sorted({lv for s in samples for lv in s.allocation})
+    alloc = {lv: [0.0] * nb for lv in levels}
+    for s in samples:
+        b = min(nb - 1, int(s.t // bin_s))
+        for lv in levels:
+            alloc[lv][b] = s.allocation.get(lv, 0)
+    return {"t": edges[:-1].tolist(), "arrival_rps": (arrivals / bin_s).tolist(),
+            "throughput_rps": (done / bin_s).tolist(), "slo_violations": viol.tolist(),
+            "quality": [float(q / n) if n else None for q, n in zip(qsum, qn)], "allocation": alloc}
+
+
+def plot(runs: dict[str, dict], path: Path, title: str) -> Path:
+    """One PNG, four panels (rate/throughput, SLO violations, quality, allocation of the first run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
+    first = next(iter(runs.values()))
+    axes[0].plot(first["t"], first["arrival_rps"], "k--", label="offered load")
+    for name, tl in runs.items():
+        axes[0].plot(tl["t"], tl["throughput_rps"], label=name)
+        axes[1].plot(tl["t"], tl["slo_violations"], label=name)
+        axes[2].plot(tl["t"], [q if q is not None else np.nan for q in tl["quality"]], label=name)
+    axes[0].set_ylabel("req/s")
+    axes[1].set_ylabel("SLO violations / bin")
+    axes[2].set_ylabel("predicted rel. quality %")
+    alloc = first["allocation"]
+    if alloc:
+        axes[3].stackplot(first["t"], *alloc.values(), labels=list(alloc))
+    axes[3].set_ylabel(f"replicas ({next(iter(runs))})")
+    axes[3].set_xlabel("time (s)")
+    for ax in axes:
+        ax.grid(alpha=.3)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _r(x) -> float | None:
+    return None if np.isnan(x) else round(float(x), 4)
+
+
+def _rate(xs) -> float | None:
+    return round(sum(1 for x in xs if x) / len(xs), 4) if xs else None

@@ -1,0 +1,98 @@
+"""Workloads: request-arrival traces and prompt sets, loaded and scaled for open-loop replay.
+
+Pure functions over arrays (no I/O except the explicit loaders). Traces are real LLM
+request logs used only for their arrival times (see ../shared/data/MANIFEST.md); they are
+replayed with their inter-arrival pattern kept and time/rate scaled to the system.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+
+class WorkloadError(ValueError):
+    """A trace or prompt file is unusable; the message names the file and the problem."""
+
+
+def load_trace(path: Path) -> np.ndarray:
+    """Arrival times in seconds from the first request, sorted, from a CSV (TIMESTAMP) or JSONL (timestamp ms)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".csv":
+            with open(path, newline="") as f:
+                rows = csv.DictReader(f)
+                if not rows.fieldnames or "TIMESTAMP" not in rows.fieldnames:
+                    raise WorkloadError(f"{path}: CSV trace needs a TIMESTAMP column")
+                ts = [datetime.fromisoformat(r["TIMESTAMP"][:26]).timestamp() for r in rows]
+        elif path.suffix in (".jsonl", ".json"):
+            ts = [json.loads(line)["timestamp"] / 1000.0 for line in path.open() if line.strip()]
+        else:
+            raise WorkloadError(f"{path}: unknown trace format (expected .csv with TIMESTAMP or .jsonl with timestamp)")
+    except (OSError, KeyError, ValueError) as e:
+        if isinstance(e, WorkloadError):
+            raise
+        raise WorkloadError(f"{path}: {e}") from None
+    if not ts:
+        raise WorkloadError(f"{path}: trace is empty")
+    arr = np.sort(np.asarray(ts, dtype=float))
+    return arr - arr[0]
+
+
+def scale_trace(arrivals: np.ndarray, *, mean_rate: float, duration: float, offset: float = 0.0) -> np.ndarray:
+    """Keep the trace's shape: take a window, stretch time so the mean rate is `mean_rate`, cut at `duration`.
+
+    The window starts at `offset` seconds of the original trace; the original's mean rate
+    decides the stretch factor, so bursts stay bursts.
+    """
+    if mean_rate <= 0 or duration <= 0:
+        raise WorkloadError("mean_rate and duration must be positive")
+    a = arrivals[arrivals >= offset] - offset
+    if len(a) < 2:
+        raise WorkloadError("trace window has fewer than 2 requests")
+    orig_rate = len(a) / max(a[-1], 1e-9)
+    factor = orig_rate / mean_rate  # seconds of replay per second of trace
+    out = a * factor
+    return out[out < duration]
+
+
+def bursty_arrivals(*, base_rate: float, peak_rate: float, duration: float, peak_start: float,
+                    peak_len: float, seed: int = 0) -> np.ndarray:
+    """Poisson arrivals at `base_rate` with one plateau at `peak_rate` (the paper's bursty shape)."""
+    rng = np.random.default_rng(seed)
+    out, t = [], 0.0
+    while True:
+        rate = peak_rate if peak_start <= t < peak_start + peak_len else base_rate
+        t += rng.exponential(1.0 / rate)
+        if t >= duration:
+            return np.asarray(out)
+        out.append(t)
+
+
+def load_prompts(path: Path | None = None, limit: int | None = None) -> list[str]:
+    """Prompts, one per line (or a .tsv with a Prompt column); default: the shipped DiffusionDB subset."""
+    if path is None:
+        text = resources.files("argus.data").joinpath("prompts/diffusiondb_300.txt").read_text(encoding="utf-8")
+        lines = text.splitlines()
+    else:
+        path = Path(path)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise WorkloadError(f"{path}: {e}") from None
+        if path.suffix == ".tsv":
+            rows = list(csv.DictReader(raw.splitlines(), delimiter="\t"))
+            if not rows or "Prompt" not in rows[0]:
+                raise WorkloadError(f"{path}: TSV needs a Prompt column")
+            lines = [r["Prompt"] for r in rows]
+        else:
+            lines = raw.splitlines()
+    prompts = [p.strip() for p in lines if p.strip()]
+    if not prompts:
+        raise WorkloadError(f"{path or 'built-in prompts'}: no prompts")
+    return prompts[:limit] if limit else prompts
