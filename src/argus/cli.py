@@ -10,11 +10,8 @@ import sys
 COMMANDS = [
     "argus.commands.up",
     "argus.commands.generate",
-    "argus.commands.render",
-    "argus.commands.load",
     "argus.commands.solve",
-    "argus.commands.profile",
-    "argus.commands.train",
+    "argus.commands.render",
 ]
 
 
