@@ -10,8 +10,11 @@ import sys
 COMMANDS = [
     "argus.commands.up",
     "argus.commands.generate",
-    "argus.commands.solve",
     "argus.commands.render",
+    "argus.commands.load",
+    "argus.commands.solve",
+    "argus.commands.profile",
+    "argus.commands.train",
 ]
 
 
