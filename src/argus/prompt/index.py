@@ -1,0 +1,287 @@
+"""Similarity index over the prompts whose latents are cached: nearest neighbour → largest usable K.
+
+Brute force over unit-norm float32 rows (a dot product is the cosine): 100k × 384 is 147 MiB and
+one search is a single matrix-vector product. Rows live in per-tenant namespaces; a search sees
+only the caller's tenant unless cross-tenant reuse is enabled (a shared cache leaks prompts).
+
+The latent store is the source of truth: the index is bounded, mirrors its evictions through
+`remove` or `sync`, and after a restart is reloaded from a snapshot (`save`/`load`) and reconciled
+with the store's entry list, or rebuilt from that list alone. Every router replica does this
+against the same store (a ReadWriteMany volume), which is how replicas share one cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Protocol
+
+import numpy as np
+
+from argus.prompt.embedder import Embedder, normalize
+
+INDEX_FORMAT = "argus-similarity-index"
+INDEX_VERSION = 1
+
+# The NIRVANA prototype's CLIP thresholds (ARGUS.md): similarity above s allows skipping K steps.
+PUBLISHED_CLIP_THRESHOLDS = ((0.95, 25), (0.90, 20), (0.85, 15), (0.75, 10), (0.65, 5))
+
+
+class SimilarityIndexError(ValueError):
+    """The index or its snapshot is invalid; the message names the file (when known) and the problem."""
+
+
+@dataclass(frozen=True)
+class LatentEntry:
+    """One latent-store entry as the index needs it: checkpoints stored at `steps` for `prompt`."""
+
+    key: str
+    tenant: str
+    prompt: str
+    steps: tuple[int, ...]
+
+
+class LatentEntrySource(Protocol):
+    """Anything that lists the latent store's current entries (the worker's LatentStore adapts to this)."""
+
+    def list_entries(self) -> Iterable[LatentEntry]:
+        """Every entry currently stored."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Calibrated similarity → K table of one encoder: the largest K whose threshold the similarity exceeds."""
+
+    encoder: str
+    table: tuple[tuple[float, int], ...]  # (similarity threshold, K), any order
+    source: str = ""  # how the table was obtained ("calibrated on <profile>", "published CLIP (uncalibrated)")
+
+    def __post_init__(self):
+        for s, k in self.table:
+            if not (-1.0 <= float(s) <= 1.0) or int(k) < 1:
+                raise SimilarityIndexError(f"thresholds: ({s}, {k}) must have similarity in [-1, 1] and K >= 1")
+
+    def k_for(self, similarity: float) -> int:
+        """Largest K allowed at this similarity (0: a miss)."""
+        return max((k for s, k in self.table if similarity > s), default=0)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"encoder": self.encoder, "table": [[float(s), int(k)] for s, k in self.table], "source": self.source}
+
+    @classmethod
+    def from_dict(cls, raw, where: str = "thresholds") -> "Thresholds":
+        """Validate the JSON form."""
+        try:
+            table = tuple((float(s), int(k)) for s, k in raw["table"])
+            return cls(encoder=str(raw["encoder"]), table=table, source=str(raw.get("source", "")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise SimilarityIndexError(f"{where}: malformed threshold table ({e})") from None
+
+    @classmethod
+    def published_clip(cls, encoder: str) -> "Thresholds":
+        """The prototype's CLIP table, labelled as uncalibrated for `encoder`."""
+        src = "published CLIP thresholds (NIRVANA prototype)"
+        if not encoder.startswith("clip"):
+            src += "; NOT calibrated for this encoder: run argus profile + argus train"
+        return cls(encoder=encoder, table=PUBLISHED_CLIP_THRESHOLDS, source=src)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """The most similar cached prompt and the K it allows."""
+
+    key: str
+    tenant: str
+    similarity: float
+    k: int  # largest usable K: allowed by the thresholds AND stored as a checkpoint of this entry
+
+
+@dataclass
+class _Namespace:
+    dim: int
+    rows: np.ndarray = field(default=None)  # type: ignore[assignment]
+    n: int = 0
+    keys: list[str] = field(default_factory=list)
+    steps: list[tuple[int, ...]] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.rows is None:
+            self.rows = np.zeros((0, self.dim), dtype=np.float32)
+
+
+class SimilarityIndex:
+    """Bounded, per-tenant nearest-neighbour index of cached prompts."""
+
+    def __init__(self, thresholds: Thresholds, dim: int, capacity: int = 100_000, cross_tenant: bool = False):
+        """An empty index for embeddings of `thresholds.encoder` with `dim` dimensions, at most `capacity` rows."""
+        if capacity < 1:
+            raise SimilarityIndexError(f"index capacity must be >= 1, got {capacity}")
+        self.thresholds = thresholds
+        self.encoder = thresholds.encoder
+        self.dim = dim
+        self.capacity = capacity
+        self.cross_tenant = cross_tenant
+        self._ns: dict[str, _Namespace] = {}
+        self._where: dict[str, tuple[str, int]] = {}  # key -> (tenant, row)
+        self._age: OrderedDict[str, None] = OrderedDict()  # insertion order: the oldest is evicted when full
+
+    def __len__(self) -> int:
+        """Number of entries."""
+        return len(self._where)
+
+    def __contains__(self, key: str) -> bool:
+        """True when `key` is indexed."""
+        return key in self._where
+
+    def keys(self) -> set[str]:
+        """All indexed keys."""
+        return set(self._where)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the embedding rows (the bulk of the index's memory)."""
+        return sum(ns.rows.nbytes for ns in self._ns.values())
+
+    def add(self, key: str, tenant: str, embedding: np.ndarray, steps: Iterable[int]) -> list[str]:
+        """Index (or re-index) one entry; returns the keys evicted to stay within capacity (oldest first)."""
+        vec = normalize(np.asarray(embedding, dtype=np.float32).reshape(1, -1))[0]
+        if vec.shape[0] != self.dim:
+            raise SimilarityIndexError(f"embedding of {key!r} has {vec.shape[0]} dimensions, index expects {self.dim}")
+        self.remove(key)
+        evicted = []
+        while len(self._where) >= self.capacity:
+            oldest = next(iter(self._age))
+            self.remove(oldest)
+            evicted.append(oldest)
+        ns = self._ns.get(tenant)
+        if ns is None:
+            ns = self._ns[tenant] = _Namespace(self.dim)
+        if ns.n == ns.rows.shape[0]:
+            # Grow by a quarter (not doubling) so slack stays small at 100k rows.
+            grow = max(256, ns.n // 4)
+            ns.rows = np.concatenate([ns.rows, np.zeros((grow, self.dim), dtype=np.float32)])
+        ns.rows[ns.n] = vec
+        ns.keys.append(key)
+        ns.steps.append(tuple(sorted(int(s) for s in steps)))
+        self._where[key] = (tenant, ns.n)
+        ns.n += 1
+        self._age[key] = None
+        return evicted
+
+    def remove(self, key: str) -> bool:
+        """Drop one entry (the store evicted it); False when it was not indexed."""
+        loc = self._where.pop(key, None)
+        if loc is None:
+            return False
+        self._age.pop(key, None)
+        tenant, row = loc
+        ns = self._ns[tenant]
+        last = ns.n - 1
+        if row != last:  # move the last row into the hole so rows stay dense
+            ns.rows[row] = ns.rows[last]
+            ns.keys[row] = ns.keys[last]
+            ns.steps[row] = ns.steps[last]
+            self._where[ns.keys[row]] = (tenant, row)
+        ns.keys.pop()
+        ns.steps.pop()
+        ns.n = last
+        if ns.n == 0:
+            del self._ns[tenant]
+        return True
+
+    def search(self, embedding: np.ndarray, tenant: str, exclude: str | None = None) -> Neighbour | None:
+        """Nearest cached prompt visible to `tenant` (its own namespace, or all when cross-tenant is on)."""
+        q = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if q.shape[0] != self.dim:
+            raise SimilarityIndexError(f"query has {q.shape[0]} dimensions, index expects {self.dim}")
+        spaces = self._ns.items() if self.cross_tenant else ([(tenant, self._ns[tenant])] if tenant in self._ns else [])
+        best: tuple[float, str, int] | None = None
+        for name, ns in spaces:
+            sims = ns.rows[: ns.n] @ q
+            if exclude is not None:
+                loc = self._where.get(exclude)
+                if loc is not None and loc[0] == name:
+                    sims[loc[1]] = -np.inf
+            if sims.size == 0:
+                continue
+            i = int(np.argmax(sims))
+            if np.isfinite(sims[i]) and (best is None or sims[i] > best[0]):
+                best = (float(sims[i]), name, i)
+        if best is None:
+            return None
+        sim, name, i = best
+        ns = self._ns[name]
+        allowed = self.thresholds.k_for(sim)
+        usable = max((s for s in ns.steps[i] if s <= allowed), default=0)
+        return Neighbour(key=ns.keys[i], tenant=name, similarity=sim, k=usable)
+
+    def sync(self, source: LatentEntrySource, embedder: Embedder, batch: int = 64) -> tuple[int, int]:
+        """Reconcile with the store: drop keys it no longer holds, embed and add new ones; returns (added, removed)."""
+        entries = {e.key: e for e in source.list_entries()}
+        gone = [k for k in self._where if k not in entries]
+        for k in gone:
+            self.remove(k)
+        new = [e for k, e in entries.items() if k not in self._where]
+        for i in range(0, len(new), batch):
+            chunk = new[i:i + batch]
+            vecs = embedder.encode([e.prompt for e in chunk])
+            for e, v in zip(chunk, vecs):
+                self.add(e.key, e.tenant, v, e.steps)
+        return len(new), len(gone)
+
+    def save(self, path: str | Path) -> None:
+        """Write a snapshot atomically (float16 rows on disk; a reader never sees half a file)."""
+        p = Path(path)
+        keys, tenants, steps, rows = [], [], [], []
+        for tenant, ns in self._ns.items():
+            keys += ns.keys
+            tenants += [tenant] * ns.n
+            steps += [list(s) for s in ns.steps]
+            rows.append(ns.rows[: ns.n])
+        mat = np.concatenate(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+        header = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "encoder": self.encoder, "dim": self.dim,
+                  "thresholds": self.thresholds.to_dict(), "keys": keys, "tenants": tenants, "steps": steps}
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                         rows=mat.astype(np.float16))
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path, encoder: str, capacity: int = 100_000,
+             cross_tenant: bool = False) -> "SimilarityIndex":
+        """Read a snapshot written by `save`; errors name the file (wrong encoder included)."""
+        p = Path(path)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                header = json.loads(bytes(z["header"]).decode())
+                rows = z["rows"].astype(np.float32)
+        except FileNotFoundError:
+            raise SimilarityIndexError(f"{p}: index snapshot not found") from None
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            raise SimilarityIndexError(f"{p}: not a readable index snapshot ({e})") from None
+        if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
+            raise SimilarityIndexError(f"{p}: not an {INDEX_FORMAT} file")
+        if header.get("version") != INDEX_VERSION:
+            raise SimilarityIndexError(f"{p}: index version {header.get('version')!r}, this Argus reads {INDEX_VERSION}")
+        if header.get("encoder") != encoder:
+            raise SimilarityIndexError(f"{p}: built with encoder {header.get('encoder')!r}, not {encoder!r}; rebuild it")
+        keys, tenants, steps = header.get("keys", []), header.get("tenants", []), header.get("steps", [])
+        if not (len(keys) == len(tenants) == len(steps) == rows.shape[0]) or rows.ndim != 2 \
+                or rows.shape[1] != header.get("dim"):
+            raise SimilarityIndexError(f"{p}: entry lists and rows disagree in length or dimension")
+        idx = cls(Thresholds.from_dict(header["thresholds"], f"{p}: thresholds"), int(header["dim"]),
+                  capacity, cross_tenant)
+        for k, t, s, r in zip(keys, tenants, steps, rows):
+            idx.add(k, t, r, s)
+        return idx
