@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,10 @@ class LatentEntry:
 
 
 class LatentEntrySource(Protocol):
-    """Anything that lists the latent store's current entries (the worker's LatentStore adapts to this)."""
+    """Anything that lists the latent store's entries; argus.worker.latent_store.DirectoryLatentStore fits as is.
+
+    Its EntryInfo has the LatentEntry fields (plus model, n, shape, bytes), so no adapter is needed.
+    """
 
     def list_entries(self) -> Iterable[LatentEntry]:
         """Every entry currently stored."""
@@ -220,12 +224,21 @@ class SimilarityIndex:
         usable = max((s for s in ns.steps[i] if s <= allowed), default=0)
         return Neighbour(key=ns.keys[i], tenant=name, similarity=sim, k=usable)
 
-    def sync(self, source: LatentEntrySource, embedder: Embedder, batch: int = 64) -> tuple[int, int]:
-        """Reconcile with the store: drop keys it no longer holds, embed and add new ones; returns (added, removed)."""
-        entries = {e.key: e for e in source.list_entries()}
+    def sync(self, source: LatentEntrySource, embedder: Embedder, model: str | None = None,
+             batch: int = 64) -> tuple[int, int]:
+        """Reconcile with the store: drop keys it no longer holds, refresh stored K, embed new ones; (added, removed).
+
+        With `model`, entries of another model identity are ignored (their latents cannot be resumed).
+        """
+        entries = {e.key: e for e in source.list_entries()
+                   if model is None or getattr(e, "model", model) == model}
         gone = [k for k in self._where if k not in entries]
         for k in gone:
             self.remove(k)
+        for k, (tenant, row) in self._where.items():
+            steps = tuple(sorted(int(s) for s in entries[k].steps))
+            if self._ns[tenant].steps[row] != steps:  # the store evicted some of this prompt's checkpoints
+                self._ns[tenant].steps[row] = steps
         new = [e for k, e in entries.items() if k not in self._where]
         for i in range(0, len(new), batch):
             chunk = new[i:i + batch]
@@ -235,7 +248,7 @@ class SimilarityIndex:
         return len(new), len(gone)
 
     def save(self, path: str | Path) -> None:
-        """Write a snapshot atomically (float16 rows on disk; a reader never sees half a file)."""
+        """Write a snapshot atomically (a reader never sees half a file); float32 so a restart changes no K."""
         p = Path(path)
         keys, tenants, steps, rows = [], [], [], []
         for tenant, ns in self._ns.items():
@@ -251,7 +264,7 @@ class SimilarityIndex:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-                         rows=mat.astype(np.float16))
+                         rows=mat.astype(np.float32))
             os.replace(tmp, p)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -268,7 +281,7 @@ class SimilarityIndex:
                 rows = z["rows"].astype(np.float32)
         except FileNotFoundError:
             raise SimilarityIndexError(f"{p}: index snapshot not found") from None
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise SimilarityIndexError(f"{p}: not a readable index snapshot ({e})") from None
         if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
             raise SimilarityIndexError(f"{p}: not an {INDEX_FORMAT} file")
