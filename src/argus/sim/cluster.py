@@ -1,0 +1,57 @@
+"""Replicas per level on a fixed set of GPUs, with start-up delays and graceful drains.
+
+A replica is two times: when it finished loading (`ready`) and when it is next free (`free`,
+equal to `ready` while loading). Removing a replica cancels a loading one first, then takes idle
+ones, then busy ones (which finish their batch: the GPU frees when it ends). An added replica
+takes the GPU that frees first and serves `load_time` seconds after that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Cluster:
+    """GPUs, the replicas on them per level, and the free GPU pool."""
+
+    def __init__(self, gpus: int, load_times: list[float], initial: list[int]) -> None:
+        if sum(initial) > gpus:
+            raise ValueError(f"initial allocation of {sum(initial)} replicas exceeds {gpus} GPUs")
+        self.gpus = gpus
+        self.load = list(load_times)
+        self.free = [np.zeros(n) for n in initial]  # warm start: the initial allocation is loaded at t=0
+        self.ready = [np.zeros(n) for n in initial]
+        self.pool = np.zeros(gpus - sum(initial))  # times idle GPUs become free
+        self.starts = 0  # replica start-ups so far (each costs a model load)
+
+    def replicas(self) -> list[int]:
+        """Replicas per level, loading ones included (what the Deployments ask for)."""
+        return [len(f) for f in self.free]
+
+    def available(self, t: float) -> list[bool]:
+        """Levels with at least one loaded replica at time t (what the router's endpoints show)."""
+        return [bool(np.any(r <= t)) for r in self.ready]
+
+    def apply(self, target: list[int], now: float) -> None:
+        """Move to `target` replicas per level at time `now` (removals first, then start-ups)."""
+        released = [self.pool]
+        for j, want in enumerate(target):
+            excess = len(self.free[j]) - want
+            if excess <= 0:
+                continue
+            loading = self.ready[j] > now
+            gpu_free = np.where(loading, now, np.maximum(self.free[j], now))
+            order = np.lexsort((self.free[j], ~loading))  # loading first, then the earliest free
+            drop, keep = order[:excess], order[excess:]
+            released.append(gpu_free[drop])
+            self.free[j], self.ready[j] = self.free[j][keep], self.ready[j][keep]
+        self.pool = np.sort(np.concatenate(released))
+        for j, want in enumerate(target):
+            need = min(want - len(self.free[j]), len(self.pool))
+            if need <= 0:
+                continue
+            gpu, self.pool = self.pool[:need], self.pool[need:]
+            ready = np.maximum(gpu, now) + self.load[j]
+            self.free[j] = np.concatenate([self.free[j], ready])
+            self.ready[j] = np.concatenate([self.ready[j], ready])
+            self.starts += need

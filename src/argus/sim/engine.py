@@ -1,0 +1,175 @@
+"""The simulation loop: control ticks, the router's per-prompt assignment, per-level queues.
+
+Time advances one control period at a time. At each tick the policy sees Prometheus-like
+lagged, windowed measurements and returns replicas plus a redirection matrix; the cluster starts
+and drains replicas (start-up = model load time); arrivals of the period are drawn from the
+workload, keyed by the predictor, routed by sampling the redirection row with the router's
+fallback for levels without a ready replica (argus.router.assign.served_level); each level's queue
+then runs in the compiled kernel until the next tick.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from argus.policy.document import PolicyDocument
+from argus.router.assign import served_level
+from argus.sim.cluster import Cluster
+from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, run_level
+from argus.sim.metrics import Recorder, Summary
+from argus.sim.policies import Observation, Plan, Policy, Service
+from argus.sim.prompts import PromptModel, draw
+from argus.sim.trace import Workload
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """How the simulated control loop and measurements behave."""
+
+    period_s: float = 15.0  # control period (the spec's controlPeriod default)
+    scrape_lag_s: float = 15.0  # Prometheus scrape interval: the newest sample is this old
+    rate_window_s: float = 60.0  # rate(...[1m]) window for arrivals and optimal-level shares
+    drop: bool = True  # drop a request that cannot meet the SLO when a replica reaches it
+    drain_s: float | None = None  # run on after the last arrival (default: 2 x SLO)
+    seed: int = 0
+
+
+@dataclass
+class Result:
+    """A finished run: its table row, per-minute series, decisions and timings."""
+
+    summary: Summary
+    series: dict[str, np.ndarray]
+    replicas: list[tuple[float, dict[str, int]]]  # (tick time, replicas per level)
+    solve_s: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    starts: int = 0  # replica start-ups (model loads)
+
+
+def route(doc: PolicyDocument, names: list[str], keys: np.ndarray, available: list[bool],
+          rng: np.random.Generator) -> np.ndarray:
+    """Served level per prompt: draw from P(key -> level), then the router's no-replica fallback."""
+    dest = keys.copy()
+    u = rng.random(len(keys))
+    for k in np.unique(keys):
+        row = doc.redirection.get(names[k])
+        if not row:
+            continue
+        lv = np.array([names.index(x) for x in row])
+        cum = np.cumsum(list(row.values()))
+        m = keys == k
+        dest[m] = lv[np.minimum(np.searchsorted(cum / cum[-1], u[m], side="right"), len(lv) - 1)]
+    bare = doc.model_copy(update={"redirection": {}})
+    avail = {n for n, a in zip(names, available) if a}
+    rnd = random.Random(0)  # the fallback is deterministic; served_level only draws from rows
+    fallback = np.array([names.index(served_level(n, bare, rnd, avail)) if n in bare.levels else i
+                         for i, n in enumerate(names)])
+    return fallback[dest]
+
+
+class _Levels:
+    """Per-level backlog (arrival time, quality at that level) carried between periods."""
+
+    def __init__(self, n: int) -> None:
+        self.t = [np.empty(0) for _ in range(n)]
+        self.q = [np.empty(0) for _ in range(n)]
+
+
+def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptModel,
+             cfg: SimConfig = SimConfig()) -> Result:
+    """Run one policy over the workload; return the table row and time series."""
+    wall = time.perf_counter()
+    names, levels = svc.names, svc.levels
+    n_lv = len(levels)
+    bt = [batch_times(lp.throughput) for lp in levels]
+    rng = np.random.default_rng(cfg.seed)
+    duration = workload.curve.duration
+    drain = cfg.drain_s if cfg.drain_s is not None else 2 * svc.latency_slo
+    end = duration + drain
+    rec = Recorder(end, svc.latency_slo, names)
+    history: list[tuple[float, np.ndarray, np.ndarray]] = []
+    plan = policy.tick(Observation(now=0.0, rate=0.0, keys={}, queues={}, replicas={}))
+    cluster = Cluster(svc.gpus, [lp.load_time for lp in levels], [plan.replicas.get(n, 0) for n in names])
+    backlog = _Levels(n_lv)
+    decisions = [(0.0, dict(plan.replicas))]
+    solve_s = [plan.solve_s] if plan.solve_s else []
+    t0 = 0.0
+    while t0 < end:
+        t1 = t0 + cfg.period_s
+        if t0 > 0:
+            plan = policy.tick(_observe(history, t0, cfg, names, cluster))
+            if plan.solve_s:
+                solve_s.append(plan.solve_s)
+            target = [plan.replicas.get(n, 0) for n in names]
+            if target != cluster.replicas():
+                decisions.append((t0, dict(plan.replicas)))
+            cluster.apply(target, t0)
+        counts = _period(workload, svc, policy, model, plan, cluster, backlog, rec, bt, rng, cfg,
+                         t0, min(t1, duration) if t0 < duration else t0, t1)
+        history.append((t1, counts, np.array([len(b) for b in backlog.t], dtype=float)))
+        t0 = t1
+    for j in range(n_lv):  # whatever is still queued after the drain never gets served
+        if len(backlog.t[j]):
+            rec.drops(np.full(len(backlog.t[j]), end - 1e-9))
+    peak = workload.curve.is_peak(np.arange(len(rec.arrived)) * rec.bin_s + rec.bin_s / 2)
+    peak &= np.arange(len(rec.arrived)) * rec.bin_s + rec.bin_s <= duration
+    return Result(summary=rec.summary(policy.name, duration, peak), series=rec.series(), replicas=decisions,
+                  solve_s=solve_s, wall_s=time.perf_counter() - wall, starts=cluster.starts)
+
+
+def _observe(history, now: float, cfg: SimConfig, names: list[str], cluster: Cluster) -> Observation:
+    """The lagged, windowed view a Prometheus-fed control loop has at `now`."""
+    newest = now - cfg.scrape_lag_s
+    win = [h for h in history if newest - cfg.rate_window_s < h[0] <= newest + 1e-9]
+    reps = dict(zip(names, cluster.replicas()))
+    if not win:
+        return Observation(now=now, rate=0.0, keys={}, queues={}, replicas=reps)
+    counts = sum(h[1] for h in win)
+    span = min(cfg.rate_window_s, len(win) * cfg.period_s)
+    return Observation(now=now, rate=float(counts.sum() / span),
+                       keys={n: float(c) for n, c in zip(names, counts) if c > 0},
+                       queues={n: float(q) for n, q in zip(names, win[-1][2]) if q > 0}, replicas=reps)
+
+
+def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog: _Levels, rec: Recorder,
+            bt, rng, cfg: SimConfig, t0: float, t_arr_end: float, t1: float) -> np.ndarray:
+    """Draw, key and route the period's arrivals, run every level's queue to t1; return key counts."""
+    names = svc.names
+    n_lv = len(names)
+    arr = workload.arrivals(t0, t_arr_end) if t_arr_end > t0 else np.empty(0)
+    counts = np.zeros(n_lv)
+    dest = np.empty(0, dtype=np.int64)
+    qual = np.empty(0)
+    if len(arr):
+        rec.arrivals(arr)
+        prompts = draw(model, svc.levels, svc.quality_floor, len(arr), rng)
+        keys = policy.keys(prompts)
+        counts = np.bincount(keys, minlength=n_lv).astype(float)
+        dest = route(plan.doc, names, keys, cluster.available(t0), rng)
+        qual = prompts.quality[np.arange(len(arr)), dest]
+    for j in range(n_lv):
+        m = dest == j
+        t = np.concatenate([backlog.t[j], arr[m]])
+        q = np.concatenate([backlog.q[j], qual[m]])
+        if len(t) == 0:
+            continue
+        start, finish = np.empty(len(t)), np.empty(len(t))
+        status = np.zeros(len(t), dtype=np.int8)
+        run_level(t, bt[j], svc.latency_slo, cfg.drop, cluster.free[j], cluster.ready[j], t1,
+                  start, finish, status)
+        s, d = status == SERVED, status == DROPPED
+        rec.served(t[s], finish[s], q[s], j)
+        if d.any():
+            rec.drops(finish[d])
+        w = status == WAITING
+        t, q = t[w], q[w]
+        if len(cluster.free[j]) == 0 and len(t):  # no replica will ever reach them: give up at the deadline
+            gone = t + svc.latency_slo < t1
+            rec.drops(t[gone] + svc.latency_slo)
+            t, q = t[~gone], q[~gone]
+        backlog.t[j], backlog.q[j] = t, q
+    return counts

@@ -1,0 +1,109 @@
+"""The data-plane kernel: one level's FIFO queue served by identical replicas with dynamic batching.
+
+Per level the simulation is independent between control ticks (the router's assignment and the
+replica set are fixed, replica ready times known), so the engine calls `run_level` once per level
+and period. Compiled with numba when it is installed (a 1,000-GPU day has tens of millions of
+requests); the same code runs as plain Python otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is a dependency, but the kernel stays correct (only slower) without it
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    def njit(*args, **kwargs):
+        """Identity decorator standing in for numba.njit."""
+        if args and callable(args[0]):
+            return args[0]
+        return lambda f: f
+
+WAITING, SERVED, DROPPED = 0, 1, 2
+
+
+@njit(cache=True)
+def _sift_down(heap, aux, i, n):
+    while True:
+        left = 2 * i + 1
+        if left >= n:
+            return
+        small = left
+        if left + 1 < n and heap[left + 1] < heap[left]:
+            small = left + 1
+        if heap[small] < heap[i]:
+            tmp = heap[i]
+            heap[i] = heap[small]
+            heap[small] = tmp
+            tmp = aux[i]
+            aux[i] = aux[small]
+            aux[small] = tmp
+            i = small
+        else:
+            return
+
+
+@njit(cache=True)
+def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish, status):
+    """Serve `arrivals` (sorted) FIFO on replicas free at `free` until `t_end`; return requests handled.
+
+    batch_time[b] is the service time of a batch of b (index 0 unused; max batch = len - 1).
+    A free replica takes every waiting request up to the max batch (Triton dynamic batching with
+    no queue delay). With `drop`, a request that would miss `slo` in the batch about to start is
+    dropped instead of served (Clipper-style early drop). `free` is updated in place (as a heap; `ready`,
+    the replicas' load-completion times, is permuted alongside);
+    start/finish/status are written for the handled prefix; the rest stays WAITING.
+    """
+    n = arrivals.shape[0]
+    c = free.shape[0]
+    max_b = batch_time.shape[0] - 1
+    for i in range(c // 2 - 1, -1, -1):
+        _sift_down(free, ready, i, c)
+    head = 0
+    while head < n and c > 0:
+        f = free[0]
+        t = arrivals[head]
+        if f > t:
+            t = f
+        if t >= t_end:
+            break
+        b = 0
+        while head + b < n and b < max_b and arrivals[head + b] <= t:
+            b += 1
+        if drop:
+            # the batch about to start takes batch_time[b]; its oldest members may not make the SLO
+            while b > 0 and t + batch_time[b] - arrivals[head] > slo:
+                status[head] = DROPPED
+                start[head] = t
+                finish[head] = t
+                head += 1
+                if head + b - 1 < n and arrivals[head + b - 1] <= t:
+                    continue  # the next waiting request takes the freed slot: same batch size
+                b -= 1
+            if b == 0:
+                continue  # the drops emptied the queue; the replica waits for the next arrival
+        done = t + batch_time[b]
+        for i in range(head, head + b):
+            status[i] = SERVED
+            start[i] = t
+            finish[i] = done
+        head += b
+        free[0] = done
+        _sift_down(free, ready, 0, c)
+    return head
+
+
+def batch_times(throughput: dict[int, float]) -> np.ndarray:
+    """Service time per batch size 1..max from profiled throughput (requests/s) at some batch sizes.
+
+    Batch time b / T(b) is interpolated linearly between profiled sizes (an affine fixed + per-item
+    cost, the usual shape of a GPU batch); below the smallest profiled size it scales with b.
+    """
+    sizes = sorted(throughput)
+    times = [b / throughput[b] for b in sizes]
+    grid = np.arange(0, sizes[-1] + 1, dtype=np.float64)
+    out = np.interp(grid, sizes, times)
+    small = grid < sizes[0]
+    out[small] = grid[small] * times[0] / sizes[0]
+    out[0] = 0.0
+    return out

@@ -1,0 +1,224 @@
+"""The control policies the simulator compares: Argus and its baselines.
+
+Every policy answers two questions: which level is each prompt's routing key (the row of the
+redirection matrix the router draws from), and, at each control tick, how many replicas per level
+and which redirection matrix. Argus and Proteus-like call the production optimizer
+(argus.policy.optimizer.solve) and demand estimator (argus.policy.demand); nothing here
+re-implements them. The others are fixed allocations, as their papers describe.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from argus.levels import parse_level
+from argus.policy.decision import to_policy_document
+from argus.policy.demand import DemandSettings, DemandState, estimate, estimate_shares
+from argus.policy.document import PolicyDocument
+from argus.policy.optimizer import solve
+from argus.policy.profile import LevelProfile
+from argus.policy.snapshot import Hysteresis, Snapshot
+from argus.sim.prompts import PromptModel, Prompts, cache_allowed
+
+POLICY_NAMES = ("argus", "clipper-ha", "clipper-ht", "nirvana", "proteus", "static:<level>=<n>,...")
+
+
+class PolicyError(ValueError):
+    """A policy name or setting is invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the simulated T2IService asks for (the spec fields the policies read)."""
+
+    gpus: int
+    levels: tuple[LevelProfile, ...]
+    quality_floor: float = 90.0
+    latency_slo: float = 30.0
+    throughput_target: float = 1e6  # requests/s; effectively "serve all demand"
+    demand: DemandSettings = field(default_factory=DemandSettings)
+    hysteresis: Hysteresis = field(default_factory=Hysteresis)
+
+    @property
+    def names(self) -> list[str]:
+        """Level names in profile order."""
+        return [lp.level for lp in self.levels]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the control loop sees at a tick: lagged, windowed like Prometheus rate() queries."""
+
+    now: float
+    rate: float  # arrivals/s over the window
+    keys: dict[str, float]  # arrivals per routing-key level over the window (the optimal levels)
+    queues: dict[str, float]  # requests waiting per level at the last scrape
+    replicas: dict[str, int]  # replicas per level (the Deployments' spec, loading ones included)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One tick's outcome: replicas per level and the router's policy document."""
+
+    replicas: dict[str, int]
+    doc: PolicyDocument
+    solve_s: float = 0.0  # wall time spent in the production optimizer
+    overload: bool = False
+
+
+class Policy(Protocol):
+    """A control policy under simulation."""
+
+    name: str
+
+    def keys(self, prompts: Prompts) -> np.ndarray:
+        """Routing key (level index in the service's levels) of each prompt."""
+
+    def tick(self, obs: Observation) -> Plan:
+        """Replicas and redirection for the next period."""
+
+
+def identity_doc(svc: Service, replicas: dict[str, int], version: int, now: float, reason: str) -> PolicyDocument:
+    """A document that serves every key at its own level (the router falls back when it has no replica)."""
+    return PolicyDocument(version=version, service="sim", generated_at=now, quality_floor=svc.quality_floor,
+                          levels=svc.names, allocation={k: replicas.get(k, 0) for k in svc.names},
+                          redirection={k: {k: 1.0} for k in svc.names}, reason=reason)
+
+
+def _needs_hit(name: str) -> bool:
+    lv = parse_level(name, 1000)
+    return lv.family == "cache" and lv.skip > 0
+
+
+class Fixed:
+    """A fixed allocation; prompts keyed by a function of their qualities (Clipper, NIRVANA, static)."""
+
+    def __init__(self, name: str, svc: Service, replicas: dict[str, int], key_fn) -> None:
+        unknown = set(replicas) - set(svc.names)
+        if unknown:
+            raise PolicyError(f"{name}: unknown level {sorted(unknown)[0]!r}")
+        if sum(replicas.values()) > svc.gpus:
+            raise PolicyError(f"{name}: {sum(replicas.values())} replicas exceed the {svc.gpus} GPUs")
+        self.name, self.svc, self._key_fn = name, svc, key_fn
+        self.replicas = {k: int(replicas.get(k, 0)) for k in svc.names}
+
+    def keys(self, prompts: Prompts) -> np.ndarray:
+        """Routing keys from the policy's rule."""
+        return self._key_fn(prompts)
+
+    def tick(self, obs: Observation) -> Plan:
+        """Always the same allocation."""
+        return Plan(dict(self.replicas), identity_doc(self.svc, self.replicas, 0, obs.now, self.name))
+
+
+class Optimized:
+    """The production control loop: demand EWMA x headroom, shares h_k, solve(snapshot) -> Decision.
+
+    `levels` restricts the levels the optimizer may use; `agnostic` makes it prompt-agnostic
+    (Proteus-like): every prompt is one class, keyed at the most approximate level, so any level may
+    serve it and the MILP only trades mean quality against capacity.
+    """
+
+    def __init__(self, name: str, svc: Service, levels: list[str] | None = None, agnostic: bool = False) -> None:
+        self.name, self.svc, self.agnostic = name, svc, agnostic
+        use = levels or svc.names
+        self.sub = tuple(lp for lp in svc.levels if lp.level in use)
+        self.sub_names = [lp.level for lp in self.sub]
+        self.idx = np.array([svc.names.index(n) for n in self.sub_names])
+        self.state = DemandState()
+        self.version = 0
+        self.last_change: float | None = None
+        self.solve_times: list[float] = []
+        tput = np.array([lp.peak_throughput for lp in self.sub])
+        self.agnostic_key = int(self.idx[int(np.argmax(tput))])
+
+    def keys(self, prompts: Prompts) -> np.ndarray:
+        """Argus: the predictor's optimal level; Proteus-like: one class for all prompts."""
+        if self.agnostic:
+            return np.full(prompts.optimal.shape, self.agnostic_key)
+        return prompts.optimal
+
+    def tick(self, obs: Observation) -> Plan:
+        """Estimate demand and shares, build the snapshot, call the production optimizer."""
+        demand, self.state = estimate(self.state, obs.rate, obs.now, self.svc.demand)
+        counts = {k: v for k, v in obs.keys.items() if k in self.sub_names}
+        h, self.state = estimate_shares(self.state, counts, obs.now, self.svc.demand)
+        if not h:
+            h = {"cache-k0": 1.0}
+        current = {k: obs.replicas.get(k, 0) for k in self.sub_names}
+        snap = Snapshot(gpus=self.svc.gpus, profiles=self.sub, demand=demand, h=h,
+                        throughput_target=self.svc.throughput_target, quality_floor=self.svc.quality_floor,
+                        latency_slo=self.svc.latency_slo, now=obs.now, current=current,
+                        queues={k: obs.queues.get(k, 0.0) for k in self.sub_names},
+                        last_change=self.last_change, hysteresis=self.svc.hysteresis)
+        t = time.perf_counter()
+        dec = solve(snap)
+        took = time.perf_counter() - t
+        self.solve_times.append(took)
+        if dec.changed or self.last_change is None:
+            self.last_change = obs.now
+        self.version += 1
+        doc = to_policy_document(dec, service="sim", version=self.version,
+                                 quality_floor=self.svc.quality_floor, generated_at=obs.now)
+        return Plan(dict(dec.replicas), doc, took, dec.overload)
+
+
+def proportional(svc: Service, work: dict[str, float], gpus: int) -> dict[str, int]:
+    """Split GPUs in proportion to work (largest remainder), at least one on cache-k0."""
+    total = sum(work.values())
+    exact = {k: gpus * v / total for k, v in work.items()}
+    out = {k: int(np.floor(v)) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: exact[k] - out[k], reverse=True)[: gpus - sum(out.values())]:
+        out[k] += 1
+    if out.get("cache-k0", 0) == 0:
+        donor = max(out, key=lambda k: out[k])
+        out[donor] -= 1
+        out["cache-k0"] = 1
+    return out
+
+
+def make_policy(spec: str, svc: Service, model: PromptModel) -> Policy:
+    """Build a policy from its name (see POLICY_NAMES)."""
+    names = svc.names
+    if "cache-k0" not in names:
+        raise PolicyError("the profile must include cache-k0")
+    k0 = names.index("cache-k0")
+    agnostic = [n for n in names if not _needs_hit(n)]
+    tput = {lp.level: lp.peak_throughput for lp in svc.levels}
+    fastest = max(agnostic, key=lambda n: tput[n])
+    if spec == "argus":
+        return Optimized("argus", svc)
+    if spec == "proteus":
+        return Optimized("proteus", svc, levels=agnostic, agnostic=True)
+    if spec == "clipper-ha":
+        return Fixed(spec, svc, {"cache-k0": svc.gpus}, lambda p: np.full(p.optimal.shape, k0))
+    if spec == "clipper-ht":
+        j = names.index(fastest)
+        return Fixed(spec, svc, {fastest: svc.gpus}, lambda p: np.full(p.optimal.shape, j))
+    if spec == "nirvana":
+        cache = [i for i, n in enumerate(names) if parse_level(n, 1000).family == "cache"]
+        by_k = {parse_level(names[i], 1000).skip: names[i] for i in cache}
+        work: dict[str, float] = {}
+        for k, share in model.hits.items():  # the prior hit distribution: no optimizer, no demand
+            lv = by_k.get(max((kk for kk in by_k if kk <= k), default=0), "cache-k0")
+            work[lv] = work.get(lv, 0.0) + share / tput[lv]
+        cidx = np.array(cache)
+
+        def deepest_cache(p: Prompts) -> np.ndarray:
+            ok = (p.quality[:, cidx] >= svc.quality_floor) & cache_allowed(svc.levels, p.kmax)[:, cidx]
+            ok[:, list(cidx).index(k0)] = True
+            score = np.where(ok, np.array([tput[names[i]] for i in cidx])[None, :], -np.inf)
+            return cidx[np.argmax(score, axis=1)]
+        return Fixed(spec, svc, proportional(svc, work, svc.gpus), deepest_cache)
+    if spec.startswith("static:"):
+        try:
+            parts = dict(item.split("=") for item in spec[len("static:"):].split(","))
+            reps = {k.strip(): int(v) for k, v in parts.items()}
+        except ValueError:
+            raise PolicyError(f"{spec!r}: expected static:<level>=<replicas>,...") from None
+        return Fixed(spec, svc, reps, lambda p: p.optimal)
+    raise PolicyError(f"unknown policy {spec!r}: expected one of {', '.join(POLICY_NAMES)}")

@@ -1,0 +1,119 @@
+"""Synthetic prompt population: per-prompt cache hits, per-prompt quality per level, optimal level.
+
+Stands in for the router's predictor (argus.prompt has no predictor yet): each simulated prompt
+draws the deepest cache level its most similar cached prompt allows (NIRVANA's published hit
+distribution by default) and a sensitivity to step reduction. Its relative quality per level:
+
+- cache-k0: 100; cache-kK with K <= its hit: the profile's mean quality of level K (the published
+  per-level means are over hits); deeper than its hit: that mean minus `overreach_pp` per 5 steps;
+- steps-S: 100 - (100 - Q_S) * z with z ~ Gamma(shape, 1/shape) (mean 1, so the profile mean is
+  kept; the spread is an assumption, see DEFAULT_*), a lighter model level: its mean.
+
+The optimal level is the cheapest (highest per-GPU throughput) level whose predicted quality
+stays at or above the floor, among cache levels no deeper than the prompt's hit (the prototype's
+similarity thresholds bound K); the predictor is the truth plus optional Gaussian noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from argus.levels import parse_level
+from argus.policy.profile import LevelProfile
+
+# NIRVANA / Argus prototype: 77.5% hits on a 20k-prompt DiffusionDB-like log, mean K about 7.
+# The split over K is our assumption (skewed to shallow hits), giving mean K 7.1 over all prompts.
+NIRVANA_HITS = {0: 0.225, 5: 0.42, 10: 0.18, 15: 0.095, 20: 0.045, 25: 0.035}
+DEFAULT_STEPS_SHAPE = 2.0  # assumption: Gamma shape of per-prompt step-reduction sensitivity
+DEFAULT_OVERREACH_PP = 3.0  # assumption: quality lost per 5 steps resumed beyond the prompt's own hit
+
+
+class PromptModelError(ValueError):
+    """A prompt-population setting is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class PromptModel:
+    """How simulated prompts are drawn and how good each level is for each of them."""
+
+    hits: dict[int, float] = field(default_factory=lambda: dict(NIRVANA_HITS))  # K -> share (0 = miss)
+    steps_shape: float = DEFAULT_STEPS_SHAPE
+    overreach_pp: float = DEFAULT_OVERREACH_PP
+    predictor_noise_pp: float = 0.0  # std of the predictor's error, percentage points
+
+    def __post_init__(self) -> None:
+        total = sum(self.hits.values())
+        if abs(total - 1.0) > 1e-6 or any(v < 0 for v in self.hits.values()):
+            raise PromptModelError(f"hits: shares must be >= 0 and sum to 1, got {total:.6f}")
+        if self.steps_shape <= 0:
+            raise PromptModelError(f"steps_shape: {self.steps_shape} must be > 0")
+        if self.predictor_noise_pp < 0:
+            raise PromptModelError(f"predictor_noise_pp: {self.predictor_noise_pp} must be >= 0")
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of prompts with a usable cache hit (K > 0)."""
+        return sum(v for k, v in self.hits.items() if k > 0)
+
+    @property
+    def mean_k(self) -> float:
+        """Mean K over all prompts (misses count as 0)."""
+        return sum(k * v for k, v in self.hits.items())
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """A batch of simulated prompts: true quality and the predictor's optimal level per prompt."""
+
+    quality: np.ndarray  # (n, L) true relative quality at each level, percent
+    optimal: np.ndarray  # (n,) index of the optimal level under the floor
+    kmax: np.ndarray  # (n,) deepest cache level the prompt's most similar cached prompt allows (0: miss)
+
+
+def quality_table(model: PromptModel, levels: tuple[LevelProfile, ...], kmax: np.ndarray,
+                  z: np.ndarray) -> np.ndarray:
+    """True relative quality (n, L) of prompts with cache hits `kmax` and step sensitivity `z`."""
+    out = np.empty((len(kmax), len(levels)))
+    for j, lp in enumerate(levels):
+        lv = parse_level(lp.level, 1000)
+        if lv.family == "cache":
+            if lv.skip == 0:
+                out[:, j] = 100.0
+            else:
+                over = np.maximum(lv.skip - kmax, 0) / 5.0
+                out[:, j] = lp.quality - model.overreach_pp * over
+        elif lv.family == "steps":
+            out[:, j] = 100.0 - (100.0 - lp.quality) * z
+        else:
+            out[:, j] = lp.quality
+    return np.clip(out, 0.0, 100.0)
+
+
+def cache_allowed(levels: tuple[LevelProfile, ...], kmax: np.ndarray) -> np.ndarray:
+    """(n, L) mask: non-cache levels, and cache levels no deeper than the prompt's hit (similarity bound)."""
+    skip = np.array([parse_level(lp.level, 1000).skip if parse_level(lp.level, 1000).family == "cache" else 0
+                     for lp in levels])
+    return skip[None, :] <= kmax[:, None]
+
+
+def optimal_levels(predicted: np.ndarray, levels: tuple[LevelProfile, ...], floor: float,
+                   kmax: np.ndarray) -> np.ndarray:
+    """Index of the cheapest allowed level whose predicted quality is >= floor (full quality when none is)."""
+    tput = np.array([lp.peak_throughput for lp in levels])
+    ok = (predicted >= floor) & cache_allowed(levels, kmax)
+    ok[:, [lp.level for lp in levels].index("cache-k0")] = True
+    score = np.where(ok, tput[None, :], -np.inf)
+    return np.argmax(score, axis=1)  # ties go to the earlier (safer) level
+
+
+def draw(model: PromptModel, levels: tuple[LevelProfile, ...], floor: float, n: int,
+         rng: np.random.Generator) -> Prompts:
+    """Draw n prompts, their true qualities and the predictor's optimal level."""
+    ks = np.array(sorted(model.hits))
+    kmax = rng.choice(ks, size=n, p=np.array([model.hits[k] for k in ks]))
+    z = rng.gamma(model.steps_shape, 1.0 / model.steps_shape, size=n)
+    q = quality_table(model, levels, kmax, z)
+    pred = q if model.predictor_noise_pp == 0 else q + rng.normal(0.0, model.predictor_noise_pp, q.shape)
+    return Prompts(quality=q, optimal=optimal_levels(pred, levels, floor, kmax), kmax=kmax)
