@@ -15,6 +15,7 @@ COMMANDS = [
     "argus.commands.solve",
     "argus.commands.profile",
     "argus.commands.train",
+    "argus.commands.simulate",
 ]
 
 

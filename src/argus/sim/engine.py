@@ -114,7 +114,7 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptMode
         t0 = t1
     for j in range(n_lv):  # whatever is still queued after the drain never gets served
         if len(backlog.t[j]):
-            rec.drops(np.full(len(backlog.t[j]), end - 1e-9))
+            rec.drops(np.full(len(backlog.t[j]), end - 1e-9), j)
     peak = workload.curve.is_peak(np.arange(len(rec.arrived)) * rec.bin_s + rec.bin_s / 2)
     peak &= np.arange(len(rec.arrived)) * rec.bin_s + rec.bin_s <= duration
     return Result(summary=rec.summary(policy.name, duration, peak), series=rec.series(), replicas=decisions,
@@ -164,12 +164,12 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
         s, d = status == SERVED, status == DROPPED
         rec.served(t[s], finish[s], q[s], j)
         if d.any():
-            rec.drops(finish[d])
+            rec.drops(finish[d], j)
         w = status == WAITING
         t, q = t[w], q[w]
         if len(cluster.free[j]) == 0 and len(t):  # no replica will ever reach them: give up at the deadline
             gone = t + svc.latency_slo < t1
-            rec.drops(t[gone] + svc.latency_slo)
+            rec.drops(t[gone] + svc.latency_slo, j)
             t, q = t[~gone], q[~gone]
         backlog.t[j], backlog.q[j] = t, q
     return counts

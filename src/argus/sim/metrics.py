@@ -33,6 +33,7 @@ class Summary:
     peak_violations_per_min: float
     peak_violation_rate: float
     served_share: dict[str, float]  # share of completions per level
+    violations_by_level: dict[str, int]  # late completions + drops, by the level that had the request
 
     def row(self) -> dict:
         """JSON-ready dict."""
@@ -52,6 +53,7 @@ class Recorder:
         self.violations = np.zeros(n)
         self.dropped = np.zeros(n)
         self.by_level = np.zeros(len(levels))
+        self.viol_by_level = np.zeros(len(levels))
         self.hist = np.zeros(int(LATENCY_MAX_S / LATENCY_BIN_S) + 1)
 
     def _bins(self, t: np.ndarray) -> np.ndarray:
@@ -73,11 +75,13 @@ class Recorder:
         np.add.at(self.violations, b, late)
         np.add.at(self.quality, b, quality)
         self.by_level[level] += len(arrival)
+        self.viol_by_level[level] += late.sum()
         h = np.minimum((lat / LATENCY_BIN_S).astype(np.int64), len(self.hist) - 1)
         np.add.at(self.hist, h, 1)
 
-    def drops(self, when: np.ndarray) -> None:
+    def drops(self, when: np.ndarray, level: int) -> None:
         """Count requests dropped (never served) at the time they were given up."""
+        self.viol_by_level[level] += len(when)
         b = self._bins(when)
         np.add.at(self.violations, b, 1)
         np.add.at(self.dropped, b, 1)
@@ -119,4 +123,5 @@ class Recorder:
             peak_quality=float(self.quality[pk].sum() / pk_done) if pk_done else float("nan"),
             peak_violations_per_min=self.violations[pk].sum() / pk_min,
             peak_violation_rate=float(self.violations[pk].sum() / max(self.arrived[pk].sum(), 1)),
-            served_share={lv: float(c / done) if done else 0.0 for lv, c in zip(self.levels, self.by_level)})
+            served_share={lv: float(c / done) if done else 0.0 for lv, c in zip(self.levels, self.by_level)},
+            violations_by_level={lv: int(v) for lv, v in zip(self.levels, self.viol_by_level)})
