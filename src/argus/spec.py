@@ -104,6 +104,8 @@ def _cross_field_name(msg: str) -> str:
     for name in ("levels", "minFullQualityReplicas"):
         if name in msg:
             return name
+    if "level" in msg:  # LevelError for one bad name ("unknown level 'x'") is about spec.levels too
+        return "levels"
     return ""
 
 

@@ -85,6 +85,9 @@ async def serve(port_file: Path) -> None:
         for ns in ("default", "argus"):
             emu.objects["v1/namespaces", None, ns] = {"apiVersion": "v1", "kind": "Namespace",
                                                       "metadata": {"name": ns}}
+            # kopf peering (`kopf run --peering=argus`) needs its KopfPeering object in each namespace.
+            emu.objects["kopf.dev/v1/kopfpeerings", ns, "argus"] = {
+                "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "argus", "namespace": ns}}
         crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds/t2iservice.yaml").read_text())
         emu.objects["apiextensions.k8s.io/v1/customresourcedefinitions", None, crd["metadata"]["name"]] = crd
         port_file.write_text(str(server.port))

@@ -1,0 +1,129 @@
+"""The pure control period (argus.control.loop.plan), its state on the status, narration and profiles.
+
+Cases:
+- first plan without metrics: prior demand = target, every GPU within budget, policy version 1, a change;
+- no metrics with a valid stored allocation: kept unchanged, no solve, no event, same policy version;
+- no metrics after a spec edit (new generation): re-planned for the new spec;
+- demand jump beyond capacity: reallocated, Event text carries demand, capacity, moves and quality;
+- steady metrics: the policy version does not move (content hash), state round-trips through status;
+- observed h_k of levels the spec no longer has is dropped and renormalized;
+- narration table: moves pairing and message wording;
+- unprofiled levels get derived profiles marked as assumptions;
+- stored state that no longer fits the spec (levels changed, budget cut) is not reused.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from argus.control.loop import allocation_fits, plan
+from argus.control.narrate import moves, reallocation_message
+from argus.control.observed import MetricsSnapshot as M
+from argus.control.profiles import service_profiles
+from argus.control.state import ControlState
+from argus.policy.profile import load_default_profile
+from argus.spec import parse_spec
+
+LEVELS = ["cache-k0", "cache-k10", "cache-k20", "steps-25"]
+PROFILE = load_default_profile()
+
+
+def spec(**over):
+    raw = {"throughputTarget": 3, "gpus": 4, "levels": LEVELS, "controlPeriod": 1, "qualityFloor": 90}
+    raw.update(over)
+    return parse_spec(raw)
+
+
+def run(s, observed, state, now, gen=1):
+    return plan("svc", s, service_profiles(s, PROFILE), observed, state, now, gen)
+
+
+def test_first_plan_without_metrics_uses_target():
+    p = run(spec(), None, ControlState(), 100.0)
+    assert p.changed and p.decision is not None and p.policy.version == 1
+    assert sum(p.allocation.values()) <= 4 and p.allocation["cache-k0"] >= 1
+    assert set(p.allocation) == set(LEVELS)
+    assert p.status["demand"] == 3.0 and p.state.last_change == 100.0 and p.state.observed_generation == 1
+    assert p.event is None  # nothing moved: there was no allocation before
+
+
+def test_no_metrics_keeps_valid_allocation():
+    first = run(spec(), None, ControlState(), 100.0)
+    p = run(spec(), None, first.state, 110.0)
+    assert not p.changed and p.decision is None and p.event is None
+    assert p.allocation == first.allocation and p.policy.version == first.policy.version
+    assert p.state.last_change == 100.0 and p.state.last_decision == 110.0
+
+
+def test_no_metrics_after_spec_edit_replans():
+    first = run(spec(), None, ControlState(), 100.0)
+    p = run(spec(gpus=8), None, first.state, 110.0, gen=2)
+    assert p.decision is not None and sum(p.allocation.values()) > 4
+    assert p.state.observed_generation == 2 and p.policy.version == first.policy.version + 1
+
+
+def test_demand_jump_reallocates_with_numbers():
+    s = spec()
+    st = run(s, M(demand=0.5, h={"cache-k0": 1.0}), run(s, None, ControlState(), 100.0).state, 110.0).state
+    assert st.allocation["cache-k0"] >= 2
+    p = run(s, M(demand=2.5, h={"cache-k20": 1.0}), st, 111.0)  # within dwell, but the old mix is overloaded
+    assert p.changed and p.allocation != st.allocation and p.policy.version == st.policy_version + 1
+    assert p.event.startswith("demand 2.5 req/s > capacity ")
+    assert "cache-k0 → cache-k20" in p.event and "quality 100.0% → " in p.event
+    assert p.state.last_change == 111.0
+
+
+def test_steady_metrics_keep_version_and_state_round_trips():
+    s = spec()
+    obs = M(demand=1.0, h={"cache-k0": 0.5, "cache-k10": 0.5}, throughput={"cache-k0": 1.0}, quality=97.0,
+            slo_violations=0.1)
+    a = run(s, obs, run(s, None, ControlState(), 100.0).state, 110.0)
+    b = run(s, obs, ControlState.from_status(a.state.to_status()), 120.0)
+    assert b.policy.version == a.policy.version and not b.changed
+    assert b.status["averageQuality"] == 97.0 and b.status["sloViolationRate"] == pytest.approx(0.1)
+    assert ControlState.from_status(b.state.to_status()) == b.state
+
+
+def test_observed_h_of_unknown_levels_dropped():
+    s = spec()
+    p = run(s, M(demand=1.0, h={"cache-k0": 0.5, "cache-k45": 0.5}), ControlState(), 100.0)
+    assert p.decision is not None  # the snapshot validated: h renormalized to the spec's levels
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ({"a": 3, "b": 0}, {"a": 1, "b": 2}, [(2, "a", "b")]),
+    ({"a": 2, "b": 2, "c": 0}, {"a": 0, "b": 1, "c": 3}, [(2, "a", "c"), (1, "b", "c")]),
+    ({"a": 1}, {"a": 1}, []),
+    ({"a": 1}, {"a": 1, "b": 2}, []),
+])
+def test_moves(old, new, expected):
+    assert moves(old, new) == expected
+
+
+def test_message_wording():
+    msg = reallocation_message({"cache-k0": 4, "cache-k15": 0}, {"cache-k0": 2, "cache-k15": 2}, demand=6.2,
+                               old_capacity=5.1, new_capacity=7.0, old_quality=96.1, new_quality=94.8)
+    assert msg == ("demand 6.2 req/s > capacity 5.1: moved 2 GPUs cache-k0 → cache-k15, capacity → 7 req/s, "
+                   "quality 96.1% → 94.8%")
+    assert reallocation_message({"a": 2}, {"a": 1}, demand=0.0, old_capacity=1.0, new_capacity=0.5,
+                                old_quality=None, new_quality=None) == \
+        "no demand, capacity 1 req/s: released 1 GPU, capacity → 0.5 req/s, quality n/a → n/a"
+
+
+def test_unprofiled_levels_are_derived_and_marked():
+    s = parse_spec({"throughputTarget": 1, "gpus": 2, "model": {"steps": 20}, "levels": ["steps-10", "cache-k0"]})
+    prof = service_profiles(s, PROFILE)
+    assert [p.level for p in prof] == ["cache-k0", "steps-10"]
+    assert prof[1].peak_throughput == pytest.approx(prof[0].peak_throughput * 2)
+    assert prof[1].quality < 100 and prof[1].note.startswith("assumption")
+
+
+@pytest.mark.parametrize("alloc,over,fits", [
+    ({"cache-k0": 1, "cache-k10": 1, "cache-k20": 1, "steps-25": 1}, {}, True),
+    ({"cache-k0": 1, "cache-k10": 1, "cache-k20": 1, "steps-25": 1}, {"gpus": 3}, False),
+    ({"cache-k0": 1, "cache-k10": 3}, {}, False),
+    ({"cache-k0": 0, "cache-k10": 1, "cache-k20": 1, "steps-25": 1}, {}, False),
+    ({}, {}, False),
+])
+def test_allocation_fits(alloc, over, fits):
+    assert allocation_fits(alloc, spec(**over)) is fits

@@ -1,0 +1,143 @@
+"""The T2IService CRD schema (crds/t2iservice.yaml), validated with a JSON-schema validator.
+
+Cases:
+- the CRD is structural: every property declares a type; names, short name, status subresource, printer columns;
+- the CRD's spec properties are exactly spec.py's fields (camelCase), and their defaults agree with spec.py;
+- each example manifest in manifests/examples validates and parses with argus.spec;
+- bad manifests are rejected, each for the stated reason (table: missing fields, ranges, enums, patterns, types).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from argus.spec import T2IServiceSpec, parse_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = yaml.safe_load((ROOT / "crds/t2iservice.yaml").read_text())
+VERSION = CRD["spec"]["versions"][0]
+SCHEMA = VERSION["schema"]["openAPIV3Schema"]
+EXAMPLES = sorted((ROOT / "manifests/examples").glob("*.yaml"))
+# OpenAPI v3.0 (what Kubernetes speaks) has boolean exclusiveMinimum: draft 4 semantics.
+VALIDATOR = jsonschema.Draft4Validator(SCHEMA)
+
+
+def errors(doc: dict) -> list[jsonschema.ValidationError]:
+    """All schema violations of a manifest."""
+    return list(VALIDATOR.iter_errors(doc))
+
+
+def _walk(schema: dict, path: str = ""):
+    yield path, schema
+    for k, sub in (schema.get("properties") or {}).items():
+        yield from _walk(sub, f"{path}.{k}")
+    if isinstance(schema.get("items"), dict):
+        yield from _walk(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _walk(schema["additionalProperties"], f"{path}{{}}")
+
+
+def test_crd_is_structural_with_names_status_and_columns():
+    for path, sub in _walk(SCHEMA):
+        assert "type" in sub, f"{path or '<root>'} has no type: the schema would not be structural"
+    names = CRD["spec"]["names"]
+    assert (CRD["spec"]["group"], VERSION["name"], names["plural"], names["kind"]) == \
+        ("argus.dev", "v1alpha1", "t2iservices", "T2IService")
+    assert names["shortNames"] == ["t2i"]
+    assert VERSION["subresources"] == {"status": {}}
+    cols = {c["name"]: c["jsonPath"] for c in VERSION["additionalPrinterColumns"]}
+    assert cols["Target"] == ".spec.throughputTarget" and cols["Floor"] == ".spec.qualityFloor"
+    assert cols["GPUs"] == ".spec.gpus" and cols["Throughput"] == ".status.observedThroughput"
+    assert cols["Quality"] == ".status.averageQuality" and 'type=="Ready"' in cols["Ready"]
+
+
+def _aliases(model) -> dict[str, object]:
+    return {(f.alias or n): f for n, f in model.model_fields.items()}
+
+
+@pytest.mark.parametrize("schema_path,model", [
+    ((), T2IServiceSpec),
+    (("model",), T2IServiceSpec.model_fields["model"].default_factory().__class__),
+    (("cache",), T2IServiceSpec.model_fields["cache"].default_factory().__class__),
+])
+def test_crd_fields_and_defaults_match_spec_model(schema_path, model):
+    node = SCHEMA["properties"]["spec"]
+    for p in schema_path:
+        node = node["properties"][p]
+    fields = _aliases(model)
+    assert set(node["properties"]) == set(fields)
+    for name, f in fields.items():
+        prop = node["properties"][name]
+        if "default" in prop and prop["type"] != "object":
+            default = f.default_factory() if f.default_factory else f.default
+            assert prop["default"] == default, f"default of {name}: CRD {prop['default']!r} != spec.py {default!r}"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate_and_parse(path):
+    doc = yaml.safe_load(path.read_text())
+    assert errors(doc) == []
+    name, spec = parse_manifest(doc)
+    assert name == doc["metadata"]["name"] and spec.gpus == doc["spec"]["gpus"]
+
+
+BASE = yaml.safe_load((ROOT / "manifests/examples/laptop.yaml").read_text())
+
+
+def _with(change: dict | None = None, drop: str | None = None) -> dict:
+    doc = copy.deepcopy(BASE)
+    for dotted, value in (change or {}).items():
+        node = doc["spec"]
+        *head, last = dotted.split(".")
+        for p in head:
+            node = node.setdefault(p, {})
+        node[last] = value
+    if drop:
+        del doc["spec"][drop]
+    return doc
+
+
+BAD = [
+    # (case, manifest, failing path, validator keyword)
+    ("negative GPUs", _with({"gpus": -1}), "spec.gpus", "minimum"),
+    ("zero GPUs", _with({"gpus": 0}), "spec.gpus", "minimum"),
+    ("fractional GPUs", _with({"gpus": 1.5}), "spec.gpus", "type"),
+    ("floor above 100", _with({"qualityFloor": 101}), "spec.qualityFloor", "maximum"),
+    ("negative floor", _with({"qualityFloor": -5}), "spec.qualityFloor", "minimum"),
+    ("zero throughput", _with({"throughputTarget": 0}), "spec.throughputTarget", "minimum"),
+    ("missing throughputTarget", _with(drop="throughputTarget"), "spec", "required"),
+    ("missing gpus", _with(drop="gpus"), "spec", "required"),
+    ("unknown level family", _with({"levels": ["cache-k0", "turbo-3"]}), "spec.levels.1", "pattern"),
+    ("upper-case level", _with({"levels": ["CACHE-K0"]}), "spec.levels.0", "pattern"),
+    ("no levels", _with({"levels": []}), "spec.levels", "minItems"),
+    ("control period too short", _with({"controlPeriod": 0.5}), "spec.controlPeriod", "minimum"),
+    ("zero latency SLO", _with({"latencySLO": 0}), "spec.latencySLO", "minimum"),
+    ("one step", _with({"model.steps": 1}), "spec.model.steps", "minimum"),
+    ("bad Prometheus URL", _with({"prometheusUrl": "prometheus:9090"}), "spec.prometheusUrl", "pattern"),
+    ("bad toleration operator", _with({"tolerations": [{"key": "a", "operator": "Maybe"}]}),
+     "spec.tolerations.0.operator", "enum"),
+    ("node selector value not a string", _with({"nodeSelector": {"gpu": 1}}), "spec.nodeSelector.gpu", "type"),
+    ("tiny cache", _with({"cache.maxBytes": 1000}), "spec.cache.maxBytes", "minimum"),
+    ("spec not an object", {**BASE, "spec": "big"}, "spec", "type"),
+]
+
+
+@pytest.mark.parametrize("case,doc,where,keyword", BAD, ids=[b[0] for b in BAD])
+def test_bad_manifests_rejected_for_the_stated_reason(case, doc, where, keyword):
+    errs = errors(doc)
+    assert errs, f"{case}: accepted"
+    found = {(".".join(str(p) for p in e.absolute_path), e.validator) for e in errs}
+    assert (where, keyword) in found, f"{case}: rejected for {found}, not {(where, keyword)}"
+
+
+def test_unknown_fields_are_not_errors_but_are_not_in_the_schema():
+    """The API server prunes unknown fields of a structural schema instead of rejecting them."""
+    doc = _with({"turbo": True})
+    assert errors(doc) == []
+    assert "turbo" not in SCHEMA["properties"]["spec"]["properties"]
+    assert SCHEMA["properties"]["spec"].get("x-kubernetes-preserve-unknown-fields") is not True

@@ -1,0 +1,81 @@
+"""The Prometheus metrics source (argus.adapters.prometheus_source): pure parse, then a real Prometheus.
+
+Cases:
+- parse table: demand with no series -> NoMetrics; h normalized; NaN/Inf samples (0/0 rates) dropped;
+  per-level sums; SLO-violation rate;
+- the PromQL uses the names of argus.telemetry and selects the service;
+- against the real `prometheus` binary scraping the router's real metric classes (fake rates):
+  demand, h_k and per-level throughput come out within 25% of what the exporter produces;
+- a service with no series -> NoMetrics; an unreachable Prometheus -> PrometheusUnreachable.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from argus import telemetry as t
+from argus.adapters.prometheus_source import PrometheusSource, parse, queries
+from argus.control.observed import MetricsUnavailable
+from op_harness import FakeRouter, Prometheus, free_port, wait_until
+
+
+def vec(*samples):
+    """An instant vector: (labels, value) pairs."""
+    return [{"metric": labels, "value": [0, str(v)]} for labels, v in samples]
+
+
+@pytest.mark.parametrize("raw,check", [
+    ({"demand": vec(({}, 2.0)), "h": vec(({"level": "cache-k0"}, 1.0), ({"level": "cache-k10"}, 3.0))},
+     lambda s: s.demand == 2.0 and s.h == {"cache-k0": 0.25, "cache-k10": 0.75}),
+    ({"demand": vec(({}, 0.0)), "h": []}, lambda s: s.demand == 0.0 and s.h == {}),
+    ({"demand": vec(({}, 1.0)), "quality": vec(({}, "NaN")), "latency_p95": vec(({}, "+Inf"))},
+     lambda s: s.quality is None and s.latency_p95 is None),
+    ({"demand": vec(({}, 1.0)), "throughput": vec(({"level": "a"}, 0.5), ({"level": "a"}, 0.25),
+                                                  ({"level": "b"}, 1.0)), "slo_violations": vec(({}, 0.35))},
+     lambda s: s.throughput == {"a": 0.75, "b": 1.0} and s.slo_violation_rate == pytest.approx(0.2)),
+    ({"demand": vec(({}, 1.0)), "queues": vec(({"level": "a"}, 3), ({}, 9))}, lambda s: s.queues == {"a": 3.0}),
+])
+def test_parse(raw, check):
+    assert check(parse(raw))
+
+
+def test_parse_without_demand_series_is_no_metrics():
+    with pytest.raises(MetricsUnavailable) as e:
+        parse({"demand": [], "h": vec(({"level": "a"}, 1))}, "svc")
+    assert e.value.reason == "NoMetrics" and "svc" in str(e.value) and t.ARRIVALS in str(e.value)
+
+
+def test_queries_use_telemetry_names_and_service():
+    q = queries("svc", "30s")
+    assert t.ARRIVALS in q["demand"] and t.OPTIMAL_LEVEL in q["h"] and t.REQUESTS in q["throughput"]
+    assert all('service="svc"' in v for v in q.values()) and all("[30s]" in v for k, v in q.items() if k != "queues")
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs the prometheus binary (scripts/setup.sh)")
+def test_real_prometheus(tmp_path):
+    router = FakeRouter("svc")
+    prom = Prometheus(tmp_path, [f"127.0.0.1:{router.port}"])
+    src = PrometheusSource(window="5s", timeout_s=2)
+    try:
+        router.set(2.0, {"cache-k0": 0.25, "cache-k10": 0.75}, served={"cache-k0": 0.5, "cache-k10": 1.0},
+                   quality=96.0)
+
+        def settled():
+            s = src.snapshot(prom.url, "svc")
+            return s if abs(s.demand - 2.0) < 0.5 and s.h.get("cache-k10", 0) > 0.6 else None
+
+        s = wait_until(settled, 30, 0.5, "Prometheus to report the exporter's rates")
+        assert s.h["cache-k0"] == pytest.approx(0.25, abs=0.06)
+        assert s.throughput["cache-k10"] == pytest.approx(1.0, rel=0.25)
+        assert s.quality == pytest.approx(96.0)
+        with pytest.raises(MetricsUnavailable) as e:
+            src.snapshot(prom.url, "other")
+        assert e.value.reason == "NoMetrics"
+        with pytest.raises(MetricsUnavailable) as e:
+            src.snapshot(f"http://127.0.0.1:{free_port()}", "svc")
+        assert e.value.reason == "PrometheusUnreachable"
+    finally:
+        prom.stop()
+        router.stop()
