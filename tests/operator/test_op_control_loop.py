@@ -5,6 +5,7 @@ Cases:
 - no metrics with a valid stored allocation: kept unchanged, no solve, no event, same policy version;
 - no metrics after a spec edit (new generation): re-planned for the new spec;
 - demand jump beyond capacity: reallocated, Event text carries demand, capacity, moves and quality;
+- demand EWMA (argus.policy.demand) kept on the status: smoothed down, bursts followed, headroom applied;
 - steady metrics: the policy version does not move (content hash), state round-trips through status;
 - observed h_k of levels the spec no longer has is dropped and renormalized;
 - narration table: moves pairing and message wording;
@@ -68,9 +69,20 @@ def test_demand_jump_reallocates_with_numbers():
     assert st.allocation["cache-k0"] >= 2
     p = run(s, M(demand=2.5, h={"cache-k20": 1.0}), st, 111.0)  # within dwell, but the old mix is overloaded
     assert p.changed and p.allocation != st.allocation and p.policy.version == st.policy_version + 1
-    assert p.event.startswith("demand 2.5 req/s > capacity ")
-    assert "cache-k0 → cache-k20" in p.event and "quality 100.0% → " in p.event
+    assert p.event.startswith("demand 3 req/s > capacity ")  # 2.5 observed x 1.2 headroom (policy.demand)
+    assert "cache-k0 → " in p.event and "quality 100.0% → " in p.event
     assert p.state.last_change == 111.0
+
+
+def test_demand_is_smoothed_on_the_way_down_and_followed_on_the_way_up():
+    s = spec()  # controlPeriod 1 s: half-life 2 s
+    st = run(s, M(demand=2.0, h={"cache-k0": 1.0}), ControlState(), 100.0).state
+    assert st.demand.rate == 2.0
+    down = run(s, M(demand=0.0, h={}), st, 102.0)  # one half-life later
+    assert down.state.demand.rate == pytest.approx(1.0) and down.status["demand"] == pytest.approx(1.2)
+    up = run(s, M(demand=5.0, h={"cache-k0": 1.0}), down.state, 102.5)
+    assert up.state.demand.rate == 5.0
+    assert ControlState.from_status(up.state.to_status()).demand == up.state.demand
 
 
 def test_steady_metrics_keep_version_and_state_round_trips():

@@ -15,6 +15,7 @@ from argus.control.narrate import reallocation_message
 from argus.control.observed import MetricsSnapshot
 from argus.control.state import ControlState
 from argus.policy.decision import Decision, to_policy_document
+from argus.policy.demand import DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
 from argus.policy.optimizer import solve
 from argus.policy.profile import LevelProfile
@@ -61,13 +62,11 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     if observed is None and fits and not spec_changed:
         # No fresh numbers: the safest plan is the one in force; re-issue it unchanged.
         return _keep(service, spec, state, now, status, generation)
+    dstate = state.demand
     if observed is None:
         demand, h, queues = spec.throughput_target, prior_h(levels), {}
     else:
-        demand = max(0.0, observed.demand)
-        h = _shares(observed.h, levels)
-        if demand > 0 and not h:
-            h = prior_h(levels)
+        demand, h, dstate = smooth_demand(state.demand, observed, levels, now, spec.control_period)
         queues = {lv: max(0.0, q) for lv, q in observed.queues.items() if lv in levels}
     last_change = None if spec_changed or not fits else state.last_change
     if last_change is not None and last_change > now:
@@ -95,7 +94,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     new_state = ControlState(allocation=alloc, policy_version=version, last_change=now if changed else last_change,
                              last_decision=now, quality=decision.quality,
                              observed_generation=generation if generation is not None else state.observed_generation,
-                             policy_digest=digest)
+                             policy_digest=digest, demand=dstate)
     if status.get("averageQuality") is None and decision.quality is not None:
         status["averageQuality"] = round(decision.quality, 3)
     status.update(demand=round(demand, 6), plannedThroughput=round(decision.throughput, 6),
@@ -113,11 +112,25 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
     new_state = ControlState(allocation=alloc, policy_version=doc.version, last_change=state.last_change,
                              last_decision=now, quality=state.quality,
                              observed_generation=generation if generation is not None else state.observed_generation,
-                             policy_digest=state.policy_digest)
+                             policy_digest=state.policy_digest, demand=state.demand)
     if status.get("averageQuality") is None and state.quality is not None:
         status["averageQuality"] = round(state.quality, 3)
     return Plan(allocation=alloc, policy=doc, state=new_state, changed=False, policy_changed=False, event=None,
                 status=status, decision=None, reason=doc.reason)
+
+
+def smooth_demand(dstate: DemandState, observed: MetricsSnapshot, levels: list[str], now: float,
+                  period: float) -> tuple[float, dict[str, float], DemandState]:
+    """Demand with headroom and h_k through the EWMA (half-life two control periods; bursts followed at once)."""
+    if dstate.at is not None and dstate.at > now or dstate.shares_at is not None and dstate.shares_at > now:
+        dstate = DemandState()  # clock went backwards (another replica's clock): start over
+    settings = DemandSettings(half_life_s=2.0 * period)
+    demand, dstate = estimate(dstate, max(0.0, observed.demand), now, settings)
+    shares, dstate = estimate_shares(dstate, _shares(observed.h, levels), now, settings)
+    h = _shares(shares, levels)
+    if demand > 0 and not h:
+        h = prior_h(levels)
+    return demand, h, dstate
 
 
 def _shares(raw: dict[str, float], levels: list[str]) -> dict[str, float]:

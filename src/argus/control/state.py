@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from argus.policy.demand import DemandState
+
 
 @dataclass(frozen=True)
 class ControlState:
@@ -17,6 +19,7 @@ class ControlState:
     quality: float | None = None  # predicted average quality of the last decision, percent
     observed_generation: int | None = None  # spec generation the allocation was planned for
     policy_digest: str | None = None  # content hash of the last policy (a new version only when it changes)
+    demand: DemandState = field(default_factory=DemandState)  # the demand EWMA (rate and h_k)
 
     @classmethod
     def from_status(cls, status: dict[str, Any] | None) -> "ControlState":
@@ -28,7 +31,8 @@ class ControlState:
         return cls(allocation=clean, policy_version=_int(st.get("policyVersion"), 0),
                    last_change=_num(st.get("lastChange")), last_decision=_num(st.get("lastDecision")),
                    quality=_num(st.get("plannedQuality")), observed_generation=_int(st.get("observedGeneration"), None),
-                   policy_digest=st.get("policyDigest") if isinstance(st.get("policyDigest"), str) else None)
+                   policy_digest=st.get("policyDigest") if isinstance(st.get("policyDigest"), str) else None,
+                   demand=_demand(st.get("demandEstimate")))
 
     def to_status(self, known_levels: list[str] | None = None) -> dict[str, Any]:
         """The status fields holding this state; levels no longer served are nulled (merge-patch delete)."""
@@ -37,7 +41,18 @@ class ControlState:
             alloc.setdefault(lv, None)
         return {"allocation": alloc, "policyVersion": self.policy_version, "lastChange": self.last_change,
                 "lastDecision": self.last_decision, "plannedQuality": self.quality,
-                "observedGeneration": self.observed_generation, "policyDigest": self.policy_digest}
+                "observedGeneration": self.observed_generation, "policyDigest": self.policy_digest,
+                "demandEstimate": {"rate": self.demand.rate, "at": self.demand.at,
+                                   "shares": dict(self.demand.shares) or None, "sharesAt": self.demand.shares_at}}
+
+
+def _demand(raw: Any) -> DemandState:
+    if not isinstance(raw, dict):
+        return DemandState()
+    shares = raw.get("shares") if isinstance(raw.get("shares"), dict) else {}
+    return DemandState(rate=_num(raw.get("rate")), at=_num(raw.get("at")),
+                       shares={str(k): float(v) for k, v in shares.items() if _num(v) is not None and v > 0},
+                       shares_at=_num(raw.get("sharesAt")))
 
 
 def _num(v: Any) -> float | None:

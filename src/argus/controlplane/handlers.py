@@ -92,6 +92,12 @@ def _period(*, name: str, namespace: str, body: Any, spec: Any, status: Any, met
         if e.retryable or e.status == 0:
             raise kopf.TemporaryError(str(e), delay=min(60.0, memo.cfg.retry_delay_s * 2 ** retry)) from None
         raise
+    except Exception as e:  # a bug or an unexpected input: retry with backoff instead of kopf's flat 60 s
+        memo.metrics.errors.labels(name, type(e).__name__).inc()
+        if in_timer:
+            raise
+        raise kopf.TemporaryError(f"{type(e).__name__}: {e}",
+                                  delay=min(60.0, memo.cfg.retry_delay_s * 2 ** retry)) from e
     _publish(out, body, patch)
 
 
