@@ -1,0 +1,88 @@
+"""Queueing kernel against closed forms and hand-computed schedules.
+
+Cases: M/D/1 mean wait (Pollaczek-Khinchine) at rho 0.5 and 0.8; M/D/1 share of requests that
+do not wait (1 - rho); simultaneous arrivals batched up to the max batch; c replicas serve c
+simultaneous requests at once; a loading replica (free in the future) starts late; the run stops
+at t_end leaving the rest waiting; early drop of requests that would miss the SLO; batch times
+interpolated from profiled throughput.
+"""
+
+import numpy as np
+import pytest
+
+from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, run_level
+
+
+def _run(arrivals, bt, free, t_end=np.inf, slo=1e9, drop=False):
+    a = np.asarray(arrivals, dtype=float)
+    n = len(a)
+    start, finish, status = np.empty(n), np.empty(n), np.zeros(n, dtype=np.int8)
+    free = np.asarray(free, dtype=float).copy()
+    ready = np.zeros(len(free))
+    head = run_level(a, np.asarray(bt, dtype=float), slo, drop, free, ready, t_end, start, finish, status)
+    return head, start, finish, status, free
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.8])
+def test_md1_mean_wait_matches_pollaczek_khinchine(rho):
+    rng = np.random.default_rng(1)
+    d = 1.0
+    a = np.cumsum(rng.exponential(d / rho, 400_000))
+    _, start, _, status, _ = _run(a, [0.0, d], [0.0])
+    assert (status == SERVED).all()
+    wait = (start - a)[20_000:]  # skip the warm-up from an empty queue
+    expected = rho * d / (2 * (1 - rho))
+    assert wait.mean() == pytest.approx(expected, rel=0.05)
+
+
+def test_md1_share_not_waiting_is_one_minus_rho():
+    rng = np.random.default_rng(2)
+    rho = 0.6
+    a = np.cumsum(rng.exponential(1 / rho, 200_000))
+    _, start, _, _, _ = _run(a, [0.0, 1.0], [0.0])
+    assert np.mean(start - a < 1e-12) == pytest.approx(1 - rho, abs=0.01)
+
+
+def test_simultaneous_arrivals_batch_up_to_max_batch():
+    bt = batch_times({1: 1.0, 4: 2.0})  # batch time 1 s alone, 8 s for 4 -> affine
+    _, start, finish, status, _ = _run([0.0] * 6, bt, [0.0])
+    assert (status == SERVED).all()
+    assert list(start) == [0, 0, 0, 0, bt[4], bt[4]]
+    assert list(finish[:4]) == [bt[4]] * 4
+    assert list(finish[4:]) == [bt[4] + bt[2]] * 2
+
+
+def test_c_replicas_serve_c_requests_at_once():
+    _, start, finish, _, free = _run([0.0, 0.0, 0.0], [0.0, 2.0], [0.0, 0.0, 0.0])
+    assert list(start) == [0, 0, 0] and list(finish) == [2, 2, 2]
+    assert sorted(free) == [2, 2, 2]
+
+
+def test_loading_replica_starts_when_ready():
+    _, start, finish, _, _ = _run([1.0, 1.0], [0.0, 3.0], [5.0, 0.0])
+    assert list(start) == [1.0, 4.0]  # one replica at once; the other request waits for its batch
+
+
+def test_stops_at_t_end_and_leaves_the_rest_waiting():
+    head, start, _, status, _ = _run([0.0, 0.5, 2.0, 3.0], [0.0, 1.0], [0.0], t_end=2.0)
+    assert head == 2
+    assert list(status) == [SERVED, SERVED, WAITING, WAITING]
+
+
+def test_early_drop_of_requests_that_would_miss_the_slo():
+    # one replica busy until t=10; SLO 5 s; service 1 s: requests from t=0..3 cannot make it at t=10
+    _, start, finish, status, _ = _run([0.0, 3.0, 9.5], [0.0, 1.0], [10.0], slo=5.0, drop=True)
+    assert list(status) == [DROPPED, DROPPED, SERVED]
+    assert finish[2] == 11.0
+
+
+def test_without_drop_late_requests_are_still_served():
+    _, _, finish, status, _ = _run([0.0, 3.0], [0.0, 1.0], [10.0], slo=5.0, drop=False)
+    assert (status == SERVED).all() and finish[0] == 11.0
+
+
+def test_batch_times_interpolate_profiled_throughput():
+    bt = batch_times({1: 0.25, 8: 0.4})  # 4 s alone, 20 s for 8
+    assert bt[1] == pytest.approx(4.0) and bt[8] == pytest.approx(20.0)
+    assert bt[4] == pytest.approx(4.0 + 3 * 16.0 / 7)
+    assert len(bt) == 9 and bt[0] == 0.0
