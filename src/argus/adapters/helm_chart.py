@@ -79,7 +79,7 @@ def validate_values(chart_dir: str | Path, values: dict[str, Any]) -> None:
     helm = _helm()
     try:
         with helm.Chart.load(str(chart_dir)) as chart:
-            chart.validate_schema(chart.merge_values(values))
+            chart.validate_schema(values)  # coalesced with the chart defaults by Helm, as on install
     except helm.HelmError as e:
         raise ChartError(str(e).strip()) from None
 
