@@ -1,7 +1,8 @@
 """Generated files and cross-area contracts stay in sync with their sources.
 
 Cases:
-- `argus render-manifests --check` passes: files/rbac.json, files/envoy-bootstrap.json and
+- `argus render-manifests --check` passes (and fails, naming the file, on a stale copy, which a
+  plain run then rewrites): files/rbac.json, files/envoy-bootstrap.json and
   manifests/install.yaml equal what the code and the chart produce now;
 - manifests/install.yaml holds the Namespace, every CRD of crds/ unchanged, and exactly the chart
   rendered with INSTALL_VALUES; every object in it validates;
@@ -144,3 +145,21 @@ def test_dashboard_metrics_exist():
             for name in names:
                 base = re.sub(r"_(bucket|sum|count)$", "", name)
                 assert base in exported or name.startswith(("nv_inference_", "envoy_")), name
+
+
+def test_render_manifests_rewrites_and_check_detects_staleness(tmp_path, capsys):
+    import shutil
+
+    for name in ("Chart.yaml", "values.yaml", "values.schema.json", ".helmignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for name in ("templates", "crds", "files"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    (tmp_path / "files" / "rbac.json").write_text("{}\n")
+    assert cli.main(["render-manifests", "--chart", str(tmp_path), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "stale: files/rbac.json" in err and "stale: manifests/install.yaml" in err
+    assert "envoy-bootstrap" not in err
+    assert cli.main(["render-manifests", "--chart", str(tmp_path)]) == 0
+    assert (tmp_path / "files" / "rbac.json").read_text() == (ROOT / "files" / "rbac.json").read_text()
+    assert (tmp_path / "manifests" / "install.yaml").read_text() == (ROOT / "manifests" / "install.yaml").read_text()
+    assert cli.main(["render-manifests", "--chart", str(tmp_path), "--check"]) == 0
