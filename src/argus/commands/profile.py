@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, help="use only the first N prompts")
     p.add_argument("--max-prompts", type=int, default=20_000, help="refuse larger prompt sets")
     p.add_argument("--device", default="cpu", help="torch device (cuda for true GPU latency tables)")
+    p.add_argument("--no-warmup", action="store_true", help="skip the untimed run before each latency cell")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a shared machine)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -66,6 +68,10 @@ def run(args) -> int:
     from argus.prompt.scorer import ClipScorer
     from argus.worker.pipeline import DiffusionPipeline, PipelineSettings
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     pipe = DiffusionPipeline(PipelineSettings(steps=args.steps, weights_path=args.weights,
                                               model_name=args.model_name, device=args.device))
@@ -78,7 +84,8 @@ def run(args) -> int:
 
         device = f"{device} ({torch.cuda.get_device_name(0)})"
     run_ = ProfileRun(levels=tuple(levels), height=args.height, width=args.width, seed=args.seed,
-                      batch=args.batch, batch_sizes=batch_sizes, repeats=args.repeats, device=device)
+                      batch=args.batch, batch_sizes=batch_sizes, repeats=args.repeats, warmup=not args.no_warmup,
+                      device=device)
     prof = run_profile(prompts, pipe, scorer, embedder, run_, args.out, progress=not args.no_progress,
                        load_time=load_time)
     print(f"quality profile: {args.out} ({len(prof.prompts)} prompts x {len(levels)} levels)")
