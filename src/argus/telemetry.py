@@ -21,7 +21,7 @@ POLICY_REJECTED = "argus_router_policy_rejected_total"  # invalid policy documen
 
 # Worker (Triton python backend custom metrics), labelled {level}.
 WORKER_CACHE = "argus_worker_cache_total"  # {level, result=hit|miss|fallback, reason}
-WORKER_STORE_ERRORS = "argus_worker_store_errors_total"  # {level, op=read|write}
+WORKER_STORE_ERRORS = "argus_worker_store_errors_total"  # {level, op=open|read|write}
 
 # Operator / control loop.
 DECISIONS = "argus_operator_decisions_total"  # {service, changed=true|false}

@@ -10,8 +10,9 @@ steps_run N, fallback_reason and metric say why): no CACHE_KEY (miss), no store,
 evicted, corrupt, incompatible (other model, other N, other latent shape), bad key; a
 fallback with STORE_KEY stores its checkpoints; a missing K with a smaller K stored resumes
 at the smaller K (`lower_k`, still exact); in one batch a hit, a fallback and a bad request
-are each answered on their own. Store faults: an entry over the budget (`full`) and an
-unusable store path at open only cost the caching (served, metric, nothing stored).
+are each answered on their own. Store faults: an entry over the budget (`full`), a corrupt
+index (read and write fail: `store_error`) and an unusable store path at open only cost
+the caching (served, metric, nothing stored).
 """
 
 from __future__ import annotations
@@ -200,3 +201,15 @@ def test_unusable_store_path_serves_without_caching(pipeline, full_image, tmp_pa
     svc = WorkerService(settings, pipeline=pipeline, store=store, metrics=metrics)
     (res,) = svc.handle([req(cache_key="alice/fox", store_key="t/k")])
     assert res.info["fallback_reason"] == "no_store" and np.array_equal(res.image, full_image)
+
+
+def test_corrupt_index_serves_without_caching(pipeline, full_image, tmp_path):
+    store = new_store(tmp_path)
+    store.put("t/x", prompt="x", model=pipeline.identity, n=N, latents={3: np.zeros((4, SIZE // 2, SIZE // 2), np.float32)})
+    (store.root / "index.sqlite").write_bytes(b"this is not a database" * 300)
+    svc = service(pipeline, "cache-k3", store)
+    (res,) = svc.handle([req(cache_key="t/x", store_key="t/y")])
+    assert res.error is None and np.array_equal(res.image, full_image)
+    assert res.info["fallback_reason"] == "store_error"
+    assert svc.metrics.counts == {("store_error", "read"): 1, ("cache", "fallback", "store_error"): 1,
+                                  ("store_error", "write"): 1}

@@ -156,6 +156,11 @@ class WorkerService:
             self._fallback(info, e.reason)
             log.info("cache fallback key=%s level=%s: %s", r.cache_key, self.level.name, e)
             return
+        except Exception as e:  # noqa: BLE001 - a store fault or bug may only cost the caching
+            self.metrics.store_error("read")
+            self._warn("read", f"latent store read failed, running from noise: {type(e).__name__}: {e}")
+            self._fallback(info, "store_error")
+            return
         gen.resume_latent, gen.resume_step = latent.array, latent.k
         info["cache_hit"] = True
         # An evicted checkpoint at K may leave a smaller K' of the same prompt: still a hit, less skipped.
@@ -177,6 +182,9 @@ class WorkerService:
         except StoreWriteError as e:
             self.metrics.store_error("write")
             self._warn(f"write:{e.reason}", f"latent store write failed ({e.reason}), serving without caching: {e}")
+        except Exception as e:  # noqa: BLE001 - a store fault or bug may only cost the caching
+            self.metrics.store_error("write")
+            self._warn("write:bug", f"latent store write failed, serving without caching: {type(e).__name__}: {e}")
 
     def _warn(self, kind: str, message: str) -> None:
         # First occurrence of each kind at WARNING, later ones at DEBUG: no log flood under load.

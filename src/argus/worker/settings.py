@@ -27,6 +27,8 @@ class WorkerSettings:
     def __post_init__(self):
         parse_level(self.level, self.steps)  # raises LevelError naming the problem
         parse_levels(list(self.levels), self.steps)
+        if self.latent_store_bytes <= 0:
+            raise ValueError(f"ARGUS_LATENT_STORE_BYTES={self.latent_store_bytes}: must be a positive byte count")
 
     @property
     def parsed_level(self) -> Level:
