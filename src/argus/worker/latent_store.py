@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import struct
 import threading
 import time
 import uuid
@@ -43,7 +42,8 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-MAGIC = b"ARGUSLAT1\n"
+from argus.worker.latent_file import CorruptLatent, atomic_write, decode_latent, encode_latent, unlink_quiet
+
 MAX_KEY_LEN = 512
 TOMBSTONES_KEPT = 4096  # recent evictions remembered, so a miss can say "evicted"
 
@@ -188,7 +188,7 @@ class DirectoryLatentStore:
         shapes = {a.shape for a in arrays.values()}
         if len(shapes) != 1 or any(not 0 < k < n for k in arrays):
             raise StoreWriteError("io", f"latents must share one shape and have 0 < K < N={n}")
-        blobs = {k: _encode(key, k, n, model, a) for k, a in arrays.items()}
+        blobs = {k: encode_latent(key, k, n, model, a) for k, a in arrays.items()}
         need = sum(len(b) for b, _ in blobs.values())
         if need > self.budget:
             raise StoreWriteError("full", f"entry needs {need} bytes, budget is {self.budget}")
@@ -214,13 +214,13 @@ class DirectoryLatentStore:
                     db.execute("ROLLBACK")
                     raise
                 for rel in [f for _, f, _ in old] + [f for _, _, f in victims]:
-                    _unlink(self.root / rel)
+                    unlink_quiet(self.root / rel)
                 freq = {k: f for k, _, f in old}  # a re-stored prompt keeps the frequency it earned
                 # 2) Write the files (tmp + fsync + rename), then index them in one transaction.
                 rows = []
                 for k, (blob, checksum) in blobs.items():
                     rel = f"data/{kh[:2]}/{kh}-k{k}-{uuid.uuid4().hex[:12]}.lat"
-                    _atomic_write(self.root / rel, blob)
+                    atomic_write(self.root / rel, blob)
                     written.append(self.root / rel)
                     rows.append((key, k, n, rel, len(blob), checksum, max(1.0, freq.get(k, 1.0)), now))
                 db.execute("BEGIN IMMEDIATE")
@@ -235,7 +235,7 @@ class DirectoryLatentStore:
                     raise
         except (OSError, sqlite3.Error) as e:
             for p in written:
-                _unlink(p)
+                unlink_quiet(p)
             raise StoreWriteError(_write_reason(e), f"{type(e).__name__}: {e}") from None
 
     def get(self, key: str, k: int, *, model: str, n: int, shape: tuple[int, ...]) -> Latent:
@@ -260,13 +260,13 @@ class DirectoryLatentStore:
                     raise CacheMiss("incompatible", f"{key!r} holds model={entry[0]} N={entry[1]} "
                                     f"shape={json.loads(entry[2])}; wanted {model} N={n} shape={list(shape)}")
                 kk, rel, checksum = row
-            array = _decode(self.root / rel, key, kk, n, model, checksum)
+            array = decode_latent(self.root / rel, key, kk, n, model, checksum)
         except StoreError:
             raise
         except FileNotFoundError:
             # Evicted or replaced by another process between the lookup and the read.
             raise CacheMiss("evicted", f"latent of {key!r} at K={kk} vanished") from None
-        except _Corrupt as e:
+        except CorruptLatent as e:
             self._forget(key, kk, rel)
             raise CacheMiss("corrupt", str(e)) from None
         except (OSError, sqlite3.Error) as e:
@@ -361,7 +361,7 @@ class DirectoryLatentStore:
                     self._drop(db, key, k, self.clock())
                     db.execute("DELETE FROM tombstones WHERE key=? AND k=?", (key, k))
                 db.execute("COMMIT")
-                _unlink(self.root / rel)
+                unlink_quiet(self.root / rel)
         except (OSError, sqlite3.Error):
             pass
 
@@ -372,65 +372,11 @@ class DirectoryLatentStore:
         for p in (self.root / "data").glob("*/*"):
             rel = p.relative_to(self.root).as_posix()
             if p.name.startswith(".tmp-") or rel not in known:
-                _unlink(p)
+                unlink_quiet(p)
         for key, k, rel in db.execute("SELECT key, k, file FROM latents").fetchall():
             if not (self.root / rel).exists():
                 db.execute("DELETE FROM latents WHERE key=? AND k=?", (key, k))
         db.execute("DELETE FROM entries WHERE key NOT IN (SELECT key FROM latents)")
-
-
-class _Corrupt(Exception):
-    pass
-
-
-def _encode(key: str, k: int, n: int, model: str, a: np.ndarray) -> tuple[bytes, str]:
-    payload = a.astype("<f4", copy=False).tobytes()
-    checksum = hashlib.sha256(payload).hexdigest()
-    header = json.dumps({"key": key, "k": k, "n": n, "model": model, "shape": list(a.shape), "dtype": "<f4",
-                         "sha256": checksum}, sort_keys=True).encode()
-    return MAGIC + struct.pack("<I", len(header)) + header + payload, checksum
-
-
-def _decode(path: Path, key: str, k: int, n: int, model: str, checksum: str) -> np.ndarray:
-    blob = path.read_bytes()
-    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 4:
-        raise _Corrupt(f"{path.name}: not a latent file")
-    hlen = struct.unpack("<I", blob[len(MAGIC):len(MAGIC) + 4])[0]
-    start = len(MAGIC) + 4
-    try:
-        header = json.loads(blob[start:start + hlen])
-    except ValueError:
-        raise _Corrupt(f"{path.name}: unreadable header") from None
-    payload = blob[start + hlen:]
-    if hashlib.sha256(payload).hexdigest() != checksum or header.get("sha256") != checksum:
-        raise _Corrupt(f"{path.name}: checksum mismatch")
-    if (header.get("key"), header.get("k"), header.get("n"), header.get("model")) != (key, k, n, model):
-        raise _Corrupt(f"{path.name}: header names another latent")
-    shape = tuple(header["shape"])
-    if int(np.prod(shape)) * 4 != len(payload):
-        raise _Corrupt(f"{path.name}: payload size does not match shape {shape}")
-    return np.frombuffer(payload, dtype="<f4").reshape(shape).astype(np.float32)
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def _write_reason(e: Exception) -> str:
