@@ -64,6 +64,8 @@ def run(args) -> int:
     if args.batch < 1 or args.repeats < 1:
         raise ValueError("--batch and --repeats must be >= 1")
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    if args.out.exists():  # checked before loading any model: refusing must be instant
+        raise ValueError(f"{args.out}: already exists (a finished profile); choose another --out or delete it")
     prompts = load_prompts(args.prompts or bundled_prompts_path(), max_prompts=args.max_prompts, limit=args.limit)
     from argus.prompt.scorer import ClipScorer
     from argus.worker.pipeline import DiffusionPipeline, PipelineSettings
