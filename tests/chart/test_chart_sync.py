@@ -8,8 +8,8 @@ Cases:
   rendered with INSTALL_VALUES; every object in it validates;
 - the Envoy ConfigMap carries build_bootstrap(CHART_ENVOY) (the local runtime's generator), and
   the chart's ports agree with it (Envoy listener, stats listener, router cluster);
-- the operator container runs the colleague's handlers module, every ARGUS_OPERATOR_* it sets is a
-  field of OperatorSettings, and the router's env parses (RouterSettings.from_env) to the chart's values;
+- the operator container runs the operator's handlers module with options `kopf run` has, every
+  ARGUS_OPERATOR_* it sets is a field of OperatorSettings, and the router's env parses (RouterSettings.from_env) to the chart's values;
 - the worker NetworkPolicy and PodMonitor select the labels the operator's builders put on worker pods;
 - every metric in the Grafana dashboard is one Argus exports (argus.telemetry), Triton's or Envoy's.
 """
@@ -21,6 +21,7 @@ import json
 import re
 
 import jsonschema
+import pytest
 import yaml
 
 from argus import cli, telemetry
@@ -108,6 +109,17 @@ def test_operator_command_and_env_match_the_operator_code():
     assert {k for k in env if k.startswith("ARGUS_")} <= fields
     settings = OperatorSettings.from_env({k: v for k, v in env.items() if v is not None})
     assert settings.metrics_port == int(next(p["containerPort"] for p in op["ports"] if p["name"] == "metrics"))
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "namespaced-rbac", "standalone-operator"])
+def test_operator_args_are_kopf_run_options(scenario):
+    from kopf.cli import run as kopf_run
+
+    options = {o for p in kopf_run.params for o in p.opts}
+    op = _containers(render(scenario), "argus-operator")["operator"]
+    assert op["command"] == ["kopf", "run"]
+    for arg in op["args"]:
+        assert arg.split("=", 1)[0] in options, arg
 
 
 def test_router_env_parses_to_the_chart_values():
