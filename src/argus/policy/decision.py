@@ -24,6 +24,7 @@ class Decision:
     planned: float  # requests/s planned for: min(demand, throughput target)
     served_by_level: dict[str, float]  # requests/s each level is expected to serve
     objective: float  # the MILP objective of this decision (for tests and debugging)
+    gap: float  # proven bound minus objective (<= the search tolerance unless the node limit bound)
     changed: bool  # replicas differ from the snapshot's current allocation
     reason: str  # what bound is active and what was traded, for people
     notes: list[str] = field(default_factory=list)  # the reason's parts, one per line
@@ -34,7 +35,7 @@ class Decision:
                 "throughput": self.throughput, "quality": self.quality, "latency": dict(self.latency),
                 "overload": self.overload, "shed_rate": self.shed_rate, "degraded_rate": self.degraded_rate,
                 "backlog_excess": self.backlog_excess, "planned": self.planned,
-                "served_by_level": dict(self.served_by_level), "objective": self.objective,
+                "served_by_level": dict(self.served_by_level), "objective": self.objective, "gap": self.gap,
                 "changed": self.changed, "reason": self.reason}
 
 

@@ -1,14 +1,16 @@
-"""The allocation MILP: build it from a snapshot, solve it with HiGHS (scipy.optimize.milp).
+"""The allocation MILP: build it from a snapshot, solve it by branch and bound with HiGHS LPs.
 
 Variables: integer replicas x_j; added replicas u_j >= x_j - current_j (switching cost); load
-y_kj >= 0 whose optimal level is k served at level j; shed_k (demand not served) and v_j (queue
-backlog that cannot drain within the latency SLO). Maximize
-    sum y_kj Q_j  - W_deg sum_{j > k} y_kj - W_shed (sum shed + sum v) - sum c_j u_j + eps x_0
+y_kj >= 0 whose optimal level is k served at level j; shed_k (planned demand not served) and v_j
+(queue backlog that cannot drain within the latency SLO). Maximize
+    sum_kj y_kj V_kj - sum_k P_shed shed_k - sum_j P_shed v_j - sum_j c_j u_j
 subject to  sum x <= GPUs;  sum_j y_kj + shed_k = D_k;  x_0 >= min full-quality replicas;
-            sum_k y_kj + q_j / (SLO - s_j) - v_j <= T_j x_j     (Little's law: capacity covers arrivals
-            and drains the observed queue q_j within the latency slack, so waiting stays within SLO).
-W_deg and W_shed are larger than any quality or switching gain per request/s, so degrading (serving
-below a prompt's floor) and shedding happen only when nothing else serves the load: that is overload.
+            sum_k y_kj + q_j / (SLO - s_j) - v_j <= T_j x_j    (Little's law: capacity covers the
+            arrivals and drains the observed queue q_j within the latency slack, so waiting <= SLO).
+V_kj = Q_j when j is at least as safe as k. Two models share this layout:
+  - safe: only safe pairs, no shedding, no backlog excess; feasible iff no overload is needed;
+  - overload: degraded pairs too, valued Q_j - P_DEGRADE, and shedding; always feasible.
+solve() tries the safe model first, so overload is declared only when no safe allocation exists.
 """
 
 from __future__ import annotations
@@ -18,15 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from argus.policy.bnb import LpModel, branch_and_bound
 from argus.policy.redirection import NEVER, SAFE, relation_table
 from argus.policy.snapshot import Snapshot
 
-IDLE_REWARD = 1e-3  # tie-breaker: a GPU no load needs sits at full quality (headroom for the best level)
-MIP_REL_GAP = 1e-7  # tight: the objective's quality term must not be traded away by solver tolerance
-
-
-class SolverError(RuntimeError):
-    """HiGHS failed for a reason other than the model (the model is always feasible by construction)."""
+P_DEGRADE = 50.0  # value lost per request/s served below its prompt's floor (overload model only)
+P_SHED = 100.0  # value lost per request/s shed, beyond its missing quality: degrading beats shedding
+REL_TOL = 1e-4  # optimality tolerance, relative to serving all planned load at 100% quality
+MAX_NODES = 24  # branch-and-bound nodes per solve; the decision reports the gap if this binds
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Formulation:
     """The MILP in matrix form plus the index maps needed to read a solution back."""
 
     n: int
+    overload: bool  # which of the two models (see module docstring)
     pairs: list[tuple[int, int, bool]]  # (k, j, safe) per y variable
     sources: list[int]  # k with D_k > 0, one shed variable each
     c: np.ndarray  # objective to MINIMIZE (negated maximization)
@@ -42,6 +44,7 @@ class Formulation:
     ub: np.ndarray
     bounds_lo: np.ndarray
     bounds_hi: np.ndarray
+    gpus: int
     planned: float  # requests/s the plan must serve: min(demand, target)
     demand_by_level: np.ndarray  # D_k
     backlog_rate: np.ndarray  # q_j / (SLO - s_j), requests/s
@@ -61,27 +64,32 @@ class Formulation:
     def off_v(self) -> int:
         return self.off_shed + len(self.sources)
 
+    @property
+    def tolerance(self) -> float:
+        """Absolute objective tolerance of the search."""
+        return REL_TOL * (100.0 * self.planned + 1.0)
+
 
 @dataclass(frozen=True)
 class Solution:
     """Raw values of one solve."""
 
     objective: float  # maximization objective (see module docstring)
-    x: np.ndarray  # replicas (integers when solved as MILP)
+    bound: float  # proven upper bound on the objective (== objective when solved to tolerance)
+    x: np.ndarray  # replicas (integers unless relaxed)
     flows: np.ndarray  # n x n: y[k, j]
     shed: np.ndarray  # per optimal level k
     backlog_excess: np.ndarray  # per level j
 
 
-def build(s: Snapshot) -> Formulation:
-    """Assemble the MILP for a snapshot (pure, O(levels^2))."""
+def build(s: Snapshot, overload: bool) -> Formulation:
+    """Assemble the safe or the overload model for a snapshot (pure, O(levels^2))."""
     names = s.levels
     n = len(names)
     prof = s.profiles
     T = np.array([p.peak_throughput for p in prof])
     Q = np.array([p.quality for p in prof])
-    svc = np.array([p.service_time for p in prof])
-    slack = s.latency_slo - svc
+    slack = s.latency_slo - np.array([p.service_time for p in prof])
     usable = slack > 0
     planned = min(s.demand, s.throughput_target)
     D = np.array([planned * s.h.get(k, 0.0) for k in names])
@@ -90,85 +98,105 @@ def build(s: Snapshot) -> Formulation:
     x0 = np.array([s.current.get(k, 0) for k in names], dtype=float)
     cold = x0.sum() == 0  # nothing runs yet: every replica loads anyway, so no level is cheaper to reach
     load = np.array([p.load_time for p in prof])
+    # A reload idles the replica's capacity for load_time; charged over the amortization horizon.
     switch = np.zeros(n) if cold else Q * T * load / s.hysteresis.amortize_s
-    w_deg = 2.0 * (100.0 + float((Q * load).max()) / s.hysteresis.amortize_s) + 100.0
-    w_shed = 10.0 * w_deg
 
     table = relation_table(names)
     sources = [k for k in range(n) if D[k] > 0]
     pairs = [(k, j, table[k][j] == SAFE) for k in sources for j in range(n)
-             if table[k][j] != NEVER and usable[j]]
+             if table[k][j] != NEVER and usable[j] and (overload or table[k][j] == SAFE)]
     n_y, n_s = len(pairs), len(sources)
     nv = 2 * n + n_y + n_s + n
     off_y, off_s, off_v = 2 * n, 2 * n + n_y, 2 * n + n_y + n_s
 
     c = np.zeros(nv)  # minimize -objective
-    k0 = names.index("cache-k0")
-    c[k0] -= IDLE_REWARD
     c[n:2 * n] = switch
     for i, (k, j, safe) in enumerate(pairs):
-        c[off_y + i] = -Q[j] + (0.0 if safe else w_deg)
-    c[off_s:off_v] = w_shed
-    c[off_v:] = w_shed
+        c[off_y + i] = -Q[j] + (0.0 if safe else P_DEGRADE)
+    c[off_s:off_v] = P_SHED
+    c[off_v:] = P_SHED
 
-    rows, lo, hi = [], [], []
-    budget = np.zeros(nv)
-    budget[:n] = 1.0
-    rows.append(budget), lo.append(-np.inf), hi.append(float(s.gpus))
+    A = np.zeros((1 + n_s + 2 * n, nv))
+    lo = np.full(A.shape[0], -np.inf)
+    hi = np.zeros(A.shape[0])
+    A[0, :n] = 1.0  # GPU budget
+    hi[0] = s.gpus
+    src_row = {k: 1 + si for si, k in enumerate(sources)}
+    cap_row = 1 + n_s
+    for i, (k, j, _) in enumerate(pairs):
+        A[src_row[k], off_y + i] = 1.0
+        A[cap_row + j, off_y + i] = 1.0
     for si, k in enumerate(sources):  # every planned request is served somewhere or shed
-        r = np.zeros(nv)
-        for i, (kk, _, _) in enumerate(pairs):
-            if kk == k:
-                r[off_y + i] = 1.0
-        r[off_s + si] = 1.0
-        rows.append(r), lo.append(D[k]), hi.append(D[k])
-    for j in range(n):  # capacity with Little's-law backlog drain
-        r = np.zeros(nv)
-        for i, (_, jj, _) in enumerate(pairs):
-            if jj == j:
-                r[off_y + i] = 1.0
-        r[j] = -T[j]
-        r[off_v + j] = -1.0
-        rows.append(r), lo.append(-np.inf), hi.append(-backlog[j])
-    for j in range(n):  # u_j >= x_j - current_j
-        r = np.zeros(nv)
-        r[j], r[n + j] = 1.0, -1.0
-        rows.append(r), lo.append(-np.inf), hi.append(x0[j])
+        A[1 + si, off_s + si] = 1.0
+        lo[1 + si] = hi[1 + si] = D[k]
+    for j in range(n):
+        A[cap_row + j, j] = -T[j]  # capacity with Little's-law backlog drain
+        A[cap_row + j, off_v + j] = -1.0
+        hi[cap_row + j] = -backlog[j]
+        A[cap_row + n + j, j], A[cap_row + n + j, n + j] = 1.0, -1.0  # u_j >= x_j - current_j
+        hi[cap_row + n + j] = x0[j]
 
     b_lo = np.zeros(nv)
     b_hi = np.full(nv, np.inf)
-    b_hi[:n] = np.where(usable, s.gpus, 0.0)
+    reach = np.zeros(n)
+    for k, j, _ in pairs:
+        reach[j] += D[k]
+    # No level needs more replicas than all the load that may reach it plus its backlog: a tight box
+    # keeps branching short. Spare GPUs are handed out after the solve (see optimizer).
+    b_hi[:n] = np.where(usable, np.minimum(s.gpus, np.ceil((reach + backlog) / T - 1e-9)), 0.0)
+    k0 = names.index("cache-k0")
     b_lo[k0] = s.min_full_quality
-    b_hi[k0] = max(b_hi[k0], s.min_full_quality)  # kept even when its service time misses the SLO
-    b_hi[off_v:] = backlog
-    return Formulation(n=n, pairs=pairs, sources=sources, c=c, A=np.array(rows), lb=np.array(lo),
-                       ub=np.array(hi), bounds_lo=b_lo, bounds_hi=b_hi, planned=planned, demand_by_level=D,
+    b_hi[k0] = max(b_hi[k0], s.min_full_quality)  # kept even when no load needs it
+    if not overload:
+        b_hi[off_s:] = 0.0
+    else:
+        b_hi[off_v:] = backlog
+    return Formulation(n=n, overload=overload, pairs=pairs, sources=sources, c=c, A=A, lb=lo, ub=hi,
+                       bounds_lo=b_lo, bounds_hi=b_hi, gpus=s.gpus, planned=planned, demand_by_level=D,
                        backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch)
 
 
-def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False) -> Solution | None:
-    """Solve as MILP, as its LP relaxation (`relax`), or with replicas fixed; None if `fixed_x` is infeasible."""
+def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
+        max_nodes: int | None = None) -> Solution | None:
+    """Solve by branch and bound, as the LP relaxation (`relax`), or with replicas fixed; None if infeasible."""
     lo, hi = f.bounds_lo.copy(), f.bounds_hi.copy()
-    integrality = np.zeros(len(f.c))
     if fixed_x is not None:
-        if np.any(fixed_x < lo[:f.n]) or np.any(fixed_x > hi[:f.n]) or fixed_x.sum() > f.ub[0]:
+        # The box on x is a search aid, not a rule: any allocation within budget and floor is evaluable.
+        hi[:f.n] = np.maximum(np.where(f.usable, f.gpus, 0.0), lo[:f.n])
+        if np.any(fixed_x < lo[:f.n]) or np.any(fixed_x > hi[:f.n]) or fixed_x.sum() > f.gpus:
             return None
         lo[:f.n] = hi[:f.n] = fixed_x
-    elif not relax:
-        integrality[:f.n] = 1
-    res = milp(f.c, constraints=LinearConstraint(f.A, f.lb, f.ub), bounds=Bounds(lo, hi),
-               integrality=integrality, options={"mip_rel_gap": MIP_REL_GAP, "presolve": True})
-    if res.status != 0 or res.x is None:
-        if fixed_x is not None:
+    lp = LpModel(f.c, f.A, f.lb, f.ub, lo, hi, f.n)
+    if fixed_x is not None or relax:
+        r = lp.solve(lp.lo0, lp.hi0)
+        if r is None:
             return None
-        raise SolverError(f"HiGHS: {res.message}")
-    xs = res.x
+        return _solution(f, -r[0], -r[0], r[1], integral=not relax)
+    r = branch_and_bound(lp, f.tolerance, f.gpus, max_nodes or MAX_NODES)
+    if r is None:
+        return None
+    obj, cols, bound = r
+    return _solution(f, -obj, -bound, cols, integral=True)
+
+
+def run_highs_milp(f: Formulation) -> Solution | None:
+    """Reference: the same model through HiGHS's own MIP solver (scipy.optimize.milp); for tests."""
+    integrality = np.zeros(len(f.c))
+    integrality[:f.n] = 1
+    res = milp(f.c, constraints=LinearConstraint(f.A, f.lb, f.ub), bounds=Bounds(f.bounds_lo, f.bounds_hi),
+               integrality=integrality, options={"mip_rel_gap": 1e-9})
+    if res.status != 0 or res.x is None:
+        return None
+    return _solution(f, -float(res.fun), -float(res.fun), res.x, integral=True)
+
+
+def _solution(f: Formulation, objective: float, bound: float, xs: np.ndarray, integral: bool) -> Solution:
     flows = np.zeros((f.n, f.n))
     for i, (k, j, _) in enumerate(f.pairs):
         flows[k, j] = max(xs[f.off_y + i], 0.0)
     shed = np.zeros(f.n)
     for si, k in enumerate(f.sources):
         shed[k] = max(xs[f.off_shed + si], 0.0)
-    x = xs[:f.n] if relax else np.round(xs[:f.n])
-    return Solution(objective=-float(res.fun), x=x, flows=flows, shed=shed,
+    x = np.round(xs[:f.n]) if integral else xs[:f.n].copy()
+    return Solution(objective=objective, bound=bound, x=x, flows=flows, shed=shed,
                     backlog_excess=np.maximum(xs[f.off_v:f.off_v + f.n], 0.0))

@@ -19,32 +19,50 @@ EPS = 1e-9
 
 def solve(s: Snapshot) -> Decision:
     """Best allocation and redirection for the snapshot, keeping the current one unless a change pays."""
-    f = milp.build(s)
+    # The overload model first: it is always feasible, and when its optimum degrades and sheds nothing
+    # it is also the safe model's optimum (same objective on a smaller set), which saves a second search.
+    f = milp.build(s, overload=True)
     best = milp.run(f)
-    assert best is not None  # the MILP is feasible by construction (shed absorbs everything)
+    assert best is not None  # feasible by construction: shedding absorbs everything
+    if _overloaded(f, best):
+        # Overload is declared only if no allocation serves every planned request at or above its floor.
+        fs = milp.build(s, overload=False)
+        safe = milp.run(fs)
+        if safe is not None:
+            f, best = fs, safe
     kept_note = None
     if f.current.sum() > 0 and not np.array_equal(best.x, f.current):
         cur = milp.run(f, fixed_x=f.current)
         if cur is not None:
             keep, kept_note = _keep_current(s, f, best, cur)
             if keep:
-                best = cur
-    return _decision(s, f, best, kept_note)
+                return _decision(s, f, cur, cur.x, kept_note)
+    return _decision(s, f, best, _with_spare(s, f, best.x), kept_note)
 
 
-def objective_of(s: Snapshot, replicas: dict[str, int]) -> float | None:
-    """The MILP objective with replicas fixed (best redirection for them); None if they break a bound."""
-    f = milp.build(s)
-    x = np.array([replicas.get(k, 0) for k in s.levels], dtype=float)
-    sol = milp.run(f, fixed_x=x)
+def objective_of(s: Snapshot, replicas: dict[str, int], overload: bool) -> float | None:
+    """The safe or overload model's objective with replicas fixed; None if they break a constraint."""
+    f = milp.build(s, overload=overload)
+    sol = milp.run(f, fixed_x=np.array([replicas.get(k, 0) for k in s.levels], dtype=float))
     return None if sol is None else sol.objective
 
 
-def lp_bound(s: Snapshot) -> float:
-    """Objective of the LP relaxation (fractional replicas): an upper bound on solve's objective."""
-    sol = milp.run(milp.build(s), relax=True)
-    assert sol is not None
-    return sol.objective
+def lp_bound(s: Snapshot, overload: bool) -> float | None:
+    """Objective of the model's LP relaxation (fractional replicas): an upper bound; None if infeasible."""
+    sol = milp.run(milp.build(s, overload=overload), relax=True)
+    return None if sol is None else sol.objective
+
+
+def _with_spare(s: Snapshot, f: milp.Formulation, x: np.ndarray) -> np.ndarray:
+    """Give GPUs no load needs back to levels that had them (no churn), the rest to full quality."""
+    x = x.copy()
+    spare = s.gpus - int(x.sum())
+    for j in range(f.n):
+        add = int(min(spare, max(f.current[j] - x[j], 0))) if f.usable[j] else 0
+        x[j] += add
+        spare -= add
+    x[s.levels.index("cache-k0")] += spare
+    return x
 
 
 def _overloaded(f: milp.Formulation, sol: milp.Solution) -> bool:
@@ -71,10 +89,11 @@ def _keep_current(s: Snapshot, f: milp.Formulation, best: milp.Solution,
     return False, f"changed allocation: gain {gain:.3g} over keeping the current one, after switching cost"
 
 
-def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, kept_note: str | None) -> Decision:
+def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np.ndarray,
+              kept_note: str | None) -> Decision:
     names = s.levels
     prof = s.profiles
-    x = [int(v) for v in sol.x]
+    x = [int(v) for v in replicas]
     served = sol.flows.sum(axis=0)
     throughput = float(served.sum())
     qual = np.array([p.quality for p in prof])
@@ -107,6 +126,7 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, kept_note: s
         shed_rate=shed if shed > 1e-6 else 0.0, degraded_rate=degraded if degraded > 1e-6 else 0.0,
         backlog_excess=excess if excess > 1e-6 else 0.0, planned=f.planned,
         served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
+        gap=max(sol.bound - sol.objective, 0.0),
         changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes)
 
 
@@ -137,6 +157,12 @@ def _reason(s: Snapshot, f: milp.Formulation, sol: milp.Solution, x: list[int], 
                      f"capacity {cap_all:.3g} req/s)")
     elif throughput <= EPS:
         notes.append(f"no demand; keeping {used}/{s.gpus} GPUs (at least {s.min_full_quality} at full quality)")
+    needed = int(sol.x.sum())
+    if used > needed:
+        notes.append(f"{used - needed} GPUs beyond the load's needs kept as headroom")
+    if sol.bound - sol.objective > f.tolerance:
+        notes.append(f"search stopped at its node limit; objective within {sol.bound - sol.objective:.3g} "
+                     "of the proven bound")
     if f.backlog_rate.sum() > 0:
         notes.append("latency: capacity reserved to drain queues within the SLO (Little's law): "
                      + ", ".join(f"{names[j]} {f.backlog_rate[j]:.3g} req/s"
