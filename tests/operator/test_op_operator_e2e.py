@@ -246,12 +246,14 @@ def test_prometheus_down_keeps_allocation_and_recovers(api, operator, routers, t
 
 def test_peering_only_one_replica_acts(api, operator, prom, routers):
     high = operator(peering="argus", priority=20)
+    wait_until(lambda: "Resuming the watch-stream for t2iservices" in high.logs(), 30, what="first replica up")
     low = operator(peering="argus", priority=10)
-    wait_until(lambda: "Pausing operations" in low.logs(), 30, what="low-priority replica to pause")
+    wait_until(lambda: "Starting the watch-stream for t2iservices" in low.logs(), 30, what="second replica up")
     api.apply_t2i("beta", spec(prom.url))
     wait_until(lambda: len(api.deployments("beta")) == 4, 30, what="the active replica to act")
     time.sleep(PERIOD)
     assert "reconcile_spec" in high.logs() and "reconcile_spec" not in low.logs()
+    assert "Resuming the watch-stream for t2iservices" not in low.logs()  # it stayed paused
     high.stop()
     wait_until(lambda: "Resuming operations" in low.logs(), 60, what="the standby to take over")
     api.edit_t2i("beta", {"gpus": 6})
