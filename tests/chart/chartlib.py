@@ -28,6 +28,8 @@ SCENARIOS: dict[str, dict] = {
     "api-key-existing": {"apiKey": {"existingSecret": "my-key"}},
     "api-key-given": {"apiKey": {"value": "s3cret-api-key-0123456789"}},
     "standalone-operator": {"operator": {"peering": {"enabled": False}}},
+    "no-scrapers": {"networkPolicy": {"metricsFrom": [], "routerFrom": [{"namespaceSelector": {
+        "matchLabels": {"kubernetes.io/metadata.name": "ingress"}}}]}, "prometheus": {"enabled": False}},
     "lean": {"networkPolicy": {"enabled": False}, "podDisruptionBudget": {"enabled": False},
              "prometheus": {"enabled": False}, "metrics": {"scrapeAnnotations": False}},
     "nodeport-long-name": {"fullnameOverride": "a-very-long-release-name-for-testing-the-sixty-three-limit-x",

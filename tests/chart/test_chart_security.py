@@ -7,6 +7,9 @@ Cases:
 - every container requests CPU and memory;
 - no Secret value appears in any ConfigMap, env value, annotation or label (checked with a
   user-given key, which the test knows, and with the generated one);
+- NetworkPolicies: every ingress rule of the workers and the operator names its sources (an empty
+  `from` would admit everyone); workers take gRPC only from the router pods and metrics only from
+  scrapers; with no scraper configured the metrics rules disappear instead of opening up;
 - the API key reaches the router only as a read-only mounted file, never through env;
 - images are pinned (a tag that is not `latest`).
 """
@@ -102,3 +105,35 @@ def test_api_key_is_a_read_only_file_mount():
         mounts = [m for m in c.get("volumeMounts", []) if m["name"] == vol["name"]]
         assert all(m["readOnly"] for m in mounts)
         assert bool(mounts) == (c["name"] == "router"), c["name"]
+
+
+def _policy(objects, component):
+    return next(n for n in by_kind(objects, "NetworkPolicy") if n["metadata"]["name"].endswith(f"-{component}"))
+
+
+@pytest.mark.parametrize("scenario", [s for s in sorted(SCENARIOS)
+                                      if SCENARIOS[s].get("networkPolicy", {}).get("enabled", True)])
+def test_network_policies_admit_only_named_sources(scenario):
+    objects = render(scenario)
+    router_pods = {"app.kubernetes.io/name": "argus", "app.kubernetes.io/instance": "argus",
+                   "app.kubernetes.io/component": "router"}
+    workers = _policy(objects, "workers")
+    assert workers["spec"]["policyTypes"] == ["Ingress"]
+    scrapers = SCENARIOS[scenario].get("networkPolicy", {}).get("metricsFrom", [None])
+    has_scrapers = bool(scrapers) or SCENARIOS[scenario].get("prometheus", {}).get("enabled", True)
+    ports_seen = set()
+    for rule in workers["spec"]["ingress"]:
+        assert rule.get("from"), f"{scenario}: a worker rule without sources admits everyone"
+        ports = {p["port"] for p in rule["ports"]}
+        ports_seen |= ports
+        if ports == {8001}:
+            assert [peer["podSelector"]["matchLabels"] for peer in rule["from"]] == [router_pods]
+        else:
+            assert ports == {8002}
+    assert ports_seen == ({8001, 8002} if has_scrapers else {8001})
+    for rule in _policy(objects, "operator")["spec"]["ingress"]:
+        assert rule.get("from")
+    router_rules = _policy(objects, "router")["spec"]["ingress"]
+    assert all(r.get("from") for r in router_rules if {p["port"] for p in r["ports"]} != {8000})
+    public = next(r for r in router_rules if {p["port"] for p in r["ports"]} == {8000})
+    assert public.get("from", []) == SCENARIOS[scenario].get("networkPolicy", {}).get("routerFrom", [])
