@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 LATENCY_BIN_S = 0.01
-LATENCY_MAX_S = 3600.0
+LATENCY_MAX_S = 900.0  # longer latencies count in the last bin (early drop keeps them rare)
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,16 @@ class Recorder:
     def _bins(self, t: np.ndarray) -> np.ndarray:
         return np.minimum((t / self.bin_s).astype(np.int64), len(self.arrived) - 1)
 
+    @staticmethod
+    def _add(acc: np.ndarray, idx: np.ndarray, weights=None) -> None:
+        """acc[idx] += weights (or 1), repeated indices summed (bincount: much faster than add.at)."""
+        if len(idx):
+            r = np.bincount(idx, weights=weights)
+            acc[: len(r)] += r
+
     def arrivals(self, t: np.ndarray) -> None:
         """Count arrivals at their arrival time."""
-        np.add.at(self.arrived, self._bins(t), 1)
+        self._add(self.arrived, self._bins(t))
 
     def served(self, arrival: np.ndarray, finish: np.ndarray, quality: np.ndarray, level: int) -> None:
         """Fold completed requests of one level in, at their completion time."""
@@ -70,21 +77,21 @@ class Recorder:
         b = self._bins(finish)
         lat = finish - arrival
         late = lat > self.slo
-        np.add.at(self.completed, b, 1)
-        np.add.at(self.good, b, ~late)
-        np.add.at(self.violations, b, late)
-        np.add.at(self.quality, b, quality)
+        self._add(self.completed, b)
+        self._add(self.good, b, (~late).astype(float))
+        self._add(self.violations, b, late.astype(float))
+        self._add(self.quality, b, quality)
         self.by_level[level] += len(arrival)
         self.viol_by_level[level] += late.sum()
         h = np.minimum((lat / LATENCY_BIN_S).astype(np.int64), len(self.hist) - 1)
-        np.add.at(self.hist, h, 1)
+        self._add(self.hist, h)
 
     def drops(self, when: np.ndarray, level: int) -> None:
         """Count requests dropped (never served) at the time they were given up."""
         self.viol_by_level[level] += len(when)
         b = self._bins(when)
-        np.add.at(self.violations, b, 1)
-        np.add.at(self.dropped, b, 1)
+        self._add(self.violations, b)
+        self._add(self.dropped, b)
 
     def percentile(self, q: float) -> float:
         """Latency percentile (seconds) of completed requests, from the histogram."""

@@ -10,7 +10,7 @@ re-implements them. The others are fixed allocations, as their papers describe.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -24,7 +24,7 @@ from argus.policy.profile import LevelProfile
 from argus.policy.snapshot import Hysteresis, Snapshot
 from argus.sim.prompts import PromptModel, Prompts, cache_allowed
 
-POLICY_NAMES = ("argus", "clipper-ha", "clipper-ht", "nirvana", "proteus", "static:<level>=<n>,...")
+POLICY_NAMES = ("argus", "argus-u<utilization>", "clipper-ha", "clipper-ht", "nirvana", "proteus", "static:<level>=<n>,...")
 
 
 class PolicyError(ValueError):
@@ -123,10 +123,14 @@ class Optimized:
     serve it and the MILP only trades mean quality against capacity.
     """
 
-    def __init__(self, name: str, svc: Service, levels: list[str] | None = None, agnostic: bool = False) -> None:
+    def __init__(self, name: str, svc: Service, levels: list[str] | None = None, agnostic: bool = False,
+                 utilization: float = 1.0) -> None:
         self.name, self.svc, self.agnostic = name, svc, agnostic
         use = levels or svc.names
-        self.sub = tuple(lp for lp in svc.levels if lp.level in use)
+        # utilization < 1: the optimizer plans with derated per-GPU throughput (a what-if for a
+        # utilization cap the production MILP does not have yet); service times stay the profile's
+        self.sub = tuple(replace(lp, throughput={b: t * utilization for b, t in lp.throughput.items()})
+                         for lp in svc.levels if lp.level in use)
         self.sub_names = [lp.level for lp in self.sub]
         self.idx = np.array([svc.names.index(n) for n in self.sub_names])
         self.state = DemandState()
@@ -192,6 +196,14 @@ def make_policy(spec: str, svc: Service, model: PromptModel) -> Policy:
     fastest = max(agnostic, key=lambda n: tput[n])
     if spec == "argus":
         return Optimized("argus", svc)
+    if spec.startswith("argus-u"):
+        try:
+            u = float(spec[len("argus-u"):])
+        except ValueError:
+            raise PolicyError(f"{spec!r}: expected argus-u<utilization in (0, 1]>") from None
+        if not 0 < u <= 1:
+            raise PolicyError(f"{spec!r}: utilization must be in (0, 1]")
+        return Optimized(spec, svc, utilization=u)
     if spec == "proteus":
         return Optimized("proteus", svc, levels=agnostic, agnostic=True)
     if spec == "clipper-ha":

@@ -1,0 +1,136 @@
+"""Simulator benchmark: the paper's 8-GPU bursty setup for every policy, and a 1,000-GPU day.
+
+    .venv/bin/python bench/bench_sim.py paper   # table, ratios to each baseline, plots in bench/plots/
+    .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
+
+Workloads come from ../shared/data/traces (arrival pattern only), warped onto the paper's bursty
+shape: ~50 queries/min off-peak, plateaus at 7.8x (~390 queries/min) for 120 min. Without the data
+folder the synthetic Poisson trace is used (and said so). Ratios are against baselines measured in
+the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from argus.policy.profile import load_default_profile
+from argus.sim.engine import SimConfig, simulate
+from argus.sim.policies import Service, make_policy
+from argus.sim.prompts import PromptModel
+from argus.sim.report import plots, ratios, table
+from argus.sim.trace import Workload, bursty, load_trace, poisson
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT.parent.parent / "shared" / "data" / "traces"
+TRACES = {"mooncake": "mooncake_conversation_trace.jsonl", "azure": "azure_llm_2023_code.csv"}
+PAPER_POLICIES = ["argus", "clipper-ha", "clipper-ht", "nirvana", "proteus", "static:cache-k0=4,steps-20=4"]
+
+
+def _trace(name: str):
+    path = DATA / TRACES[name]
+    if path.exists():
+        return load_trace(path)
+    print(f"note: {path} absent; using a synthetic Poisson trace instead of {name}")
+    return poisson(20_000, seed=1)
+
+
+def paper(trace_name: str) -> dict:
+    """8 GPUs, published SDXL profile, one 120-min plateau at 7.8x of 50 q/min; every policy."""
+    profile = load_default_profile()
+    svc = Service(gpus=8, levels=profile.levels, quality_floor=90.0, latency_slo=30.0)
+    model = PromptModel()
+    wl = Workload(_trace(trace_name), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
+    results = {}
+    for name in PAPER_POLICIES:
+        r = simulate(wl, svc, make_policy(name, svc, model), model, SimConfig(seed=0))
+        results[name] = r
+        solve = f", {np.mean(r.solve_s) * 1e3:.0f} ms/solve" if r.solve_s else ""
+        print(f"  {name}: {r.wall_s:.1f} s, {r.summary.arrivals} requests, {r.starts} replica starts{solve}")
+    rows = [r.summary for r in results.values()]
+    print(f"\n### 8 GPUs, SDXL (published profile), bursty shape on the {trace_name} trace\n")
+    print(table(rows))
+    print()
+    print(ratios(rows))
+    print()
+    for r in rows:
+        v = {k: n for k, n in r.violations_by_level.items() if n}
+        s = {k: round(x, 3) for k, x in r.served_share.items() if x > 0.001}
+        print(f"- {r.policy}: served {s}; violations by level {v}")
+    paths = plots({n: r.series for n, r in results.items()}, ROOT / "plots", f"sim_paper_{trace_name}",
+                  f"8 GPUs, SDXL, bursty ({trace_name} arrivals)")
+    print("\nplots: " + ", ".join(str(p.relative_to(ROOT.parent)) for p in paths))
+    _targets(results)
+    return {n: r.summary.row() for n, r in results.items()}
+
+
+def _targets(results) -> None:
+    """The issue's acceptance targets, each said as met or not."""
+    a = results["argus"].summary
+    base = {n: r.summary for n, r in results.items() if n != "argus" and not n.startswith("static")}
+    ha = base["clipper-ha"]
+    best = min(base.values(), key=lambda s: s.peak_violations_per_min)
+    checks = [
+        (f"violations <= 1/10 of Clipper-HA's ({a.peak_violations_per_min:.1f} vs {ha.peak_violations_per_min:.1f}/min)",
+         a.peak_violations_per_min <= ha.peak_violations_per_min / 10),
+        (f"violations <= 1/2 of the best baseline's ({best.policy}: {best.peak_violations_per_min:.1f}/min)",
+         a.peak_violations_per_min <= best.peak_violations_per_min / 2),
+        (f"quality at peak >= 94% ({a.peak_quality:.2f}%)", a.peak_quality >= 94.0),
+        (f"peak throughput >= 1.4x Clipper-HA's ({a.peak_throughput_qpm / ha.peak_throughput_qpm:.2f}x)",
+         a.peak_throughput_qpm >= 1.4 * ha.peak_throughput_qpm)]
+    print("\ntargets (issue 10):")
+    for text, ok in checks:
+        print(f"  [{'met' if ok else 'NOT met'}] {text}")
+
+
+def scale(gpus: int = 1000, hours: float = 24.0) -> dict:
+    """A day on 1,000 GPUs: the paper's load per GPU and plateau shape, three 2-hour plateaus."""
+    profile = load_default_profile()
+    svc = Service(gpus=gpus, levels=profile.levels, quality_floor=90.0, latency_slo=30.0)
+    model = PromptModel()
+    base = 50 / 60 * gpus / 8
+    gap = (hours * 3600 - 3 * 7200) / 4
+    wl = Workload(_trace("azure"), bursty(base, 7.8, plateau=7200, gap=gap, plateaus=3))
+    out = {}
+    for name in ["clipper-ha", "argus"]:
+        t = time.perf_counter()
+        r = simulate(wl, svc, make_policy(name, svc, model), model, SimConfig(seed=0))
+        wall = time.perf_counter() - t
+        s = r.summary
+        solve = (f"; optimizer: {len(r.solve_s)} solves, mean {np.mean(r.solve_s) * 1e3:.1f} ms, "
+                 f"p99 {np.percentile(r.solve_s, 99) * 1e3:.1f} ms, max {np.max(r.solve_s) * 1e3:.1f} ms, "
+                 f"total {np.sum(r.solve_s):.0f} s") if r.solve_s else ""
+        print(f"{name}: {gpus} GPUs x {hours:g} h, {s.arrivals:,} requests simulated in {wall:.0f} s wall{solve}")
+        out[name] = {"wall_s": wall, "arrivals": s.arrivals, "summary": s.row(),
+                     "solve_ms_mean": float(np.mean(r.solve_s) * 1e3) if r.solve_s else None,
+                     "solve_ms_p99": float(np.percentile(r.solve_s, 99) * 1e3) if r.solve_s else None}
+    print()
+    print(table([out[n]["summary"] and _row(out[n]["summary"]) for n in out]))
+    return out
+
+
+def _row(d: dict):
+    from argus.sim.metrics import Summary
+    return Summary(**d)
+
+
+def main(argv: list[str]) -> int:
+    """Run the chosen parts; write their JSON next to the plots."""
+    what = argv[1] if len(argv) > 1 else "all"
+    doc = {}
+    if what in ("paper", "all"):
+        for name in TRACES:
+            doc[f"paper_{name}"] = paper(name)
+    if what in ("scale", "all"):
+        doc["scale"] = scale()
+    (ROOT / "plots").mkdir(exist_ok=True)
+    (ROOT / "plots" / f"sim_{what}.json").write_text(json.dumps(doc, indent=1, sort_keys=True, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
