@@ -2,8 +2,8 @@
 
 Cases:
 - helm lint --strict reports nothing at warning level or worse, for every scenario;
-- every rendered object validates against the Kubernetes 1.30 OpenAPI schemas (kubernetes-validate,
-  strict: unknown fields are errors); custom resources of our CRDs against the CRD's own schema;
+- every rendered object validates against the Kubernetes OpenAPI schemas of the oldest version
+  Chart.yaml admits and of the newest one kubernetes-validate has (strict: unknown fields are errors); custom resources of our CRDs against the CRD's own schema;
   ServiceMonitor/PodMonitor (no schema offline) have the fields the Prometheus Operator needs;
 - names are unique per kind and namespace and at most 63 characters; every object carries the
   app.kubernetes.io/* labels;
@@ -17,13 +17,19 @@ Cases:
 
 from __future__ import annotations
 
+import re
+
 import jsonschema
 import pytest
+import yaml
+from kubernetes_validate import latest_version
 
 from argus.adapters import helm_chart
 from chartlib import NAMESPACE, ROOT, SCENARIOS, by_kind, crd_schemas, kube_validate, pod_specs, render
 
-KUBE_VERSION = "1.30"
+# The oldest Kubernetes Chart.yaml admits (kubeVersion) and the newest kubernetes-validate knows.
+KUBE_VERSIONS = (re.search(r">=\s*(\d+\.\d+)", yaml.safe_load((ROOT / "Chart.yaml").read_text())["kubeVersion"]).group(1),
+                 latest_version())
 PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor"}
 LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
           "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart")
@@ -50,8 +56,9 @@ def test_every_object_validates(scenario):
             assert endpoints and all(e.get("port") for e in endpoints), name
             assert obj["spec"]["selector"]["matchLabels"], name
         else:
-            error = kube_validate(obj, KUBE_VERSION)
-            assert not error, f"{name}: {error}"
+            for version in KUBE_VERSIONS:
+                error = kube_validate(obj, version)
+                assert not error, f"{name} (Kubernetes {version}): {error}"
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
