@@ -1,0 +1,152 @@
+"""The operator, started exactly as the chart starts it, calls only what the chart's RBAC grants.
+
+Cases, in cluster-wide and in namespaced mode: the real `kopf run` process with the args and env of
+the rendered operator Deployment (peering on; only the liveness/metrics addresses moved to loopback) runs against
+the operator tests' KMock API server with an audit log; a T2IService (the laptop example) is
+applied, edited to drop a level, and deleted. Every request the operator sent, mapped to
+(apiGroup, resource[/subresource], verb), must be granted by the operator's ClusterRole/Role of that mode.
+The run must have exercised the main paths (watch, create, patch, delete of children, status).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from argus.adapters import helm_chart
+from argus.adapters import kube_permissions as kp
+from chartlib import ROOT, by_kind
+
+VERB = {"WATCH": "watch", "LIST": "list", "FETCH": "get", "CREATE": "create", "DELETE": "delete"}
+NS = "argus"
+T2I = f"/apis/argus.dev/v1alpha1/namespaces/{NS}/t2iservices"
+DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(check, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _operator_command(objects: list[dict], kubeconfig: Path) -> tuple[list[str], dict[str, str]]:
+    deployment = next(d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == "argus-operator")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = [f"--liveness=http://127.0.0.1:{_free_port()}/healthz" if a.startswith("--liveness=") else a
+            for a in container["args"]]
+    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e},
+           "POD_ID": "argus-operator-audit", "KUBECONFIG": str(kubeconfig),
+           "ARGUS_OPERATOR_METRICS_HOST": "127.0.0.1", "ARGUS_OPERATOR_METRICS_PORT": str(_free_port()),
+           "ARGUS_OPERATOR_TICK_S": "0.5", "ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "1",
+           "ARGUS_OPERATOR_RETRY_DELAY_S": "0.5"}
+    return [str(Path(sys.executable).parent / container["command"][0]), *container["command"][1:], *args], env
+
+
+def _triples(audit: Path) -> set[tuple[str, str, str]]:
+    used = set()
+    for line in audit.read_text().splitlines():
+        e = json.loads(line)
+        if e["plural"] is None or e["agent"].startswith("python-requests"):  # discovery; the test's own calls
+            continue
+        verb = VERB.get(e["action"]) or {"PATCH": "patch", "PUT": "update"}[e["method"]]
+        resource = e["plural"] + (f"/{e['subresource']}" if e["subresource"] else "")
+        used.add((e["group"] or "", resource, verb))
+    return used
+
+
+MODES = {  # RBAC mode -> chart values (KMock is seeded with the peering objects the chart would create)
+    "cluster": {},
+    "namespace": {"rbac": {"scope": "namespace"}},
+}
+
+
+def _granted(objects: list[dict]) -> set[tuple[str, str, str]]:
+    """What the operator's ServiceAccount may do: its ClusterRole and its Role in the watched namespace."""
+    return {t for o in objects if o["kind"] in ("ClusterRole", "Role")
+            and o["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+            and o["metadata"].get("namespace", NS) == NS for t in kp.flatten(o["rules"])}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_operator_calls_only_what_the_chart_grants(tmp_path, mode):
+    objects = helm_chart.render(ROOT, MODES[mode], release="argus", namespace=NS)
+    port_file, audit = tmp_path / "port", tmp_path / "audit.jsonl"
+    server_log = open(tmp_path / "kmock.log", "w")
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests/chart/kmock_audit_server.py"), str(port_file),
+                               str(audit), "argus"], stdout=server_log, stderr=subprocess.STDOUT)
+    operator = None
+    try:
+        _wait(lambda: port_file.exists() and port_file.read_text(), 30, "KMock to listen")
+        url = f"http://127.0.0.1:{port_file.read_text()}"
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+            "clusters": [{"name": "kmock", "cluster": {"server": url}}],
+            "users": [{"name": "op", "user": {"token": "test"}}],
+            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "op"}}]}))
+        cmd, env = _operator_command(objects, kubeconfig)
+        op_log = open(tmp_path / "operator.log", "w")
+        operator = subprocess.Popen(cmd, env=env, stdout=op_log, stderr=subprocess.STDOUT, cwd=tmp_path)
+
+        example = yaml.safe_load((ROOT / "manifests/examples/laptop.yaml").read_text())
+        example["metadata"]["namespace"] = NS
+        example["spec"]["prometheusUrl"] = f"http://127.0.0.1:{_free_port()}"  # nothing there: NoMetrics path
+        name, levels = example["metadata"]["name"], example["spec"]["levels"]
+        requests.post(url + T2I, json=example, timeout=10).raise_for_status()
+
+        def deployment_names():
+            return {d["metadata"]["name"] for d in requests.get(url + DEPLOYMENTS, timeout=10).json()["items"]}
+
+        _wait(lambda: deployment_names() >= {f"{name}-{lv}" for lv in levels}, 90, "worker Deployments")
+        requests.patch(url + f"{T2I}/{name}", json={"spec": {"levels": levels[:-1]}}, timeout=10,
+                       headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+        _wait(lambda: f"{name}-{levels[-1]}" not in deployment_names(), 60, "the dropped level's Deployment to go")
+        requests.delete(url + f"{T2I}/{name}", timeout=10).raise_for_status()
+        _wait(lambda: requests.get(url + f"{T2I}/{name}", timeout=10).status_code == 404, 60, "the T2IService to go")
+        assert operator.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
+    finally:
+        if operator is not None:
+            _stop(operator)
+        _stop(server)
+        server_log.close()
+
+    used, granted = _triples(audit), _granted(objects)
+    assert used <= granted, f"called but not granted: {sorted(used - granted)}"
+    peering = "clusterkopfpeerings" if mode == "cluster" else "kopfpeerings"
+    assert {("argus.dev", "t2iservices", "watch"), ("argus.dev", "t2iservices", "patch"),
+            ("argus.dev", "t2iservices/status", "patch"), ("apps", "deployments", "create"),
+            ("apps", "deployments", "delete"), ("", "configmaps", "create"), ("kopf.dev", peering, "patch")} <= used, \
+        sorted(used)
