@@ -12,6 +12,7 @@ the same run.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -97,15 +98,16 @@ def scale(gpus: int = 1000, hours: float = 24.0) -> dict:
     wl = Workload(_trace("azure"), bursty(base, 7.8, plateau=7200, gap=gap, plateaus=3))
     out = {}
     for name in ["clipper-ha", "argus"]:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         r = simulate(wl, svc, make_policy(name, svc, model), model, SimConfig(seed=0))
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         s = r.summary
         solve = (f"; optimizer: {len(r.solve_s)} solves, mean {np.mean(r.solve_s) * 1e3:.1f} ms, "
                  f"p99 {np.percentile(r.solve_s, 99) * 1e3:.1f} ms, max {np.max(r.solve_s) * 1e3:.1f} ms, "
                  f"total {np.sum(r.solve_s):.0f} s") if r.solve_s else ""
-        print(f"{name}: {gpus} GPUs x {hours:g} h, {s.arrivals:,} requests simulated in {wall:.0f} s wall{solve}")
-        out[name] = {"wall_s": wall, "arrivals": s.arrivals, "summary": s.row(),
+        print(f"{name}: {gpus} GPUs x {hours:g} h, {s.arrivals:,} requests simulated in {wall:.0f} s wall "
+              f"({cpu:.0f} s CPU, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores){solve}")
+        out[name] = {"wall_s": wall, "cpu_s": cpu, "arrivals": s.arrivals, "summary": s.row(),
                      "solve_ms_mean": float(np.mean(r.solve_s) * 1e3) if r.solve_s else None,
                      "solve_ms_p99": float(np.percentile(r.solve_s, 99) * 1e3) if r.solve_s else None}
     print()
