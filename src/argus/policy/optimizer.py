@@ -61,7 +61,9 @@ def _with_spare(s: Snapshot, f: milp.Formulation, x: np.ndarray) -> np.ndarray:
         add = int(min(spare, max(f.current[j] - x[j], 0))) if f.usable[j] else 0
         x[j] += add
         spare -= add
-    x[s.levels.index("cache-k0")] += spare
+    usable = np.flatnonzero(f.usable)
+    if spare > 0 and usable.size:
+        x[usable[0]] += spare  # the safest level that meets the SLO (cache-k0 unless it is too slow)
     return x
 
 

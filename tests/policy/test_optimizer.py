@@ -1,0 +1,167 @@
+"""solve(): behaviour on hand-built SDXL snapshots.
+
+Cases:
+- light load: every request at full quality, spare GPUs kept at cache-k0, no overload;
+- heavier load: the GPU budget binds and load moves to approximate levels only within floors;
+- strategy switching: the same demand with cache hits fills cache levels; a burst of new prompts
+  (no hits) moves the capacity to step reduction;
+- overload: explicit flag, shed rate and degraded rate, and a reason that says so;
+- at least minFullQualityReplicas of cache-k0, and none when the spec says 0;
+- Little's law: a queue at a level reserves capacity to drain it within the SLO; a level whose
+  service time exceeds the SLO gets no replicas; latency per level stays within the SLO;
+- demand above the target is planned at the target;
+- hysteresis: a working allocation is kept within its dwell time; a change that gains little is
+  skipped; an overloaded current allocation is replaced at once;
+- redirection: rows sum to 1 and excess demand of a level goes to a safer level first;
+- the decision turns into a valid PolicyDocument.
+"""
+
+from __future__ import annotations
+
+import pytest
+from policy_helpers import snap
+
+from argus.policy.decision import to_policy_document
+from argus.policy.document import parse_policy
+from argus.policy.optimizer import solve
+from argus.policy.redirection import violations
+from argus.policy.snapshot import Hysteresis
+
+HITS = {"cache-k0": 0.1, "cache-k10": 0.2, "cache-k20": 0.3, "cache-k25": 0.4}
+NO_HITS = {"cache-k0": 0.1, "steps-35": 0.2, "steps-25": 0.3, "steps-20": 0.4}
+
+
+def _demand_by_level(s):
+    planned = min(s.demand, s.throughput_target)
+    return {k: planned * v for k, v in s.h.items()}
+
+
+def test_light_load_is_served_at_full_quality():
+    d = solve(snap(demand=1.0))
+    assert d.replicas["cache-k0"] == 8 and sum(d.replicas.values()) == 8
+    assert d.quality == pytest.approx(100.0) and not d.overload and d.shed_rate == 0
+    assert d.throughput == pytest.approx(1.0)
+    assert "full quality" in d.reason
+
+
+def test_budget_binds_and_floors_hold():
+    s = snap(demand=3.5)
+    d = solve(s)
+    assert sum(d.replicas.values()) <= 8 and not d.overload
+    assert 91.52 < d.quality < 100
+    assert violations(s.levels, d.redirection, _demand_by_level(s)) == []
+    assert "GPU budget binds" in d.reason
+
+
+def test_strategy_switches_with_cache_hits():
+    hits = solve(snap(demand=4.0, h=HITS))
+    burst = solve(snap(demand=4.0, h=NO_HITS))
+    cache_gpus = sum(hits.replicas[k] for k in ("cache-k5", "cache-k10", "cache-k15", "cache-k20", "cache-k25"))
+    step_gpus = sum(burst.replicas[k] for k in ("steps-35", "steps-25", "steps-20"))
+    assert cache_gpus >= 3 and sum(hits.replicas[k] for k in NO_HITS if k != "cache-k0") == 0
+    assert step_gpus >= 3 and sum(burst.replicas[k] for k in HITS if k != "cache-k0") == 0
+    assert not hits.overload and not burst.overload
+    assert "step reduction 0%" in hits.reason and "approximate caching 0%" in burst.reason
+
+
+def test_overload_is_explicit():
+    s = snap(demand=12.0, h=NO_HITS)  # 8 GPUs at steps-20 serve at most ~7.9 req/s
+    d = solve(s)
+    assert d.overload and d.shed_rate > 3.0
+    assert d.throughput + d.shed_rate == pytest.approx(12.0, rel=1e-6)
+    assert d.reason.startswith("OVERLOAD") or "OVERLOAD" in d.reason
+    assert "must be shed or queued" in d.reason
+
+
+def test_overload_degrades_before_shedding():
+    # Only full-quality prompts; 8 GPUs at cache-k0 serve 3.15 req/s, at steps-20 7.86 req/s.
+    d = solve(snap(demand=5.0, h={"cache-k0": 1.0}))
+    assert d.overload and d.shed_rate == 0 and d.degraded_rate > 0
+    assert d.throughput == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("m", [0, 1, 3])
+def test_full_quality_replicas_floor(m):
+    d = solve(snap(demand=7.0, h=NO_HITS, min_full_quality=m))
+    assert d.replicas["cache-k0"] >= m
+    if m == 0:
+        assert d.replicas["cache-k0"] == 0  # every GPU is needed elsewhere
+
+
+def test_queue_reserves_capacity_by_littles_law():
+    base = solve(snap(demand=2.0, h={"cache-k0": 1.0}, gpus=24))
+    queued = solve(snap(demand=2.0, h={"cache-k0": 1.0}, gpus=24, queues={"cache-k0": 120.0}))
+    # Draining 120 requests within 30 - 4.2 s needs 4.65 req/s on top of the 2 req/s arriving:
+    # 6.65 / (23.6/60) = 16.9, so 17 full-quality replicas must carry load.
+    assert not queued.overload
+    needed = queued.served_by_level["cache-k0"] + 120 / 25.8
+    assert queued.replicas["cache-k0"] * (23.6 / 60) >= needed - 1e-6
+    assert queued.latency["cache-k0"] <= 30.0 + 1e-9
+    assert base.latency["cache-k0"] == pytest.approx(4.2)
+    assert "Little's law" in queued.reason
+    over = solve(snap(demand=2.0, h={"cache-k0": 1.0}, gpus=8, queues={"cache-k0": 120.0}))
+    assert over.overload and "backlog" in over.reason
+
+
+def test_level_slower_than_slo_is_not_used():
+    # SLO 3 s: cache levels (>= 2.1 s only for K=25) and steps-35 (2.94 s) are close; cache-k0 (4.2 s) is out.
+    d = solve(snap(demand=1.0, latency_slo=3.0, h={"steps-25": 1.0}, min_full_quality=0))
+    assert d.replicas["cache-k0"] == 0 and not d.overload
+    assert all(lat is None or lat <= 3.0 for lat in d.latency.values())
+    assert sum(d.replicas.values()) == 8  # spare GPUs go to the safest level that meets the SLO
+
+
+def test_demand_above_target_is_planned_at_target():
+    d = solve(snap(demand=50.0, throughput_target=2.0))
+    assert d.planned == 2.0 and d.throughput == pytest.approx(2.0) and not d.overload
+    assert "exceeds the target" in d.reason
+
+
+def test_dwell_keeps_a_working_allocation():
+    first = solve(snap(demand=3.5))  # an approximate mix; then demand drops and it still serves safely
+    cheap = Hysteresis(min_dwell_s=60.0, min_gain=0.0, amortize_s=1e9)  # only the dwell time holds it
+    s = snap(demand=2.8, current=first.replicas, last_change=990.0, hysteresis=cheap)
+    kept = solve(s)
+    assert kept.replicas == first.replicas and not kept.changed and "dwell" in kept.reason
+    later = solve(s.with_(last_change=800.0))
+    assert later.changed and later.quality > kept.quality
+
+
+def test_small_gain_is_not_worth_a_change():
+    mix = solve(snap(demand=3.5)).replicas  # an approximate mix that still serves 3.0 req/s safely
+    fresh = solve(snap(demand=3.0))
+    assert fresh.replicas != mix and fresh.quality == pytest.approx(100.0)
+    # Switching cost: two reloads of 47 s outweigh the quality the move would buy.
+    kept = solve(snap(demand=3.0, current=mix, last_change=0.0))
+    assert kept.replicas == mix and not kept.changed and kept.quality < fresh.quality
+    # Without switching cost, the relative-gain threshold holds it, and the reason says so.
+    free = Hysteresis(min_dwell_s=0.0, min_gain=0.05, amortize_s=1e9)
+    held = solve(snap(demand=3.0, current=mix, last_change=0.0, hysteresis=free))
+    assert held.replicas == mix and "hysteresis: kept current allocation" in held.reason
+    moved = solve(snap(demand=3.0, current=mix, last_change=0.0, hysteresis=Hysteresis(0.0, 0.0, 1e9)))
+    assert moved.replicas == fresh.replicas and moved.changed
+
+
+def test_overloaded_current_allocation_is_replaced_within_dwell():
+    s = snap(demand=4.5, h=NO_HITS, current={"cache-k0": 8}, last_change=995.0)
+    d = solve(s)
+    assert d.changed and not d.overload
+
+
+def test_excess_goes_to_a_safer_level_first():
+    s = snap(demand=4.0, h={"cache-k0": 0.2, "cache-k10": 0.2, "cache-k25": 0.6})
+    d = solve(s)
+    for row in d.redirection.values():
+        assert sum(row.values()) == pytest.approx(1.0)
+    # Load whose optimal level is cache-k25 is served at cache-k25 or safer, never more approximate.
+    assert set(d.redirection["cache-k25"]) <= {"cache-k0", "cache-k5", "cache-k10", "cache-k15",
+                                                "cache-k20", "cache-k25"}
+    assert violations(s.levels, d.redirection, _demand_by_level(s)) == []
+
+
+def test_policy_document_from_decision():
+    s = snap(demand=3.5)
+    d = solve(s)
+    doc = to_policy_document(d, service="svc", version=3, quality_floor=s.quality_floor, generated_at=s.now)
+    again = parse_policy(doc.to_json())
+    assert again.allocation == d.replicas and again.levels == s.levels and again.version == 3
