@@ -225,3 +225,30 @@ def test_bad_thresholds_and_capacity():
         SimilarityIndex(T, DIM, capacity=0)
     assert Thresholds.published_clip("all-MiniLM-L6-v2").source.endswith("run argus profile + argus train")
     assert LatentEntry("k", "t", "p", (5,)).steps == (5,)
+
+
+def test_churn_matches_brute_force():
+    """Random adds/removes across block boundaries and tenants agree with a brute-force reference."""
+    rng = np.random.default_rng(3)
+    idx = SimilarityIndex(T, DIM, capacity=700)
+    ref: dict[str, tuple[str, np.ndarray]] = {}
+    for step in range(3000):
+        if ref and rng.random() < 0.35:
+            key = list(ref)[rng.integers(len(ref))]
+            assert idx.remove(key)
+            del ref[key]
+        else:
+            key, tenant = f"k{step}", f"t{rng.integers(3)}"
+            v = rng.normal(size=DIM).astype(np.float32)
+            v /= np.linalg.norm(v)
+            for gone in idx.add(key, tenant, v, (5,)):
+                del ref[gone]
+            ref[key] = (tenant, v)
+    assert idx.keys() == set(ref) and len(idx) <= 700
+    for _ in range(50):
+        q = rng.normal(size=DIM).astype(np.float32)
+        q /= np.linalg.norm(q)
+        for tenant in ("t0", "t1", "t2"):
+            mine = {k: v for k, (t, v) in ref.items() if t == tenant}
+            best = max(mine, key=lambda k: float(mine[k] @ q))
+            assert idx.search(q, tenant).key == best

@@ -12,12 +12,13 @@ against the same store (a ReadWriteMany volume), which is how replicas share one
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import tempfile
 import zipfile
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
@@ -105,17 +106,72 @@ class Neighbour:
     k: int  # largest usable K: allowed by the thresholds AND stored as a checkpoint of this entry
 
 
-@dataclass
 class _Namespace:
-    dim: int
-    rows: np.ndarray = field(default=None)  # type: ignore[assignment]
-    n: int = 0
-    keys: list[str] = field(default_factory=list)
-    steps: list[tuple[int, ...]] = field(default_factory=list)
+    """One tenant's rows in blocks that double up to BLOCK_MAX rows: growing never copies, so the peak
+    memory is the steady state, and a small tenant holds a small block."""
 
-    def __post_init__(self):
-        if self.rows is None:
-            self.rows = np.zeros((0, self.dim), dtype=np.float32)
+    BLOCK_MIN, BLOCK_MAX = 64, 4096
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.blocks: list[np.ndarray] = []
+        self.starts: list[int] = []
+        self.n = 0
+        self.keys: list[str] = []
+        self.steps: list[tuple[int, ...]] = []
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self.blocks)
+
+    def _loc(self, row: int) -> tuple[np.ndarray, int]:
+        b = bisect.bisect_right(self.starts, row) - 1
+        return self.blocks[b], row - self.starts[b]
+
+    def append(self, vec: np.ndarray, key: str, steps: tuple[int, ...]) -> int:
+        cap = (self.starts[-1] + len(self.blocks[-1])) if self.blocks else 0
+        if self.n == cap:
+            size = min(self.BLOCK_MAX, max(self.BLOCK_MIN, cap))
+            self.blocks.append(np.zeros((size, self.dim), dtype=np.float32))
+            self.starts.append(cap)
+        blk, off = self._loc(self.n)
+        blk[off] = vec
+        self.keys.append(key)
+        self.steps.append(steps)
+        self.n += 1
+        return self.n - 1
+
+    def row(self, row: int) -> np.ndarray:
+        blk, off = self._loc(row)
+        return blk[off]
+
+    def move_last_to(self, row: int) -> None:
+        last = self.n - 1
+        if row != last:
+            dst, i = self._loc(row)
+            dst[i] = self.row(last)
+            self.keys[row] = self.keys[last]
+            self.steps[row] = self.steps[last]
+        self.keys.pop()
+        self.steps.pop()
+        self.n = last
+        # Drop an emptied trailing block so a shrinking tenant gives memory back.
+        if self.blocks and self.starts[-1] >= self.n and self.starts[-1] > 0:
+            self.blocks.pop()
+            self.starts.pop()
+
+    def scores(self, q: np.ndarray) -> np.ndarray:
+        parts = []
+        for start, blk in zip(self.starts, self.blocks):
+            m = min(len(blk), self.n - start)
+            if m <= 0:
+                break
+            parts.append(blk[:m] @ q)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def matrix(self) -> np.ndarray:
+        return np.concatenate([blk for blk in self.blocks])[: self.n] if self.blocks else \
+            np.zeros((0, self.dim), dtype=np.float32)
 
 
 class SimilarityIndex:
@@ -149,7 +205,7 @@ class SimilarityIndex:
     @property
     def nbytes(self) -> int:
         """Bytes held by the embedding rows (the bulk of the index's memory)."""
-        return sum(ns.rows.nbytes for ns in self._ns.values())
+        return sum(ns.nbytes for ns in self._ns.values())
 
     def add(self, key: str, tenant: str, embedding: np.ndarray, steps: Iterable[int]) -> list[str]:
         """Index (or re-index) one entry; returns the keys evicted to stay within capacity (oldest first)."""
@@ -165,15 +221,7 @@ class SimilarityIndex:
         ns = self._ns.get(tenant)
         if ns is None:
             ns = self._ns[tenant] = _Namespace(self.dim)
-        if ns.n == ns.rows.shape[0]:
-            # Grow by a quarter (not doubling) so slack stays small at 100k rows.
-            grow = max(256, ns.n // 4)
-            ns.rows = np.concatenate([ns.rows, np.zeros((grow, self.dim), dtype=np.float32)])
-        ns.rows[ns.n] = vec
-        ns.keys.append(key)
-        ns.steps.append(tuple(sorted(int(s) for s in steps)))
-        self._where[key] = (tenant, ns.n)
-        ns.n += 1
+        self._where[key] = (tenant, ns.append(vec, key, tuple(sorted(int(s) for s in steps))))
         self._age[key] = None
         return evicted
 
@@ -185,15 +233,10 @@ class SimilarityIndex:
         self._age.pop(key, None)
         tenant, row = loc
         ns = self._ns[tenant]
-        last = ns.n - 1
-        if row != last:  # move the last row into the hole so rows stay dense
-            ns.rows[row] = ns.rows[last]
-            ns.keys[row] = ns.keys[last]
-            ns.steps[row] = ns.steps[last]
-            self._where[ns.keys[row]] = (tenant, row)
-        ns.keys.pop()
-        ns.steps.pop()
-        ns.n = last
+        moved = ns.keys[ns.n - 1]
+        ns.move_last_to(row)  # the last row fills the hole so rows stay dense
+        if moved != key:
+            self._where[moved] = (tenant, row)
         if ns.n == 0:
             del self._ns[tenant]
         return True
@@ -206,7 +249,7 @@ class SimilarityIndex:
         spaces = self._ns.items() if self.cross_tenant else ([(tenant, self._ns[tenant])] if tenant in self._ns else [])
         best: tuple[float, str, int] | None = None
         for name, ns in spaces:
-            sims = ns.rows[: ns.n] @ q
+            sims = ns.scores(q)
             if exclude is not None:
                 loc = self._where.get(exclude)
                 if loc is not None and loc[0] == name:
@@ -255,7 +298,7 @@ class SimilarityIndex:
             keys += ns.keys
             tenants += [tenant] * ns.n
             steps += [list(s) for s in ns.steps]
-            rows.append(ns.rows[: ns.n])
+            rows.append(ns.matrix())
         mat = np.concatenate(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
         header = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "encoder": self.encoder, "dim": self.dim,
                   "thresholds": self.thresholds.to_dict(), "keys": keys, "tenants": tenants, "steps": steps}
