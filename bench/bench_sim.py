@@ -21,8 +21,8 @@ import numpy as np
 
 from argus.policy.profile import load_default_profile
 from argus.sim.engine import SimConfig, simulate
-from argus.sim.policies import Service, make_policy
-from argus.sim.prompts import PromptModel
+from argus.sim.policies import Observation, Service, make_policy
+from argus.sim.prompts import PromptModel, draw
 from argus.sim.report import plots, ratios, table
 from argus.sim.trace import Workload, bursty, load_trace, poisson
 
@@ -88,6 +88,33 @@ def _targets(results) -> None:
         print(f"  [{'met' if ok else 'NOT met'}] {text}")
 
 
+def redirection_check() -> None:
+    """Argus's plan at a plateau-like tick: load the router sends to each level vs its capacity."""
+    profile = load_default_profile()
+    names = [lp.level for lp in profile.levels]
+    svc = Service(gpus=8, levels=profile.levels)
+    model = PromptModel()
+    pol = make_policy("argus", svc, model)
+    prompts = draw(model, profile.levels, svc.quality_floor, 100_000, np.random.default_rng(0))
+    h = np.bincount(prompts.optimal, minlength=len(names)) / len(prompts.optimal)
+    rate = 390 / 60
+    reps: dict[str, int] = {"cache-k0": 8}
+    for i in range(8):  # settle past the dwell time at the plateau rate
+        plan = pol.tick(Observation(now=100.0 + 60 * i, rate=rate, queues={}, replicas=reps,
+                                    keys={n: float(x) * rate * 60 for n, x in zip(names, h) if x > 0}))
+        reps = plan.replicas
+    routed = dict.fromkeys(names, 0.0)
+    for k, n in enumerate(names):
+        for dst, p in plan.doc.redirection.get(n, {}).items():
+            routed[dst] += rate * h[k] * p
+    print(f"\nredirection check at 390 q/min (overload={plan.overload}): routed vs capacity, req/s")
+    for n in names:
+        cap = plan.replicas.get(n, 0) * profile.get(n).peak_throughput
+        if routed[n] > 0 or cap > 0:
+            flag = "  <-- over capacity" if routed[n] > cap * 1.001 else ""
+            print(f"  {n}: routed {routed[n]:.3f}, capacity {cap:.3f} ({plan.replicas.get(n, 0)} replicas){flag}")
+
+
 def scale(gpus: int = 1000, hours: float = 24.0) -> dict:
     """A day on 1,000 GPUs: the paper's load per GPU and plateau shape, three 2-hour plateaus."""
     profile = load_default_profile()
@@ -127,6 +154,7 @@ def main(argv: list[str]) -> int:
     if what in ("paper", "all"):
         for name in TRACES:
             doc[f"paper_{name}"] = paper(name)
+        redirection_check()
     if what in ("scale", "all"):
         doc["scale"] = scale()
     (ROOT / "plots").mkdir(exist_ok=True)

@@ -58,7 +58,7 @@ def plots(series: dict[str, dict[str, np.ndarray]], out_dir: Path, prefix: str, 
     paths = []
     for key, label in [("throughput_qpm", "throughput (queries/min)"), ("quality", "avg relative quality (%)"),
                        ("violations_per_min", "SLO violations / min")]:
-        fig, ax = plt.subplots(figsize=(8, 3.6))
+        fig, ax = plt.subplots(figsize=(8, 4.2))
         for name, s in series.items():
             ax.plot(s["t_min"], s[key], label=name, linewidth=1.2)
         if key == "throughput_qpm":
@@ -68,7 +68,7 @@ def plots(series: dict[str, dict[str, np.ndarray]], out_dir: Path, prefix: str, 
         ax.set_ylabel(label)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=3)
+        ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
         fig.tight_layout()
         p = out_dir / f"{prefix}_{key}.png"
         fig.savefig(p, dpi=110)
