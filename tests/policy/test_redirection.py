@@ -1,0 +1,48 @@
+"""The safety relation between levels and the redirection matrix.
+
+Cases:
+- relation table on the default level set: safer-or-equal is SAFE, more approximate is DEGRADED,
+  a cache level with K > 0 is NEVER for load without a cache hit (cache-k0 and step levels);
+- rows are normalized, dust is dropped, rows sum to 1;
+- rows without flow fall back to the level itself, else the nearest safe level with replicas,
+  else cache-k0;
+- violations() lists only pairs with demand that are not SAFE.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from argus.levels import DEFAULT_LEVELS
+from argus.policy.redirection import DEGRADED, NEVER, SAFE, matrix, relation, relation_table, violations
+
+L = DEFAULT_LEVELS  # cache-k0..k25, steps-35, steps-25, steps-20
+
+
+@pytest.mark.parametrize("src, dst, rel", [
+    ("cache-k10", "cache-k5", SAFE), ("cache-k10", "cache-k10", SAFE), ("cache-k10", "cache-k0", SAFE),
+    ("cache-k10", "cache-k20", DEGRADED), ("cache-k10", "steps-20", DEGRADED),
+    ("steps-25", "steps-35", SAFE), ("steps-25", "cache-k0", SAFE), ("steps-25", "steps-20", DEGRADED),
+    ("steps-25", "cache-k25", NEVER), ("cache-k0", "cache-k5", NEVER), ("cache-k0", "steps-35", DEGRADED),
+])
+def test_relation(src, dst, rel):
+    assert relation(L, L.index(src), L.index(dst)) == rel
+    assert relation_table(L)[L.index(src)][L.index(dst)] == rel
+
+
+def test_matrix_normalizes_and_falls_back():
+    names = ["cache-k0", "cache-k10", "steps-25"]
+    flows = [[2.0, 0.0, 0.0], [1.0, 3.0, 1e-13], [0.0, 0.0, 0.0]]
+    p = matrix(names, [2, 1, 0], flows)
+    assert p["cache-k0"] == {"cache-k0": 1.0}
+    assert p["cache-k10"] == pytest.approx({"cache-k0": 0.25, "cache-k10": 0.75})
+    assert p["steps-25"] == {"cache-k0": 1.0}  # no replicas at steps-25: nearest safe level that has some
+    assert matrix(names, [1, 1, 1], [[0] * 3] * 3)["steps-25"] == {"steps-25": 1.0}
+    assert matrix(names, [0, 0, 0], [[0] * 3] * 3)["cache-k10"] == {"cache-k0": 1.0}
+
+
+def test_violations():
+    names = ["cache-k0", "cache-k10", "steps-25"]
+    red = {"cache-k0": {"steps-25": 1.0}, "cache-k10": {"cache-k0": 1.0}, "steps-25": {"cache-k10": 1.0}}
+    assert violations(names, red, {"cache-k0": 1.0, "cache-k10": 1.0}) == [("cache-k0", "steps-25")]
+    assert violations(names, red, {"steps-25": 1.0}) == [("steps-25", "cache-k10")]
