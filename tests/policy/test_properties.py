@@ -26,13 +26,13 @@ from argus.policy.synthetic import random_snapshot
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@st.composite
-def snapshots(draw, max_gpus: int = 16):
-    """A random snapshot: 1..max_gpus GPUs, 1..9 levels, load 0.2..2.6x full-quality capacity."""
-    seed = draw(st.integers(0, 2**32 - 1))
-    gpus = draw(st.integers(1, max_gpus))
-    n = draw(st.sampled_from([1, 2, 3, 4, 5, 6, 9]))
-    return random_snapshot(random.Random(seed), gpus, n, queues=draw(st.booleans()))
+SEEDS = st.integers(0, 2**32 - 1)
+LEVELS = st.sampled_from([1, 2, 3, 4, 5, 6, 9])
+
+
+def _snap(seed: int, gpus: int, n: int, queues: bool):
+    """A random snapshot: load 0.2..2.6x full-quality capacity, random h_k (and queues)."""
+    return random_snapshot(random.Random(seed), gpus, n, queues=queues)
 
 
 def _demand(s):
@@ -41,8 +41,9 @@ def _demand(s):
 
 
 @FAST
-@given(snapshots())
-def test_budget_floor_and_rows(s):
+@given(SEEDS, st.integers(1, 16), LEVELS, st.booleans())
+def test_budget_floor_and_rows(seed, gpus, n, queues):
+    s = _snap(seed, gpus, n, queues)
     d = solve(s)
     assert sum(d.replicas.values()) <= s.gpus
     assert d.replicas["cache-k0"] >= s.min_full_quality
@@ -55,8 +56,9 @@ def test_budget_floor_and_rows(s):
 
 
 @FAST
-@given(snapshots(max_gpus=8), st.integers(1, 4))
-def test_more_gpus_never_lower_quality(s, extra):
+@given(SEEDS, st.integers(1, 8), LEVELS, st.booleans(), st.integers(1, 4))
+def test_more_gpus_never_lower_quality(seed, gpus, n, queues, extra):
+    s = _snap(seed, gpus, n, queues)
     small, big = solve(s), solve(s.with_(gpus=s.gpus + extra))
     # Shedding is priced (milp.P_SHED), not forbidden: a new GPU may trade a sliver of shed load for
     # quality, bounded by the quality range over the price (~12 / 1100 of the planned load).
@@ -68,14 +70,16 @@ def test_more_gpus_never_lower_quality(s, extra):
 
 
 @FAST
-@given(snapshots())
-def test_identical_snapshots_identical_decisions(s):
+@given(SEEDS, st.integers(1, 16), LEVELS, st.booleans())
+def test_identical_snapshots_identical_decisions(seed, gpus, n, queues):
+    s = _snap(seed, gpus, n, queues)
     assert solve(s).to_dict() == solve(s.with_()).to_dict()
 
 
 @FAST
-@given(snapshots(max_gpus=64))
-def test_no_flapping_under_constant_load(s):
+@given(SEEDS, st.integers(1, 64), LEVELS, st.booleans())
+def test_no_flapping_under_constant_load(seed, gpus, n, queues):
+    s = _snap(seed, gpus, n, queues)
     d1 = solve(s)
     s2 = s.with_(current=d1.replicas, last_change=s.now, now=s.now + 15.0)
     d2 = solve(s2)

@@ -18,7 +18,7 @@ from highspy import _core as highs_core
 from scipy.sparse import csc_matrix
 
 INT_TOL = 1e-6
-HEUR_EVERY = 8
+HEUR_EVERY = 1
 
 
 class LpModel:
@@ -61,16 +61,21 @@ class LpModel:
         return self.h.getInfo().objective_function_value, np.array(self.h.getSolution().col_value)
 
 
-def branch_and_bound(lp: LpModel, tol: float, budget: float,
-                     max_nodes: int = 100000) -> tuple[float, np.ndarray, float] | None:
+def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 100000,
+                     start: np.ndarray | None = None) -> tuple[float, np.ndarray, float] | None:
     """Minimize over integer x; (objective, columns, proven lower bound), or None if no integer point found.
 
-    `budget` is the bound of sum(x) <= budget, which the rounding heuristic respects.
+    `budget` is the bound of sum(x) <= budget, which the rounding heuristic respects; `start` is an
+    integer x to try first (the running allocation), so the answer is never worse than keeping it.
     """
     root = lp.solve(lp.lo0, lp.hi0)
     if root is None:
         return None
     best_obj, best_cols = math.inf, None
+    if start is not None and start.sum() <= budget:
+        first = lp.solve(start, start)
+        if first is not None:
+            best_obj, best_cols = first
     counter = 0
     heap: list = [(root[0], counter, lp.lo0, lp.hi0, root)]
     nodes = 0

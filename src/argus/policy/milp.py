@@ -28,6 +28,7 @@ P_DEGRADE = 50.0  # value lost per request/s served below its prompt's floor (ov
 P_SHED = 1000.0  # value lost per request/s shed, beyond its quality: serving comes first
 REL_TOL = 1e-4  # optimality tolerance, relative to serving all planned load at 100% quality
 MAX_NODES = 24  # branch-and-bound nodes per solve; the decision reports the gap if this binds
+MAX_NODES_OVERLOAD = 64  # the overload model's bound is weaker (shedding is priced high): search longer
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,9 @@ def build(s: Snapshot, overload: bool) -> Formulation:
 
 
 def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
-        max_nodes: int | None = None) -> Solution | None:
-    """Solve by branch and bound, as the LP relaxation (`relax`), or with replicas fixed; None if infeasible."""
+        max_nodes: int | None = None, start: np.ndarray | None = None) -> Solution | None:
+    """Solve by branch and bound (from `start` if given), as the LP relaxation (`relax`), or with
+    replicas fixed; None if infeasible."""
     lo, hi = f.bounds_lo.copy(), f.bounds_hi.copy()
     if fixed_x is not None:
         # The box on x is a search aid, not a rule: any allocation within budget and floor is evaluable.
@@ -172,7 +174,10 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
         if r is None:
             return None
         return _solution(f, -r[0], -r[0], r[1], integral=not relax)
-    r = branch_and_bound(lp, f.tolerance, f.gpus, max_nodes or MAX_NODES)
+    limit = max_nodes or (MAX_NODES_OVERLOAD if f.overload else MAX_NODES)
+    if start is not None and (np.any(start < lo[:f.n]) or np.any(start[~f.usable] > 0)):
+        start = None  # below the full-quality floor or on a level too slow for the SLO
+    r = branch_and_bound(lp, f.tolerance, f.gpus, limit, start)
     if r is None:
         return None
     obj, cols, bound = r

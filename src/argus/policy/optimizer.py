@@ -21,13 +21,14 @@ def solve(s: Snapshot) -> Decision:
     """Best allocation and redirection for the snapshot, keeping the current one unless a change pays."""
     # The overload model first: it is always feasible, and when its optimum degrades and sheds nothing
     # it is also the safe model's optimum (same objective on a smaller set), which saves a second search.
+    start = np.array([s.current.get(k, 0) for k in s.levels], dtype=float) if s.current else None
     f = milp.build(s, overload=True)
-    best = milp.run(f)
+    best = milp.run(f, start=start)
     assert best is not None  # feasible by construction: shedding absorbs everything
     if _overloaded(f, best):
         # Overload is declared only if no allocation serves every planned request at or above its floor.
         fs = milp.build(s, overload=False)
-        safe = milp.run(fs)
+        safe = milp.run(fs, start=start)
         if safe is not None:
             f, best = fs, safe
     kept_note = None
@@ -85,9 +86,10 @@ def _keep_current(s: Snapshot, f: milp.Formulation, best: milp.Solution,
         return True, (f"hysteresis: kept current allocation; a change would gain {gain:.3g} "
                       f"(<= {s.hysteresis.min_gain:.0%} of served quality, after switching cost)")
     dwell = s.now - s.last_change if s.last_change is not None else None
-    if dwell is not None and dwell < s.hysteresis.min_dwell_s and not _overloaded(f, cur):
+    urgent = _overloaded(f, cur) and not _overloaded(f, best)  # a change would end an overload
+    if dwell is not None and dwell < s.hysteresis.min_dwell_s and not urgent:
         return True, (f"hysteresis: kept current allocation; changed {dwell:.0f} s ago "
-                      f"< dwell {s.hysteresis.min_dwell_s:.0f} s and it still serves the load")
+                      f"< dwell {s.hysteresis.min_dwell_s:.0f} s and a change would not end an overload")
     return False, f"changed allocation: gain {gain:.3g} over keeping the current one, after switching cost"
 
 
