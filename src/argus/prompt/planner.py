@@ -52,7 +52,7 @@ class PredictivePlanner:
         if sp is None:
             return PromptPlan(FULL, {FULL: 100.0}, None, key)
         emb = await self.batcher.embed(prompt)
-        nb = sp.index.search(emb, tenant, exclude=key)
+        nb = sp.index.search(emb, tenant)  # an exact repeat finds its own earlier run: the best hit
         d = sp.predictor.decide(emb, nb, floor)
         cache_key = nb.key if (nb is not None and d.optimal_level.startswith("cache-k")
                                and d.optimal_level != FULL) else None
