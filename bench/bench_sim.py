@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_sim.py paper   # table, ratios to each baseline, plots in bench/plots/
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
+    .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json   # sim vs `argus load` on `argus up`
 
 Workloads come from ../shared/data/traces (arrival pattern only), warped onto the paper's bursty
 shape: ~50 queries/min off-peak, plateaus at 7.8x (~390 queries/min) for 120 min. Without the data
@@ -147,9 +148,24 @@ def _row(d: dict):
     return Summary(**d)
 
 
+def fidelity(report_path: Path) -> dict:
+    """Replay an `argus load` report's arrivals in the simulator; ratios simulated / measured (bound 15 %)."""
+    from argus.sim.fidelity import TOLERANCE, compare
+
+    cmp = compare(json.loads(report_path.read_text()))
+    for k in cmp.measured:
+        print(f"{k}: measured {cmp.measured[k]:.3f}, simulated {cmp.simulated[k]:.3f}, "
+              f"ratio {cmp.ratios.get(k, float('nan')):.2f}")
+    print(f"within {TOLERANCE:.0%}: {cmp.within}")
+    return {"measured": cmp.measured, "simulated": cmp.simulated, "within": cmp.within}
+
+
 def main(argv: list[str]) -> int:
     """Run the chosen parts; write their JSON next to the plots."""
     what = argv[1] if len(argv) > 1 else "all"
+    if what == "fidelity":
+        fidelity(Path(argv[2]))
+        return 0
     doc = {}
     if what in ("paper", "all"):
         for name in TRACES:

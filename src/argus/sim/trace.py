@@ -159,7 +159,8 @@ class Workload:
         u = self.trace.between(lam[0], lam[1])
         edges = self.curve.edges
         cum = self.curve.cumulative(edges)
-        keep = np.concatenate([[True], np.diff(cum) > 0])  # zero-rate spans have no inverse
+        pos = np.diff(cum) > 0  # zero-rate spans have no inverse: keep only ends of positive-rate spans
+        keep = np.concatenate([pos, [False]]) | np.concatenate([[False], pos])
         t = np.interp(u, cum[keep], edges[keep])
         return t[(t >= t0) & (t < t1)]
 
