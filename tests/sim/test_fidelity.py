@@ -4,7 +4,7 @@ Cases: replayed arrivals equal the run's send times (with and without a lead-in)
 takes the median latency of requests that found the worker idle; a synthetic run produced by an
 independent single-server FIFO recursion (Lindley) at utilization 0.5 is matched within 15 %
 without batching, and is told apart from batching without a batching gain;
-a report without records is refused.
+a report without records, or whose allocation changed, is refused.
 """
 
 import numpy as np
@@ -34,7 +34,7 @@ def _lindley_report(n=1500, rate=0.5, service=1.0, seed=4):
         start = max(t, free)
         free = start + service
         recs.append({"t_sent": float(t), "latency": free - t, "status": 200})
-    return {"records": recs, "allocation": {"cache-k0": 1},
+    return {"records": recs, "allocation": [{"t": 0.0, "allocation": {"cache-k0": 1, "steps-5": 0}}],
             "summary": {"slo_s": 60.0, "duration_s": float(a[-1] + service)}}
 
 
@@ -54,3 +54,10 @@ def test_detects_a_different_queueing_model():
 def test_report_without_records_is_refused():
     with pytest.raises(FidelityError, match="no records"):
         compare({"summary": {}})
+
+
+def test_changing_allocation_is_refused():
+    rep = _lindley_report(n=10)
+    rep["allocation"].append({"t": 5.0, "allocation": {"cache-k0": 2}})
+    with pytest.raises(FidelityError, match="allocation changed"):
+        compare(rep)

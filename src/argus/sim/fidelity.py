@@ -77,13 +77,23 @@ def cpu_profile(level: str, service_time: float, max_batch: int = 8) -> LevelPro
                         note="calibrated from an argus load run")
 
 
+def _allocation(raw) -> dict[str, int]:
+    """The run's allocation: a dict, or `argus load`'s samples [{t, allocation}] that must not change."""
+    if isinstance(raw, list):
+        seen = {tuple(sorted((k, v) for k, v in s["allocation"].items() if v)) for s in raw if s.get("allocation")}
+        if len(seen) > 1:
+            raise FidelityError("the allocation changed during the run; only a fixed allocation can be replayed")
+        raw = dict(seen.pop()) if seen else None
+    return {k: v for k, v in (raw or {"cache-k0": 1}).items() if v}
+
+
 def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: float | None = None,
             max_batch: int = 8) -> Comparison:
     """Replay the report's arrivals on its allocation and compare throughput and latency percentiles."""
     records = report.get("records") or []
     if not records:
         raise FidelityError("report has no records (t_sent, latency, status)")
-    alloc = {k: v for k, v in (report.get("allocation") or {"cache-k0": 1}).items() if v}
+    alloc = _allocation(report.get("allocation"))
     summary = report.get("summary", {})
     slo = slo or float(summary.get("slo_s", 30.0))
     if profile is None:
