@@ -15,7 +15,6 @@ import math
 import highspy
 import numpy as np
 from highspy import _core as highs_core
-from scipy.sparse import csc_matrix
 
 INT_TOL = 1e-6
 HEUR_EVERY = 1
@@ -34,11 +33,11 @@ class LpModel:
         lp.col_upper_ = np.where(np.isinf(col_hi), inf, col_hi)
         lp.row_lower_ = np.where(np.isinf(row_lo), -inf, row_lo)
         lp.row_upper_ = np.where(np.isinf(row_hi), inf, row_hi)
-        m = csc_matrix(A)
+        cols, rows = np.nonzero(A.T)  # column-major order, as HiGHS's colwise format wants
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = m.indptr
-        lp.a_matrix_.index_ = m.indices
-        lp.a_matrix_.value_ = m.data
+        lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(cols, minlength=len(c))))).astype(np.int32)
+        lp.a_matrix_.index_ = rows.astype(np.int32)
+        lp.a_matrix_.value_ = A[rows, cols]
         # The raw class: highspy.Highs() prints a banner to stdout, which would corrupt `argus solve` JSON.
         self.h = highs_core._Highs()
         self.h.setOptionValue("output_flag", False)

@@ -19,18 +19,15 @@ EPS = 1e-9
 
 def solve(s: Snapshot) -> Decision:
     """Best allocation and redirection for the snapshot, keeping the current one unless a change pays."""
-    # The overload model first: it is always feasible, and when its optimum degrades and sheds nothing
-    # it is also the safe model's optimum (same objective on a smaller set), which saves a second search.
     start = np.array([s.current.get(k, 0) for k in s.levels], dtype=float) if s.current else None
-    f = milp.build(s, overload=True)
+    # The safe model first: overload is declared only if no allocation serves every planned request
+    # at or above its floor. When even its LP relaxation is infeasible this costs one LP.
+    f = milp.build(s, overload=False)
     best = milp.run(f, start=start)
-    assert best is not None  # feasible by construction: shedding absorbs everything
-    if _overloaded(f, best):
-        # Overload is declared only if no allocation serves every planned request at or above its floor.
-        fs = milp.build(s, overload=False)
-        safe = milp.run(fs, start=start)
-        if safe is not None:
-            f, best = fs, safe
+    if best is None:
+        f = milp.build(s, overload=True)
+        best = milp.run(f, start=start)
+        assert best is not None  # feasible by construction: shedding absorbs everything
     kept_note = None
     if f.current.sum() > 0 and not np.array_equal(best.x, f.current):
         cur = milp.run(f, fixed_x=f.current)
