@@ -1,6 +1,7 @@
 """Simulator benchmark: the paper's 8-GPU bursty setup for every policy, and a 1,000-GPU day.
 
     .venv/bin/python bench/bench_sim.py paper   # table, ratios to each baseline, plots in bench/plots/
+    .venv/bin/python bench/bench_sim.py whatif  # Argus with one production default changed at a time
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
     .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json   # sim vs `argus load` on `argus up`
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from argus.policy.demand import DemandSettings
 from argus.policy.profile import load_default_profile
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import Observation, Service, make_policy
@@ -87,6 +89,28 @@ def _targets(results) -> None:
     print("\ntargets (issue 10):")
     for text, ok in checks:
         print(f"  [{'met' if ok else 'NOT met'}] {text}")
+
+
+def whatif() -> dict:
+    """Argus on the paper setup (Mooncake) with one production default changed at a time."""
+    profile = load_default_profile()
+    model = PromptModel()
+    wl = Workload(_trace("mooncake"), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
+    runs = {"argus (defaults)": (Service(gpus=8, levels=profile.levels), "argus"),
+            "argus, demand headroom 1.0": (Service(gpus=8, levels=profile.levels,
+                                                   demand=DemandSettings(headroom=1.0)), "argus"),
+            "argus-u0.9 (plans with 90% of profiled throughput)": (Service(gpus=8, levels=profile.levels),
+                                                                   "argus-u0.9")}
+    out = {}
+    print("\n| Argus variant (8 GPUs, Mooncake) | peak tput | peak q % | peak viol/min | replica starts |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, (svc, spec) in runs.items():
+        r = simulate(wl, svc, make_policy(spec, svc, model), model, SimConfig(seed=0))
+        s = r.summary
+        print(f"| {label} | {s.peak_throughput_qpm:.1f} | {s.peak_quality:.2f} | "
+              f"{s.peak_violations_per_min:.1f} | {r.starts} |")
+        out[label] = s.row()
+    return out
 
 
 def redirection_check() -> None:
@@ -171,6 +195,8 @@ def main(argv: list[str]) -> int:
         for name in TRACES:
             doc[f"paper_{name}"] = paper(name)
         redirection_check()
+    if what in ("whatif", "all"):
+        doc["whatif"] = whatif()
     if what in ("scale", "all"):
         doc["scale"] = scale()
     (ROOT / "plots").mkdir(exist_ok=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from argus.policy.demand import DemandSettings
 from argus.policy.profile import load_default_profile, load_profile
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import POLICY_NAMES, Service, make_policy
@@ -36,6 +37,8 @@ def register(sub) -> None:
     p.add_argument("--period", type=float, default=15.0, help="control period, seconds")
     p.add_argument("--lag", type=float, default=15.0, help="measurement lag (scrape interval), seconds")
     p.add_argument("--window", type=float, default=60.0, help="rate window, seconds")
+    p.add_argument("--headroom", type=float, default=DemandSettings().headroom,
+                   help="demand headroom the optimizer plans with (argus.policy.demand)")
     p.add_argument("--steps-shape", type=float, default=2.0, help="Gamma shape of per-prompt step sensitivity")
     p.add_argument("--predictor-noise", type=float, default=0.0, help="predictor error std, percentage points")
     p.add_argument("--seed", type=int, default=0)
@@ -50,7 +53,8 @@ def run(args) -> int:
     base = args.base_qpm / 60.0
     curve = (bursty(base, args.burst_factor, args.plateau_min * 60, args.gap_min * 60, args.plateaus)
              if args.shape == "bursty" else flat(base, args.duration_min * 60))
-    svc = Service(gpus=args.gpus, levels=profile.levels, quality_floor=args.quality_floor, latency_slo=args.slo)
+    svc = Service(gpus=args.gpus, levels=profile.levels, quality_floor=args.quality_floor, latency_slo=args.slo,
+                  demand=DemandSettings(headroom=args.headroom))
     model = PromptModel(steps_shape=args.steps_shape, predictor_noise_pp=args.predictor_noise)
     cfg = SimConfig(period_s=args.period, scrape_lag_s=args.lag, rate_window_s=args.window, seed=args.seed)
     results = {}
