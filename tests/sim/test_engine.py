@@ -5,7 +5,8 @@ Clipper-HA's throughput is its capacity and the excess becomes violations; the r
 follows P(k -> j) and falls back like argus.router.assign for levels without a ready replica; the
 control loop sees only lagged, windowed measurements; Argus calls the production optimizer every
 period and, on a bursty workload, serves more at the plateau than Clipper-HA with fewer violations
-and quality above the floor's neighbourhood; unknown policies are rejected with their name.
+and quality above the floor's neighbourhood; every arrival is served or dropped (none lost
+in backlogs); unknown policies are rejected with their name.
 """
 
 import numpy as np
@@ -79,6 +80,14 @@ def test_argus_calls_the_optimizer_and_beats_clipper_ha_at_the_plateau():
     assert ar.summary.peak_throughput_qpm > 1.3 * ha.summary.peak_throughput_qpm
     assert ar.summary.peak_violations_per_min < 0.5 * ha.summary.peak_violations_per_min
     assert ar.summary.peak_quality > 85.0 and ha.summary.peak_quality == 100.0
+
+
+@pytest.mark.parametrize("policy", ["argus", "nirvana", "static:cache-k0=1,steps-20=1"])
+def test_every_arrival_is_served_or_dropped(policy):
+    svc = _svc(2)
+    wl = Workload(poisson(5000, seed=6), bursty(10 / 60, 7.8, plateau=600, gap=300))
+    s = simulate(wl, svc, make_policy(policy, svc, MODEL), MODEL, SimConfig(seed=6)).summary
+    assert s.arrivals > 0 and s.completed + s.dropped == s.arrivals
 
 
 def test_unknown_policy_is_rejected():

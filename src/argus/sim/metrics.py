@@ -21,6 +21,7 @@ class Summary:
     policy: str
     arrivals: int
     completed: int
+    dropped: int  # never served (early drop, no replica until the deadline, or left at the end)
     throughput_qpm: float  # completions per minute over the run
     goodput_qpm: float  # completions within the SLO per minute
     quality: float  # mean relative quality of completed requests
@@ -120,7 +121,7 @@ class Recorder:
         pk_min = max(pk.sum() * self.bin_s / 60.0, 1e-9)
         pk_done = self.completed[pk].sum()
         return Summary(
-            policy=policy, arrivals=int(arrivals), completed=int(done),
+            policy=policy, arrivals=int(arrivals), completed=int(done), dropped=int(self.dropped.sum()),
             throughput_qpm=done / minutes, goodput_qpm=self.good.sum() / minutes,
             quality=float(self.quality.sum() / done) if done else float("nan"),
             violations_per_min=self.violations.sum() / minutes,
