@@ -75,9 +75,14 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
         first = lp.solve(start, start)
         if first is not None:
             best_obj, best_cols = first
+    nodes = 0
+    if best_cols is None:
+        dive = _dive(lp, root, budget)
+        nodes += lp.n_int
+        if dive is not None:
+            best_obj, best_cols = dive
     counter = 0
     heap: list = [(root[0], counter, lp.lo0, lp.hi0, root)]
-    nodes = 0
     while heap:
         bound, _, lo, hi, sol = heapq.heappop(heap)
         if bound >= best_obj - tol:
@@ -118,6 +123,31 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
         return None
     open_bound = min((item[0] for item in heap), default=best_obj)
     return best_obj, best_cols, min(open_bound, best_obj)
+
+
+def _dive(lp: LpModel, root: tuple[float, np.ndarray], budget: float) -> tuple[float, np.ndarray] | None:
+    """Find a first integer point: fix the most fractional x up (more capacity) and re-solve, repeatedly.
+
+    Rounding down can leave a model without shedding infeasible; rounding up while the budget allows
+    keeps every level's capacity, which is what feasibility needs.
+    """
+    lo, hi = lp.lo0.copy(), lp.hi0.copy()
+    obj, cols = root
+    for _ in range(lp.n_int):
+        x = cols[:lp.n_int]
+        frac = x - np.floor(x + INT_TOL)
+        if frac.max() <= INT_TOL:
+            return obj, cols
+        j = int(np.argmax(frac))
+        lo[j] = math.ceil(x[j] - INT_TOL)
+        if lo.sum() > budget:
+            return None
+        r = lp.solve(lo, hi)
+        if r is None:
+            return None
+        obj, cols = r
+    x = cols[:lp.n_int]
+    return (obj, cols) if np.abs(x - np.round(x)).max() <= INT_TOL else None
 
 
 def _round(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, budget: float) -> np.ndarray | None:

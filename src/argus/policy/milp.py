@@ -52,6 +52,7 @@ class Formulation:
     usable: np.ndarray  # bool: service time below the SLO
     current: np.ndarray
     switch_cost: np.ndarray  # c_j per added replica (0 on cold start)
+    throughput: np.ndarray  # T_j, requests/s per replica
 
     @property
     def off_y(self) -> int:
@@ -67,8 +68,12 @@ class Formulation:
 
     @property
     def tolerance(self) -> float:
-        """Absolute objective tolerance of the search."""
-        return REL_TOL * (100.0 * self.planned + 1.0)
+        """Absolute objective tolerance of the search: REL_TOL of the model's value scale.
+
+        The overload model's scale includes the shedding price, so under overload the search stops
+        once shedding is settled to REL_TOL of the planned load instead of polishing quality."""
+        scale = 100.0 + (P_SHED if self.overload else 0.0)
+        return REL_TOL * (scale * self.planned + 1.0)
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ def build(s: Snapshot, overload: bool) -> Formulation:
         b_hi[off_v:] = backlog
     return Formulation(n=n, overload=overload, pairs=pairs, sources=sources, c=c, A=A, lb=lo, ub=hi,
                        bounds_lo=b_lo, bounds_hi=b_hi, gpus=s.gpus, planned=planned, demand_by_level=D,
-                       backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch)
+                       backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch, throughput=T)
 
 
 def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
@@ -205,3 +210,37 @@ def _solution(f: Formulation, objective: float, bound: float, xs: np.ndarray, in
     x = np.round(xs[:f.n]) if integral else xs[:f.n].copy()
     return Solution(objective=objective, bound=bound, x=x, flows=flows, shed=shed,
                     backlog_excess=np.maximum(xs[f.off_v:f.off_v + f.n], 0.0))
+
+
+def repair(safe: Formulation, over: Formulation, sol: Solution, tries: int = 3) -> Solution | None:
+    """Turn a slightly overloaded allocation into a safe one by moving one replica, if that suffices.
+
+    Borderline instances (a sliver of load degraded or shed) defeat a short search of the safe model;
+    moving one replica from the level with the most spare capacity to a fast level that is safe for
+    the neediest prompts often fixes them. At most tries^2 fixed-replica LPs.
+    """
+    need = sol.shed.copy()
+    for k, j, ok in over.pairs:
+        if not ok:
+            need[k] += sol.flows[k, j]
+    k = int(np.argmax(need))
+    if need[k] <= 0:
+        return None
+    served = sol.flows.sum(axis=0)
+    spare = over.throughput * sol.x - served - over.backlog_rate
+    adds = sorted({j for kk, j, ok in over.pairs if kk == k and ok}, key=lambda j: -over.throughput[j])[:tries]
+    removes = [i for i in np.argsort(-spare, kind="stable") if sol.x[i] > safe.bounds_lo[i]][:tries]
+    options = [None] + removes if sol.x.sum() < safe.gpus else removes
+    best = None
+    for j in adds:
+        for i in options:
+            if i == j:
+                continue
+            x = sol.x.copy()
+            x[j] += 1
+            if i is not None:
+                x[i] -= 1
+            cand = run(safe, fixed_x=x)
+            if cand is not None and (best is None or cand.objective > best.objective):
+                best = cand
+    return best

@@ -20,14 +20,21 @@ EPS = 1e-9
 def solve(s: Snapshot) -> Decision:
     """Best allocation and redirection for the snapshot, keeping the current one unless a change pays."""
     start = np.array([s.current.get(k, 0) for k in s.levels], dtype=float) if s.current else None
-    # The safe model first: overload is declared only if no allocation serves every planned request
-    # at or above its floor. When even its LP relaxation is infeasible this costs one LP.
+    # The overload model first: it is always feasible and its prices steer the search to the least
+    # shedding and degrading, so it finds a safe allocation whenever one exists (borderline cases
+    # defeat a search of the safe model alone). Then the safe model polishes quality from there,
+    # or double-checks that no safe allocation exists: overload is declared only then.
+    fo = milp.build(s, overload=True)
+    over = milp.run(fo, start=start)
+    assert over is not None  # feasible by construction: shedding absorbs everything
     f = milp.build(s, overload=False)
-    best = milp.run(f, start=start)
+    if _overloaded(fo, over):  # borderline cases need a repair or a longer search to find a safe allocation
+        fixed = milp.repair(f, fo, over)
+        best = milp.run(f, start=fixed.x if fixed is not None else start, max_nodes=milp.MAX_NODES_OVERLOAD)
+    else:
+        best = milp.run(f, start=over.x)
     if best is None:
-        f = milp.build(s, overload=True)
-        best = milp.run(f, start=start)
-        assert best is not None  # feasible by construction: shedding absorbs everything
+        f, best = fo, over
     kept_note = None
     if f.current.sum() > 0 and not np.array_equal(best.x, f.current):
         cur = milp.run(f, fixed_x=f.current)
@@ -78,7 +85,8 @@ def _keep_current(s: Snapshot, f: milp.Formulation, best: milp.Solution,
     """Hysteresis: keep a working allocation within its dwell time or when a change gains too little."""
     served_q = float((cur.flows.sum(axis=0) * [p.quality for p in s.profiles]).sum())
     gain = best.objective - cur.objective
-    threshold = s.hysteresis.min_gain * max(served_q, 1.0)
+    # A gain within the search tolerance is noise, not a reason to reload replicas.
+    threshold = max(s.hysteresis.min_gain * max(served_q, 1.0), f.tolerance)
     if gain <= threshold:
         return True, (f"hysteresis: kept current allocation; a change would gain {gain:.3g} "
                       f"(<= {s.hysteresis.min_gain:.0%} of served quality, after switching cost)")
@@ -150,15 +158,18 @@ def _reason(s: Snapshot, f: milp.Formulation, sol: milp.Solution, x: list[int], 
         notes.append("OVERLOAD: even the most approximate allowed mix cannot serve the planned "
                      f"{f.planned:.3g} req/s: " + ", ".join(parts))
     used = sum(x)
+    needed = int(sol.x.sum())
     cap_all = sum(x[j] * s.profiles[j].peak_throughput for j in range(len(x)))
-    if used >= s.gpus and throughput > 0 and quality is not None and quality < 100 - 1e-6:
-        notes.append(f"GPU budget binds ({used}/{s.gpus} GPUs): load moved to approximate levels to fit")
+    if needed >= s.gpus and throughput > 0 and quality is not None and quality < 100 - 1e-6:
+        notes.append(f"GPU budget binds ({needed}/{s.gpus} GPUs): load moved to approximate levels to fit")
+    elif throughput > 0 and quality is not None and quality < 100 - 1e-6:
+        notes.append(f"approximate levels used without a binding budget ({needed}/{s.gpus} GPUs): "
+                     "the latency SLO, queues or switching cost keep load off safer levels")
     elif throughput > 0 and quality is not None and quality >= 100 - 1e-6:
         notes.append(f"all {throughput:.3g} req/s served at full quality ({used}/{s.gpus} GPUs, "
                      f"capacity {cap_all:.3g} req/s)")
     elif throughput <= EPS:
         notes.append(f"no demand; keeping {used}/{s.gpus} GPUs (at least {s.min_full_quality} at full quality)")
-    needed = int(sol.x.sum())
     if used > needed:
         notes.append(f"{used - needed} GPUs beyond the load's needs kept as headroom")
     if sol.bound - sol.objective > f.tolerance:
