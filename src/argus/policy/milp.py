@@ -10,7 +10,10 @@ subject to  sum x <= GPUs;  sum_j y_kj + shed_k = D_k;  x_0 >= min full-quality 
 V_kj = Q_j when j is at least as safe as k. Two models share this layout:
   - safe: only safe pairs, no shedding, no backlog excess; feasible iff no overload is needed;
   - overload: degraded pairs too, valued Q_j - P_DEGRADE, and shedding; always feasible.
-solve() tries the safe model first, so overload is declared only when no safe allocation exists.
+solve() searches the overload model, then the safe one (polishing a safe answer, or double-checking
+that none exists), so overload is declared only when no safe allocation is found.
+The search is exact up to its tolerance (REL_TOL of the model's value scale) unless its node limit
+binds; then the decision carries the proven gap. Small instances are exact (tests/policy).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class Formulation:
 
         The overload model's scale includes the shedding price, so under overload the search stops
         once shedding is settled to REL_TOL of the planned load instead of polishing quality."""
-        scale = 100.0 + (P_SHED if self.overload else 0.0)
+        scale = 100.0 + (P_DEGRADE if self.overload else 0.0)
         return REL_TOL * (scale * self.planned + 1.0)
 
 

@@ -20,21 +20,22 @@ EPS = 1e-9
 def solve(s: Snapshot) -> Decision:
     """Best allocation and redirection for the snapshot, keeping the current one unless a change pays."""
     start = np.array([s.current.get(k, 0) for k in s.levels], dtype=float) if s.current else None
-    # The overload model first: it is always feasible and its prices steer the search to the least
-    # shedding and degrading, so it finds a safe allocation whenever one exists (borderline cases
-    # defeat a search of the safe model alone). Then the safe model polishes quality from there,
-    # or double-checks that no safe allocation exists: overload is declared only then.
-    fo = milp.build(s, overload=True)
-    over = milp.run(fo, start=start)
-    assert over is not None  # feasible by construction: shedding absorbs everything
+    # The safe model first: most snapshots are not overloaded, and when even its LP relaxation is
+    # infeasible this costs one LP. If its short search finds no safe allocation, the overload model
+    # (always feasible, its prices steer to the least shedding and degrading) searches; a safe answer
+    # from it, or one a single replica move repairs, is polished by the safe model again. Overload is
+    # declared only when all of that finds no safe allocation.
     f = milp.build(s, overload=False)
-    if _overloaded(fo, over):  # borderline cases need a repair or a longer search to find a safe allocation
-        fixed = milp.repair(f, fo, over)
-        best = milp.run(f, start=fixed.x if fixed is not None else start, max_nodes=milp.MAX_NODES_OVERLOAD)
-    else:
-        best = milp.run(f, start=over.x)
+    best = milp.run(f, start=start)
     if best is None:
-        f, best = fo, over
+        fo = milp.build(s, overload=True)
+        over = milp.run(fo, start=start)
+        assert over is not None  # feasible by construction: shedding absorbs everything
+        seed = over if not _overloaded(fo, over) else milp.repair(f, fo, over)
+        if seed is not None:
+            best = milp.run(f, start=seed.x)
+        if best is None:
+            f, best = fo, over
     kept_note = None
     if f.current.sum() > 0 and not np.array_equal(best.x, f.current):
         cur = milp.run(f, fixed_x=f.current)
