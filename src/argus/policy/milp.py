@@ -30,7 +30,7 @@ from argus.policy.snapshot import Snapshot
 P_DEGRADE = 50.0  # value lost per request/s served below its prompt's floor (overload model only)
 P_SHED = 1000.0  # value lost per request/s shed, beyond its quality: serving comes first
 REL_TOL = 1e-3  # optimality tolerance, relative to serving all planned load at 100% quality
-MAX_NODES = 24  # branch-and-bound nodes per solve; the decision reports the gap if this binds
+MAX_NODES = 48  # branch-and-bound nodes per solve; the decision reports the gap if this binds
 MAX_NODES_OVERLOAD = 64  # the overload model's bound is weaker (shedding is priced high): search longer
 
 
