@@ -92,10 +92,10 @@ def _keep_current(s: Snapshot, f: milp.Formulation, best: milp.Solution,
         return True, (f"hysteresis: kept current allocation; a change would gain {gain:.3g} "
                       f"(<= {s.hysteresis.min_gain:.0%} of served quality, after switching cost)")
     dwell = s.now - s.last_change if s.last_change is not None else None
-    urgent = _overloaded(f, cur) and not _overloaded(f, best)  # a change would end an overload
-    if dwell is not None and dwell < s.hysteresis.min_dwell_s and not urgent:
+    # Within the dwell time only an overloaded allocation is replaced (by a better one, checked above).
+    if dwell is not None and dwell < s.hysteresis.min_dwell_s and not _overloaded(f, cur):
         return True, (f"hysteresis: kept current allocation; changed {dwell:.0f} s ago "
-                      f"< dwell {s.hysteresis.min_dwell_s:.0f} s and a change would not end an overload")
+                      f"< dwell {s.hysteresis.min_dwell_s:.0f} s and it still serves the load")
     return False, f"changed allocation: gain {gain:.3g} over keeping the current one, after switching cost"
 
 
