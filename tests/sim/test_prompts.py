@@ -4,7 +4,8 @@ Cases: the default hit distribution is NIRVANA's 77.5% hits with mean K about 7;
 keep each level's profile mean (cache levels over their hits, step levels over all prompts);
 the optimal level is feasible (quality >= floor, cache K within the hit) and no cheaper level is;
 a floor of 100 sends everything to full quality; a lower floor never makes prompts costlier;
-invalid settings raise with the field name.
+invalid settings raise with the field name; the vectorized choice equals
+argus.prompt.predictor.Predictor.choose prompt by prompt.
 """
 
 import numpy as np
@@ -64,3 +65,15 @@ def test_lower_floor_never_costs_more():
 def test_invalid_settings_name_the_field(kwargs, field):
     with pytest.raises(PromptModelError, match=f"^{field}:"):
         PromptModel(**kwargs)
+
+
+def test_vectorized_choice_equals_the_routers_predictor():
+    from argus.sim.prompts import chooser
+
+    p = draw(PromptModel(), LEVELS, 90.0, 2000, np.random.default_rng(5))
+    pred = chooser(LEVELS)
+    allowed = cache_allowed(LEVELS, p.kmax)
+    for i in range(len(p.optimal)):
+        offered = {n: float(p.quality[i, j]) for j, n in enumerate(NAMES) if allowed[i, j]}
+        offered["cache-k0"] = 100.0
+        assert pred.choose(offered, 90.0) == NAMES[p.optimal[i]]

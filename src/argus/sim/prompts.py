@@ -9,9 +9,10 @@ distribution by default) and a sensitivity to step reduction. Its relative quali
 - steps-S: 100 - (100 - Q_S) * z with z ~ Gamma(shape, 1/shape) (mean 1, so the profile mean is
   kept; the spread is an assumption, see DEFAULT_*), a lighter model level: its mean.
 
-The optimal level is the cheapest (highest per-GPU throughput) level whose predicted quality
-stays at or above the floor, among cache levels no deeper than the prompt's hit (the prototype's
-similarity thresholds bound K); the predictor is the truth plus optional Gaussian noise.
+The optimal level is chosen by the router's rule (argus.prompt.predictor.Predictor.choose, with
+the profile's seconds per image as costs): the cheapest level whose predicted quality is at or
+above the floor, cache levels only up to the prompt's hit. Predictions are the truth plus optional
+Gaussian noise (the trained predictor needs embeddings and profiled labels the simulator lacks).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from argus.levels import parse_level
+from argus.levels import parse_level, parse_levels
 from argus.policy.profile import LevelProfile
+from argus.prompt.index import Thresholds
+from argus.prompt.predictor import Predictor, level_costs
 
 # NIRVANA / Argus prototype: 77.5% hits on a 20k-prompt DiffusionDB-like log, mean K about 7.
 # The split over K is our assumption (skewed to shallow hits), giving mean K 7.1 over all prompts.
@@ -98,14 +101,39 @@ def cache_allowed(levels: tuple[LevelProfile, ...], kmax: np.ndarray) -> np.ndar
     return skip[None, :] <= kmax[:, None]
 
 
+def chooser(levels: tuple[LevelProfile, ...]) -> Predictor:
+    """The router's predictor with this profile's costs (seconds per image at peak batch), for `choose`."""
+    names = tuple(lp.level for lp in levels)
+    costs = level_costs(parse_levels(list(names), 1000), 1000, {lp.level: 1.0 / lp.peak_throughput for lp in levels})
+    return Predictor(encoder="sim", dim=1, model="sim", steps=1000, levels=names,
+                     thresholds=Thresholds("sim", ()), ridge_levels=(), ridge_w=np.zeros((0, 1)),
+                     ridge_b=np.zeros(0), cache_lines={}, costs=costs)
+
+
+def cheapest_first(levels: tuple[LevelProfile, ...]) -> list[int]:
+    """Level indices in the order argus.prompt.predictor.Predictor.choose tries them (asked, not copied)."""
+    pred, names = chooser(levels), [lp.level for lp in levels]
+    left, order = set(names), []
+    while left:
+        pick = pred.choose({n: 100.0 for n in left}, 50.0)
+        pick = pick if pick in left else sorted(left, key=names.index)[0]
+        order.append(names.index(pick))
+        left.discard(pick)
+    return order
+
+
 def optimal_levels(predicted: np.ndarray, levels: tuple[LevelProfile, ...], floor: float,
                    kmax: np.ndarray) -> np.ndarray:
-    """Index of the cheapest allowed level whose predicted quality is >= floor (full quality when none is)."""
-    tput = np.array([lp.peak_throughput for lp in levels])
+    """Vectorized Predictor.choose: the first level, cheapest first, with predicted quality >= floor.
+
+    Cache levels deeper than the prompt's hit are not offered (the predictor only predicts cache
+    levels the similarity index allows); full quality when nothing qualifies.
+    """
+    order = np.array(cheapest_first(levels))
     ok = (predicted >= floor) & cache_allowed(levels, kmax)
     ok[:, [lp.level for lp in levels].index("cache-k0")] = True
-    score = np.where(ok, tput[None, :], -np.inf)
-    return np.argmax(score, axis=1)  # ties go to the earlier (safer) level
+    first = np.argmax(ok[:, order], axis=1)
+    return order[first]
 
 
 def draw(model: PromptModel, levels: tuple[LevelProfile, ...], floor: float, n: int,
