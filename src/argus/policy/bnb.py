@@ -61,11 +61,13 @@ class LpModel:
 
 
 def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 100000,
-                     start: np.ndarray | None = None) -> tuple[float, np.ndarray, float] | None:
+                     start: np.ndarray | None = None,
+                     give_up: int | None = None) -> tuple[float, np.ndarray, float] | None:
     """Minimize over integer x; (objective, columns, proven lower bound), or None if no integer point found.
 
     `budget` is the bound of sum(x) <= budget, which the rounding heuristic respects; `start` is an
-    integer x to try first (the running allocation), so the answer is never worse than keeping it.
+    integer x to try first (the running allocation), so the answer is never worse than keeping it;
+    `give_up`: stop after that many nodes without any integer point (the caller has a fallback).
     """
     root = lp.solve(lp.lo0, lp.hi0)
     if root is None:
@@ -108,7 +110,7 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
                 nodes += 1
                 if r is not None and r[0] < best_obj:
                     best_obj, best_cols = r
-        if nodes >= max_nodes:
+        if nodes >= max_nodes or (give_up is not None and best_cols is None and nodes >= give_up):
             counter += 1
             heapq.heappush(heap, (obj, counter, lo, hi, sol))
             break

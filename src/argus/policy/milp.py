@@ -31,6 +31,7 @@ P_DEGRADE = 50.0  # value lost per request/s served below its prompt's floor (ov
 P_SHED = 1000.0  # value lost per request/s shed, beyond its quality: serving comes first
 REL_TOL = 1e-3  # optimality tolerance, relative to serving all planned load at 100% quality
 MAX_NODES = 48  # branch-and-bound nodes per solve; the decision reports the gap if this binds
+GIVE_UP = 32  # safe search: nodes without any integer point before the overload search takes over
 MAX_NODES_OVERLOAD = 64  # the overload model's bound is weaker (shedding is priced high): search longer
 
 
@@ -166,7 +167,8 @@ def build(s: Snapshot, overload: bool) -> Formulation:
 
 
 def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
-        max_nodes: int | None = None, start: np.ndarray | None = None) -> Solution | None:
+        max_nodes: int | None = None, start: np.ndarray | None = None,
+        give_up: int | None = None) -> Solution | None:
     """Solve by branch and bound (from `start` if given), as the LP relaxation (`relax`), or with
     replicas fixed; None if infeasible."""
     lo, hi = f.bounds_lo.copy(), f.bounds_hi.copy()
@@ -185,7 +187,7 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
     limit = max_nodes or (MAX_NODES_OVERLOAD if f.overload else MAX_NODES)
     if start is not None and (np.any(start < lo[:f.n]) or np.any(start[~f.usable] > 0)):
         start = None  # below the full-quality floor or on a level too slow for the SLO
-    r = branch_and_bound(lp, f.tolerance, f.gpus, limit, start)
+    r = branch_and_bound(lp, f.tolerance, f.gpus, limit, start, give_up)
     if r is None:
         return None
     obj, cols, bound = r
@@ -234,6 +236,8 @@ def repair(safe: Formulation, over: Formulation, sol: Solution, tries: int = 3) 
     adds = sorted({j for kk, j, ok in over.pairs if kk == k and ok}, key=lambda j: -over.throughput[j])[:tries]
     removes = [i for i in np.argsort(-spare, kind="stable") if sol.x[i] > safe.bounds_lo[i]][:tries]
     options = [None] + removes if sol.x.sum() < safe.gpus else removes
+    hi = np.maximum(np.where(safe.usable, safe.gpus, 0.0), safe.bounds_lo[:safe.n])
+    lp = None
     best = None
     for j in adds:
         for i in options:
@@ -243,7 +247,13 @@ def repair(safe: Formulation, over: Formulation, sol: Solution, tries: int = 3) 
             x[j] += 1
             if i is not None:
                 x[i] -= 1
-            cand = run(safe, fixed_x=x)
-            if cand is not None and (best is None or cand.objective > best.objective):
-                best = cand
+            if x.sum() > safe.gpus or np.any(x > hi):
+                continue
+            if lp is None:  # one warm LP for every candidate
+                lo_all, hi_all = safe.bounds_lo.copy(), safe.bounds_hi.copy()
+                hi_all[:safe.n] = hi
+                lp = LpModel(safe.c, safe.A, safe.lb, safe.ub, lo_all, hi_all, safe.n)
+            r = lp.solve(x, x)
+            if r is not None and (best is None or -r[0] > best.objective):
+                best = _solution(safe, -r[0], -r[0], r[1], integral=True)
     return best

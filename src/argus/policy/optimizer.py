@@ -26,7 +26,7 @@ def solve(s: Snapshot) -> Decision:
     # from it, or one a single replica move repairs, is polished by the safe model again. Overload is
     # declared only when all of that finds no safe allocation.
     f = milp.build(s, overload=False)
-    best = milp.run(f, start=start)
+    best = milp.run(f, start=start, give_up=milp.GIVE_UP)
     if best is None:
         fo = milp.build(s, overload=True)
         over = milp.run(fo, start=start)
