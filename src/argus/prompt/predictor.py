@@ -118,6 +118,13 @@ class Predictor:
                 "meta": self.meta}
 
 
+def demo_predictor_path() -> Path:
+    """The bundled predictor of the `argus up` demo service (tiny random model: mechanics only, see its README)."""
+    from importlib import resources
+
+    return Path(str(resources.files("argus") / "data" / "predictors" / "demo-tiny.predictor.json"))
+
+
 def save_predictor(pred: Predictor, path: str | Path) -> None:
     """Write the artifact atomically."""
     atomic_write_text(Path(path), json.dumps(pred.to_dict(), indent=1))
