@@ -25,6 +25,7 @@ class Decision:
     served_by_level: dict[str, float]  # requests/s each level is expected to serve
     objective: float  # the MILP objective of this decision (for tests and debugging)
     gap: float  # proven bound minus objective (<= the search tolerance unless the node limit bound)
+    tolerance: float  # the search's absolute objective tolerance (milp.Formulation.tolerance)
     changed: bool  # replicas differ from the snapshot's current allocation
     reason: str  # what bound is active and what was traded, for people
     notes: list[str] = field(default_factory=list)  # the reason's parts, one per line
@@ -36,6 +37,7 @@ class Decision:
                 "overload": self.overload, "shed_rate": self.shed_rate, "degraded_rate": self.degraded_rate,
                 "backlog_excess": self.backlog_excess, "planned": self.planned,
                 "served_by_level": dict(self.served_by_level), "objective": self.objective, "gap": self.gap,
+                "tolerance": self.tolerance,
                 "changed": self.changed, "reason": self.reason}
 
 

@@ -41,6 +41,7 @@ class Formulation:
 
     n: int
     overload: bool  # which of the two models (see module docstring)
+    certain: bool  # overload model built after the safe model's LP relaxation proved infeasible
     pairs: list[tuple[int, int, bool]]  # (k, j, safe) per y variable
     sources: list[int]  # k with D_k > 0, one shed variable each
     c: np.ndarray  # objective to MINIMIZE (negated maximization)
@@ -74,9 +75,10 @@ class Formulation:
     def tolerance(self) -> float:
         """Absolute objective tolerance of the search: REL_TOL of the model's value scale.
 
-        The overload model's scale includes the shedding price, so under overload the search stops
-        once shedding is settled to REL_TOL of the planned load instead of polishing quality."""
-        scale = 100.0 + (P_DEGRADE if self.overload else 0.0)
+        Quality (100 per request/s) for the safe model, plus the degrading price for the overload model;
+        plus a quarter of the shedding price when overload is certain (no safe allocation even with
+        fractional replicas): the search then stops sooner, once shedding is nearly settled."""
+        scale = 100.0 + (P_DEGRADE if self.overload else 0.0) + (P_SHED / 4 if self.certain else 0.0)
         return REL_TOL * (scale * self.planned + 1.0)
 
 
@@ -92,8 +94,8 @@ class Solution:
     backlog_excess: np.ndarray  # per level j
 
 
-def build(s: Snapshot, overload: bool) -> Formulation:
-    """Assemble the safe or the overload model for a snapshot (pure, O(levels^2))."""
+def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
+    """Assemble the safe or the overload model for a snapshot (pure, O(levels^2)); see Formulation.certain."""
     names = s.levels
     n = len(names)
     prof = s.profiles
@@ -161,7 +163,7 @@ def build(s: Snapshot, overload: bool) -> Formulation:
         b_hi[off_s:] = 0.0
     else:
         b_hi[off_v:] = backlog
-    return Formulation(n=n, overload=overload, pairs=pairs, sources=sources, c=c, A=A, lb=lo, ub=hi,
+    return Formulation(n=n, overload=overload, certain=overload and certain, pairs=pairs, sources=sources, c=c, A=A, lb=lo, ub=hi,
                        bounds_lo=b_lo, bounds_hi=b_hi, gpus=s.gpus, planned=planned, demand_by_level=D,
                        backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch, throughput=T)
 

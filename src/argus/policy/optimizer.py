@@ -28,7 +28,8 @@ def solve(s: Snapshot) -> Decision:
     f = milp.build(s, overload=False)
     best = milp.run(f, start=start, give_up=milp.GIVE_UP)
     if best is None:
-        fo = milp.build(s, overload=True)
+        certain = milp.run(f, relax=True) is None  # not even fractional replicas serve it all safely
+        fo = milp.build(s, overload=True, certain=certain)
         over = milp.run(fo, start=start)
         assert over is not None  # feasible by construction: shedding absorbs everything
         seed = over if not _overloaded(fo, over) else milp.repair(f, fo, over)
@@ -136,7 +137,7 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
         shed_rate=shed if shed > 1e-6 else 0.0, degraded_rate=degraded if degraded > 1e-6 else 0.0,
         backlog_excess=excess if excess > 1e-6 else 0.0, planned=f.planned,
         served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
-        gap=max(sol.bound - sol.objective, 0.0),
+        gap=max(sol.bound - sol.objective, 0.0), tolerance=f.tolerance,
         changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes)
 
 
