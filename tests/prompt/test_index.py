@@ -252,3 +252,26 @@ def test_churn_matches_brute_force():
             mine = {k: v for k, (t, v) in ref.items() if t == tenant}
             best = max(mine, key=lambda k: float(mine[k] @ q))
             assert idx.search(q, tenant).key == best
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_search_many_equals_search(cross):
+    rng = np.random.default_rng(11)
+    idx = SimilarityIndex(T, DIM, cross_tenant=cross)
+    for i in range(300):
+        v = rng.normal(size=DIM).astype(np.float32)
+        idx.add(f"k{i}", f"t{i % 3}", v, (5, 10, 15, 20, 25))
+    q = rng.normal(size=(40, DIM)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    tenants = [f"t{i % 4}" for i in range(40)]  # t3 has no entries
+    many = idx.search_many(q, tenants)
+    for qi, t, got in zip(q, tenants, many):
+        one = idx.search(qi, t)
+        if one is None:
+            assert got is None
+        else:
+            assert (got.key, got.tenant, got.k) == (one.key, one.tenant, one.k)
+            assert got.similarity == pytest.approx(one.similarity, abs=1e-5)
+    assert (many[3] is None) == (not cross)
+    with pytest.raises(SimilarityIndexError, match="for 2 tenants"):
+        idx.search_many(q[:3], ["t0", "t1"])

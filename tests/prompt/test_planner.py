@@ -4,6 +4,7 @@ Predictor: N=20, levels cache-k0/cache-k5/cache-k10/steps-10; steps-10 always 80
 cache-k10 = 50+50·s (so at floor 90 cache-k10 needs s ≥ 0.8, cache-k5 s ≥ 0.667).
 
 Cases:
+- concurrent plans run as one batch (one encoder pass, one index scan)
 - an exact repeat of a recorded prompt → cache-k10 with the recorded key; a paraphrase → a cache level
   consistent with its similarity; an unrelated prompt → cache-k0, no cache key
 - tenant isolation: bob never gets alice's key; with cross-tenant reuse enabled he does
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 
 from argus.levels import parse_levels
-from argus.prompt.embedder import CachedEmbedder, MicroBatcher, MiniLMEmbedder
+from argus.prompt.embedder import CachedEmbedder, MiniLMEmbedder
 from argus.prompt.index import SimilarityIndex
 from argus.prompt.planner import PredictivePlanner, ServicePrompting
 from argus.prompt.predictor import fit_predictor, level_costs, save_predictor
@@ -55,7 +56,7 @@ def predictor():
 
 def planner_for(embedder, predictor, cross_tenant=False):
     sp = ServicePrompting(predictor, SimilarityIndex(predictor.thresholds, 384, cross_tenant=cross_tenant))
-    return PredictivePlanner(MicroBatcher(embedder), {"svc": sp})
+    return PredictivePlanner(embedder, {"svc": sp})
 
 
 def test_repeat_paraphrase_unrelated(embedder, predictor):
@@ -67,6 +68,7 @@ def test_repeat_paraphrase_unrelated(embedder, predictor):
                                     planner.plan("svc", SHIP, "alice", 90.0))
 
     repeat, para, unrelated = asyncio.run(go())
+    assert planner.batcher.batches == [3]  # the three concurrent plans: one encoder pass, one scan
     assert repeat.optimal_level == "cache-k10" and repeat.cache_key == store_key("alice", CAT)
     assert repeat.similarity == pytest.approx(1.0, abs=1e-5) and repeat.store_key == store_key("alice", CAT)
     s = para.similarity
@@ -102,7 +104,7 @@ def test_unknown_service_and_encoder_mismatch(embedder, predictor):
             raise AssertionError("never called")
 
     with pytest.raises(ValueError, match="service 'svc': predictor trained with 'all-MiniLM-L6-v2', router embeds with 'clip-text:x'"):
-        PredictivePlanner(MicroBatcher(Other()), {"svc": ServicePrompting(predictor, SimilarityIndex(predictor.thresholds, 384))})
+        PredictivePlanner(Other(), {"svc": ServicePrompting(predictor, SimilarityIndex(predictor.thresholds, 384))})
 
 
 def test_restart_and_eviction_through_the_store(embedder, predictor, tmp_path):
@@ -117,7 +119,7 @@ def test_restart_and_eviction_through_the_store(embedder, predictor, tmp_path):
 
     def fresh():
         sp = ServicePrompting.load(art, encoder=embedder.name, levels=LEVELS, model="tiny", steps=N)
-        return PredictivePlanner(MicroBatcher(embedder), {"svc": sp})
+        return PredictivePlanner(embedder, {"svc": sp})
 
     planner = fresh()  # a restarted router: empty index, rebuilt from the store
     assert planner.sync("svc", store) == (1, 0)

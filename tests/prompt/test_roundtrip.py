@@ -121,7 +121,6 @@ def test_resume_after_interruption(profiled, parts, tmp_path):
 
 def test_train_and_predict(profiled, parts, tmp_path, capsys):
     from argus.cli import main
-    from argus.prompt.embedder import MicroBatcher
     from argus.prompt.index import SimilarityIndex
     from argus.prompt.planner import PredictivePlanner, ServicePrompting
     from argus.prompt.predictor import load_predictor
@@ -139,7 +138,7 @@ def test_train_and_predict(profiled, parts, tmp_path, capsys):
     pred = load_predictor(art, encoder=emb.name, levels=list(LEVELS), model=pipe.identity, steps=STEPS)
     assert json.loads(art.read_text())["meta"]["n_prompts"] == len(PROMPTS)
     sp = ServicePrompting(pred, SimilarityIndex(pred.thresholds, pred.dim))
-    planner = PredictivePlanner(MicroBatcher(emb), {"svc": sp})
+    planner = PredictivePlanner(emb, {"svc": sp})
 
     async def go():
         await planner.record("svc", "alice", PROMPTS[0], "alice/k0", (2,))

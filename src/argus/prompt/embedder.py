@@ -8,7 +8,6 @@ embedding is a unit-norm float32 vector, so cosine similarity is a dot product.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 from collections import OrderedDict
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from argus.prompt.batching import Batcher
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 
@@ -189,60 +190,17 @@ def _key(prompt: str) -> str:
     return prompt if len(prompt) <= 64 else hashlib.sha1(prompt.encode("utf-8")).hexdigest()
 
 
-class MicroBatcher:
-    """Collects concurrent `embed` calls for up to `max_wait_s` (or `max_batch` prompts) and embeds them as one batch.
-
-    The encoder runs in `executor` (default: the loop's), so the event loop keeps serving while it works.
-    """
+class MicroBatcher(Batcher[str, np.ndarray]):
+    """Concurrent `embed` calls embedded as one batch (see argus.prompt.batching.Batcher)."""
 
     def __init__(self, embedder: Embedder, max_batch: int = 32, max_wait_s: float = 0.002,
                  executor: Executor | None = None):
-        """Batch calls to `embedder`; `max_wait_s` bounds the latency added to a lone prompt."""
+        """Batch calls to `embedder.encode`; `max_wait_s` bounds the latency added to a lone prompt."""
         if max_batch < 1:
             raise EmbedderError(f"max_batch must be >= 1, got {max_batch}")
+        super().__init__(embedder.encode, max_batch, max_wait_s, executor)
         self.embedder = embedder
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self.executor = executor
-        self._pending: list[tuple[str, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
-        self._lock: asyncio.Lock | None = None
-        self.batches: list[int] = []  # sizes of the batches run, newest last (bounded)
 
     async def embed(self, prompt: str) -> np.ndarray:
         """The embedding of one prompt, computed together with any concurrent calls."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
-        self._pending.append((prompt, fut))
-        if len(self._pending) >= self.max_batch:
-            self._start_flush(loop, delay=0.0)
-        elif self._flusher is None or self._flusher.done():
-            self._start_flush(loop, delay=self.max_wait_s)
-        return await fut
-
-    def _start_flush(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        self._flusher = loop.create_task(self._flush(delay))
-
-    async def _flush(self, delay: float) -> None:
-        if delay:
-            await asyncio.sleep(delay)
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # one encoder call at a time: the encoder is not re-entrant
-            while self._pending:
-                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
-                batch = [(p, f) for p, f in batch if not f.done()]
-                if not batch:
-                    continue
-                loop = asyncio.get_running_loop()
-                try:
-                    vecs = await loop.run_in_executor(self.executor, self.embedder.encode, [p for p, _ in batch])
-                except Exception as e:  # every waiter of the failed batch gets the error
-                    for _, f in batch:
-                        if not f.done():
-                            f.set_exception(e)
-                    continue
-                self.batches = (self.batches + [len(batch)])[-1000:]
-                for (_, f), v in zip(batch, vecs):
-                    if not f.done():
-                        f.set_result(v)
+        return await self.submit(prompt)

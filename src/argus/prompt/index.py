@@ -161,13 +161,14 @@ class _Namespace:
             self.starts.pop()
 
     def scores(self, q: np.ndarray) -> np.ndarray:
+        """Cosine of every row with q [dim] → [n], or with each of Q.T [dim, g] → [n, g]."""
         parts = []
         for start, blk in zip(self.starts, self.blocks):
             m = min(len(blk), self.n - start)
             if m <= 0:
                 break
             parts.append(blk[:m] @ q)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        return np.concatenate(parts) if parts else np.zeros((0,) + q.shape[1:], dtype=np.float32)
 
     def matrix(self) -> np.ndarray:
         return np.concatenate([blk for blk in self.blocks])[: self.n] if self.blocks else \
@@ -262,10 +263,36 @@ class SimilarityIndex:
         if best is None:
             return None
         sim, name, i = best
+        return self._neighbour(name, i, sim)
+
+    def search_many(self, embeddings: np.ndarray, tenants: list[str]) -> list[Neighbour | None]:
+        """`search` for many queries at once: one matrix product per namespace reads its rows once for all."""
+        q = np.asarray(embeddings, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim or q.shape[0] != len(tenants):
+            raise SimilarityIndexError(f"queries of shape {q.shape} for {len(tenants)} tenants, index expects [n, {self.dim}]")
+        best_sim = np.full(len(tenants), -np.inf)
+        best: list[tuple[str, int] | None] = [None] * len(tenants)
+        groups: dict[str | None, list[int]] = {}
+        for i, t in enumerate(tenants):
+            groups.setdefault(None if self.cross_tenant else t, []).append(i)
+        for group, idx in groups.items():
+            names = list(self._ns) if group is None else ([group] if group in self._ns else [])
+            for name in names:
+                sims = self._ns[name].scores(q[idx].T)  # [n, g]
+                if sims.shape[0] == 0:
+                    continue
+                rows = sims.argmax(0)
+                top = sims[rows, np.arange(len(idx))]
+                for j, i in enumerate(idx):
+                    if top[j] > best_sim[i]:
+                        best_sim[i], best[i] = float(top[j]), (name, int(rows[j]))
+        return [None if b is None else self._neighbour(b[0], b[1], best_sim[i]) for i, b in enumerate(best)]
+
+    def _neighbour(self, name: str, row: int, sim: float) -> Neighbour:
         ns = self._ns[name]
         allowed = self.thresholds.k_for(sim)
-        usable = max((s for s in ns.steps[i] if s <= allowed), default=0)
-        return Neighbour(key=ns.keys[i], tenant=name, similarity=sim, k=usable)
+        usable = max((s for s in ns.steps[row] if s <= allowed), default=0)
+        return Neighbour(key=ns.keys[row], tenant=name, similarity=float(sim), k=usable)
 
     def sync(self, source: LatentEntrySource, embedder: Embedder, model: str | None = None,
              batch: int = 64) -> tuple[int, int]:
