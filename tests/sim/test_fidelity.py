@@ -3,7 +3,8 @@
 Cases: replayed arrivals equal the run's send times (with and without a lead-in); calibration
 takes the median latency of requests that found the worker idle; a synthetic run produced by an
 independent single-server FIFO recursion (Lindley) at utilization 0.5 is matched within 15 %
-without batching, and is told apart from batching without a batching gain;
+without batching, and is told apart from batching without a batching gain; affine batch times
+are recovered from a batched run's completions and that run is matched;
 a report without records, or whose allocation changed, is refused.
 """
 
@@ -49,6 +50,31 @@ def test_detects_a_different_queueing_model():
     # batching without a batching gain makes early batch members wait for the whole batch
     cmp = compare(_lindley_report(), max_batch=8)
     assert not cmp.within and cmp.ratios["p99_s"] > 1.15
+
+
+def _batched_report(n=1500, rate=0.8, a=0.5, c=0.5, seed=7):
+    """An independent single-replica dynamic-batching run (batch time a + c*b, max batch 8)."""
+    arr = np.cumsum(np.random.default_rng(seed).exponential(1 / rate, n))
+    recs, free, i = [], 0.0, 0
+    while i < n:
+        start = max(free, arr[i])
+        j = i
+        while j < n and j - i < 8 and arr[j] <= start:
+            j += 1
+        free = start + a + c * (j - i)
+        recs += [{"t_sent": float(arr[k]), "latency": float(free - arr[k]), "status": 200} for k in range(i, j)]
+        i = j
+    return {"records": recs, "allocation": {"cache-k0": 1}, "summary": {"slo_s": 60.0, "duration_s": float(free)}}
+
+
+def test_batch_fit_recovers_batch_times_and_matches():
+    from argus.sim.fidelity import batch_fit
+
+    rep = _batched_report()
+    a, c, n = batch_fit(rep["records"])
+    assert n > 100 and a == pytest.approx(0.5, abs=0.05) and c == pytest.approx(0.5, abs=0.05)
+    cmp = compare(rep, calibration="batches")
+    assert cmp.within, (cmp.measured, cmp.simulated)
 
 
 def test_report_without_records_is_refused():

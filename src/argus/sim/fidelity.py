@@ -2,9 +2,9 @@
 
 The run's report (report.json of `argus load` against `argus up`) gives each request's send time,
 latency and status, and the allocation it ran under. Service times come from a profile measured
-on the same machine, or are calibrated from the run itself: the median latency of requests that
-found the worker idle is the batch-1 time, and a CPU batch is assumed to cost b x that (no
-batching gain on CPU). The simulator then serves the same arrivals on the same allocation, and
+on the same machine, or are calibrated from the run itself: either the median latency of
+requests that found the worker idle is the batch-1 time and a CPU batch costs b x that ("solo"),
+or an affine batch time is fitted to the batches visible in the run's completions ("batches"). The simulator then serves the same arrivals on the same allocation, and
 throughput and latency percentiles are compared (the issue's bound: within 15 %).
 """
 
@@ -69,6 +69,44 @@ def calibrate(records: list[dict]) -> float:
     return float(np.median(solo))
 
 
+def batch_fit(records: list[dict], max_batch: int = 8, gap: float = 0.05) -> tuple[float, float, int]:
+    """Affine batch time a + c*b fitted to one replica's batches, read off the run; returns (a, c, batches).
+
+    Requests that finish within `gap` s of each other were one batch; a batch started when the
+    replica freed (the previous batch's finish) or when its last member arrived, whichever is later.
+    """
+    ok = sorted((r["t_sent"] + r["latency"], r["t_sent"]) for r in records if r.get("status") == 200)
+    groups: list[list[tuple[float, float]]] = []
+    for fin, sent in ok:
+        if groups and fin - groups[-1][-1][0] <= gap:
+            groups[-1].append((fin, sent))
+        else:
+            groups.append([(fin, sent)])
+    sizes, durations, prev = [], [], -np.inf
+    for g in groups:
+        finish = max(f for f, _ in g)
+        start = max(prev, max(s for _, s in g))
+        prev = finish
+        if len(g) <= max_batch and finish > start:
+            sizes.append(len(g))
+            durations.append(finish - start)
+    if len(sizes) < 3:
+        raise FidelityError(f"only {len(sizes)} batches found in the run; cannot fit batch times")
+    b, d = np.array(sizes, dtype=float), np.array(durations)
+    if np.ptp(b) == 0:
+        return 0.0, float(np.median(d / b)), len(b)
+    c, a = np.polyfit(b, d, 1)
+    c = max(float(c), 1e-6)
+    return max(float(a), 0.0), c, len(b)
+
+
+def fitted_profile(level: str, a: float, c: float, max_batch: int = 8) -> LevelProfile:
+    """A profile whose batch time is a + c*b (as fitted by batch_fit)."""
+    return LevelProfile(level=level, throughput={1: 1.0 / (a + c), max_batch: max_batch / (a + c * max_batch)},
+                        service_time=a + c, quality=100.0, model="local", load_time=0.0,
+                        note="batch times fitted to an argus load run")
+
+
 def cpu_profile(level: str, service_time: float, max_batch: int = 8) -> LevelProfile:
     """A profile with batch time b x service_time (no batching gain) up to max_batch."""
     tput = {1: 1.0 / service_time, max_batch: 1.0 / service_time}
@@ -88,7 +126,7 @@ def _allocation(raw) -> dict[str, int]:
 
 
 def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: float | None = None,
-            max_batch: int = 8) -> Comparison:
+            max_batch: int = 8, calibration: str = "solo") -> Comparison:
     """Replay the report's arrivals on its allocation and compare throughput and latency percentiles."""
     records = report.get("records") or []
     if not records:
@@ -99,14 +137,21 @@ def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: 
     if profile is None:
         if set(alloc) != {"cache-k0"}:
             raise FidelityError("calibration handles a cache-k0-only allocation; pass a measured profile")
-        profile = (cpu_profile("cache-k0", calibrate(records), max_batch),)
-    svc = Service(gpus=sum(alloc.values()), levels=profile, latency_slo=slo)
+        if calibration == "batches":
+            a, c, _ = batch_fit(records, max_batch)
+            profile = (fitted_profile("cache-k0", a, c, max_batch),)
+        else:
+            profile = (cpu_profile("cache-k0", calibrate(records), max_batch),)
+    # `argus load` gives up on a request after max(4 x SLO, 60) s; the simulator drops what cannot
+    # finish by then, so both count the same requests as served
+    timeout = max(4 * slo, 60.0)
+    svc = Service(gpus=sum(alloc.values()), levels=profile, latency_slo=timeout)
     t_sent = np.array([r["t_sent"] for r in records])
     wl = replay(t_sent)
     spec = "static:" + ",".join(f"{k}={v}" for k, v in alloc.items())
     model = PromptModel(hits={0: 1.0})
     res = simulate(wl, svc, make_policy(spec, svc, model), model,
-                   SimConfig(drop=False, period_s=5.0, drain_s=4 * slo))
+                   SimConfig(drop=True, period_s=5.0, drain_s=timeout))
     duration = float(summary.get("duration_s") or (t_sent.max() + slo))
     ok = np.array([r["latency"] for r in records if r.get("status") == 200])
     measured = {"throughput_rps": len(ok) / duration, "p50_s": float(np.percentile(ok, 50)),
