@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_sim.py paper   # table, ratios to each baseline, plots in bench/plots/
     .venv/bin/python bench/bench_sim.py whatif  # Argus with one production default changed at a time
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
-    .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json   # sim vs `argus load` on `argus up`
+    .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json [SINCE_S]  # sim vs `argus load`
 
 Workloads come from ../shared/data/traces (arrival pattern only), warped onto the paper's bursty
 shape: ~50 queries/min off-peak, plateaus at 7.8x (~390 queries/min) for 120 min. Without the data
@@ -172,7 +172,7 @@ def _row(d: dict):
     return Summary(**d)
 
 
-def fidelity(report_path: Path) -> dict:
+def fidelity(report_path: Path, since: float = 0.0) -> dict:
     """Replay an `argus load` report's arrivals in the simulator; ratios simulated / measured (bound 15 %)."""
     from argus.sim.fidelity import TOLERANCE, FidelityError, batch_fit, calibrate, compare
 
@@ -180,12 +180,13 @@ def fidelity(report_path: Path) -> dict:
     out = {}
     for how in ("solo", "batches"):
         try:
-            cmp = compare(report, calibration=how)
+            cmp = compare(report, calibration=how, since=since)
         except FidelityError as e:
             print(f"calibration {how}: {e}")
             continue
-        detail = (f"batch-1 time {calibrate(report['records']):.2f} s, batch b costs b x that" if how == "solo"
-                  else "batch time {:.2f} + {:.2f} b s over {} batches".format(*batch_fit(report["records"])))
+        recs = [dict(r, t_sent=r["t_sent"] - since) for r in report["records"] if r["t_sent"] >= since]
+        detail = (f"batch-1 time {calibrate(recs):.2f} s, batch b costs b x that" if how == "solo"
+                  else "batch time {:.2f} + {:.2f} b s over {} batches".format(*batch_fit(recs)))
         print(f"calibration {how} ({detail}):")
         for k in cmp.measured:
             print(f"  {k}: measured {cmp.measured[k]:.3f}, simulated {cmp.simulated[k]:.3f}, "
@@ -199,7 +200,7 @@ def main(argv: list[str]) -> int:
     """Run the chosen parts; write their JSON next to the plots."""
     what = argv[1] if len(argv) > 1 else "all"
     if what == "fidelity":
-        fidelity(Path(argv[2]))
+        fidelity(Path(argv[2]), float(argv[3]) if len(argv) > 3 else 0.0)
         return 0
     doc = {}
     if what in ("paper", "all"):

@@ -2,7 +2,7 @@
 
 Cases: replayed arrivals equal the run's send times (with and without a lead-in); calibration
 takes the median latency of requests that found the worker idle; a synthetic run produced by an
-independent single-server FIFO recursion (Lindley) at utilization 0.5 is matched within 15 %
+independent single-server FIFO recursion (Lindley) at utilization 0.5 is matched within 15 % (also from a later start)
 without batching, and is told apart from batching without a batching gain; affine batch times
 are recovered from a batched run's completions and that run is matched;
 a report without records, or whose allocation changed, is refused.
@@ -39,8 +39,9 @@ def _lindley_report(n=1500, rate=0.5, service=1.0, seed=4):
             "summary": {"slo_s": 60.0, "duration_s": float(a[-1] + service)}}
 
 
-def test_matches_an_independent_fifo_run_within_tolerance():
-    cmp = compare(_lindley_report(), max_batch=1)
+@pytest.mark.parametrize("since", [0.0, 1000.0])
+def test_matches_an_independent_fifo_run_within_tolerance(since):
+    cmp = compare(_lindley_report(), max_batch=1, since=since)
     assert cmp.within, (cmp.measured, cmp.simulated)
     assert cmp.ratios["throughput_rps"] == pytest.approx(1.0, abs=0.01)
     assert cmp.ratios["p99_s"] == pytest.approx(1.0, abs=0.02)

@@ -126,9 +126,12 @@ def _allocation(raw) -> dict[str, int]:
 
 
 def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: float | None = None,
-            max_batch: int = 8, calibration: str = "solo") -> Comparison:
-    """Replay the report's arrivals on its allocation and compare throughput and latency percentiles."""
-    records = report.get("records") or []
+            max_batch: int = 8, calibration: str = "solo", since: float = 0.0) -> Comparison:
+    """Replay the report's arrivals on its allocation and compare throughput and latency percentiles.
+
+    `since` keeps only requests sent from that second on (e.g. after a warm-up or a stall).
+    """
+    records = [dict(r, t_sent=r["t_sent"] - since) for r in report.get("records") or [] if r["t_sent"] >= since]
     if not records:
         raise FidelityError("report has no records (t_sent, latency, status)")
     alloc = _allocation(report.get("allocation"))
@@ -152,7 +155,7 @@ def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: 
     model = PromptModel(hits={0: 1.0})
     res = simulate(wl, svc, make_policy(spec, svc, model), model,
                    SimConfig(drop=True, period_s=5.0, drain_s=timeout))
-    duration = float(summary.get("duration_s") or (t_sent.max() + slo))
+    duration = float(summary.get("duration_s") or (t_sent.max() + slo)) - since
     ok = np.array([r["latency"] for r in records if r.get("status") == 200])
     measured = {"throughput_rps": len(ok) / duration, "p50_s": float(np.percentile(ok, 50)),
                 "p99_s": float(np.percentile(ok, 99))}
