@@ -79,7 +79,8 @@ def _targets(results) -> None:
     ha = base["clipper-ha"]
     best = min(base.values(), key=lambda s: s.peak_violations_per_min)
     checks = [
-        (f"violations <= 1/10 of Clipper-HA's ({a.peak_violations_per_min:.1f} vs {ha.peak_violations_per_min:.1f}/min)",
+        (f"violations <= 1/10 of Clipper-HA's ({a.peak_violations_per_min:.1f} "
+         f"vs {ha.peak_violations_per_min:.1f}/min)",
          a.peak_violations_per_min <= ha.peak_violations_per_min / 10),
         (f"violations <= 1/2 of the best baseline's ({best.policy}: {best.peak_violations_per_min:.1f}/min)",
          a.peak_violations_per_min <= best.peak_violations_per_min / 2),

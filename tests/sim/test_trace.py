@@ -1,7 +1,8 @@
 """Workloads: trace normalization, tiling, time-warping onto flat and bursty rate curves, file formats.
 
 Cases: raw timestamps normalized to unit mean rate; tiling repeats the trace seamlessly; a flat
-curve yields rate x duration arrivals, the trace's own pattern time-scaled; the bursty curve's plateaus carry factor x base load while
+curve yields rate x duration arrivals, the trace's own pattern time-scaled; the bursty curve's
+plateaus carry factor x base load while
 keeping the base trace's arrival order; windows partition the arrivals; Azure CSV and Mooncake
 JSONL parsing and their error messages; the real traces (skipped without ../shared/data).
 """

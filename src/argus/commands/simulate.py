@@ -26,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--policy", action="append",
                    help=f"repeatable; one of {', '.join(POLICY_NAMES)} (default: argus)")
     p.add_argument("--shape", choices=["bursty", "flat"], default="bursty")
-    p.add_argument("--base-qpm", type=float, default=50.0, help="off-peak (bursty) or constant (flat) load, queries/min")
+    p.add_argument("--base-qpm", type=float, default=50.0,
+                   help="off-peak (bursty) or constant (flat) load, queries/min")
     p.add_argument("--burst-factor", type=float, default=7.8, help="plateau load / base load")
     p.add_argument("--plateau-min", type=float, default=120.0)
     p.add_argument("--gap-min", type=float, default=60.0, help="base-load time before, between and after plateaus")

@@ -4,8 +4,9 @@ The run's report (report.json of `argus load` against `argus up`) gives each req
 latency and status, and the allocation it ran under. Service times come from a profile measured
 on the same machine, or are calibrated from the run itself: either the median latency of
 requests that found the worker idle is the batch-1 time and a CPU batch costs b x that ("solo"),
-or an affine batch time is fitted to the batches visible in the run's completions ("batches"). The simulator then serves the same arrivals on the same allocation, and
-throughput and latency percentiles are compared (the issue's bound: within 15 %).
+or an affine batch time is fitted to the batches visible in the run's completions ("batches").
+The simulator then serves the same arrivals on the same allocation, and throughput and latency
+percentiles are compared (the issue's bound: within 15 %).
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from argus.policy.profile import LevelProfile
 from argus.policy.snapshot import Hysteresis, Snapshot
 from argus.sim.prompts import PromptModel, Prompts, cache_allowed
 
-POLICY_NAMES = ("argus", "argus-u<utilization>", "clipper-ha", "clipper-ht", "nirvana", "proteus", "static:<level>=<n>,...")
+POLICY_NAMES = ("argus", "argus-u<utilization>", "clipper-ha", "clipper-ht", "nirvana", "proteus",
+                "static:<level>=<n>,...")
 
 
 class PolicyError(ValueError):

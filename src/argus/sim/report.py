@@ -38,7 +38,8 @@ def ratios(rows: list[Summary], ours: str = "argus") -> str:
         if b == 0:
             return "inf (baseline 0)" if a > 0 else "1 (both 0)"
         return f"{a / b:.2f}x"
-    lines = [f"| {ours} / baseline (at peak) | throughput | quality | SLO violations/min |", "| --- | --- | --- | --- |"]
+    lines = [f"| {ours} / baseline (at peak) | throughput | quality | SLO violations/min |",
+             "| --- | --- | --- | --- |"]
     for r in rows:
         if r.policy != ours:
             lines.append(f"| {r.policy} | {div(mine.peak_throughput_qpm, r.peak_throughput_qpm)} | "
