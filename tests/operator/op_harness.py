@@ -203,8 +203,8 @@ class Operator:
 class FakeRouter:
     """Exports the router's metrics at rates the test sets (per second), on a loopback HTTP port."""
 
-    def __init__(self, service: str):
-        self.service = service
+    def __init__(self, service: str | list[str]):
+        self.services = [service] if isinstance(service, str) else list(service)
         self.metrics = RouterMetrics()
         self.rates: dict[str, Any] = {"demand": 0.0, "h": {}, "served": {}, "quality": 95.0, "slo": 0.0}
         self.lock = threading.Lock()
@@ -235,23 +235,27 @@ class FakeRouter:
                           "slo": slo}
 
     def _tick(self, dt: float = 0.1) -> None:
-        m, s = self.metrics, self.service
-        m.arrivals.labels(s).inc(0)  # the series exists from the start, as after the router's first request
+        for s in self.services:  # the series exist from the start, as after the router's first request
+            self.metrics.arrivals.labels(s).inc(0)
         while not self._stop.wait(dt):
             with self.lock:
                 r = dict(self.rates)
-            m.arrivals.labels(s).inc(r["demand"] * dt)
-            for lv, share in r["h"].items():
-                m.optimal.labels(s, lv).inc(r["demand"] * share * dt)
-            for lv, rate in r["served"].items():
-                m.requests.labels(s, lv, "ok").inc(rate * dt)
-                m.slo.labels(s, lv).inc(0)
-            served = sum(r["served"].values())
-            if served:
-                # the histogram's sum/count carry the mean; observe in whole requests' worth per tick
-                m.quality.labels(s).observe(r["quality"])
-            if r["slo"]:
-                m.slo.labels(s, next(iter(r["served"]), "cache-k0")).inc(r["slo"] * dt)
+            for s in self.services:
+                self._advance(s, r, dt)
+
+    def _advance(self, s: str, r: dict[str, Any], dt: float) -> None:
+        """Advance one service's counters by `dt` seconds at the configured rates."""
+        m = self.metrics
+        m.arrivals.labels(s).inc(r["demand"] * dt)
+        for lv, share in r["h"].items():
+            m.optimal.labels(s, lv).inc(r["demand"] * share * dt)
+        for lv, rate in r["served"].items():
+            m.requests.labels(s, lv, "ok").inc(rate * dt)
+            m.slo.labels(s, lv).inc(0)
+        if r["served"]:
+            m.quality.labels(s).observe(r["quality"])  # only the mean (sum/count) is read
+        if r["slo"]:
+            m.slo.labels(s, next(iter(r["served"]), "cache-k0")).inc(r["slo"] * dt)
 
     def stop(self) -> None:
         """Stop serving."""
