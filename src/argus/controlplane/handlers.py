@@ -48,6 +48,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Lo
         prefix="argus.dev", key="last-handled-configuration")
     settings.posting.level = logging.WARNING  # Events are posted explicitly, with numbers
     settings.watching.server_timeout = 60
+    settings.execution.max_workers = cfg.workers
     memo.cfg = cfg
     memo.kube = KubernetesAdapter(_api_client(), timeout_s=cfg.api_timeout_s)
     memo.prometheus = PrometheusSource(window=cfg.rate_window, timeout_s=cfg.prometheus_timeout_s)

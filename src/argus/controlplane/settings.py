@@ -18,6 +18,7 @@ class OperatorSettings:
     metrics_port: int = 8080  # the operator's own /metrics (0 = off)
     metrics_host: str = "0.0.0.0"
     profile_path: str = ""  # level profile JSON; empty = the bundled SDXL profile
+    workers: int = 16  # threads for the sync handlers (API and Prometheus calls block); spec edits queue behind timers otherwise
     retry_delay_s: float = 2.0  # first backoff after a transient API error (doubles per retry, max 60 s)
 
     @classmethod
