@@ -12,6 +12,7 @@ COMMANDS = [
     "argus.commands.generate",
     "argus.commands.render",
     "argus.commands.load",
+    "argus.commands.status",
     "argus.commands.solve",
     "argus.commands.profile",
     "argus.commands.train",

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from argus.adapters.prometheus_source import PrometheusSource
+from argus.local.controller import MODES, LocalController
 from argus.local.defaults import DEMO_MANIFEST
+from argus.policy.profile import load_profile
 from argus.local.runtime import LocalSystem
 from argus.spec import parse_manifest
 
@@ -21,7 +24,13 @@ def register(sub) -> None:
     p.add_argument("--demo", metavar="PROMPT", nargs="?", const="a watercolor painting of a lighthouse at dawn",
                    help="generate one image through Envoy, save it, print where, and shut down")
     p.add_argument("--out", type=Path, default=Path("out/argus-demo.png"), help="where --demo saves its image")
+    p.add_argument("--mode", choices=MODES, default="argus",
+                   help="argus: the control loop; ha/ht/nirvana: the baselines' fixed policies (comparison runs)")
+    p.add_argument("--profile", type=Path, help="level profile JSON (default: the bundled tiny-model CPU profile)")
     p.set_defaults(func=run)
+
+
+DEFAULT_PROFILE = Path(__file__).resolve().parents[1] / "data" / "predictors" / "demo-tiny.levels.json"
 
 
 def load_service(path: Path | None):
@@ -38,7 +47,11 @@ def run(args) -> int:
     t0 = time.monotonic()
     try:
         print(f"[argus] starting service {name!r} (levels: {', '.join(spec.levels)}) in {system.workdir}", flush=True)
-        system.start({"cache-k0": 1})
+        profile = load_profile(args.profile or DEFAULT_PROFILE)
+        ctl = LocalController(system, profile, PrometheusSource(window="20s"), mode=args.mode)
+        system.start(ctl.initial_allocation(), with_prometheus=True)
+        ctl.period()
+        ctl.start()
         print(f"[argus] ready in {time.monotonic() - t0:.0f}s: {system.url}/v1/images/generations "
               f"(logs: {system.workdir / 'logs'})", flush=True)
         if args.demo:
@@ -62,4 +75,6 @@ def run(args) -> int:
         return 0
     finally:
         print("[argus] stopping", flush=True)
+        if "ctl" in locals():
+            ctl.stop()
         system.stop()

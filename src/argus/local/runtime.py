@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from argus.adapters.envoy_config import EnvoySettings, build_bootstrap
+from argus.local import prometheus
 from argus.local.supervisor import Supervisor, free_port, wait_http
 from argus.router.settings import RouterSettings
 from argus.spec import T2IServiceSpec
@@ -53,7 +54,9 @@ class LocalSystem:
     ready_timeout_s: float = 180.0
     supervisor: Supervisor = field(init=False)
     replicas: dict[str, Replica] = field(default_factory=dict)
+    ready: set[str] = field(default_factory=set)  # replica names that passed the readiness probe
     ports: dict[str, int] = field(default_factory=dict)
+    status: dict = field(default_factory=dict)  # the control loop's status (written into state.json)
     _seq: int = 0
 
     def __post_init__(self):
@@ -88,6 +91,7 @@ class LocalSystem:
         self.replicas[name] = rep
         if wait:
             self.wait_worker(rep, child)
+            self.ready.add(name)
         self.publish_endpoints()
         return rep
 
@@ -102,16 +106,57 @@ class LocalSystem:
     def stop_worker(self, name: str) -> None:
         """Unpublish, then stop one replica (the router stops sending before it goes)."""
         self.replicas.pop(name, None)
+        self.ready.discard(name)
         self.publish_endpoints()
         self.supervisor.stop(name)
+
+    def tick(self) -> list[str]:
+        """Probe starting replicas, replace dead ones; return what changed (for logs)."""
+        import urllib.request
+
+        events = []
+        for name, rep in list(self.replicas.items()):
+            child = self.supervisor.children.get(name)
+            if child is None or not child.alive():
+                events.append(f"{name} exited (code {child.popen.returncode if child else '?'}): replacing it")
+                self.replicas.pop(name, None)
+                self.ready.discard(name)
+                self.supervisor.children.pop(name, None)
+                self.start_worker(rep.level, wait=False)
+                continue
+            if name not in self.ready:
+                try:
+                    url = f"http://127.0.0.1:{rep.ports.http}/v2/models/{rep.level}/ready"
+                    with urllib.request.urlopen(url, timeout=1) as r:
+                        if r.status == 200:
+                            self.ready.add(name)
+                            events.append(f"{name} ready")
+                except OSError:
+                    pass
+        if events:
+            self.publish_endpoints()
+        return events
+
+    def counts(self, ready_only: bool = False) -> dict[str, int]:
+        """Replicas per level (all started, or only ready ones)."""
+        out: dict[str, int] = {}
+        for name, rep in self.replicas.items():
+            if not ready_only or name in self.ready:
+                out[rep.level] = out.get(rep.level, 0) + 1
+        return out
 
     def publish_endpoints(self) -> None:
         """Write the ready replicas per level for the router (atomically)."""
         levels: dict[str, list[str]] = {}
         for rep in self.replicas.values():
-            if self.supervisor.children.get(rep.name) and self.supervisor.children[rep.name].alive():
+            child = self.supervisor.children.get(rep.name)
+            if rep.name in self.ready and child is not None and child.alive():
                 levels.setdefault(rep.level, []).append(rep.grpc)
         _atomic_write(self.workdir / "endpoints.json", json.dumps({self.service: levels}, indent=1))
+        if "prometheus" in self.ports:
+            prometheus.write_targets(self.workdir / "worker-targets.json", {
+                n: (r.level, f"127.0.0.1:{r.ports.metrics}") for n, r in self.replicas.items()})
+        self.write_state()
 
     # ---- front door ------------------------------------------------------------------------
     def start_router(self) -> None:
@@ -139,27 +184,50 @@ class LocalSystem:
         child = self.supervisor.start("envoy", cmd)
         wait_http(f"http://127.0.0.1:{self.ports['envoy']}/healthz", 30, child)
 
+    def start_prometheus(self) -> None:
+        """Start Prometheus scraping the router, Envoy and the workers; wait until it is ready."""
+        port = self.ports.setdefault("prometheus", free_port())
+        cfg_path = self.workdir / "prometheus.yml"
+        prometheus.write_config(cfg_path, prometheus.build_config(
+            router=f"127.0.0.1:{self.ports['router']}", envoy_stats=f"127.0.0.1:{self.ports['envoy_stats']}",
+            targets_file=self.workdir / "worker-targets.json"))
+        self.publish_endpoints()
+        data = self.workdir / "prometheus-data"
+        data.mkdir(exist_ok=True)
+        child = self.supervisor.start("prometheus", prometheus.command(cfg_path, data, f"127.0.0.1:{port}"))
+        wait_http(f"{self.prometheus_url}/-/ready", 60, child)
+
+    @property
+    def prometheus_url(self) -> str:
+        """Where the control loop reads metrics."""
+        return f"http://127.0.0.1:{self.ports['prometheus']}"
+
     @property
     def url(self) -> str:
         """Where clients send requests (Envoy)."""
         return f"http://127.0.0.1:{self.ports['envoy']}"
 
-    def start(self, initial: dict[str, int]) -> None:
-        """Start workers per `initial` ({level: replicas}) in parallel, then the router and Envoy."""
+    def start(self, initial: dict[str, int], with_prometheus: bool = False) -> None:
+        """Start workers per `initial` ({level: replicas}) in parallel, then the router, Envoy (and Prometheus)."""
         reps = [self.start_worker(level, wait=False) for level, n in initial.items() for _ in range(n)]
         for rep in reps:
             self.wait_worker(rep)
+            self.ready.add(rep.name)
         self.publish_endpoints()
         self.start_router()
         self.start_envoy()
+        if with_prometheus:
+            self.start_prometheus()
         self.write_state()
 
     def write_state(self) -> None:
         """Record ports and replicas so `argus generate`/`argus status` can find the system."""
-        state = {"service": self.service, "pid": os.getpid(), "url": self.url, "ports": self.ports,
+        state = {"service": self.service, "pid": os.getpid(), "url": self.url if "envoy" in self.ports else None,
+                 "prometheus": self.prometheus_url if "prometheus" in self.ports else None, "ports": self.ports,
                  "latency_slo_s": self.spec.latency_slo,
-                 "replicas": {n: {"level": r.level, "grpc": r.grpc, "http": r.ports.http,
+                 "replicas": {n: {"level": r.level, "grpc": r.grpc, "http": r.ports.http, "ready": n in self.ready,
                                   "metrics": r.ports.metrics} for n, r in self.replicas.items()},
+                 "status": self.status,
                  "workdir": str(self.workdir), "updated": time.time()}
         _atomic_write(self.workdir / STATE_FILE, json.dumps(state, indent=1))
 

@@ -1,0 +1,37 @@
+"""`argus status`: allocation, readiness, rates and quality of the running local system."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from argus.local.runtime import read_state
+
+
+def register(sub) -> None:
+    """Add the `status` subcommand."""
+    p = sub.add_parser("status", help="show the running local system's allocation, rates and quality")
+    p.add_argument("--workdir", type=Path, default=Path("run"))
+    p.add_argument("--json", action="store_true", help="print the raw state")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Print the state written by `argus up`."""
+    st = read_state(args.workdir)
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return 0
+    s = st.get("status") or {}
+    print(f"service {st['service']}  url {st['url']}  prometheus {st.get('prometheus')}  mode {s.get('mode')}")
+    alloc, ready = s.get("allocation") or {}, s.get("ready") or {}
+    for lv in sorted(set(alloc) | set(ready)):
+        print(f"  {lv:12s} wanted {alloc.get(lv, 0):2d}  ready {ready.get(lv, 0):2d}")
+    obs = s.get("observed") or {}
+    print("  observed: " + ", ".join(f"{k}={v}" for k, v in obs.items()))
+    cond = s.get("conditions") or {}
+    print(f"  Ready={cond.get('Ready')}  Degraded={cond.get('Degraded')} {cond.get('DegradedReason') or ''}")
+    print(f"  policy v{s.get('policyVersion')}: {s.get('reason', '')[:200]}")
+    for e in (s.get("events") or [])[-5:]:
+        print(f"  event: {e}")
+    return 0

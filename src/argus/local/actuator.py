@@ -1,0 +1,71 @@
+"""The process actuator: applies control-loop plans to the local system by starting and stopping workers.
+
+The local counterpart of patching Deployment replicas: one worker process per replica,
+the GPU budget is the number of process slots, the router's policy is a file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from argus.control.actuator import Readiness
+from argus.control.loop import Plan
+from argus.local.runtime import LocalSystem
+from argus.spec import T2IServiceSpec
+
+DRAIN_S = 1.0  # after unpublishing a replica, let the router (reload every 0.5 s) stop sending to it
+
+
+class ProcessActuator:
+    """Makes the set of worker processes match a plan's allocation, within the slot budget."""
+
+    def __init__(self, system: LocalSystem, drain_s: float = DRAIN_S, sleep=time.sleep):
+        """`sleep` is injected so tests need not wait for drains."""
+        self.system = system
+        self.drain_s = drain_s
+        self._sleep = sleep
+
+    def apply(self, service: str, spec: T2IServiceSpec, plan: Plan, *, full: bool) -> None:
+        """Stop surplus replicas first (freeing slots), then start missing ones; write the policy file."""
+        self.write_policy(plan, force=full)
+        wanted = plan.allocation
+        current = self.system.counts()
+        surplus = []
+        for level, have in current.items():
+            extra = have - wanted.get(level, 0)
+            if extra > 0:
+                names = [n for n, r in self.system.replicas.items() if r.level == level]
+                names.sort(key=lambda n: (n in self.system.ready, n))  # not-yet-ready ones go first
+                surplus += names[:extra]
+        if surplus:
+            for name in surplus:
+                self.system.replicas.pop(name, None)
+                self.system.ready.discard(name)
+            self.system.publish_endpoints()
+            self._sleep(self.drain_s)
+            for name in surplus:
+                self.system.supervisor.stop(name)
+        slots = spec.gpus - sum(self.system.counts().values())
+        for level, want in wanted.items():
+            missing = want - self.system.counts().get(level, 0)
+            for _ in range(max(0, min(missing, slots))):
+                self.system.start_worker(level, wait=False)
+                slots -= 1
+
+    def write_policy(self, plan: Plan, force: bool = False) -> None:
+        """Write the router's policy document atomically (when it changed, or when forced)."""
+        if not (plan.policy_changed or force):
+            return
+        path = self.system.workdir / "policy" / f"{plan.policy.service}.json"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(plan.policy.to_json())
+        os.replace(tmp, path)
+
+    def readiness(self, service: str, spec: T2IServiceSpec) -> Readiness:
+        """Wanted (started) versus ready replicas per level."""
+        return Readiness(wanted=self.system.counts(), ready=self.system.counts(ready_only=True))
+
+    def remove(self, service: str) -> None:
+        """Stop every process of the system."""
+        self.system.stop()

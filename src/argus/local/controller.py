@@ -1,0 +1,154 @@
+"""The local control loop: the operator's period (observe → plan → apply → status) on local processes.
+
+It runs the same `argus.control.loop.plan` as the kopf operator, reads the same
+Prometheus metrics through the same adapter, and applies plans with the process
+actuator. Comparison modes replace the loop with the baselines' fixed policies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from argus.control.loop import Plan, plan
+from argus.control.observed import MetricsUnavailable
+from argus.control.profiles import service_profiles
+from argus.control.state import ControlState
+from argus.levels import parse_level
+from argus.local.actuator import ProcessActuator
+from argus.local.runtime import LocalSystem
+from argus.policy.document import PolicyDocument
+from argus.policy.profile import Profile
+
+log = logging.getLogger("argus.local")
+
+MODES = ("argus", "ha", "ht", "nirvana")
+
+
+def most_approximate(levels: list[str], n_full: int) -> str:
+    """The cheapest level (fewest denoising steps run; ties: the later one in the list)."""
+    return min(reversed(levels), key=lambda n: parse_level(n, n_full).cost_ratio(n_full))
+
+
+def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: int, floor: float) -> tuple[dict, PolicyDocument]:
+    """Allocation and policy of a baseline mode: ha (all full quality), ht (all cheapest), nirvana (cache levels)."""
+    if mode == "ha":
+        alloc = {"cache-k0": gpus}
+        red = {lv: {"cache-k0": 1.0} for lv in levels}
+    elif mode == "ht":
+        cheap = most_approximate(levels, n_full)
+        alloc = {cheap: gpus}
+        red = {lv: {cheap: 1.0} for lv in levels}
+    elif mode == "nirvana":
+        cache = [lv for lv in levels if lv.startswith("cache-")]
+        alloc = {lv: gpus // len(cache) + (1 if i < gpus % len(cache) else 0) for i, lv in enumerate(cache)}
+        alloc = {k: v for k, v in alloc.items() if v > 0}
+        # Prompts whose optimal level is a step level have no cache hit: NIRVANA runs them in full.
+        red = {lv: ({lv: 1.0} if lv in cache else {"cache-k0": 1.0}) for lv in levels}
+    else:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    doc = PolicyDocument(version=1, service=service, quality_floor=floor, levels=levels, allocation=alloc,
+                         redirection=red, reason=f"static baseline mode {mode}")
+    return alloc, doc
+
+
+@dataclass
+class LocalController:
+    """Runs control periods in a background thread until stopped."""
+
+    system: LocalSystem
+    profile: Profile
+    source: object  # has .snapshot(url, service) -> MetricsSnapshot (argus.adapters.prometheus_source)
+    mode: str = "argus"
+    clock: object = time.time
+    state: ControlState = field(default_factory=ControlState)
+    events: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.actuator = ProcessActuator(self.system)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def initial_allocation(self) -> dict[str, int]:
+        """What to start with: the baseline's allocation, or the loop's first plan without metrics."""
+        spec = self.system.spec
+        if self.mode != "argus":
+            alloc, _ = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
+                                   spec.quality_floor)
+            return alloc
+        p = self._plan(None)
+        return p.allocation
+
+    def _plan(self, observed) -> Plan:
+        spec = self.system.spec
+        return plan(self.system.service, spec, service_profiles(spec, self.profile), observed, self.state,
+                    self.clock(), generation=1)
+
+    def period(self) -> Plan | None:
+        """One control period: observe, plan, apply, record status. Baseline modes only re-assert their policy."""
+        spec = self.system.spec
+        if self.mode != "argus":
+            alloc, doc = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
+                                     spec.quality_floor)
+            p = Plan(allocation=alloc, policy=doc, state=self.state, changed=False, policy_changed=True, event=None)
+            self.actuator.apply(self.system.service, spec, p, full=False)
+            self._status(p, None)
+            return p
+        degraded = None
+        try:
+            observed = self.source.snapshot(self.system.prometheus_url, self.system.service)
+        except MetricsUnavailable as e:
+            observed, degraded = None, (e.reason, str(e))
+        p = self._plan(observed)
+        self.actuator.apply(self.system.service, spec, p, full=False)
+        self.state = p.state
+        if p.event:
+            self._event(p.event)
+        self._status(p, degraded)
+        return p
+
+    def _event(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self.events = (self.events + [f"{stamp} {text}"])[-20:]
+        log.info("reallocation: %s", text)
+        print(f"[argus] {text}", flush=True)
+
+    def _status(self, p: Plan, degraded) -> None:
+        ready = self.system.counts(ready_only=True)
+        conditions = {
+            "Ready": all(ready.get(k, 0) >= n for k, n in p.allocation.items()),
+            "Degraded": bool(degraded),
+            "DegradedReason": degraded[0] if degraded else None,
+            "DegradedMessage": degraded[1] if degraded else None,
+        }
+        self.system.status = {"mode": self.mode, "allocation": p.allocation, "ready": ready,
+                              "policyVersion": p.policy.version, "reason": p.reason[:500], "conditions": conditions,
+                              "observed": p.status, "events": self.events, "updated": self.clock()}
+        self.system.write_state()
+
+    def start(self) -> None:
+        """Run periods every control period in a daemon thread; probe workers every second."""
+        self._thread = threading.Thread(target=self._run, name="argus-control", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        period = self.system.spec.control_period
+        next_run = time.monotonic() + period
+        while not self._stop.is_set():
+            try:
+                for e in self.system.tick():
+                    log.info(e)
+                if time.monotonic() >= next_run:
+                    next_run = time.monotonic() + period
+                    self.period()
+            except Exception:  # the loop must survive anything one period throws
+                log.exception("control period failed")
+            self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        """Stop the loop thread (processes are stopped by the system)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
