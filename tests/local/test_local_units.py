@@ -1,0 +1,57 @@
+"""Local runtime pieces without starting workers.
+
+Cases: the baselines' static plans (ha: all full quality; ht: all on the cheapest level;
+nirvana: GPUs split over cache levels, step-level prompts run in full) give valid policy
+documents within the GPU budget; an unknown mode is an error naming the choices; the
+local Prometheus config passes `promtool check config`; file_sd targets carry the level.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from argus.local import prometheus
+from argus.local.controller import most_approximate, static_plan
+
+LEVELS = ["cache-k0", "cache-k5", "cache-k10", "steps-10", "steps-5"]
+
+
+@pytest.mark.parametrize("mode,expect", [
+    ("ha", {"cache-k0": 3}),
+    ("ht", {"steps-5": 3}),
+    ("nirvana", {"cache-k0": 1, "cache-k5": 1, "cache-k10": 1}),
+])
+def test_static_plans(mode, expect):
+    alloc, doc = static_plan(mode, "svc", LEVELS, 3, 20, 90)
+    assert alloc == expect
+    assert sum(alloc.values()) <= 3
+    assert doc.allocation == expect and set(doc.redirection) == set(LEVELS)
+    for row in doc.redirection.values():
+        assert abs(sum(row.values()) - 1) < 1e-9 and set(row) <= set(alloc)
+
+
+def test_unknown_mode():
+    with pytest.raises(ValueError, match="argus, ha, ht, nirvana"):
+        static_plan("fast", "svc", LEVELS, 2, 20, 90)
+
+
+def test_most_approximate():
+    assert most_approximate(LEVELS, 20) == "steps-5"
+    assert most_approximate(["cache-k0", "cache-k10"], 20) == "cache-k10"
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool comes with the Debian prometheus package")
+def test_prometheus_config_passes_promtool(tmp_path):
+    targets = tmp_path / "targets.json"
+    prometheus.write_targets(targets, {"w1": ("cache-k0", "127.0.0.1:9000")})
+    cfg = tmp_path / "prometheus.yml"
+    prometheus.write_config(cfg, prometheus.build_config(router="127.0.0.1:1", envoy_stats="127.0.0.1:2",
+                                                         targets_file=targets))
+    out = subprocess.run(["promtool", "check", "config", str(cfg)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(targets.read_text()) == [{"targets": ["127.0.0.1:9000"],
+                                                "labels": {"level": "cache-k0", "replica": "w1"}}]
