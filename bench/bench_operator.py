@@ -91,7 +91,7 @@ def main() -> int:
             for n in names:
                 if n not in done and f"{n}-policy" in cms and per.get(n, 0) == len(LEVELS):
                     done[n] = now - created[n]
-            time.sleep(0.1)
+            time.sleep(1.0)  # the emulator is single-threaded: the bench must not be its main load
         lat = list(done.values())
         all_s = max(lat) if lat else float("nan")
 
@@ -112,7 +112,7 @@ def main() -> int:
             t = time.monotonic()
             api.edit_t2i(n, {"gpus": 6})
             wait_until(lambda: (api.t2i(n) or {}).get("status", {}).get("observedGeneration") == 2,
-                       60, 0.05, what=f"{n} re-planned")
+                       60, 0.25, what=f"{n} re-planned")
             edit_lat.append(time.monotonic() - t)
 
         t = time.monotonic()
