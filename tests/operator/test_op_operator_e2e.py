@@ -123,8 +123,11 @@ def test_lifecycle(api, operator, prom, routers):
     assert st["allocation"] == api.replicas("alpha") and st["averageQuality"] > 0
     assert {c["type"] for c in st["conditions"]} == {"Ready", "Progressing", "Degraded"}
     assert cond(api, "alpha", "Ready")["status"] == "False"
-    api.mark_ready("alpha")  # play the Deployment controller
-    wait_until(lambda: cond(api, "alpha", "Ready").get("status") == "True", 10, what="Ready=True")
+    def ready_after_marking():
+        api.mark_ready("alpha")  # play the Deployment controller (again, if the loop re-planned meanwhile)
+        return cond(api, "alpha", "Ready").get("status") == "True"
+
+    wait_until(ready_after_marking, 15, 0.5, what="Ready=True")
     assert events(api, "alpha", "Planned")
 
     # A demand jump seen by Prometheus must change replicas and policy within two control periods.
