@@ -139,7 +139,9 @@ def test_lifecycle(api, operator, prom, routers):
                2 * PERIOD + 3, 0.1, what="replicas and policy to change")
     elapsed = time.monotonic() - t0
     assert elapsed <= 2 * PERIOD + 1.0, f"acted after {elapsed:.1f}s"
-    assert policy(api, "alpha")["allocation"] == api.replicas("alpha")
+    # Deployments are patched one by one: wait for the last patch before comparing with the policy.
+    wait_until(lambda: policy(api, "alpha")["allocation"] == api.replicas("alpha"), 5, 0.1,
+               what="replicas to match the policy")
     msgs = wait_until(lambda: [m for m in events(api, "alpha", "Reallocated") if "> capacity" in m], 5,
                       what="Reallocated event for the jump")
     assert msgs[-1].startswith("demand ") and "→" in msgs[-1] and "quality" in msgs[-1]
