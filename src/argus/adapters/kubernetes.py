@@ -39,6 +39,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "ConfigMap": ("/api/v1", "configmaps"),
     "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+    "T2IService": ("/apis/argus.dev/v1alpha1", "t2iservices"),  # read only: the timer's freshness check
 }
 # Objects of a service, in the order they are removed (workers before the store they mount).
 OWNED_KINDS = ("Deployment", "Service", "ConfigMap", "PersistentVolumeClaim")

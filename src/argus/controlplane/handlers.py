@@ -99,6 +99,12 @@ def _period(*, name: str, namespace: str, body: Any, spec: Any, status: Any, met
             raise
         raise kopf.TemporaryError(f"{type(e).__name__}: {e}",
                                   delay=min(60.0, memo.cfg.retry_delay_s * 2 ** retry)) from e
+    if in_timer:
+        # kopf runs timers concurrently with change handlers: if the spec changed while this period ran,
+        # its status (computed from the old body) must not overwrite what the spec handler writes.
+        live = memo.kube.read("T2IService", namespace, name) or {}
+        if live.get("metadata", {}).get("generation") != generation:
+            return
     _publish(out, body, patch)
 
 

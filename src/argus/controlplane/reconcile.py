@@ -100,8 +100,9 @@ def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generati
                                "planned without metrics")
     conds = set_conditions(old, updates, _iso(now))
     out.status = {**p.state.to_status(list((status.get("allocation") or {}).keys())), **p.status,
-                  "conditions": conds, "readyReplicas": sum(ready.ready.values()),
-                  "invalidGeneration": None}
+                  "conditions": conds, "readyReplicas": sum(ready.ready.values())}
+    if full:
+        out.status["invalidGeneration"] = None  # a valid spec was handled: clear the invalid marker
     if p.decision is None and "message" not in out.status:
         out.status["message"] = p.reason
     was = condition(old, "Degraded") or {}
