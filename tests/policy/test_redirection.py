@@ -46,3 +46,25 @@ def test_violations():
     red = {"cache-k0": {"steps-25": 1.0}, "cache-k10": {"cache-k0": 1.0}, "steps-25": {"cache-k10": 1.0}}
     assert violations(names, red, {"cache-k0": 1.0, "cache-k10": 1.0}) == [("cache-k0", "steps-25")]
     assert violations(names, red, {"steps-25": 1.0}) == [("steps-25", "cache-k10")]
+
+
+def test_shed_share_goes_to_spare_capacity_not_the_served_level():
+    """Planned shedding: the router cannot shed, so the shed share must land on spare capacity.
+
+    Regression for the simulator's finding: cache-k0 planned 0.4 of 0.8 req/s and shed the rest;
+    the row used to send all 0.8 to cache-k0 while steps-20 had spare capacity.
+    """
+    from argus.policy.redirection import matrix
+
+    levels = ["cache-k0", "steps-20"]
+    flows = [[0.4, 0.0], [0.0, 1.0]]
+    p = matrix(levels, [1, 2], flows, shed=[0.4, 0.0], capacity=[0.4, 2.0])
+    assert abs(p["cache-k0"]["cache-k0"] - 0.5) < 1e-9 and abs(p["cache-k0"]["steps-20"] - 0.5) < 1e-9
+    assert p["steps-20"] == {"steps-20": 1.0}
+    # Without spare capacity anywhere the row keeps the served proportions.
+    p = matrix(levels, [1, 1], flows, shed=[0.4, 0.0], capacity=[0.4, 1.0])
+    assert p["cache-k0"] == {"cache-k0": 1.0}
+    # Safe spare capacity is used before degraded capacity.
+    levels3 = ["cache-k0", "steps-35", "steps-20"]
+    p = matrix(levels3, [1, 1, 1], [[0, 0, 0], [0, 0.5, 0], [0, 0, 0]], shed=[0, 0.5, 0], capacity=[1.0, 0.5, 1.0])
+    assert p["steps-35"] == {"cache-k0": 0.5, "steps-35": 0.5}

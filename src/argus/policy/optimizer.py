@@ -132,7 +132,8 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
         notes.insert(0, kept_note)
     return Decision(
         replicas={n: x[j] for j, n in enumerate(names)},
-        redirection=matrix(names, x, sol.flows.tolist()),
+        redirection=matrix(names, x, sol.flows.tolist(), shed=sol.shed.tolist(),
+                           capacity=[x[j] * T[j] for j in range(len(names))]),
         throughput=throughput, quality=quality, latency=latency, overload=overload,
         shed_rate=shed if shed > 1e-6 else 0.0, degraded_rate=degraded if degraded > 1e-6 else 0.0,
         backlog_excess=excess if excess > 1e-6 else 0.0, planned=f.planned,

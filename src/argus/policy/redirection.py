@@ -43,11 +43,35 @@ def fallback_target(levels: list[str], replicas: list[int], src: int) -> int:
     return 0
 
 
-def matrix(levels: list[str], replicas: list[int], flows: list[list[float]]) -> dict[str, dict[str, float]]:
-    """Row-normalize planned flows y[k][j] into P(k -> j); rows without flow use fallback_target."""
+def matrix(levels: list[str], replicas: list[int], flows: list[list[float]], shed: list[float] | None = None,
+           capacity: list[float] | None = None) -> dict[str, dict[str, float]]:
+    """Row-normalize planned flows y[k][j] into P(k -> j); rows without flow use fallback_target.
+
+    The router cannot shed by itself: load the plan sheds still arrives and follows its row.
+    So each row's shed share is first placed on spare capacity (`capacity` minus planned
+    flows): nearest safe level first, then nearest degraded one; only what no level can take
+    follows the served proportions (and meets a full queue there, answered 503).
+    """
+    rows = [list(r) for r in flows]
+    if shed is not None and capacity is not None:
+        table = relation_table(levels)
+        spare = [max(0.0, capacity[j] - sum(r[j] for r in flows)) if replicas[j] > 0 else 0.0
+                 for j in range(len(levels))]
+        for k in range(len(levels)):
+            left = shed[k]
+            safe = [j for j in range(k, -1, -1) if table[k][j] == SAFE]
+            degraded = [j for j in range(k + 1, len(levels)) if table[k][j] == DEGRADED]
+            for j in safe + degraded:
+                if left <= 1e-12:
+                    break
+                take = min(left, spare[j])
+                if take > 0:
+                    rows[k][j] += take
+                    spare[j] -= take
+                    left -= take
     out: dict[str, dict[str, float]] = {}
     for k, name in enumerate(levels):
-        row = flows[k]
+        row = rows[k]
         total = sum(row)
         if total <= 1e-12:
             out[name] = {levels[fallback_target(levels, replicas, k)]: 1.0}
