@@ -13,6 +13,9 @@ Cases:
 - hysteresis: a working allocation is kept within its dwell time; a change that gains little is
   skipped; an overloaded current allocation is replaced at once;
 - redirection: rows sum to 1 and excess demand of a level goes to a safer level first;
+- redirection at the paper plateau (regression): applied to the actual h_k at the actual demand
+  (the plan's demand over the 1.2 headroom) no level is filled beyond capacity, and at the planned
+  demand every level is equally full; demand beyond the throughput target lands on spare capacity;
 - the decision turns into a valid PolicyDocument.
 """
 
@@ -165,3 +168,54 @@ def test_policy_document_from_decision():
     doc = to_policy_document(d, service="svc", version=3, quality_floor=s.quality_floor, generated_at=s.now)
     again = parse_policy(doc.to_json())
     assert again.allocation == d.replicas and again.levels == s.levels and again.version == 3
+
+
+# The simulator's prompt mix at the 390 q/min plateau (bench_sim.redirection_check, 100k prompts).
+PLATEAU_H = {"cache-k0": 0.0353, "cache-k5": 0.0651, "cache-k10": 0.0283, "cache-k15": 0.0356,
+             "cache-k20": 0.0177, "cache-k25": 0.0127, "steps-35": 0.1847, "steps-25": 0.1258,
+             "steps-20": 0.4948}
+
+
+def _routed(s, d, rate):
+    out = dict.fromkeys(s.levels, 0.0)
+    for k, share in s.h.items():
+        for dst, p in d.redirection[k].items():
+            out[dst] += rate * share * p
+    return out
+
+
+def _capacity(s, d):
+    return {lp.level: d.replicas[lp.level] * lp.peak_throughput for lp in s.profiles}
+
+
+def test_plateau_matrix_does_not_overfill_cache_k0():
+    """Regression: 390 q/min x 1.2 headroom on 8 GPUs; the plan sheds 0.53 req/s with no spare capacity.
+
+    The old matrix sent the shed share of the cache-hit rows along their served level, cache-k0:
+    0.768 req/s at the actual 6.5 req/s onto a capacity of 0.393 while steps-20 had 0.7 spare.
+    """
+    actual = 390 / 60
+    s = snap(demand=actual * 1.2, h=PLATEAU_H, current={"cache-k0": 1, "steps-20": 7}, last_change=0.0)
+    d = solve(s)
+    assert d.overload and d.shed_rate > 0.4
+    cap = _capacity(s, d)
+    at_actual = _routed(s, d, actual)
+    assert all(at_actual[k] <= cap[k] * (1 + 1e-9) for k in s.levels), (at_actual, cap)
+    at_planned = _routed(s, d, s.demand)
+    t = s.demand / sum(cap.values())  # every row may reach both levels: equal utilization is the best
+    for k in s.levels:
+        if cap[k] > 0:
+            assert at_planned[k] / cap[k] == pytest.approx(t, rel=1e-6)
+
+
+def test_demand_beyond_target_goes_to_spare_capacity():
+    """Planned at the target (0.9 req/s); the other 0.4 still arrives and must not overfill cache-k0."""
+    s = snap(gpus=2, levels=["cache-k0", "steps-20"], demand=1.3, h={"steps-20": 1.0}, throughput_target=0.9)
+    d = solve(s)
+    assert d.planned == pytest.approx(0.9) and d.replicas == {"cache-k0": 1, "steps-20": 1}
+    cap = _capacity(s, d)
+    routed = _routed(s, d, s.demand)
+    # The plan fills cache-k0 (best quality) at the target; the rest belongs on steps-20's spare capacity
+    # (the served proportions alone would send 0.57 req/s to cache-k0's 0.39).
+    assert routed["cache-k0"] == pytest.approx(cap["cache-k0"])
+    assert all(routed[k] <= cap[k] * (1 + 1e-9) for k in s.levels)

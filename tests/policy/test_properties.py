@@ -5,6 +5,8 @@ Cases:
 - redirection rows sum to 1, and no load goes to a level that breaks its prompts' floor unless
   the decision is flagged as overload;
 - served + shed equals the planned demand;
+- the matrix applied to h_k at the demand overfills no level unless overloaded, and then no level
+  beyond the utilization the levels every row may reach must bear;
 - more GPUs never lower the achievable quality at the same demand (without overload), and raise the
   shed rate by no more than the trade its price allows;
 - identical snapshots give identical decisions;
@@ -55,6 +57,27 @@ def test_budget_floor_and_rows(seed, gpus, n, queues):
         assert violations(s.levels, d.redirection, _demand(s)) == []
         assert d.shed_rate == 0 and d.degraded_rate == 0
     assert d.throughput + d.shed_rate == pytest.approx(d.planned, rel=1e-6, abs=1e-9)
+    _no_needless_overfill(s, d)
+
+
+def _no_needless_overfill(s, d):
+    """The matrix applied to h_k at the snapshot's demand fills no level beyond capacity unless overloaded;
+    then no level beyond max(1, demand / capacity of the levels every row may reach)."""
+    cap = {p.level: d.replicas[p.level] * p.peak_throughput if p.service_time < s.latency_slo else 0.0
+           for p in s.profiles}
+    routed = dict.fromkeys(s.levels, 0.0)
+    for k, share in s.h.items():
+        for dst, p in d.redirection[k].items():
+            routed[dst] += s.demand * share * p
+    common = sum(c for k, c in cap.items() if not (k.startswith("cache-k") and k != "cache-k0"))
+    if not d.overload and s.demand <= s.throughput_target:
+        limit = 1.0
+    elif common > 0:
+        limit = max(1.0, s.demand / common)
+    else:
+        return
+    for k in s.levels:
+        assert routed[k] <= cap[k] * limit * (1 + 1e-6) + 1e-9, (k, routed, cap)
 
 
 @FAST

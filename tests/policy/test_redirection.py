@@ -6,7 +6,10 @@ Cases:
 - rows are normalized, dust is dropped, rows sum to 1;
 - rows without flow fall back to the level itself, else the nearest safe level with replicas,
   else cache-k0;
-- violations() lists only pairs with demand that are not SAFE.
+- violations() lists only pairs with demand that are not SAFE;
+- unplanned load (planned shedding) lands on spare capacity, safe first; without spare capacity it is
+  spread to the least possible utilization, rows without a cache hit (which may not use cache-kK
+  levels) placed first (Hall's condition on the nested reach sets).
 """
 
 from __future__ import annotations
@@ -61,10 +64,25 @@ def test_shed_share_goes_to_spare_capacity_not_the_served_level():
     p = matrix(levels, [1, 2], flows, shed=[0.4, 0.0], capacity=[0.4, 2.0])
     assert abs(p["cache-k0"]["cache-k0"] - 0.5) < 1e-9 and abs(p["cache-k0"]["steps-20"] - 0.5) < 1e-9
     assert p["steps-20"] == {"steps-20": 1.0}
-    # Without spare capacity anywhere the row keeps the served proportions.
+    # Without spare capacity anywhere the excess is spread to equal utilization (1.8 / 1.4 each),
+    # not piled on the row's served level.
     p = matrix(levels, [1, 1], flows, shed=[0.4, 0.0], capacity=[0.4, 1.0])
-    assert p["cache-k0"] == {"cache-k0": 1.0}
+    load = [0.8 * p["cache-k0"].get(lv, 0) + 1.0 * p["steps-20"].get(lv, 0) for lv in levels]
+    assert load == pytest.approx([0.4 * 1.8 / 1.4, 1.0 * 1.8 / 1.4])
     # Safe spare capacity is used before degraded capacity.
     levels3 = ["cache-k0", "steps-35", "steps-20"]
     p = matrix(levels3, [1, 1, 1], [[0, 0, 0], [0, 0.5, 0], [0, 0, 0]], shed=[0, 0.5, 0], capacity=[1.0, 0.5, 1.0])
     assert p["steps-35"] == {"cache-k0": 0.5, "steps-35": 0.5}
+
+
+def test_excess_without_spare_respects_reach_sets():
+    """A miss row may not use cache-k10: its excess fills cache-k0 and steps-20 to t = 3 / 2."""
+    levels = ["cache-k0", "cache-k10", "steps-20"]
+    flows = [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]
+    p = matrix(levels, [1, 1, 1], flows, shed=[1.0, 0.0, 0.0], capacity=[1.0, 1.0, 1.0])
+    assert p["cache-k0"] == pytest.approx({"cache-k0": 0.75, "steps-20": 0.25})
+    assert "cache-k10" not in p["cache-k0"]
+    # A hit row's excess may go anywhere: all three levels end at (3 + 1.5) / 3.
+    p = matrix(levels, [1, 1, 1], flows, shed=[0.0, 1.5, 0.0], capacity=[1.0, 1.0, 1.0])
+    load = [sum(d * p[src].get(lv, 0) for src, d in zip(levels, [1.0, 2.5, 1.0])) for lv in levels]
+    assert load == pytest.approx([1.5, 1.5, 1.5])

@@ -132,14 +132,21 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
         notes.insert(0, kept_note)
     return Decision(
         replicas={n: x[j] for j, n in enumerate(names)},
-        redirection=matrix(names, x, sol.flows.tolist(), shed=sol.shed.tolist(),
-                           capacity=[x[j] * T[j] for j in range(len(names))]),
+        redirection=matrix(names, x, sol.flows.tolist(), shed=_unplanned(s, f, sol).tolist(),
+                           capacity=[x[j] * T[j] if f.usable[j] else 0.0 for j in range(len(names))]),
         throughput=throughput, quality=quality, latency=latency, overload=overload,
         shed_rate=shed if shed > 1e-6 else 0.0, degraded_rate=degraded if degraded > 1e-6 else 0.0,
         backlog_excess=excess if excess > 1e-6 else 0.0, planned=f.planned,
         served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
         gap=max(sol.bound - sol.objective, 0.0), tolerance=f.tolerance,
         changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes)
+
+
+def _unplanned(s: Snapshot, f: milp.Formulation, sol: milp.Solution) -> np.ndarray:
+    """Load per optimal level that arrives but the plan does not serve: planned shedding plus demand
+    beyond the throughput target (the router routes it all, so the matrix must place it)."""
+    beyond = max(s.demand - f.planned, 0.0)
+    return sol.shed + np.array([beyond * s.h.get(k, 0.0) for k in s.levels])
 
 
 def _reason(s: Snapshot, f: milp.Formulation, sol: milp.Solution, x: list[int], throughput: float,

@@ -45,30 +45,17 @@ def fallback_target(levels: list[str], replicas: list[int], src: int) -> int:
 
 def matrix(levels: list[str], replicas: list[int], flows: list[list[float]], shed: list[float] | None = None,
            capacity: list[float] | None = None) -> dict[str, dict[str, float]]:
-    """Row-normalize planned flows y[k][j] into P(k -> j); rows without flow use fallback_target.
+    """Row-normalize planned flows y[k][j] plus each row's unplanned load into P(k -> j).
 
-    The router cannot shed by itself: load the plan sheds still arrives and follows its row.
-    So each row's shed share is first placed on spare capacity (`capacity` minus planned
-    flows): nearest safe level first, then nearest degraded one; only what no level can take
-    follows the served proportions (and meets a full queue there, answered 503).
+    `shed[k]` is load of optimal level k that arrives but the plan does not serve (planned
+    shedding, demand beyond the throughput target): the router cannot shed by itself, so it
+    follows the row. It goes to spare capacity (`capacity` minus planned flows) first, then, when
+    no reachable level has any, spreads so that no level is filled beyond the least possible
+    utilization (see place_extra). Rows without any load use fallback_target.
     """
     rows = [list(r) for r in flows]
     if shed is not None and capacity is not None:
-        table = relation_table(levels)
-        spare = [max(0.0, capacity[j] - sum(r[j] for r in flows)) if replicas[j] > 0 else 0.0
-                 for j in range(len(levels))]
-        for k in range(len(levels)):
-            left = shed[k]
-            safe = [j for j in range(k, -1, -1) if table[k][j] == SAFE]
-            degraded = [j for j in range(k + 1, len(levels)) if table[k][j] == DEGRADED]
-            for j in safe + degraded:
-                if left <= 1e-12:
-                    break
-                take = min(left, spare[j])
-                if take > 0:
-                    rows[k][j] += take
-                    spare[j] -= take
-                    left -= take
+        rows = place_extra(levels, rows, shed, capacity)
     out: dict[str, dict[str, float]] = {}
     for k, name in enumerate(levels):
         row = rows[k]
@@ -80,6 +67,63 @@ def matrix(levels: list[str], replicas: list[int], flows: list[list[float]], she
         norm = sum(probs.values())  # renormalize after dropping dust so rows sum to 1 exactly enough
         out[name] = {lv: p / norm for lv, p in probs.items()}
     return out
+
+
+def place_extra(levels: list[str], flows: list[list[float]], extra: list[float],
+                capacity: list[float]) -> list[list[float]]:
+    """Add each row's unplanned load `extra[k]` to the flows without overfilling any level needlessly.
+
+    First on spare capacity, nearest safe level first, then the nearest degraded one (the row
+    is unplanned load: the plan already declared overload or demand beyond target). What no
+    reachable spare takes is spread so that the fullest level's load/capacity ratio t is as low
+    as it can be: a row may reach every level with capacity except where NEVER holds, and NEVER
+    sets are nested (rows without a cache hit reach a subset of what hit rows reach), so Hall's
+    condition gives t exactly, t = max over the two reach sets S of (load(S) + extra(S)) / cap(S),
+    and filling each level up to t x capacity, restricted rows first, places everything.
+    Scaled to a lower actual demand d, every level then stays within capacity once
+    d <= planned / t: the matrix never concentrates the excess on one level.
+    """
+    n = len(levels)
+    rows = [list(r) for r in flows]
+    table = relation_table(levels)
+    load = [sum(r[j] for r in rows) for j in range(n)]
+    cap = [max(c, 0.0) for c in capacity]
+    order = {k: [j for j in range(k, -1, -1) if table[k][j] == SAFE]
+             + [j for j in range(k + 1, n) if table[k][j] == DEGRADED] for k in range(n)}
+    left = [max(e, 0.0) for e in extra]
+
+    def fill(k: int, room) -> None:
+        for j in order[k]:
+            if left[k] <= 1e-12:
+                return
+            take = min(left[k], room(j))
+            if take > 0:
+                rows[k][j] += take
+                load[j] += take
+                left[k] -= take
+
+    for k in range(n):
+        fill(k, lambda j: cap[j] - load[j])
+    if max(left, default=0.0) <= 1e-12:
+        return rows
+    # Reach sets: rows are grouped by which levels they may reach (at most two distinct sets).
+    reach = {k: frozenset(j for j in order[k] if cap[j] > 0) for k in range(n) if left[k] > 1e-12}
+    t = 1.0
+    for s in set(reach.values()):
+        if not s:
+            continue
+        need = sum(left[k] for k, r in reach.items() if r <= s)
+        t = max(t, (sum(load[j] for j in s) + need) / sum(cap[j] for j in s))
+    t *= 1 + 1e-12
+    for k in sorted(reach, key=lambda k: (len(reach[k]), k)):  # restricted rows first (Hall)
+        fill(k, lambda j: t * cap[j] - load[j])
+        if left[k] > 1e-12 and reach[k]:  # float dust
+            j = max(reach[k], key=lambda j: cap[j])
+            rows[k][j] += left[k]
+            load[j] += left[k]
+            left[k] = 0.0
+    # A row that reaches no level with capacity keeps its served proportions (nothing better exists).
+    return rows
 
 
 def violations(levels: list[str], redirection: dict[str, dict[str, float]],
