@@ -1,0 +1,348 @@
+"""End to end through real Envoy → router → several real Triton workers at different levels.
+
+One system for the module: levels cache-k0 (2 replicas), cache-k1 and steps-1 (1 each) of
+the tiny model (2 steps, 32x32), the router with a small admission limit and Envoy with a
+request limit and a local rate limit in front. Cases, in order:
+- per-level placement: with a redirection matrix in force, the per-level counts of the
+  responses' `level` match the matrix (chi-square at p=1e-4 plus per-level 4.5-sigma
+  binomial bands, chosen so that a uniform or an all-full-quality draw fails), and the
+  router's /metrics and the workers' Triton /metrics count the same numbers per level;
+- a policy change written mid-load (and then an invalid one) takes effect within the
+  reload interval, with no failed request; the invalid one is rejected and counted;
+- overload far beyond capacity (48 clients, >3x what is served): the extra requests get
+  fast 429 (Envoy rate limit) and 503 (router admission) with Retry-After (p90 in Envoy
+  < 250 ms), while accepted requests keep the latency of the system at capacity (4 clients,
+  none refused: within 1.5x + 0.2 s) and within 8x the unloaded one (4 admitted); latencies are
+  Envoy's access-log durations, as the Python client on 2 busy cores adds its own delay;
+- SIGKILL of one cache-k0 replica mid-load loses no request: the router retries on the
+  other replica (retries counted in the responses and in /metrics). Runs last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import signal
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from argus.adapters.envoy_config import EnvoySettings, build_bootstrap
+from argus.local.runtime import LocalSystem
+from argus.local.supervisor import free_port, wait_http
+from argus.policy.document import PolicyDocument
+from argus.router.settings import RouterSettings
+from argus.spec import parse_spec
+
+URL = "/v1/images/generations"
+LEVELS = ["cache-k0", "cache-k1", "steps-1"]
+REPLICAS = {"cache-k0": 2, "cache-k1": 1, "steps-1": 1}
+ROUTER_MAX_PENDING = 4  # the other cases run 4 closed-loop clients: never refused
+RATE_LIMIT_RPS = 25  # the other cases send ~8-12 req/s; the overload case ~40
+
+
+def _start_router(system: LocalSystem, max_pending: int) -> None:
+    port = system.ports.setdefault("router", free_port())
+    s = RouterSettings(port=port, policy_dir=system.workdir / "policy",
+                       endpoints_file=system.workdir / "endpoints.json", default_service=system.service,
+                       sizes=system.sizes, default_size=system.sizes[0], max_pending=max_pending,
+                       timeout_s=60, latency_slo_s=system.spec.latency_slo, quality_floor=system.spec.quality_floor)
+    child = system.supervisor.start("router", [sys.executable, "-m", "argus.router"], s.to_env())
+    wait_http(f"http://127.0.0.1:{port}/healthz", 60, child)
+
+
+def _start_envoy(system: LocalSystem) -> None:
+    for k in ("envoy", "envoy_stats", "envoy_admin"):
+        system.ports.setdefault(k, free_port())
+    cfg = EnvoySettings(listen_port=system.ports["envoy"], stats_port=system.ports["envoy_stats"],
+                        admin_port=system.ports["envoy_admin"], router_port=system.ports["router"],
+                        max_requests=32, max_pending_requests=32, rate_limit_rps=RATE_LIMIT_RPS,
+                        rate_limit_burst=RATE_LIMIT_RPS, route_timeout_s=60,
+                        access_log_path=str(system.workdir / "logs" / "envoy-access.log"))
+    path = system.workdir / "envoy.yaml"
+    path.write_text(yaml.safe_dump(build_bootstrap(cfg), sort_keys=False))
+    envoy = Path(sys.executable).parent / "envoy"
+    cmd = [str(envoy if envoy.exists() else "envoy"), "-c", str(path), "--log-level", "warn",
+           "--base-id", str(system.ports["envoy"])]
+    wait_http(f"{system.url}/healthz", 30, system.supervisor.start("envoy", cmd))
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    """Workers per REPLICAS (one torch thread each), router, Envoy; every process killed at the end."""
+    spec = parse_spec({"model": {"steps": 2, "height": 32, "width": 32}, "levels": LEVELS,
+                       "throughputTarget": 1, "gpus": 4, "latencySLO": 30, "qualityFloor": 90})
+    sysm = LocalSystem("svc", spec, tmp_path_factory.mktemp("levels"), sizes=("32x32",))
+    try:
+        with pytest.MonkeyPatch.context() as mp:  # 4 workers on 2 cores: no thread oversubscription
+            mp.setenv("OMP_NUM_THREADS", "1")
+            mp.setenv("MKL_NUM_THREADS", "1")
+            reps = [sysm.start_worker(lv, wait=False) for lv, n in REPLICAS.items() for _ in range(n)]
+        for rep in reps:
+            sysm.wait_worker(rep)
+            sysm.ready.add(rep.name)
+        sysm.publish_endpoints()
+        _write_policy(sysm, 1, {"cache-k0": {"cache-k0": 1.0}})
+        _start_router(sysm, ROUTER_MAX_PENDING)
+        _start_envoy(sysm)
+        _wait_policy(sysm, 1)
+        yield sysm
+    finally:
+        sysm.stop()  # TERM then KILL of every process group (Triton stubs included)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def _write_policy(system: LocalSystem, version: int, redirection: dict, raw: str | None = None) -> None:
+    """Atomically replace the service's policy file (the router polls it every 0.5 s)."""
+    doc = raw or PolicyDocument(version=version, service="svc", quality_floor=90, levels=LEVELS,
+                                allocation=REPLICAS, redirection=redirection).to_json()
+    path = system.workdir / "policy" / "svc.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(doc)
+    os.replace(tmp, path)
+
+
+def _metrics(system: LocalSystem) -> dict[tuple, float]:
+    """The router's /metrics as {(name, sorted labels): value}."""
+    text = httpx.get(system.url + "/metrics", timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def _metric(m: dict, name: str, **labels) -> float:
+    return m.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _wait_policy(system: LocalSystem, version: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _metric(_metrics(system), "argus_router_policy_version", service="svc") == version:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"router did not adopt policy version {version} within {timeout}s")
+
+
+def _triton_success(system: LocalSystem) -> dict[str, float]:
+    """Successful inferences per level, summed over the live replicas' Triton /metrics."""
+    out: dict[str, float] = {}
+    for rep in system.replicas.values():
+        text = httpx.get(f"http://127.0.0.1:{rep.ports.metrics}/metrics", timeout=10).text
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if fam.name == "nv_inference_request_success" and s.labels.get("model") == rep.level:
+                    out[rep.level] = out.get(rep.level, 0.0) + s.value
+    return out
+
+
+class Rec:
+    """One request's outcome as the client saw it."""
+
+    def __init__(self, t0, t1, status, body, retry_after):
+        self.t0, self.t1, self.status, self.body, self.retry_after = t0, t1, status, body, retry_after
+
+    @property
+    def argus(self) -> dict:
+        return self.body["argus"][0]
+
+
+async def _load(system: LocalSystem, n: int, concurrency: int, on_done=None, pause_on_reject: float = 0.0,
+                until=None) -> list[Rec]:
+    """Closed-loop load: `concurrency` clients share `n` requests, or run until `until()` is true."""
+    recs: list[Rec] = []
+    counter = iter(range(10**9))
+
+    async def client(http):
+        while True:
+            i = next(counter)
+            if (until is None and i >= n) or (until is not None and until()):
+                return
+            t0 = time.monotonic()
+            r = await http.post(URL, json={"prompt": f"a lighthouse at dusk {i}", "seed": i})
+            body = r.json()
+            rec = Rec(t0, time.monotonic(), r.status_code, body, r.headers.get("retry-after"))
+            recs.append(rec)
+            if on_done:
+                on_done(rec, len(recs))
+            if r.status_code != 200 and pause_on_reject:
+                await asyncio.sleep(pause_on_reject)
+
+    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
+    async with httpx.AsyncClient(base_url=system.url, timeout=60, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+    return recs
+
+
+def _counts(recs: list[Rec]) -> dict[str, int]:
+    out = {lv: 0 for lv in LEVELS}
+    for r in recs:
+        out[r.argus["level"]] += 1
+    return out
+
+
+# ---- cases -----------------------------------------------------------------------------------
+
+MATRIX = {"cache-k0": 0.1, "cache-k1": 0.7, "steps-1": 0.2}
+N_PLACED = 120
+CHI2_DF2_P1E4 = -2 * math.log(1e-4)  # chi-square (2 dof) survival function is exp(-x/2)
+
+
+def _chi2(counts: dict[str, int], probs: dict[str, float], n: int) -> float:
+    return sum((counts[lv] - n * p) ** 2 / (n * p) for lv, p in probs.items())
+
+
+def test_statistical_bounds_reject_wrong_placements():
+    """The bands of the placement case reject what a broken router would produce (guards the guard)."""
+    wrong = [{"cache-k0": 40, "cache-k1": 40, "steps-1": 40},  # uniform: matrix ignored
+             {"cache-k0": 120, "cache-k1": 0, "steps-1": 0},  # optimal level only
+             {"cache-k0": 12, "cache-k1": 24, "steps-1": 84}]  # two levels swapped
+    assert all(_chi2(c, MATRIX, N_PLACED) > CHI2_DF2_P1E4 for c in wrong)
+    assert _chi2({"cache-k0": 12, "cache-k1": 84, "steps-1": 24}, MATRIX, N_PLACED) == 0
+
+
+def test_prompts_land_on_the_levels_of_the_redirection_matrix(system):
+    _write_policy(system, 2, {"cache-k0": MATRIX})
+    _wait_policy(system, 2)
+    m0, t0 = _metrics(system), _triton_success(system)
+    recs = asyncio.run(_load(system, N_PLACED, concurrency=4))
+    assert [r.status for r in recs if r.status != 200] == []
+    counts = _counts(recs)
+    assert _chi2(counts, MATRIX, N_PLACED) < CHI2_DF2_P1E4, counts
+    for lv, p in MATRIX.items():
+        sd = math.sqrt(N_PLACED * p * (1 - p))
+        assert abs(counts[lv] - N_PLACED * p) <= 4.5 * sd, (lv, counts)
+    assert {r.argus["optimal_level"] for r in recs} == {"cache-k0"}
+    assert {r.argus["steps_run"] for r in recs if r.argus["level"] == "steps-1"} == {1}
+    m1, t1 = _metrics(system), _triton_success(system)
+    for lv in LEVELS:  # the router's own counters and the workers of each level agree with the responses
+        name = "argus_router_requests_total"
+        assert _metric(m1, name, service="svc", level=lv, outcome="ok") - \
+            _metric(m0, name, service="svc", level=lv, outcome="ok") == counts[lv], lv
+        assert t1.get(lv, 0) - t0.get(lv, 0) == counts[lv], lv
+    opt = "argus_router_optimal_level_total"
+    assert _metric(m1, opt, service="svc", level="cache-k0") - _metric(m0, opt, service="svc",
+                                                                        level="cache-k0") == N_PLACED
+
+
+def test_policy_change_mid_load_without_failed_requests(system):
+    _write_policy(system, 3, {"cache-k0": {"cache-k0": 1.0}})
+    _wait_policy(system, 3)
+    marks: dict[str, float] = {}
+
+    def on_done(rec, done):
+        if done == 20:  # a third of the way through: the control loop publishes a new decision
+            marks["v4"] = time.monotonic()
+            _write_policy(system, 4, {"cache-k0": {"steps-1": 1.0}})
+        if done == 40:  # then an invalid one (row sums to 0.9): rejected, v4 stays in force
+            marks["bad"] = time.monotonic()
+            _write_policy(system, 5, {}, raw=json.dumps({
+                "version": 5, "service": "svc", "quality_floor": 90, "levels": LEVELS,
+                "redirection": {"cache-k0": {"cache-k0": 0.9}}}))
+
+    rejected0 = _metric(_metrics(system), "argus_router_policy_rejected_total")
+    # run until 2.5 s after the invalid document: long enough for both reloads (every 0.5 s)
+    recs = asyncio.run(_load(system, 0, concurrency=4, on_done=on_done,
+                             until=lambda: time.monotonic() > marks.get("bad", math.inf) + 2.5))
+    assert [r.status for r in recs if r.status != 200] == []
+    before = [r for r in recs if r.t1 < marks["v4"]]
+    after = [r for r in recs if r.t0 > marks["v4"] + 1.5]  # reload every 0.5 s, plus scheduling slack
+    after_bad = [r for r in recs if r.t0 > marks["bad"] + 1.5]
+    assert len(before) >= 19 and len(after) >= 10 and after_bad, (len(before), len(after), len(after_bad))
+    assert {r.argus["level"] for r in before} == {"cache-k0"}
+    assert {r.argus["level"] for r in after} == {"steps-1"}  # after_bad included: v4 stays in force
+    m = _metrics(system)
+    assert _metric(m, "argus_router_policy_version", service="svc") == 4
+    assert _metric(m, "argus_router_policy_rejected_total") == rejected0 + 1
+
+
+def _access_log(system: LocalSystem) -> list[dict]:
+    path = system.workdir / "logs" / "envoy-access.log"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def _served(system: LocalSystem, since: float, n: int) -> list[tuple[int, float]]:
+    """(status, seconds) of the `n` requests Envoy logged as started after unix time `since` (flushed ~1 s)."""
+    def entries():
+        return [e for e in _access_log(system) if e["path"] == URL
+                and datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() >= since]
+    deadline = time.monotonic() + 10
+    while len(got := entries()) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(got) == n, (len(got), n)
+    return [(int(e["status"]), int(e["duration_ms"]) / 1e3) for e in got]
+
+
+def test_overload_is_shed_fast_and_accepted_latency_holds(system):
+    """Latencies are Envoy's own (access log): the Python test client on 2 busy cores adds its own delay."""
+    _write_policy(system, 6, {"cache-k0": {"cache-k0": 1.0}})  # 2 replicas serve everything
+    _wait_policy(system, 6)
+    mark = time.time()
+    unloaded = asyncio.run(_load(system, 12, concurrency=1))
+    base = statistics.median(d for _, d in _served(system, mark, len(unloaded))[2:])
+    mark = time.time()  # at capacity: as many closed-loop clients as the router admits; none refused
+    end = time.monotonic() + 4
+    full = asyncio.run(_load(system, 0, concurrency=ROUTER_MAX_PENDING, until=lambda: time.monotonic() > end))
+    assert [r.status for r in full if r.status != 200] == []
+    at_capacity = statistics.median(d for _, d in _served(system, mark, len(full)))
+    shed0 = _metric(_metrics(system), "argus_router_shed_total", service="svc", reason="router_max_pending")
+    mark = time.time()
+    # 48 clients that retry 20 ms after a refusal: 12x the 4 requests the router admits
+    end = time.monotonic() + 8
+    recs = asyncio.run(_load(system, 0, concurrency=48, pause_on_reject=0.02, until=lambda: time.monotonic() > end))
+    ok = [r for r in recs if r.status == 200]
+    rejected = [r for r in recs if r.status != 200]
+    assert {r.status for r in rejected} <= {429, 503}, {r.status for r in rejected}
+    assert all(r.retry_after for r in rejected)
+    router_503 = [r for r in rejected if r.status == 503 and r.body["error"]["type"] == "overloaded_error"]
+    n429 = sum(r.status == 429 for r in rejected)
+    assert n429 and router_503, len(rejected)
+    shed = _metric(_metrics(system), "argus_router_shed_total", service="svc", reason="router_max_pending")
+    assert shed - shed0 == len(router_503)
+    assert len(ok) >= 10 and len(rejected) >= 2 * len(ok), (len(ok), len(rejected))  # offered >= 3x served
+    served = _served(system, mark, len(recs))
+    refusals = sorted(d for st, d in served if st != 200)
+    accepted = statistics.median(d for st, d in served if st == 200)
+    p90 = refusals[int(0.9 * len(refusals))]
+    print(f"\noverload: {len(recs)} requests in 8 s: {len(ok)} ok, {len(router_503)} router 503, {n429} Envoy 429, "
+          f"{len(rejected) - len(router_503) - n429} Envoy 503; in Envoy: refusals p90 {p90 * 1e3:.0f} ms, accepted "
+          f"p50 {accepted * 1e3:.0f} ms vs unloaded p50 {base * 1e3:.0f} ms ({accepted / base:.2f}x) and at "
+          f"capacity p50 {at_capacity * 1e3:.0f} ms ({accepted / at_capacity:.2f}x)")
+    assert p90 < 0.25, p90
+    # Admitted: at most 4 in flight over 2 replicas (one dynamic batch of 2 each), so the latency stays
+    # that of a system at capacity. Without admission all 48 clients would queue at the workers
+    # (24 per replica, 3 batches of 8 deep): several times the at-capacity latency.
+    assert accepted < 1.5 * at_capacity + 0.2, (accepted, at_capacity)
+    assert accepted < 8 * base + 0.3, (accepted, base)
+
+
+def test_sigkill_of_a_replica_mid_load_loses_no_request(system):
+    _write_policy(system, 7, {"cache-k0": {"cache-k0": 1.0}})
+    _wait_policy(system, 7)
+    victim = next(r for r in system.replicas.values() if r.level == "cache-k0")
+    retries0 = _metric(_metrics(system), "argus_router_retries_total", service="svc", level="cache-k0")
+    marks: dict[str, float] = {}
+
+    def on_done(rec, done):
+        if done == 15:
+            child = system.supervisor.children[victim.name]
+            os.killpg(child.popen.pid, signal.SIGKILL)  # no unpublish: the router finds it dead
+            marks["kill"] = time.monotonic()
+
+    recs = asyncio.run(_load(system, 50, concurrency=4, on_done=on_done))
+    assert [(r.status, r.body) for r in recs if r.status != 200] == []
+    assert any(r.argus["replica"] == victim.grpc for r in recs if r.t1 < marks["kill"])
+    after = [r for r in recs if r.t0 > marks["kill"]]
+    assert after and all(r.argus["replica"] != victim.grpc for r in after)
+    retried = [r for r in recs if r.argus["retries"] > 0]
+    assert retried
+    retries = _metric(_metrics(system), "argus_router_retries_total", service="svc", level="cache-k0")
+    assert retries - retries0 == sum(r.argus["retries"] for r in recs)
