@@ -10,9 +10,9 @@ Cases:
 - more GPUs never lower the achievable quality at the same demand (without overload), and raise the
   shed rate by no more than the trade its price allows;
 - identical snapshots give identical decisions;
-- under constant load the decision does not change from one period to the next (no flapping): within
-  the dwell time only an overloaded allocation is improved on; past it the allocation settles after at
-  most two improvements and never returns to an earlier one.
+- under constant load the decision does not change from one period to the next (no flapping), within
+  the dwell time and past it; two snapshots where a node-limited first search used to be improved on
+  in the next period (regression).
 """
 
 from __future__ import annotations
@@ -101,24 +101,25 @@ def test_identical_snapshots_identical_decisions(seed, gpus, n, queues):
     assert solve(s).to_dict() == solve(s.with_()).to_dict()
 
 
+def _assert_no_flap(s):
+    d1 = solve(s)
+    # Next period, within the dwell time, and later periods past it: the same allocation every time.
+    now = s.now + 15.0
+    assert solve(s.with_(current=d1.replicas, last_change=s.now, now=now)).replicas == d1.replicas
+    for _ in range(3):
+        now += 600.0
+        assert solve(s.with_(current=d1.replicas, last_change=s.now, now=now)).replicas == d1.replicas
+
+
 @FAST
 @given(SEEDS, st.integers(1, 64), LEVELS, st.booleans())
 def test_no_flapping_under_constant_load(seed, gpus, n, queues):
-    s = _snap(seed, gpus, n, queues)
-    d1 = solve(s)
-    # Next period, within the dwell time: unchanged, unless the allocation is overloaded and a search
-    # started from it finds a better one (the node-limited first search may have missed it).
-    d2 = solve(s.with_(current=d1.replicas, last_change=s.now, now=s.now + 15.0))
-    assert d2.replicas == d1.replicas or (d1.overload and d2.objective > d1.objective)
-    # Later periods, each past the dwell time: the allocation settles and never oscillates.
-    seen, prev, now, changes = [d1.replicas], d2, s.now + 15.0, int(d2.replicas != d1.replicas)
-    for _ in range(4):
-        now += 600.0
-        d = solve(s.with_(current=prev.replicas, last_change=now - 600.0, now=now))
-        if d.replicas != prev.replicas:
-            changes += 1
-            assert d.replicas not in seen, "returned to an earlier allocation"
-            seen.append(prev.replicas)
-        prev = d
-    assert changes <= 2
-    assert solve(s.with_(current=prev.replicas, last_change=now, now=now + 600.0)).replicas == prev.replicas
+    _assert_no_flap(_snap(seed, gpus, n, queues))
+
+
+@pytest.mark.parametrize("seed, gpus, n", [(204, 51, 9), (712, 38, 5)])
+def test_no_flapping_where_a_node_limited_search_used_to_improve_next_period(seed, gpus, n):
+    """Regression: the first search stopped at its node limit (one declared overload although a safe
+    allocation existed); the next period's warm search found one better by more than the hysteresis
+    threshold and moved. The first answer is now settled to within that threshold."""
+    _assert_no_flap(_snap(seed, gpus, n, True))

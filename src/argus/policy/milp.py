@@ -18,7 +18,7 @@ binds; then the decision carries the proven gap. Small instances are exact (test
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -33,6 +33,7 @@ REL_TOL = 1e-3  # optimality tolerance, relative to serving all planned load at 
 MAX_NODES = 48  # branch-and-bound nodes per solve; the decision reports the gap if this binds
 GIVE_UP = 32  # safe search: nodes without any integer point before the overload search takes over
 MAX_NODES_OVERLOAD = 64  # the overload model's bound is weaker (shedding is priced high): search longer
+MAX_NODES_SETTLE = 4000  # safety cap of the search that closes the gap to the hysteresis threshold
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ class Formulation:
     current: np.ndarray
     switch_cost: np.ndarray  # c_j per added replica (0 on cold start)
     throughput: np.ndarray  # T_j, requests/s per replica
+    # One warm HiGHS model per formulation, shared by every search, relaxation and fixed-x evaluation.
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def lp(self) -> LpModel:
+        """The formulation's HiGHS model (built on first use; x bounds are set per solve)."""
+        if "lp" not in self.cache:
+            self.cache["lp"] = LpModel(self.c, self.A, self.lb, self.ub, self.bounds_lo, self.bounds_hi, self.n)
+        return self.cache["lp"]
 
     @property
     def off_y(self) -> int:
@@ -170,26 +179,25 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
 
 def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
         max_nodes: int | None = None, start: np.ndarray | None = None,
-        give_up: int | None = None) -> Solution | None:
-    """Solve by branch and bound (from `start` if given), as the LP relaxation (`relax`), or with
-    replicas fixed; None if infeasible."""
-    lo, hi = f.bounds_lo.copy(), f.bounds_hi.copy()
+        give_up: int | None = None, tol: float | None = None) -> Solution | None:
+    """Solve by branch and bound (from `start` if given, to within `tol`, default f.tolerance), as the
+    LP relaxation (`relax`), or with replicas fixed; None if infeasible."""
+    lo = f.bounds_lo[:f.n]
+    lp = f.lp()
     if fixed_x is not None:
         # The box on x is a search aid, not a rule: any allocation within budget and floor is evaluable.
-        hi[:f.n] = np.maximum(np.where(f.usable, f.gpus, 0.0), lo[:f.n])
-        if np.any(fixed_x < lo[:f.n]) or np.any(fixed_x > hi[:f.n]) or fixed_x.sum() > f.gpus:
+        hi = np.maximum(np.where(f.usable, f.gpus, 0.0), lo)
+        if np.any(fixed_x < lo) or np.any(fixed_x > hi) or fixed_x.sum() > f.gpus:
             return None
-        lo[:f.n] = hi[:f.n] = fixed_x
-    lp = LpModel(f.c, f.A, f.lb, f.ub, lo, hi, f.n)
-    if fixed_x is not None or relax:
+        r = lp.solve(fixed_x, fixed_x)
+        return None if r is None else _solution(f, -r[0], -r[0], r[1], integral=True)
+    if relax:
         r = lp.solve(lp.lo0, lp.hi0)
-        if r is None:
-            return None
-        return _solution(f, -r[0], -r[0], r[1], integral=not relax)
+        return None if r is None else _solution(f, -r[0], -r[0], r[1], integral=False)
     limit = max_nodes or (MAX_NODES_OVERLOAD if f.overload else MAX_NODES)
-    if start is not None and (np.any(start < lo[:f.n]) or np.any(start[~f.usable] > 0)):
+    if start is not None and (np.any(start < lo) or np.any(start[~f.usable] > 0)):
         start = None  # below the full-quality floor or on a level too slow for the SLO
-    r = branch_and_bound(lp, f.tolerance, f.gpus, limit, start, give_up)
+    r = branch_and_bound(lp, f.tolerance if tol is None else tol, f.gpus, limit, start, give_up)
     if r is None:
         return None
     obj, cols, bound = r

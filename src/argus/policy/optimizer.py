@@ -32,19 +32,46 @@ def solve(s: Snapshot) -> Decision:
         fo = milp.build(s, overload=True, certain=certain)
         over = milp.run(fo, start=start)
         assert over is not None  # feasible by construction: shedding absorbs everything
-        seed = over if not _overloaded(fo, over) else milp.repair(f, fo, over)
+        # A repair cannot help when even fractional replicas cannot serve everything safely.
+        seed = over if not _overloaded(fo, over) else (None if certain else milp.repair(f, fo, over))
         if seed is not None:
             best = milp.run(f, start=seed.x)
         if best is None:
             f, best = fo, over
+    best = _settle(s, f, best)
     kept_note = None
     if f.current.sum() > 0 and not np.array_equal(best.x, f.current):
+        fc = f
         cur = milp.run(f, fixed_x=f.current)
+        if cur is None and not f.overload:
+            # The running allocation cannot serve the load safely: compare in the overload model, where a
+            # safe plan has the same value, so a gain within the hysteresis threshold is not a reason
+            # to move (the kept decision says overload).
+            fc = milp.build(s, overload=True)
+            cur = milp.run(fc, fixed_x=f.current)
         if cur is not None:
-            keep, kept_note = _keep_current(s, f, best, cur)
+            keep, kept_note = _keep_current(s, fc, best, cur)
             if keep:
-                return _decision(s, f, cur, cur.x, kept_note)
+                return _decision(s, fc, cur, cur.x, kept_note)
     return _decision(s, f, best, _with_spare(s, f, best.x), kept_note)
+
+
+def _settle(s: Snapshot, f: milp.Formulation, best: milp.Solution) -> milp.Solution:
+    """Close the proven gap to within half the hysteresis threshold when the node limit left it wider.
+
+    No flapping: the next period's search, warm from this answer, can then find no allocation better
+    by more than the threshold (its switching costs only lower the others), so it keeps this one.
+    Only node-limited searches get here, and the looser tolerance keeps the extra search short.
+    """
+    target = max(0.5 * s.hysteresis.min_gain * max(_served_quality(s, best), 1.0), f.tolerance)
+    if best.bound - best.objective <= target:
+        return best
+    more = milp.run(f, start=best.x, tol=target, max_nodes=milp.MAX_NODES_SETTLE)
+    return more if more is not None and more.objective >= best.objective else best
+
+
+def _served_quality(s: Snapshot, sol: milp.Solution) -> float:
+    return float((sol.flows.sum(axis=0) * [p.quality for p in s.profiles]).sum())
 
 
 def objective_of(s: Snapshot, replicas: dict[str, int], overload: bool) -> float | None:
@@ -85,7 +112,7 @@ def _degraded(f: milp.Formulation, sol: milp.Solution) -> float:
 def _keep_current(s: Snapshot, f: milp.Formulation, best: milp.Solution,
                   cur: milp.Solution) -> tuple[bool, str]:
     """Hysteresis: keep a working allocation within its dwell time or when a change gains too little."""
-    served_q = float((cur.flows.sum(axis=0) * [p.quality for p in s.profiles]).sum())
+    served_q = _served_quality(s, cur)
     gain = best.objective - cur.objective
     # A gain within the search tolerance is noise, not a reason to reload replicas.
     threshold = max(s.hysteresis.min_gain * max(served_q, 1.0), f.tolerance)
