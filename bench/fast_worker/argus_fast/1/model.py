@@ -1,0 +1,34 @@
+"""Trivial fast worker: answers at once with a HEIGHTxWIDTH image filled from the seed, and INFO.
+
+Same tensors as the Argus worker (see ../config.pbtxt); used only by bench/bench_router.py.
+"""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def _scalar(request, name):
+    t = pb_utils.get_input_tensor_by_name(request, name)
+    return None if t is None else t.as_numpy().reshape(-1)[0]
+
+
+class TritonPythonModel:
+    """One level name, no model: the level is the Triton model name."""
+
+    def initialize(self, args):
+        """Remember the level (model name)."""
+        self.level = args["model_name"]
+
+    def execute(self, requests):
+        """One image per request, no computation beyond filling it."""
+        out = []
+        for req in requests:
+            h, w, seed = int(_scalar(req, "HEIGHT")), int(_scalar(req, "WIDTH")), int(_scalar(req, "SEED"))
+            image = np.full((1, h, w, 3), seed % 256, dtype=np.uint8)
+            info = {"level": self.level, "k_used": 0, "steps_run": 0, "cache_hit": False, "fallback_reason": None}
+            out.append(pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("IMAGE", image),
+                pb_utils.Tensor("INFO", np.array([[json.dumps(info)]], dtype=np.object_))]))
+        return out
