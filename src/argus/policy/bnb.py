@@ -57,7 +57,7 @@ class LpModel:
         self.h.run()
         if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
-        return self.h.getInfo().objective_function_value, np.array(self.h.getSolution().col_value)
+        return self.h.getObjectiveValue(), np.array(self.h.getSolution().col_value)
 
 
 def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 100000,

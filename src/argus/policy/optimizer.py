@@ -26,6 +26,9 @@ def solve(s: Snapshot) -> Decision:
     # from it, or one a single replica move repairs, is polished by the safe model again. Overload is
     # declared only when all of that finds no safe allocation.
     f = milp.build(s, overload=False)
+    steady = _steady(s, f)
+    if steady is not None:
+        return steady
     best = milp.run(f, start=start, give_up=milp.GIVE_UP)
     if best is None:
         certain = milp.run(f, relax=True) is None  # not even fractional replicas serve it all safely
@@ -54,6 +57,24 @@ def solve(s: Snapshot) -> Decision:
             if keep:
                 return _decision(s, fc, cur, cur.x, kept_note)
     return _decision(s, f, best, _with_spare(s, f, best.x), kept_note)
+
+
+def _steady(s: Snapshot, f: milp.Formulation) -> Decision | None:
+    """Keep a running allocation that serves the load safely when no allocation, even with fractional
+    replicas, would gain more than the hysteresis threshold over it: exact, and two LPs instead of a search.
+    """
+    if f.current.sum() == 0:
+        return None
+    cur = milp.run(f, fixed_x=f.current)
+    if cur is None:
+        return None
+    bound = milp.run(f, relax=True)
+    threshold = max(s.hysteresis.min_gain * max(_served_quality(s, cur), 1.0), f.tolerance)
+    if bound is None or bound.objective - cur.objective > threshold:
+        return None
+    note = (f"hysteresis: kept current allocation; no change can gain more than "
+            f"{bound.objective - cur.objective:.3g} (<= {s.hysteresis.min_gain:.0%} of served quality)")
+    return _decision(s, f, cur, cur.x, note)
 
 
 def _settle(s: Snapshot, f: milp.Formulation, best: milp.Solution) -> milp.Solution:

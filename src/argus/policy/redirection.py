@@ -8,11 +8,14 @@ level is itself such a cache level (it had a hit) may go there; other load would
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from argus.levels import parse_level
 
 SAFE, DEGRADED, NEVER = "safe", "degraded", "never"
 
 
+@lru_cache(maxsize=1024)  # memo of a pure function of the name: parsing dominated small solves
 def _needs_hit(name: str) -> bool:
     lv = parse_level(name, 1000)
     return lv.family == "cache" and lv.skip > 0
@@ -26,10 +29,15 @@ def relation(levels: list[str], src: int, dst: int) -> str:
 
 
 def relation_table(levels: list[str]) -> list[list[str]]:
-    """relation(levels, k, j) for every pair, computed once per solve."""
+    """relation(levels, k, j) for every pair (a fresh copy of a table cached per level set)."""
+    return [list(row) for row in _table(tuple(levels))]
+
+
+@lru_cache(maxsize=256)
+def _table(levels: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     hit = [_needs_hit(n) for n in levels]
-    return [[NEVER if hit[j] and not hit[k] else (SAFE if j <= k else DEGRADED) for j in range(len(levels))]
-            for k in range(len(levels))]
+    return tuple(tuple(NEVER if hit[j] and not hit[k] else (SAFE if j <= k else DEGRADED)
+                       for j in range(len(levels))) for k in range(len(levels)))
 
 
 def fallback_target(levels: list[str], replicas: list[int], src: int) -> int:
