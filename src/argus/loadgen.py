@@ -38,6 +38,8 @@ class Sample:
 
     t: float
     allocation: dict
+    overload: bool | None = None  # the control loop's last plan declared overload
+    degraded: bool | None = None  # the control loop reported Degraded (e.g. no metrics)
 
 
 async def replay(url: str, arrivals, prompts: list[str], *, size: str, timeout_s: float, seed: int = 0,
@@ -82,7 +84,9 @@ async def replay(url: str, arrivals, prompts: list[str], *, size: str, timeout_s
                     alloc: dict[str, int] = {}
                     for rep in st.get("replicas", {}).values():
                         alloc[rep["level"]] = alloc.get(rep["level"], 0) + 1
-                    samples.append(Sample(time.monotonic() - start, alloc))
+                    status = st.get("status") or {}
+                    samples.append(Sample(time.monotonic() - start, alloc, (status.get("observed") or {}).get("overload"),
+                                          (status.get("conditions") or {}).get("Degraded")))
                 except (OSError, ValueError):
                     pass
             ticks += 1

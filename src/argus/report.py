@@ -9,8 +9,12 @@ import numpy as np
 from argus.loadgen import Record, Sample
 
 
-def summarize(records: list[Record], *, slo_s: float, duration: float) -> dict:
-    """Headline numbers of one replay. A request violates the SLO if it failed or took longer than `slo_s`."""
+def summarize(records: list[Record], *, slo_s: float, duration: float, level_quality: dict | None = None) -> dict:
+    """Headline numbers of one replay. A request violates the SLO if it failed or took longer than `slo_s`.
+
+    `level_quality` (level -> mean relative quality the plans assume) adds `avg_level_quality`: the
+    mean over served requests of their serving level's quality, the quantity the optimizer maximizes.
+    """
     n = len(records)
     ok = [r for r in records if r.status == 200]
     lat = np.array([r.latency for r in ok]) if ok else np.array([np.nan])
@@ -30,6 +34,7 @@ def summarize(records: list[Record], *, slo_s: float, duration: float) -> dict:
         "latency_p99_s": _r(np.nanpercentile(lat, 99)),
         "slo_s": slo_s, "slo_violations": violations, "slo_violation_rate": round(violations / n, 4) if n else 0.0,
         "avg_predicted_quality": round(float(np.mean(quality)), 3) if quality else None,
+        "avg_level_quality": _mean_level_quality(ok, level_quality),
         "served_by_level": dict(sorted(by_level.items())), "by_status": by_status,
         "cache_hit_rate": _rate([r.cache_hit for r in ok if r.cache_hit is not None]),
     }
@@ -38,7 +43,7 @@ def summarize(records: list[Record], *, slo_s: float, duration: float) -> dict:
 def ratios(current: dict, baseline: dict) -> dict:
     """current / baseline for the headline numbers (None where the baseline is zero)."""
     keys = ["throughput_rps", "goodput_rps", "latency_p50_s", "latency_p99_s", "slo_violation_rate",
-            "avg_predicted_quality"]
+            "avg_predicted_quality", "avg_level_quality"]
     out = {}
     for k in keys:
         a, b = current.get(k), baseline.get(k)
@@ -46,8 +51,10 @@ def ratios(current: dict, baseline: dict) -> dict:
     return out
 
 
-def timeline(records: list[Record], samples: list[Sample], *, slo_s: float, bin_s: float, duration: float) -> dict:
-    """Per-bin series: arrivals, completions, SLO violations, mean predicted quality, allocation per level."""
+def timeline(records: list[Record], samples: list[Sample], *, slo_s: float, bin_s: float, duration: float,
+             level_quality: dict | None = None) -> dict:
+    """Per-bin series: arrivals, completions, SLO violations, mean predicted and level quality, allocation per level,
+    and whether the control loop declared overload / Degraded in the bin."""
     edges = np.arange(0, duration + bin_s, bin_s)
     nb = len(edges) - 1
     arrivals, done, viol, qsum, qn = (np.zeros(nb) for _ in range(5))
@@ -62,15 +69,27 @@ def timeline(records: list[Record], samples: list[Sample], *, slo_s: float, bin_
                 qn[b] += 1
         if r.status != 200 or r.latency > slo_s:
             viol[b] += 1
+    bins: list[list] = [[] for _ in range(nb)]
+    for r in records:
+        if r.status == 200:
+            bins[min(nb - 1, int(r.t_sent // bin_s))].append(r)
     levels = sorted({lv for s in samples for lv in s.allocation})
     alloc = {lv: [0.0] * nb for lv in levels}
+    overload: list[bool | None] = [None] * nb
+    degraded: list[bool | None] = [None] * nb
     for s in samples:
         b = min(nb - 1, int(s.t // bin_s))
         for lv in levels:
             alloc[lv][b] = s.allocation.get(lv, 0)
+        if s.overload is not None:
+            overload[b] = bool(overload[b]) or s.overload
+        if s.degraded is not None:
+            degraded[b] = bool(degraded[b]) or s.degraded
     return {"t": edges[:-1].tolist(), "arrival_rps": (arrivals / bin_s).tolist(),
             "throughput_rps": (done / bin_s).tolist(), "slo_violations": viol.tolist(),
-            "quality": [float(q / n) if n else None for q, n in zip(qsum, qn)], "allocation": alloc}
+            "quality": [float(q / n) if n else None for q, n in zip(qsum, qn)],
+            "level_quality": [_mean_level_quality(b, level_quality) for b in bins],
+            "allocation": alloc, "overload": overload, "degraded": degraded}
 
 
 def plot(runs: dict[str, dict], path: Path, title: str) -> Path:
@@ -86,7 +105,8 @@ def plot(runs: dict[str, dict], path: Path, title: str) -> Path:
     for name, tl in runs.items():
         axes[0].plot(tl["t"], tl["throughput_rps"], label=name)
         axes[1].plot(tl["t"], tl["slo_violations"], label=name)
-        axes[2].plot(tl["t"], [q if q is not None else np.nan for q in tl["quality"]], label=name)
+        q = tl["level_quality"] if any(v is not None for v in tl.get("level_quality", [])) else tl["quality"]
+        axes[2].plot(tl["t"], [v if v is not None else np.nan for v in q], label=name)
     axes[0].set_ylabel("req/s")
     axes[1].set_ylabel("SLO violations / bin")
     axes[2].set_ylabel("predicted rel. quality %")
@@ -108,6 +128,11 @@ def plot(runs: dict[str, dict], path: Path, title: str) -> Path:
 
 def _r(x) -> float | None:
     return None if np.isnan(x) else round(float(x), 4)
+
+
+def _mean_level_quality(ok: list[Record], level_quality: dict | None) -> float | None:
+    qs = [level_quality[r.level] for r in ok if level_quality and r.level in level_quality]
+    return round(float(np.mean(qs)), 3) if qs else None
 
 
 def _rate(xs) -> float | None:

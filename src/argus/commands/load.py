@@ -56,17 +56,29 @@ def run(args) -> int:
     records, samples = asyncio.run(replay(url, arrivals, prompts, size=args.size, timeout_s=max(4 * slo, 60),
                                           seed=args.seed, state_file=(args.workdir / "state.json") if state else None))
     duration = max(args.duration, time.monotonic() - t0)
-    summary = summarize(records, slo_s=slo, duration=duration)
-    tl = timeline(records, samples, slo_s=slo, bin_s=max(5.0, args.duration / 36), duration=duration)
+    status = state.get("status") or {}
+    if state:  # the loop's status at the end of the replay (level qualities, assumptions)
+        try:
+            status = read_state(args.workdir).get("status") or status
+        except FileNotFoundError:
+            pass
+    lq = status.get("levelQuality")
+    summary = summarize(records, slo_s=slo, duration=duration, level_quality=lq)
+    tl = timeline(records, samples, slo_s=slo, bin_s=max(5.0, args.duration / 36), duration=duration,
+                  level_quality=lq)
     out = args.out / args.label
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"label": args.label, "trace": args.trace, "summary": summary, "timeline": tl, **records_to_json(records, samples)}
+    doc = {"label": args.label, "trace": args.trace, "mode": status.get("mode"), "summary": summary, "timeline": tl,
+           "level_quality": lq, "assumptions": status.get("profileAssumptions", []),
+           **records_to_json(records, samples)}
     if args.baseline:
         base = json.loads(args.baseline.read_text())
         doc["ratios_vs"] = {"baseline": base["label"], **ratios(summary, base["summary"])}
     (out / "report.json").write_text(json.dumps(doc, indent=1))
     png = plot({args.label: tl}, out / "timeline.png", f"argus load {args.trace}: {args.label}")
     print(json.dumps(summary, indent=1))
+    for a in doc["assumptions"]:
+        print(f"[load] assumption: {a}")
     if "ratios_vs" in doc:
         print(f"ratios vs {doc['ratios_vs']['baseline']}: " + json.dumps({k: v for k, v in doc['ratios_vs'].items() if k != 'baseline'}))
     print(f"[load] report: {(out / 'report.json').resolve()}\n[load] plot:   {png.resolve()}")

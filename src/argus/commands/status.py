@@ -32,6 +32,11 @@ def run(args) -> int:
     cond = s.get("conditions") or {}
     print(f"  Ready={cond.get('Ready')}  Degraded={cond.get('Degraded')} {cond.get('DegradedReason') or ''}")
     print(f"  policy v{s.get('policyVersion')}: {s.get('reason', '')[:200]}")
+    lq = s.get("levelQuality") or {}
+    if lq:
+        print("  level quality planned with: " + ", ".join(f"{k} {v:g}%" for k, v in lq.items()))
+    for a in s.get("profileAssumptions") or []:
+        print(f"  assumption: {a}")
     for e in (s.get("events") or [])[-5:]:
         print(f"  event: {e}")
     return 0

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from argus.adapters.prometheus_source import PrometheusSource
-from argus.local.controller import MODES, LocalController
+from argus.local.controller import MODES
 from argus.local.defaults import DEMO_MANIFEST
+from argus.local.experiment import boot, default_profile
 from argus.policy.profile import load_profile
-from argus.local.runtime import LocalSystem
 from argus.spec import parse_manifest
 
 
@@ -26,11 +25,9 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("out/argus-demo.png"), help="where --demo saves its image")
     p.add_argument("--mode", choices=MODES, default="argus",
                    help="argus: the control loop; ha/ht/nirvana: the baselines' fixed policies (comparison runs)")
-    p.add_argument("--profile", type=Path, help="level profile JSON (default: the bundled tiny-model CPU profile)")
+    p.add_argument("--profile", type=Path, help="level profile JSON (default: the tiny model's measured CPU "
+                   "throughputs with the published per-level quality, see argus/local/demo_profile.py)")
     p.set_defaults(func=run)
-
-
-DEFAULT_PROFILE = Path(__file__).resolve().parents[1] / "data" / "predictors" / "demo-tiny.levels.json"
 
 
 def load_service(path: Path | None):
@@ -42,16 +39,13 @@ def load_service(path: Path | None):
 def run(args) -> int:
     """Bring the system up, optionally run the demo, then wait for a signal and stop everything."""
     name, spec = load_service(args.file)
-    system = LocalSystem(name, spec, args.workdir, sizes=(f"{spec.model.width}x{spec.model.height}",))
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     t0 = time.monotonic()
     try:
-        print(f"[argus] starting service {name!r} (levels: {', '.join(spec.levels)}) in {system.workdir}", flush=True)
-        profile = load_profile(args.profile or DEFAULT_PROFILE)
-        ctl = LocalController(system, profile, PrometheusSource(window="20s"), mode=args.mode)
-        system.start(ctl.initial_allocation(), with_prometheus=True)
-        ctl.period()
-        ctl.start()
+        print(f"[argus] starting service {name!r} (levels: {', '.join(spec.levels)}) in {args.workdir.resolve()}",
+              flush=True)
+        profile = load_profile(args.profile) if args.profile else default_profile(spec)
+        system, ctl = boot(name, spec, args.workdir, mode=args.mode, profile=profile)
         print(f"[argus] ready in {time.monotonic() - t0:.0f}s: {system.url}/v1/images/generations "
               f"(logs: {system.workdir / 'logs'})", flush=True)
         if args.demo:
@@ -77,4 +71,4 @@ def run(args) -> int:
         print("[argus] stopping", flush=True)
         if "ctl" in locals():
             ctl.stop()
-        system.stop()
+            system.stop()

@@ -68,6 +68,7 @@ class LocalController:
 
     def __post_init__(self):
         self.actuator = ProcessActuator(self.system)
+        self._last: Plan | None = None  # the plan in force (argus mode)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -101,7 +102,14 @@ class LocalController:
             observed = self.source.snapshot(self.system.prometheus_url, self.system.service)
         except MetricsUnavailable as e:
             observed, degraded = None, (e.reason, str(e))
+        if self._last is not None and self._settling():
+            # The last change has not delivered its capacity yet (a replica is still loading): queues
+            # measured now say nothing about it, and re-planning on them replaced still-loading
+            # replicas period after period (measured: no cheaper replica ever became ready in a burst).
+            self._status(self._last, degraded, progressing=True)
+            return None
         p = self._plan(observed)
+        self._last = p
         self.actuator.apply(self.system.service, spec, p, full=False)
         self.state = p.state
         if p.event:
@@ -115,17 +123,32 @@ class LocalController:
         log.info("reallocation: %s", text)
         print(f"[argus] {text}", flush=True)
 
-    def _status(self, p: Plan, degraded) -> None:
+    def _settling(self) -> bool:
+        """True while a started replica is still loading (bounded by the runtime's readiness timeout)."""
+        now = time.monotonic()
+        for name in self.system.replicas:
+            child = self.system.supervisor.children.get(name)
+            if name not in self.system.ready and child is not None and now - child.started < self.system.ready_timeout_s:
+                return True
+        return False
+
+    def _status(self, p: Plan, degraded, progressing: bool = False) -> None:
         ready = self.system.counts(ready_only=True)
         conditions = {
             "Ready": all(ready.get(k, 0) >= n for k, n in p.allocation.items()),
+            "Progressing": progressing,
             "Degraded": bool(degraded),
             "DegradedReason": degraded[0] if degraded else None,
             "DegradedMessage": degraded[1] if degraded else None,
         }
+        levels = service_profiles(self.system.spec, self.profile)
         self.system.status = {"mode": self.mode, "allocation": p.allocation, "ready": ready,
                               "policyVersion": p.policy.version, "reason": p.reason[:500], "conditions": conditions,
-                              "observed": p.status, "events": self.events, "updated": self.clock()}
+                              "observed": p.status,
+                              "events": self.events, "updated": self.clock(),
+                              # What the plans assume each level's quality is, and where that came from.
+                              "levelQuality": {lp.level: lp.quality for lp in levels},
+                              "profileAssumptions": list(self.profile.assumptions)}
         self.system.write_state()
 
     def start(self) -> None:

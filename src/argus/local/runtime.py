@@ -52,6 +52,8 @@ class LocalSystem:
     workdir: Path
     sizes: tuple[str, ...] = ("64x64",)
     ready_timeout_s: float = 180.0
+    worker_threads: int = 1  # CPU threads per worker process (see start_worker)
+    admission_per_slot: int = 8  # requests in flight per process slot before the router answers 503 (start_router)
     supervisor: Supervisor = field(init=False)
     replicas: dict[str, Replica] = field(default_factory=dict)
     ready: set[str] = field(default_factory=set)  # replica names that passed the readiness probe
@@ -86,6 +88,10 @@ class LocalSystem:
         cmd, env = triton_command(repo, ports, wdir)
         env.update(self.worker_settings(level).to_env())
         env["ARGUS_LEVEL"] = level
+        # A process slot stands for one GPU; on a CPU it gets one core's worth of threads. Without this
+        # every replica starts one OpenMP thread per core, and oversubscribed spin-waiting made a
+        # 2-second image take ~50 s with two replicas on two cores (measured).
+        env.update({k: str(self.worker_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
         child = self.supervisor.start(name, cmd, env)
         rep = Replica(name, level, ports)
         self.replicas[name] = rep
@@ -165,7 +171,12 @@ class LocalSystem:
         s = RouterSettings(port=port, policy_dir=self.workdir / "policy",
                            endpoints_file=self.workdir / "endpoints.json", default_service=self.service,
                            sizes=self.sizes, default_size=self.sizes[0], latency_slo_s=self.spec.latency_slo,
-                           quality_floor=self.spec.quality_floor)
+                           quality_floor=self.spec.quality_floor,
+                           # One full batch (the workers' max_batch_size) per slot. With the default 256 a burst
+                           # queued so deep that clients gave up while workers still computed their requests,
+                           # and served throughput collapsed to ~0.2 req/s (measured); a fast 503 instead keeps
+                           # accepted requests' latency bounded, as Envoy's circuit breaker does in a cluster.
+                           max_pending=self.spec.gpus * self.admission_per_slot)
         child = self.supervisor.start("router", [sys.executable, "-m", "argus.router"], s.to_env())
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, child)
 

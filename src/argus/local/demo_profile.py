@@ -1,0 +1,62 @@
+"""The demo's level profile: throughput measured on this kind of machine, relative quality from published numbers.
+
+The demo model has random weights, so its own quality scores say nothing (every level scored
+~100%). A control loop fed those numbers just picks the cheapest level. So the demo keeps the
+measured throughputs and service times and takes each level's mean relative quality from the
+published SDXL per-level numbers (ARGUS.md, via the bundled `sdxl_published.json`), matched by the
+share of denoising work the level skips. That is an assumption, and the profile says so.
+"""
+
+from __future__ import annotations
+
+from argus.levels import parse_level
+from argus.policy.profile import LevelProfile, Profile
+
+PUBLISHED_STEPS = 50  # the published SDXL numbers are for 50 denoising steps
+
+
+def published_quality(level: str, n_full: int, published: Profile) -> float:
+    """Mean relative quality (%) of `level` at N=`n_full` steps, read off the published N=50 table.
+
+    A level that skips a fraction f of the work maps to the published level of its family that
+    skips the same fraction (cache-k5 of 20 ~ cache-k12.5 of 50), interpolated linearly between
+    published points; below the last published step level the line through the last two is extended.
+    """
+    lv = parse_level(level, n_full)
+    if lv.family == "cache":
+        x = lv.skip * PUBLISHED_STEPS / n_full
+        pts = sorted((parse_level(p.level, PUBLISHED_STEPS).skip, p.quality)
+                     for p in published.levels if p.level.startswith("cache-"))
+    elif lv.family == "steps":
+        x = lv.steps_run(n_full) * PUBLISHED_STEPS / n_full
+        pts = sorted([(PUBLISHED_STEPS, 100.0)] + [(parse_level(p.level, PUBLISHED_STEPS).steps_run(PUBLISHED_STEPS),
+                                                    p.quality) for p in published.levels if p.level.startswith("steps-")])
+    else:
+        raise ValueError(f"{level}: no published quality for the {lv.family!r} family")
+    return round(_interpolate(pts, x), 2)
+
+
+def _interpolate(pts: list[tuple[float, float]], x: float) -> float:
+    """Piecewise-linear through `pts` (sorted by x, at least two), the end segments extended beyond the ends."""
+    i = 0
+    while i < len(pts) - 2 and x > pts[i + 1][0]:
+        i += 1
+    (x0, y0), (x1, y1) = pts[i], pts[i + 1]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def demo_profile(measured: Profile, published: Profile, n_full: int) -> Profile:
+    """`measured` with each level's quality replaced by its published-equivalent quality (said in notes)."""
+    levels = []
+    for lp in measured.levels:
+        q = published_quality(lp.level, n_full, published)
+        levels.append(LevelProfile(level=lp.level, throughput=dict(lp.throughput), service_time=lp.service_time,
+                                   quality=q, model=lp.model, load_time=lp.load_time,
+                                   note=f"throughput/service time: {lp.note}; quality {q}%: assumption, "
+                                        f"published SDXL per-level quality at the same share of skipped work"))
+    assumption = (f"Relative quality per level is NOT measured: the demo model has random weights. Each level's "
+                  f"quality is the published SDXL mean relative quality ({published.model}, N={PUBLISHED_STEPS}) "
+                  f"of the level that skips the same share of the {n_full}-step work, interpolated; step levels "
+                  f"use the bundled SDXL step-level estimates, extended linearly below the last one.")
+    return Profile(model=measured.model, levels=tuple(levels), source=measured.source,
+                   assumptions=tuple(a for a in measured.assumptions if "quality" not in a) + (assumption,))

@@ -1,0 +1,91 @@
+"""Start the local system the way `argus up` does, replay a trace against it, report; the engine of the
+burst e2e test, the local benchmark and `argus up --replay` (the README's first command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from argus.adapters.prometheus_source import PrometheusSource
+from argus.loadgen import records_to_json, replay
+from argus.local.controller import LocalController
+from argus.local.demo_profile import demo_profile
+from argus.local.runtime import LocalSystem
+from argus.policy.profile import Profile, load_default_profile, load_profile
+from argus.report import summarize, timeline
+from argus.spec import T2IServiceSpec
+
+MEASURED_PROFILE = Path(__file__).resolve().parents[1] / "data" / "predictors" / "demo-tiny.levels.json"
+
+
+def default_profile(spec: T2IServiceSpec) -> Profile:
+    """The demo's profile: the tiny model's measured CPU throughputs, published per-level quality (an assumption)."""
+    return demo_profile(load_profile(MEASURED_PROFILE), load_default_profile(), spec.model.steps)
+
+
+def boot(name: str, spec: T2IServiceSpec, workdir: Path, *, mode: str = "argus", profile: Profile | None = None,
+         window: str = "20s") -> tuple[LocalSystem, LocalController]:
+    """Start workers, router, Envoy, Prometheus and the control loop (in a thread); stop all on failure."""
+    system = LocalSystem(name, spec, workdir, sizes=(f"{spec.model.width}x{spec.model.height}",))
+    ctl = LocalController(system, profile or default_profile(spec), PrometheusSource(window=window), mode=mode)
+    try:
+        system.start(ctl.initial_allocation(), with_prometheus=True)
+        ctl.period()
+        ctl.start()
+    except BaseException:
+        ctl.stop()
+        system.stop()
+        raise
+    return system, ctl
+
+
+@dataclass
+class Action:
+    """Something done to the running system `at` seconds into a replay (fault injection)."""
+
+    at: float
+    name: str
+    do: Callable[[LocalSystem], object]
+    result: object = field(default=None, init=False)
+    done_at: float | None = field(default=None, init=False)
+
+
+def replay_report(system: LocalSystem, arrivals, prompts: list[str], *, label: str, trace: str, slo_s: float,
+                  actions: tuple[Action, ...] = (), bin_s: float | None = None, progress: bool = True) -> dict:
+    """Replay `arrivals` open loop against the system's Envoy, run `actions` on time; the report document."""
+    duration = float(arrivals[-1]) if len(arrivals) else 0.0
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def act():
+        for a in sorted(actions, key=lambda a: a.at):
+            if stop.wait(max(0.0, a.at - (time.monotonic() - t0))):
+                return
+            a.result = a.do(system)
+            a.done_at = time.monotonic() - t0
+
+    th = threading.Thread(target=act, name="argus-actions", daemon=True)
+    th.start()
+    try:
+        records, samples = asyncio.run(replay(system.url, arrivals, prompts, size=system.sizes[0],
+                                              timeout_s=max(4 * slo_s, 60), state_file=system.workdir / "state.json",
+                                              progress=progress))
+    finally:
+        stop.set()
+        th.join(30)
+    wall = max(duration, time.monotonic() - t0)
+    lq = (system.status or {}).get("levelQuality")
+    summary = summarize(records, slo_s=slo_s, duration=wall, level_quality=lq)
+    tl = timeline(records, samples, slo_s=slo_s, bin_s=bin_s or max(5.0, duration / 36), duration=wall,
+                  level_quality=lq)
+    return {"label": label, "trace": trace, "mode": (system.status or {}).get("mode"), "summary": summary,
+            "timeline": tl, "level_quality": lq,
+            "assumptions": (system.status or {}).get("profileAssumptions", []),
+            "actions": [{"name": a.name, "at": a.at, "done_at": a.done_at, "result": repr(a.result)[:300]}
+                        for a in actions],
+            **records_to_json(records, samples)}
