@@ -97,9 +97,15 @@ def whatif() -> dict:
     profile = load_default_profile()
     model = PromptModel()
     wl = Workload(_trace("mooncake"), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
-    runs = {"argus (defaults)": (Service(gpus=8, levels=profile.levels), "argus"),
-            "argus, demand headroom 1.0": (Service(gpus=8, levels=profile.levels,
-                                                   demand=DemandSettings(headroom=1.0)), "argus"),
+    rel = DemandSettings().release_half_life_s  # None: drops follow the 30 s half-life (the old default)
+    runs = {"argus (defaults: headroom 1.2, release half-life 300 s)": (Service(gpus=8, levels=profile.levels),
+                                                                         "argus"),
+            "argus, symmetric 30 s half-life (previous default)": (
+                Service(gpus=8, levels=profile.levels, demand=DemandSettings(release_half_life_s=rel)), "argus"),
+            "argus, release 120 s": (Service(gpus=8, levels=profile.levels,
+                                             demand=DemandSettings(release_half_life_s=120.0)), "argus"),
+            "argus, headroom 1.0": (Service(gpus=8, levels=profile.levels,
+                                            demand=DemandSettings(headroom=1.0, release_half_life_s=300.0)), "argus"),
             "argus-u0.9 (plans with 90% of profiled throughput)": (Service(gpus=8, levels=profile.levels),
                                                                    "argus-u0.9")}
     out = {}
@@ -139,6 +145,31 @@ def redirection_check() -> None:
         if routed[n] > 0 or cap > 0:
             flag = "  <-- over capacity" if routed[n] > cap * 1.001 else ""
             print(f"  {n}: routed {routed[n]:.3f}, capacity {cap:.3f} ({plan.replicas.get(n, 0)} replicas){flag}")
+
+
+def quality_bound(qpm: float = 390.0, gpus: int = 8, n: int = 200_000) -> float:
+    """Upper bound on mean relative quality at `qpm` on `gpus` GPUs for the simulated prompt population.
+
+    Each prompt may go to any level at its true quality there; GPUs are fractional and never idle
+    (no queueing slack, no SLO, no reloads). Lagrangian on the GPU budget: every prompt takes the level
+    maximizing quality - lam x GPU-seconds; lam is bisected until the mix needs exactly `gpus`.
+    """
+    profile = load_default_profile()
+    tput = np.array([lp.peak_throughput for lp in profile.levels])
+    p = draw(PromptModel(), profile.levels, 90.0, n, np.random.default_rng(1))
+    rate = qpm / 60
+    lo, hi = 0.0, 1e4
+    for _ in range(80):
+        lam = (lo + hi) / 2
+        j = np.argmax(p.quality - lam / tput[None, :], axis=1)
+        lo, hi = (lam, hi) if rate * np.mean(1 / tput[j]) > gpus else (lo, lam)
+    j = np.argmax(p.quality - hi / tput[None, :], axis=1)
+    best = float(p.quality[np.arange(n), j].mean())
+    at_opt = float(p.quality[np.arange(n), p.optimal].mean())
+    need = rate * float(np.mean(1 / tput[p.optimal]))
+    print(f"\nquality bound at {qpm:.0f} q/min on {gpus} GPUs: at most {best:.2f}% (LP bound, fractional GPUs, "
+          f"no queueing); every prompt at its optimal level: {at_opt:.2f}% but needs {need:.2f} GPUs")
+    return best
 
 
 def scale(gpus: int = 1000, hours: float = 24.0) -> dict:
@@ -208,6 +239,7 @@ def main(argv: list[str]) -> int:
         for name in TRACES:
             doc[f"paper_{name}"] = paper(name)
         redirection_check()
+        doc["quality_bound_390qpm"] = quality_bound()
     if what in ("whatif", "all"):
         doc["whatif"] = whatif()
     if what in ("scale", "all"):

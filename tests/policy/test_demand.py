@@ -4,6 +4,8 @@ Cases:
 - the first observation is taken as is, times the headroom (1.2 by default);
 - after one half-life a drop is half followed; after many it is fully followed;
 - a rise is followed at once (burst_follow) or smoothed when burst_follow is off;
+- release_half_life_s: a drop follows that half-life instead, a rise is still followed at once, and
+  the h_k shares keep half_life_s;
 - the estimate depends only on (state, observation, now): replaying gives the same numbers;
 - h_k shares are smoothed the same way, renormalized, and independent of the rate's clock;
 - bad inputs (negative or NaN rate, time going backwards, headroom < 1, half-life <= 0) raise
@@ -71,9 +73,22 @@ def test_shares_smoothed_and_normalized():
     (lambda: estimate(DemandState(rate=1.0, at=10.0), 1.0, 5.0), "now"),
     (lambda: DemandSettings(headroom=0.9), "headroom"),
     (lambda: DemandSettings(half_life_s=0.0), "half_life_s"),
+    (lambda: DemandSettings(release_half_life_s=0.0), "release_half_life_s"),
     (lambda: estimate_shares(DemandState(), {"cache-k0": -1.0}, 0.0), "observed[cache-k0]"),
 ])
 def test_bad_inputs(call, field):
     with pytest.raises(DemandError) as e:
         call()
     assert str(e.value).startswith(field)
+
+
+def test_release_half_life_slows_drops_only():
+    cfg = DemandSettings(half_life_s=30.0, headroom=1.0, release_half_life_s=300.0)
+    _, st = estimate(DemandState(), 10.0, 0.0, cfg)
+    est, st = estimate(st, 0.0, 300.0, cfg)  # one release half-life: half the drop followed
+    assert est == pytest.approx(5.0)
+    est, st = estimate(st, 8.0, 310.0, cfg)  # a rise: at once
+    assert est == pytest.approx(8.0)
+    shares, st = estimate_shares(st, {"cache-k0": 1.0}, 310.0, cfg)
+    shares, st = estimate_shares(st, {"steps-20": 1.0}, 340.0, cfg)  # shares: half_life_s (30 s)
+    assert shares["steps-20"] == pytest.approx(0.5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from argus.policy.demand import DemandSettings
+from argus.policy.demand import RELEASE_HALF_LIFE_S, DemandSettings
 from argus.policy.profile import load_default_profile, load_profile
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import POLICY_NAMES, Service, make_policy
@@ -40,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("--window", type=float, default=60.0, help="rate window, seconds")
     p.add_argument("--headroom", type=float, default=DemandSettings().headroom,
                    help="demand headroom the optimizer plans with (argus.policy.demand)")
+    p.add_argument("--release-half-life", type=float, default=RELEASE_HALF_LIFE_S,
+                   help="seconds: half-life of demand decreases (how fast capacity is given back)")
     p.add_argument("--steps-shape", type=float, default=2.0, help="Gamma shape of per-prompt step sensitivity")
     p.add_argument("--predictor-noise", type=float, default=0.0, help="predictor error std, percentage points")
     p.add_argument("--seed", type=int, default=0)
@@ -55,7 +57,8 @@ def run(args) -> int:
     curve = (bursty(base, args.burst_factor, args.plateau_min * 60, args.gap_min * 60, args.plateaus)
              if args.shape == "bursty" else flat(base, args.duration_min * 60))
     svc = Service(gpus=args.gpus, levels=profile.levels, quality_floor=args.quality_floor, latency_slo=args.slo,
-                  demand=DemandSettings(headroom=args.headroom))
+                  demand=DemandSettings(headroom=args.headroom,
+                                                release_half_life_s=args.release_half_life))
     model = PromptModel(steps_shape=args.steps_shape, predictor_noise_pp=args.predictor_noise)
     cfg = SimConfig(period_s=args.period, scrape_lag_s=args.lag, rate_window_s=args.window, seed=args.seed)
     results = {}

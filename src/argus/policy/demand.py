@@ -10,6 +10,11 @@ import math
 from dataclasses import dataclass, field
 
 
+# The release half-life the simulator measured best for the paper setup (bench/RESULTS.md, simulator):
+# it equals Hysteresis.amortize_s, the horizon over which the optimizer charges a reload.
+RELEASE_HALF_LIFE_S = 300.0
+
+
 class DemandError(ValueError):
     """An observation or setting is invalid; the message names the field."""
 
@@ -21,10 +26,19 @@ class DemandSettings:
     half_life_s: float = 30.0  # an observation's weight halves after this many seconds
     headroom: float = 1.2  # multiplier on the smoothed rate (DiffServe's 1.2x)
     burst_follow: bool = True  # a rate above the smoothed one is taken at once: under-provisioning costs SLOs
+    # Half-life of decreases of the rate (None: half_life_s): how fast capacity is given back after a
+    # burst. A replica reload idles a GPU for its load time and the optimizer amortizes that over
+    # Hysteresis.amortize_s (300 s), so giving capacity back faster than that buys churn, not quality
+    # (Kubernetes' HPA keeps a 300 s scale-down stabilization window for the same reason). The h_k
+    # shares keep half_life_s: a shift in the prompt mix must still switch strategies quickly.
+    release_half_life_s: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.half_life_s) and self.half_life_s > 0):
             raise DemandError(f"half_life_s: {self.half_life_s} must be > 0")
+        r = self.release_half_life_s
+        if r is not None and not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+            raise DemandError(f"release_half_life_s: {r} must be > 0 (or None)")
         if not (math.isfinite(self.headroom) and self.headroom >= 1.0):
             raise DemandError(f"headroom: {self.headroom} must be >= 1")
 
@@ -51,7 +65,10 @@ def estimate(state: DemandState, observed_rate: float, now: float,
     elif now < state.at:
         raise DemandError(f"now: {now} is before the state's time {state.at}")
     else:
-        alpha = 1.0 - 0.5 ** ((now - state.at) / settings.half_life_s)
+        half_life = settings.half_life_s
+        if observed_rate < state.rate and settings.release_half_life_s is not None:
+            half_life = settings.release_half_life_s
+        alpha = 1.0 - 0.5 ** ((now - state.at) / half_life)
         smoothed = state.rate + alpha * (observed_rate - state.rate)
         if settings.burst_follow:
             smoothed = max(smoothed, float(observed_rate))

@@ -17,7 +17,7 @@ import numpy as np
 
 from argus.levels import parse_level
 from argus.policy.decision import to_policy_document
-from argus.policy.demand import DemandSettings, DemandState, estimate, estimate_shares
+from argus.policy.demand import RELEASE_HALF_LIFE_S, DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
 from argus.policy.optimizer import solve
 from argus.policy.profile import LevelProfile
@@ -41,7 +41,8 @@ class Service:
     quality_floor: float = 90.0
     latency_slo: float = 30.0
     throughput_target: float = 1e6  # requests/s; effectively "serve all demand"
-    demand: DemandSettings = field(default_factory=DemandSettings)
+    # Rises followed at once, capacity given back with a 300 s half-life (argus.policy.demand).
+    demand: DemandSettings = field(default_factory=lambda: DemandSettings(release_half_life_s=RELEASE_HALF_LIFE_S))
     hysteresis: Hysteresis = field(default_factory=Hysteresis)
 
     @property
