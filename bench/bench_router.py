@@ -7,8 +7,10 @@
    tensor contract, no model) behind the real router and Envoy. For each rate (50, 200,
    500 req/s) open-loop arrivals alternate in 2 s blocks between direct Triton gRPC calls
    and calls through Envoy → router → the same worker, so both paths see the same machine
-   load; p50/p99 of each and their difference. The load generator is one Python asyncio
-   process on the same 2 shared cores: its achieved rate and send lag are reported.
+   load; p50/p99 of each and their difference, the served rate, and the CPU time the
+   router, Envoy and the worker processes spent per served request (/proc). The load
+   generator is one Python asyncio process on the same 2 shared cores: its achieved send
+   rate and send lag are reported. Blocks are drained before the next one starts.
 
 Run: .venv/bin/python bench/bench_router.py [--rates 50,200,500] [--blocks 5] [--block-s 2]
 Writes bench/plots/router_bench.json and bench/plots/router_latency.png.
@@ -118,7 +120,13 @@ class Paths:
             return None if r.image.shape == (32, 32, 3) else "bad image"
         async with self.http.post(self.url, json={"prompt": "a small boat", "size": "32x32", "seed": seed}) as r:
             body = await r.read()
-            return None if r.status == 200 and len(body) > 100 else f"HTTP {r.status}"
+            if r.status == 200 and len(body) > 100:
+                return None
+            try:
+                err = json.loads(body)["error"]
+                return f"HTTP {r.status} {err.get('type')}"
+            except (ValueError, KeyError, TypeError):
+                return f"HTTP {r.status}"
 
     async def close(self):
         """Close both clients."""
@@ -161,7 +169,7 @@ async def run_block(paths: Paths, path: str, rate: float, seconds: float, pids: 
     sent_s = time.perf_counter() - start
     await asyncio.gather(*tasks)
     done_s = time.perf_counter() - start
-    cpu = {k: (cpu_s(p) - cpu0[k]) / n * 1e3 for k, p in pids.items()}  # CPU ms per request
+    cpu = {k: (cpu_s(p) - cpu0[k]) / max(len(lat), 1) * 1e3 for k, p in pids.items()}  # CPU ms per served request
     return {"lat": lat, "lags": lags, "errors": errors, "n": n, "achieved": n / max(sent_s, 1e-9),
             "served": len(lat) / done_s, "cpu_ms": cpu}
 
@@ -280,7 +288,7 @@ def main() -> None:
     (args.out / "router_bench.json").write_text(json.dumps(result, indent=1))
     plot(rows, args.out / "router_latency.png")
     print(f"\n| offered req/s | direct p50 / p99 (ms) | Envoy+router p50 / p99 (ms) | added p50 / p99 (ms) | "
-          f"sent / served req/s (proxied, worst block) | router / Envoy CPU ms per req | failed (proxied) |")
+          f"sent / served req/s (proxied, worst block) | router / Envoy CPU ms per served req | failed (proxied) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         d, p = r["direct"], r["proxied"]
