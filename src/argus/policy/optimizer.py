@@ -78,13 +78,17 @@ def _steady(s: Snapshot, f: milp.Formulation) -> Decision | None:
 
 
 def _settle(s: Snapshot, f: milp.Formulation, best: milp.Solution) -> milp.Solution:
-    """Close the proven gap to within half the hysteresis threshold when the node limit left it wider.
+    """Close the proven gap to within the hysteresis threshold when the node limit left it wider.
 
-    No flapping: the next period's search, warm from this answer, can then find no allocation better
-    by more than the threshold (its switching costs only lower the others), so it keeps this one.
-    Only node-limited searches get here, and the looser tolerance keeps the extra search short.
+    No flapping: next period the running allocation R (this answer plus spare GPUs) is worth
+    V(R) >= V(best) (more capacity, no switching cost), and no allocation is worth more than the
+    bound, so the warm search gains at most the gap. Its threshold is max(min_gain x served quality
+    of R, tolerance), and served quality >= V(R) >= best.objective (penalties are >= 0), tolerance >=
+    the safe model's; so a gap within `target` below is always kept. Only node-limited searches get
+    here, and the looser tolerance keeps the extra search short.
     """
-    target = max(0.5 * s.hysteresis.min_gain * max(_served_quality(s, best), 1.0), f.tolerance)
+    safe_tol = milp.REL_TOL * (100.0 * f.planned + 1.0)  # the smallest tolerance of the models
+    target = max(s.hysteresis.min_gain * max(best.objective, 1.0), safe_tol)
     if best.bound - best.objective <= target:
         return best
     more = milp.run(f, start=best.x, tol=target, max_nodes=milp.MAX_NODES_SETTLE)
