@@ -15,7 +15,8 @@ Cases:
 - redirection: rows sum to 1 and excess demand of a level goes to a safer level first;
 - redirection at the paper plateau (regression): applied to the actual h_k at the actual demand
   (the plan's demand over the 1.2 headroom) no level is filled beyond capacity, and at the planned
-  demand every level is equally full; demand beyond the throughput target lands on spare capacity;
+  demand every level is equally full; demand beyond the throughput target lands on spare capacity,
+  on safe levels only unless overload is declared;
 - the decision turns into a valid PolicyDocument.
 """
 
@@ -219,3 +220,14 @@ def test_demand_beyond_target_goes_to_spare_capacity():
     # (the served proportions alone would send 0.57 req/s to cache-k0's 0.39).
     assert routed["cache-k0"] == pytest.approx(cap["cache-k0"])
     assert all(routed[k] <= cap[k] * (1 + 1e-9) for k in s.levels)
+
+
+def test_demand_beyond_target_stays_on_safe_levels_without_overload():
+    """No declared overload: load beyond the target keeps its prompts' floor even when only a more
+    approximate level has spare capacity (cache-k0 gets it all, overfilled; steps-20 gets none)."""
+    s = snap(gpus=3, levels=["cache-k0", "steps-20"], demand=1.0, h={"cache-k0": 1.0}, throughput_target=0.5,
+             current={"cache-k0": 2, "steps-20": 1}, last_change=990.0)
+    d = solve(s)
+    assert not d.overload and d.replicas == {"cache-k0": 2, "steps-20": 1}
+    assert violations(s.levels, d.redirection, {"cache-k0": s.demand}) == []
+    assert d.redirection["cache-k0"] == {"cache-k0": 1.0}

@@ -185,7 +185,8 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
     return Decision(
         replicas={n: x[j] for j, n in enumerate(names)},
         redirection=matrix(names, x, sol.flows.tolist(), shed=_unplanned(s, f, sol).tolist(),
-                           capacity=[x[j] * T[j] if f.usable[j] else 0.0 for j in range(len(names))]),
+                           capacity=[x[j] * T[j] if f.usable[j] else 0.0 for j in range(len(names))],
+                           degraded_ok=overload),
         throughput=throughput, quality=quality, latency=latency, overload=overload,
         shed_rate=shed if shed > 1e-6 else 0.0, degraded_rate=degraded if degraded > 1e-6 else 0.0,
         backlog_excess=excess if excess > 1e-6 else 0.0, planned=f.planned,

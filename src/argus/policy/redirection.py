@@ -9,6 +9,7 @@ level is itself such a cache level (it had a hit) may go there; other load would
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import combinations
 
 from argus.levels import parse_level
 
@@ -52,18 +53,19 @@ def fallback_target(levels: list[str], replicas: list[int], src: int) -> int:
 
 
 def matrix(levels: list[str], replicas: list[int], flows: list[list[float]], shed: list[float] | None = None,
-           capacity: list[float] | None = None) -> dict[str, dict[str, float]]:
+           capacity: list[float] | None = None, degraded_ok: bool = True) -> dict[str, dict[str, float]]:
     """Row-normalize planned flows y[k][j] plus each row's unplanned load into P(k -> j).
 
     `shed[k]` is load of optimal level k that arrives but the plan does not serve (planned
     shedding, demand beyond the throughput target): the router cannot shed by itself, so it
     follows the row. It goes to spare capacity (`capacity` minus planned flows) first, then, when
     no reachable level has any, spreads so that no level is filled beyond the least possible
-    utilization (see place_extra). Rows without any load use fallback_target.
+    utilization (see place_extra); on degraded levels only if `degraded_ok` (declared overload).
+    Rows without any load use fallback_target.
     """
     rows = [list(r) for r in flows]
     if shed is not None and capacity is not None:
-        rows = place_extra(levels, rows, shed, capacity)
+        rows = place_extra(levels, rows, shed, capacity, degraded_ok)
     out: dict[str, dict[str, float]] = {}
     for k, name in enumerate(levels):
         row = rows[k]
@@ -78,7 +80,7 @@ def matrix(levels: list[str], replicas: list[int], flows: list[list[float]], she
 
 
 def place_extra(levels: list[str], flows: list[list[float]], extra: list[float],
-                capacity: list[float]) -> list[list[float]]:
+                capacity: list[float], degraded_ok: bool = True) -> list[list[float]]:
     """Add each row's unplanned load `extra[k]` to the flows without overfilling any level needlessly.
 
     First on spare capacity, nearest safe level first, then the nearest degraded one (the row
@@ -86,10 +88,13 @@ def place_extra(levels: list[str], flows: list[list[float]], extra: list[float],
     reachable spare takes is spread so that the fullest level's load/capacity ratio t is as low
     as it can be: a row may reach every level with capacity except where NEVER holds, and NEVER
     sets are nested (rows without a cache hit reach a subset of what hit rows reach), so Hall's
-    condition gives t exactly, t = max over the two reach sets S of (load(S) + extra(S)) / cap(S),
+    condition gives t exactly, t = max over the reach sets S of (load(S) + extra(S)) / cap(S),
     and filling each level up to t x capacity, restricted rows first, places everything.
     Scaled to a lower actual demand d, every level then stays within capacity once
     d <= planned / t: the matrix never concentrates the excess on one level.
+    Without `degraded_ok` (no declared overload: the extra is demand beyond the target) rows keep to
+    their safe levels; those reach sets need not be nested, so t is Hall's bound over their unions
+    and what the restricted-first fill cannot place goes to the row's largest safe level.
     """
     n = len(levels)
     rows = [list(r) for r in flows]
@@ -97,7 +102,8 @@ def place_extra(levels: list[str], flows: list[list[float]], extra: list[float],
     load = [sum(r[j] for r in rows) for j in range(n)]
     cap = [max(c, 0.0) for c in capacity]
     order = {k: [j for j in range(k, -1, -1) if table[k][j] == SAFE]
-             + [j for j in range(k + 1, n) if table[k][j] == DEGRADED] for k in range(n)}
+             + ([j for j in range(k + 1, n) if table[k][j] == DEGRADED] if degraded_ok else [])
+             for k in range(n)}
     left = [max(e, 0.0) for e in extra]
 
     def fill(k: int, room) -> None:
@@ -114,14 +120,15 @@ def place_extra(levels: list[str], flows: list[list[float]], extra: list[float],
         fill(k, lambda j: cap[j] - load[j])
     if max(left, default=0.0) <= 1e-12:
         return rows
-    # Reach sets: rows are grouped by which levels they may reach (at most two distinct sets).
+    # Reach sets: rows grouped by the levels they may reach; Hall's bound over their unions.
     reach = {k: frozenset(j for j in order[k] if cap[j] > 0) for k in range(n) if left[k] > 1e-12}
+    distinct = [r for r in set(reach.values()) if r]
+    unions = set(distinct) if degraded_ok else {frozenset().union(*c) for m in range(1, len(distinct) + 1)
+                                               for c in combinations(distinct, m)}
     t = 1.0
-    for s in set(reach.values()):
-        if not s:
-            continue
-        need = sum(left[k] for k, r in reach.items() if r <= s)
-        t = max(t, (sum(load[j] for j in s) + need) / sum(cap[j] for j in s))
+    for u in unions:
+        need = sum(left[k] for k, r in reach.items() if r <= u)
+        t = max(t, (sum(load[j] for j in u) + need) / sum(cap[j] for j in u))
     t *= 1 + 1e-12
     for k in sorted(reach, key=lambda k: (len(reach[k]), k)):  # restricted rows first (Hall)
         fill(k, lambda j: t * cap[j] - load[j])
