@@ -24,7 +24,9 @@ def solve(s: Snapshot) -> Decision:
     # infeasible this costs one LP. If its short search finds no safe allocation, the overload model
     # (always feasible, its prices steer to the least shedding and degrading) searches; a safe answer
     # from it, or one a single replica move repairs, is polished by the safe model again. Overload is
-    # declared only when all of that finds no safe allocation.
+    # declared only when all of that finds no safe allocation. A running allocation that no change
+    # could beat by the hysteresis threshold is kept after two LPs (_steady); an answer whose search
+    # stopped at its node limit is settled to within that threshold (_settle), so it does not flap.
     f = milp.build(s, overload=False)
     steady = _steady(s, f)
     if steady is not None:
