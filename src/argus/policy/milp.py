@@ -173,7 +173,8 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     else:
         b_hi[off_v:] = backlog
     return Formulation(n=n, overload=overload, certain=overload and certain, pairs=pairs, sources=sources,
-                       c=c, A=A, lb=lo, ub=hi, bounds_lo=b_lo, bounds_hi=b_hi, gpus=s.gpus, planned=planned, demand_by_level=D,
+                       c=c, A=A, lb=lo, ub=hi, bounds_lo=b_lo, bounds_hi=b_hi, gpus=s.gpus, planned=planned,
+                       demand_by_level=D,
                        backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch, throughput=T)
 
 
