@@ -30,6 +30,7 @@ class Record:
     predicted_quality: float | None = None
     cache_hit: bool | None = None
     error: str | None = None
+    retries: int | None = None  # worker calls the router retried (another replica or a safer level)
 
 
 @dataclass
@@ -66,7 +67,7 @@ async def replay(url: str, arrivals, prompts: list[str], *, size: str, timeout_s
             if r.status_code == 200:
                 rep = r.json()["argus"][0]
                 records.append(Record(t0 - start, lat, 200, rep.get("level"), rep.get("optimal_level"),
-                                      rep.get("predicted_quality"), rep.get("cache_hit")))
+                                      rep.get("predicted_quality"), rep.get("cache_hit"), retries=rep.get("retries")))
             else:
                 records.append(Record(t0 - start, lat, r.status_code, error=r.text[:200]))
         except httpx.HTTPError as e:

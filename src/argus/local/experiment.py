@@ -66,8 +66,15 @@ def replay_report(system: LocalSystem, arrivals, prompts: list[str], *, label: s
         for a in sorted(actions, key=lambda a: a.at):
             if stop.wait(max(0.0, a.at - (time.monotonic() - t0))):
                 return
-            a.result = a.do(system)
+            try:
+                a.result = a.do(system)
+            except Exception as e:  # reported in the document, never kills the replay
+                a.result = e
             a.done_at = time.monotonic() - t0
+        # Stay alive until the replay ends: children get PR_SET_PDEATHSIG, which fires when the *thread*
+        # that started them exits, so a process an action starts (a restarted Prometheus) lives as long
+        # as this thread.
+        stop.wait()
 
     th = threading.Thread(target=act, name="argus-actions", daemon=True)
     th.start()

@@ -53,7 +53,7 @@ class LocalSystem:
     sizes: tuple[str, ...] = ("64x64",)
     ready_timeout_s: float = 180.0
     worker_threads: int = 1  # CPU threads per worker process (see start_worker)
-    admission_per_slot: int = 8  # requests in flight per process slot before the router answers 503 (start_router)
+    timeout_slos: float = 2.0  # the router gives up on a request after this many latency SLOs (start_router)
     supervisor: Supervisor = field(init=False)
     replicas: dict[str, Replica] = field(default_factory=dict)
     ready: set[str] = field(default_factory=set)  # replica names that passed the readiness probe
@@ -172,11 +172,11 @@ class LocalSystem:
                            endpoints_file=self.workdir / "endpoints.json", default_service=self.service,
                            sizes=self.sizes, default_size=self.sizes[0], latency_slo_s=self.spec.latency_slo,
                            quality_floor=self.spec.quality_floor,
-                           # One full batch (the workers' max_batch_size) per slot. With the default 256 a burst
-                           # queued so deep that clients gave up while workers still computed their requests,
-                           # and served throughput collapsed to ~0.2 req/s (measured); a fast 503 instead keeps
-                           # accepted requests' latency bounded, as Envoy's circuit breaker does in a cluster.
-                           max_pending=self.spec.gpus * self.admission_per_slot)
+                           # A reply later than a few SLOs is worth nothing, and computing it takes the slot
+                           # from requests that can still make it: with the router's default 120 s, a burst
+                           # left workers computing requests whose clients had given up (measured: served
+                           # throughput fell to ~0 for 30 s). Triton drops queued requests whose call ended.
+                           timeout_s=self.timeout_slos * self.spec.latency_slo)
         child = self.supervisor.start("router", [sys.executable, "-m", "argus.router"], s.to_env())
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, child)
 

@@ -1,0 +1,81 @@
+"""Local system benchmark: one bursty trace replayed against the whole local system (real Prometheus,
+Envoy, router, Triton workers, the control loop) in each mode, same machine, same run.
+
+Modes: argus (the control loop), ha (Clipper-HA: loop off, all full quality), ht (Clipper-HT: all at
+the cheapest level), nirvana (cache levels only). Prints SLO violations, quality, throughput and the
+ratios against Clipper-HA; writes bench/plots/local_burst.json and bench/plots/local_burst.png.
+
+    .venv/bin/python bench/bench_local.py [--modes argus,ha,ht,nirvana] [--peak-len 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from argus.local.defaults import DEMO_MANIFEST
+from argus.local.experiment import boot, replay_report
+from argus.report import plot, ratios
+from argus.spec import parse_manifest
+from argus.workload import bursty_arrivals, load_prompts
+
+PLOTS = Path(__file__).resolve().parent / "plots"
+KEYS = ["requests", "ok", "slo_violations", "slo_violation_rate", "throughput_rps", "goodput_rps",
+        "latency_p50_s", "latency_p95_s", "avg_level_quality", "served_by_level"]
+
+
+def main() -> int:
+    """Run every mode on the same arrivals and prompts; print and save the comparison."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--modes", default="argus,ha,ht,nirvana")
+    ap.add_argument("--base", type=float, default=0.15, help="off-peak req/s")
+    ap.add_argument("--peak", type=float, default=1.3, help="burst req/s")
+    ap.add_argument("--lead", type=float, default=30, help="off-peak seconds before the burst")
+    ap.add_argument("--peak-len", type=float, default=150)
+    ap.add_argument("--tail", type=float, default=50, help="off-peak seconds after the burst")
+    ap.add_argument("--slo", type=float, default=12.0)
+    ap.add_argument("--levels", default=",".join(DEMO_MANIFEST["spec"]["levels"]))
+    ap.add_argument("--out", type=Path, default=PLOTS / "local_burst")
+    a = ap.parse_args()
+    m = copy.deepcopy(DEMO_MANIFEST)
+    m["spec"].update(levels=a.levels.split(","), latencySLO=a.slo, controlPeriod=5, throughputTarget=1.0)
+    name, spec = parse_manifest(m)
+    arrivals = bursty_arrivals(base_rate=a.base, peak_rate=a.peak, duration=a.lead + a.peak_len + a.tail,
+                               peak_start=a.lead, peak_len=a.peak_len, seed=1)
+    prompts = load_prompts()
+    docs = {}
+    for mode in a.modes.split(","):
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f"argus-bench-{mode}-") as wd:
+            system, ctl = boot(name, spec, Path(wd), mode=mode)
+            try:
+                docs[mode] = replay_report(system, arrivals, prompts, label=mode, trace="bursty", slo_s=a.slo,
+                                           bin_s=10, progress=False)
+                docs[mode]["events"] = list(ctl.events)
+            finally:
+                ctl.stop()
+                system.stop()
+        s = docs[mode]["summary"]
+        print(f"{mode:8s} {json.dumps({k: s[k] for k in KEYS})}  ({time.monotonic() - t0:.0f}s)", flush=True)
+    base = docs.get("ha")
+    if base:
+        for mode, d in docs.items():
+            d["ratios_vs_ha"] = ratios(d["summary"], base["summary"])
+            print(f"{mode:8s} vs ha: {json.dumps(d['ratios_vs_ha'])}")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    setup = {"spec": spec.model_dump(by_alias=True), "arrivals": len(arrivals), "base_rps": a.base, "peak_rps": a.peak,
+             "lead_s": a.lead, "peak_len_s": a.peak_len, "tail_s": a.tail}
+    slim = {k: {kk: v for kk, v in d.items() if kk != "records"} for k, d in docs.items()}
+    a.out.with_suffix(".json").write_text(json.dumps({"setup": setup, "runs": slim}, indent=1, default=str))
+    png = plot({k: d["timeline"] for k, d in docs.items()}, a.out.with_suffix(".png"),
+               f"local system, bursty trace ({a.base}->{a.peak}->{a.base} req/s), SLO {a.slo}s")
+    print(f"wrote {a.out.with_suffix('.json')} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
