@@ -8,12 +8,12 @@ replayed with their inter-arrival pattern kept and time/rate scaled to the syste
 from __future__ import annotations
 
 import csv
-import json
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from argus.sim.trace import TraceError, read_timestamps
 
 
 class WorkloadError(ValueError):
@@ -21,24 +21,15 @@ class WorkloadError(ValueError):
 
 
 def load_trace(path: Path) -> np.ndarray:
-    """Arrival times in seconds from the first request, sorted, from a CSV (TIMESTAMP) or JSONL (timestamp ms)."""
-    path = Path(path)
+    """Arrival times in seconds from the first request, sorted, from a CSV (TIMESTAMP) or JSONL (timestamp ms).
+
+    The file is read by the simulator's reader (argus.sim.trace), so both parse traces the same way.
+    """
     try:
-        if path.suffix == ".csv":
-            with open(path, newline="") as f:
-                rows = csv.DictReader(f)
-                if not rows.fieldnames or "TIMESTAMP" not in rows.fieldnames:
-                    raise WorkloadError(f"{path}: CSV trace needs a TIMESTAMP column")
-                ts = [datetime.fromisoformat(r["TIMESTAMP"][:26]).timestamp() for r in rows]
-        elif path.suffix in (".jsonl", ".json"):
-            ts = [json.loads(line)["timestamp"] / 1000.0 for line in path.open() if line.strip()]
-        else:
-            raise WorkloadError(f"{path}: unknown trace format (expected .csv with TIMESTAMP or .jsonl with timestamp)")
-    except (OSError, KeyError, ValueError) as e:
-        if isinstance(e, WorkloadError):
-            raise
-        raise WorkloadError(f"{path}: {e}") from None
-    if not ts:
+        ts = read_timestamps(path)
+    except TraceError as e:
+        raise WorkloadError(str(e)) from None
+    if not len(ts):
         raise WorkloadError(f"{path}: trace is empty")
     arr = np.sort(np.asarray(ts, dtype=float))
     return arr - arr[0]

@@ -64,6 +64,11 @@ def poisson(n: int, seed: int = 0) -> BaseTrace:
 
 def load_trace(path: str | Path) -> BaseTrace:
     """Read arrival times from an Azure LLM CSV (TIMESTAMP) or a Mooncake JSONL (timestamp, ms)."""
+    return from_timestamps(Path(path).stem, read_timestamps(path))
+
+
+def read_timestamps(path: str | Path) -> np.ndarray:
+    """Raw arrival times (epoch seconds, file order) of an Azure LLM CSV (TIMESTAMP) or a Mooncake JSONL (ms)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -77,7 +82,7 @@ def load_trace(path: str | Path) -> BaseTrace:
                     times.append(float(json.loads(line)["timestamp"]) / 1000.0)
                 except (ValueError, KeyError, TypeError):
                     raise TraceError(f"{p}:{i + 1}: expected a JSON object with a numeric 'timestamp' (ms)") from None
-        return from_timestamps(p.stem, np.array(times))
+        return np.array(times)
     rows = csv.DictReader(text.splitlines())
     if rows.fieldnames is None or "TIMESTAMP" not in rows.fieldnames:
         raise TraceError(f"{p}: expected a CSV with a TIMESTAMP column")
@@ -87,7 +92,7 @@ def load_trace(path: str | Path) -> BaseTrace:
             times.append(datetime.fromisoformat(row["TIMESTAMP"].strip()[:26]).timestamp())
         except ValueError:
             raise TraceError(f"{p}:{i + 2}: TIMESTAMP {row['TIMESTAMP']!r} is not a date-time") from None
-    return from_timestamps(p.stem, np.array(times))
+    return np.array(times)
 
 
 @dataclass(frozen=True)
