@@ -16,7 +16,9 @@ request limit and a local rate limit in front. Cases, in order:
   none refused: within 2x + 0.2 s) and within 8x the unloaded one (4 admitted); latencies are
   Envoy's access-log durations, as the Python client on 2 busy cores adds its own delay;
 - SIGKILL of one cache-k0 replica mid-load loses no request: the router retries on the
-  other replica (retries counted in the responses and in /metrics). Runs last.
+  other replica (retries counted in the responses and in /metrics);
+- SIGKILL of the only steps-1 replica mid-load loses no request: the router retries at the
+  next safer level, cache-k1. These two run last.
 """
 
 from __future__ import annotations
@@ -271,11 +273,12 @@ def _access_log(system: LocalSystem) -> list[dict]:
 
 
 def _served(system: LocalSystem, since: float, n: int) -> list[tuple[int, float]]:
-    """(status, seconds) of the `n` requests Envoy logged as started after unix time `since` (flushed ~1 s)."""
+    """(status, seconds) of the `n` requests Envoy logged as started after unix time `since`."""
     def entries():
         return [e for e in _access_log(system) if e["path"] == URL
                 and datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() >= since]
     deadline = time.monotonic() + 10
+    httpx.post(f"http://127.0.0.1:{system.ports['envoy_admin']}/reopen_logs", timeout=10)  # flushes the buffer
     while len(got := entries()) < n and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(got) == n, (len(got), n)
@@ -353,3 +356,23 @@ def test_sigkill_of_a_replica_mid_load_loses_no_request(system):
     assert retried
     retries = _metric(_metrics(system), "argus_router_retries_total", service="svc", level="cache-k0")
     assert retries - retries0 == sum(r.argus["retries"] for r in recs)
+
+
+def test_sigkill_of_a_levels_only_replica_falls_back_to_a_safer_level(system):
+    _write_policy(system, 8, {"cache-k0": {"steps-1": 1.0}})
+    _wait_policy(system, 8)
+    victim = next(r for r in system.replicas.values() if r.level == "steps-1")
+    marks: dict[str, float] = {}
+
+    def on_done(rec, done):
+        if done == 10:
+            os.killpg(system.supervisor.children[victim.name].popen.pid, signal.SIGKILL)
+            marks["kill"] = time.monotonic()
+
+    recs = asyncio.run(_load(system, 30, concurrency=4, on_done=on_done))
+    assert [(r.status, r.body) for r in recs if r.status != 200] == []
+    assert {r.argus["level"] for r in recs if r.t1 < marks["kill"]} == {"steps-1"}
+    after = [r for r in recs if r.t0 > marks["kill"]]
+    assert len(after) >= 10
+    # steps-1 has no other replica: the retry goes to the next safer level, cache-k1
+    assert {(r.argus["level"], r.argus["retries"]) for r in after} == {("cache-k1", 1)}
