@@ -81,15 +81,13 @@ def _start_envoy(system: LocalSystem) -> None:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
-    """Workers per REPLICAS (one torch thread each), router, Envoy; every process killed at the end."""
+    """Workers per REPLICAS, router, Envoy; every process killed at the end."""
     spec = parse_spec({"model": {"steps": 2, "height": 32, "width": 32}, "levels": LEVELS,
                        "throughputTarget": 1, "gpus": 4, "latencySLO": 30, "qualityFloor": 90})
     sysm = LocalSystem("svc", spec, tmp_path_factory.mktemp("levels"), sizes=("32x32",))
     try:
-        with pytest.MonkeyPatch.context() as mp:  # 4 workers on 2 cores: no thread oversubscription
-            mp.setenv("OMP_NUM_THREADS", "1")
-            mp.setenv("MKL_NUM_THREADS", "1")
-            reps = [sysm.start_worker(lv, wait=False) for lv, n in REPLICAS.items() for _ in range(n)]
+        # started in parallel; one torch thread each (LocalSystem.worker_threads): 4 workers on 2 cores
+        reps = [sysm.start_worker(lv, wait=False) for lv, n in REPLICAS.items() for _ in range(n)]
         for rep in reps:
             sysm.wait_worker(rep)
             sysm.ready.add(rep.name)
