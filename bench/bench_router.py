@@ -212,9 +212,12 @@ async def bench_latency(system, grpc: str, rates: list[float], blocks: int, bloc
                           "cpu_ms_per_req": {k: sum(c[k] for c in a["cpu"]) / len(a["cpu"]) for k in pids}}
             row["added_p50_ms"] = row["proxied"]["p50_ms"] - row["direct"]["p50_ms"]
             row["added_p99_ms"] = row["proxied"]["p99_ms"] - row["direct"]["p99_ms"]
+            row["ratio_p50"] = row["proxied"]["p50_ms"] / row["direct"]["p50_ms"]
+            row["ratio_p99"] = row["proxied"]["p99_ms"] / row["direct"]["p99_ms"]
             print(f"{rate:4.0f} req/s: direct p50 {row['direct']['p50_ms']:.2f} p99 {row['direct']['p99_ms']:.2f} | "
                   f"Envoy+router p50 {row['proxied']['p50_ms']:.2f} p99 {row['proxied']['p99_ms']:.2f} | added "
-                  f"p50 {row['added_p50_ms']:.2f} p99 {row['added_p99_ms']:.2f} ms", flush=True)
+                  f"p50 {row['added_p50_ms']:.2f} p99 {row['added_p99_ms']:.2f} ms | ratio proxied/direct p50 "
+                  f"{row['ratio_p50']:.2f} p99 {row['ratio_p99']:.2f}", flush=True)
             rows.append(row)
     finally:
         await paths.close()
