@@ -41,10 +41,20 @@ class ModelSpec(_Model):
     name: str = Field("tiny-sd", description="Model identity; latents are only reused within one identity.")
     image: str = Field("ghcr.io/argus-t2i/worker:0.1.0", description="Worker container image.")
     weights_path: str | None = Field(None, description="Local path of diffusers weights; none = tiny random model.")
+    weights_pvc: str | None = Field(None, description="PersistentVolumeClaim holding the weights, mounted read-only at weightsPath.")
+    weights_host_path: str | None = Field(None, description="Node directory holding the weights, mounted read-only at weightsPath.")
     steps: int = Field(50, ge=2, le=1000, description="N: denoising steps of the full-quality run.")
     height: int = Field(64, ge=8, le=4096, description="Default image height (pixels).")
     width: int = Field(64, ge=8, le=4096, description="Default image width (pixels).")
     guidance_scale: float = Field(7.5, ge=0, le=50, description="Classifier-free guidance scale.")
+
+    @model_validator(mode="after")
+    def _weights_source(self) -> "ModelSpec":
+        if self.weights_pvc and self.weights_host_path:
+            raise ValueError("weightsPvc and weightsHostPath are exclusive: give one weights volume")
+        if (self.weights_pvc or self.weights_host_path) and not self.weights_path:
+            raise ValueError("weightsPath is required with a weights volume (it is the mount point)")
+        return self
 
 
 class CacheSpec(_Model):
@@ -53,6 +63,16 @@ class CacheSpec(_Model):
     enabled: bool = Field(True, description="Serve cache levels (resume from similar prompts' latents).")
     cross_tenant: bool = Field(False, description="Allow one tenant's prompts to reuse another's latents.")
     max_bytes: int = Field(2 * 1024**3, ge=1024**2, description="Byte budget of the shared latent store.")
+
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+
+
+class WorkerResources(_Model):
+    """CPU and memory of each worker pod (the GPU is always one nvidia.com/gpu)."""
+
+    cpu: str = Field("2", pattern=_QUANTITY, description="CPU request of a worker (no limit: throttling adds latency).")
+    memory: str = Field("16Gi", pattern=_QUANTITY, description="Memory request and limit of a worker.")
 
 
 class T2IServiceSpec(_Model):
@@ -68,6 +88,7 @@ class T2IServiceSpec(_Model):
     min_full_quality_replicas: int = Field(1, ge=0, description="Replicas of cache-k0 always kept.")
     prometheus_url: str = Field("http://argus-prometheus:9090", description="Where the operator reads metrics.")
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    worker_resources: WorkerResources = Field(default_factory=WorkerResources)
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
 

@@ -5,6 +5,11 @@ Cases:
 - names, labels, selectors and ownerReferences follow the contract (<svc>-<level>, <svc>-policy, <svc>-latents);
 - the worker Deployment requests one nvidia.com/gpu, probes Triton's readiness, carries the worker env,
   mounts the latent store, and copies nodeSelector/tolerations from the spec;
+- worker pods run hardened: non-root, no privilege escalation, all capabilities dropped, read-only root
+  filesystem with emptyDirs for /tmp and /dev/shm, seccomp RuntimeDefault;
+- worker resources: one GPU, cpu/memory requests (and memory limit) from spec.workerResources or defaults;
+- the weights volume (weightsPvc or weightsHostPath) is mounted read-only at weightsPath, nothing without one;
+  both at once, or a volume without weightsPath, is an invalid spec naming spec.model;
 - the policy ConfigMap holds a PolicyDocument that parses back unchanged;
 - RBAC_RULES cover every kind the adapter writes.
 """
@@ -17,7 +22,7 @@ import pytest
 from argus.adapters.kubernetes import KINDS, OWNED_KINDS, RBAC_RULES
 from argus.control.builders import build_all, build_policy_configmap, build_worker_deployment, owner_reference
 from argus.policy.document import PolicyDocument, parse_policy
-from argus.spec import parse_spec
+from argus.spec import SpecError, parse_spec
 
 SPEC = parse_spec({"model": {"name": "sdxl", "weightsPath": "/models/sdxl", "steps": 50},
                    "levels": ["cache-k0", "cache-k10", "steps-25"], "throughputTarget": 2, "gpus": 4,
@@ -53,7 +58,8 @@ def test_worker_deployment_gpu_probe_env_volume_scheduling():
     assert labels["argus.dev/level"] == "cache-k10" and labels["app.kubernetes.io/component"] == "worker"
     pod = d["spec"]["template"]["spec"]
     c = pod["containers"][0]
-    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1", "memory": "16Gi"}
+    assert c["resources"]["requests"] == {"nvidia.com/gpu": "1", "cpu": "2", "memory": "16Gi"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8000}
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env == {"ARGUS_LEVEL": "cache-k10", "ARGUS_MODEL_NAME": "sdxl", "ARGUS_STEPS": "50",
@@ -65,6 +71,61 @@ def test_worker_deployment_gpu_probe_env_volume_scheduling():
     assert c["volumeMounts"][0]["mountPath"] == "/var/lib/argus/latents"
     assert pod["nodeSelector"] == {"gpu": "h100"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_worker_pod_is_hardened_with_writable_scratch():
+    pod = build_worker_deployment("svc", "prod", SPEC, "cache-k0", 1, OWNER)["spec"]["template"]["spec"]
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["runAsUser"] == 10001  # the image's user (worker_image/Dockerfile)
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["fsGroup"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    vols = {v["name"]: v for v in pod["volumes"]}
+    # every writable path the worker needs is a volume, since the root filesystem is read-only
+    for path in ("/tmp", "/dev/shm", "/var/lib/argus/latents"):
+        assert path in mounts
+    assert "emptyDir" in vols[mounts["/tmp"]] and vols[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory"}
+
+
+def test_worker_resources_come_from_spec():
+    spec = parse_spec({"throughputTarget": 1, "gpus": 2, "workerResources": {"cpu": "500m", "memory": "6Gi"}})
+    res = build_worker_deployment("svc", "prod", spec, "cache-k0", 1)["spec"]["template"]["spec"][
+        "containers"][0]["resources"]
+    assert res == {"requests": {"nvidia.com/gpu": "1", "cpu": "500m", "memory": "6Gi"},
+                   "limits": {"nvidia.com/gpu": "1", "memory": "6Gi"}}
+
+
+@pytest.mark.parametrize("model,volume", [
+    ({"weightsPath": "/models/sd", "weightsPvc": "sd-weights"},
+     {"persistentVolumeClaim": {"claimName": "sd-weights", "readOnly": True}}),
+    ({"weightsPath": "/models/sd", "weightsHostPath": "/srv/sd15"}, {"hostPath": {"path": "/srv/sd15", "type": "Directory"}}),
+    ({"weightsPath": "/models/sd"}, None),  # baked into the image: nothing to mount
+    ({}, None),  # tiny random model
+])
+def test_weights_volume_mounted_read_only(model, volume):
+    spec = parse_spec({"throughputTarget": 1, "gpus": 2, "model": model})
+    d = build_worker_deployment("svc", "prod", spec, "cache-k0", 1, OWNER)
+    kubernetes_validate.validate(d, "1.30", strict=True)
+    pod = d["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    mounts = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "weights"]
+    if volume is None:
+        assert "weights" not in vols and not mounts
+    else:
+        assert {k: v for k, v in vols["weights"].items() if k != "name"} == volume
+        assert mounts == [{"name": "weights", "mountPath": "/models/sd", "readOnly": True}]
+
+
+@pytest.mark.parametrize("model,needle", [
+    ({"weightsPath": "/m", "weightsPvc": "a", "weightsHostPath": "/b"}, "exclusive"),
+    ({"weightsPvc": "a"}, "weightsPath is required"),
+])
+def test_bad_weights_volume_is_an_invalid_spec(model, needle):
+    with pytest.raises(SpecError) as e:
+        parse_spec({"throughputTarget": 1, "gpus": 2, "model": model})
+    assert e.value.field == "model" and needle in e.value.message
 
 
 def test_policy_configmap_round_trips():

@@ -64,6 +64,7 @@ def _aliases(model) -> dict[str, object]:
     ((), T2IServiceSpec),
     (("model",), T2IServiceSpec.model_fields["model"].default_factory().__class__),
     (("cache",), T2IServiceSpec.model_fields["cache"].default_factory().__class__),
+    (("workerResources",), T2IServiceSpec.model_fields["worker_resources"].default_factory().__class__),
 ])
 def test_crd_fields_and_defaults_match_spec_model(schema_path, model):
     node = SCHEMA["properties"]["spec"]

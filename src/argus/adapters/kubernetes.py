@@ -22,6 +22,9 @@ from argus.spec import T2IServiceSpec
 RBAC_RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("argus.dev", "t2iservices", ("get", "list", "watch", "patch", "update")),
     ("argus.dev", "t2iservices/status", ("get", "patch", "update")),
+    # Children carry ownerReferences with blockOwnerDeletion=true; with the OwnerReferencesPermission-
+    # Enforcement admission plugin that needs update on the owner's finalizers subresource.
+    ("argus.dev", "t2iservices/finalizers", ("update",)),
     ("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete")),
     ("", "services", ("get", "list", "watch", "create", "patch", "delete")),
     ("", "configmaps", ("get", "list", "watch", "create", "patch", "delete")),

@@ -16,6 +16,10 @@ from argus.spec import API_GROUP, API_VERSION, KIND, T2IServiceSpec
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 LATENT_DIR = "/var/lib/argus/latents"
 GPU_RESOURCE = "nvidia.com/gpu"
+WORKER_UID = 10001  # the worker image's non-root user (worker_image/Dockerfile)
+# Writable paths on a read-only root filesystem: /tmp is HOME, the rendered model repository and
+# Triton's backend dir (serve.py); /dev/shm carries the python backend's tensors to its stub.
+SCRATCH_MOUNTS = (("tmp", "/tmp", None), ("shm", "/dev/shm", "Memory"))
 MANAGED_BY = "argus-operator"
 
 
@@ -57,11 +61,35 @@ def _worker_env(spec: T2IServiceSpec, level: str) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in env.items()]
 
 
+def _security_context() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": WORKER_UID, "runAsGroup": WORKER_UID,
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def _volumes(service: str, spec: T2IServiceSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pod volumes, container mounts): latent store, scratch emptyDirs, and the weights read-only."""
+    volumes: list[dict[str, Any]] = [{"name": "latents", "persistentVolumeClaim": {"claimName": latents_name(service)}}]
+    mounts: list[dict[str, Any]] = [{"name": "latents", "mountPath": LATENT_DIR}]
+    for name, path, medium in SCRATCH_MOUNTS:
+        volumes.append({"name": name, "emptyDir": {"medium": medium} if medium else {}})
+        mounts.append({"name": name, "mountPath": path})
+    m = spec.model
+    if m.weights_pvc:
+        volumes.append({"name": "weights", "persistentVolumeClaim": {"claimName": m.weights_pvc, "readOnly": True}})
+    elif m.weights_host_path:
+        volumes.append({"name": "weights", "hostPath": {"path": m.weights_host_path, "type": "Directory"}})
+    if m.weights_pvc or m.weights_host_path:
+        mounts.append({"name": "weights", "mountPath": m.weights_path, "readOnly": True})
+    return volumes, mounts
+
+
 def build_worker_deployment(service: str, namespace: str, spec: T2IServiceSpec, level: str, replicas: int,
                             owner: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Deployment of one level: `replicas` Triton workers, one GPU each, Triton readiness probe."""
     labels = worker_labels(service, level)
     selector = {"argus.dev/service": service, "argus.dev/level": level}
+    volumes, mounts = _volumes(service, spec)
     container = {
         "name": "worker",
         "image": spec.model.image,
@@ -69,17 +97,26 @@ def build_worker_deployment(service: str, namespace: str, spec: T2IServiceSpec, 
         "env": _worker_env(spec, level),
         "ports": [{"name": "http", "containerPort": HTTP_PORT}, {"name": "grpc", "containerPort": GRPC_PORT},
                   {"name": "metrics", "containerPort": METRICS_PORT}],
-        "resources": {"requests": {GPU_RESOURCE: "1"}, "limits": {GPU_RESOURCE: "1"}},
+        # GPU request = limit (extended resources require it); memory limit = request so a worker is
+        # never OOM-killed for memory a neighbour took; no CPU limit (CFS throttling adds latency).
+        "resources": {"requests": {GPU_RESOURCE: "1", "cpu": spec.worker_resources.cpu,
+                                   "memory": spec.worker_resources.memory},
+                      "limits": {GPU_RESOURCE: "1", "memory": spec.worker_resources.memory}},
+        "securityContext": _security_context(),
         "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT},
                            "periodSeconds": 5, "failureThreshold": 3},
         # Loading weights takes tens of seconds; do not kill a worker that is still loading.
         "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT},
                          "periodSeconds": 10, "failureThreshold": 60},
-        "volumeMounts": [{"name": "latents", "mountPath": LATENT_DIR}],
+        "volumeMounts": mounts,
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "volumes": [{"name": "latents", "persistentVolumeClaim": {"claimName": latents_name(service)}}],
+        "volumes": volumes,
+        # fsGroup makes the latent-store volume writable by the non-root worker.
+        "securityContext": {"runAsNonRoot": True, "fsGroup": WORKER_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False,
     }
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
