@@ -30,7 +30,8 @@ def run(args) -> int:
     obs = s.get("observed") or {}
     print("  observed: " + ", ".join(f"{k}={v}" for k, v in obs.items()))
     cond = s.get("conditions") or {}
-    print(f"  Ready={cond.get('Ready')}  Degraded={cond.get('Degraded')} {cond.get('DegradedReason') or ''}")
+    print(f"  Ready={cond.get('Ready')}  Degraded={cond.get('Degraded')} {cond.get('DegradedReason') or ''}"
+          + ("  Progressing (a replica is loading: the loop waits for it)" if cond.get("Progressing") else ""))
     print(f"  policy v{s.get('policyVersion')}: {s.get('reason', '')[:200]}")
     lq = s.get("levelQuality") or {}
     if lq:
