@@ -3,7 +3,7 @@
 Measures (baselines from the same run): operator RSS idle (0 services) vs steady state with N; reconcile
 latency (create -> policy ConfigMap and all Deployments present) of 1 service alone vs N created at once;
 spec-change latency (edit -> replicas re-planned, observedGeneration advanced) vs the control period;
-CPU share of the operator in steady state; cleanup time after deleting all.
+CPU share of the operator (and of the KMock emulator) in steady state; cleanup time after deleting all.
 Usage: .venv/bin/python bench/bench_operator.py [--services 50] [--period 5] [--steady 30]
 """
 
@@ -96,12 +96,13 @@ def main() -> int:
         all_s = max(lat) if lat else float("nan")
 
         # steady state: every service runs its control loop each period against Prometheus
-        c0, t0 = cpu_s(op.proc.pid), time.monotonic()
+        c0, k0, t0 = cpu_s(op.proc.pid), cpu_s(api.proc.pid), time.monotonic()
         samples = []
         while time.monotonic() - t0 < a.steady:
             samples.append(rss_mib(op.proc.pid))
             time.sleep(1)
         cpu_share = (cpu_s(op.proc.pid) - c0) / (time.monotonic() - t0)
+        kmock_share = (cpu_s(api.proc.pid) - k0) / (time.monotonic() - t0)
         rss_steady = max(samples)
         decisions = sum(float(line.split()[-1]) for line in op.metrics().splitlines()
                         if line.startswith("argus_operator_decisions_total{"))
@@ -139,6 +140,7 @@ def main() -> int:
          f"{pct(edit_lat, .5):.2f} / {max(edit_lat):.2f} s = {max(edit_lat) / a.period:.2f} control periods"),
         ("steady-state operator CPU", f"{cpu_share * 100:.0f}% of one core "
                                       f"({decisions:.0f} decisions counted)"),
+        ("steady-state KMock emulator CPU", f"{kmock_share * 100:.0f}% of one core"),
         ("cleanup after deleting all", f"{cleanup_s:.1f} s"),
         ("operator alive at the end", str(alive)),
     ]
