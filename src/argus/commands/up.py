@@ -27,6 +27,9 @@ def register(sub) -> None:
                    help="argus: the control loop; ha/ht/nirvana: the baselines' fixed policies (comparison runs)")
     p.add_argument("--profile", type=Path, help="level profile JSON (default: the tiny model's measured CPU "
                    "throughputs with the published per-level quality, see argus/local/demo_profile.py)")
+    p.add_argument("--predictor", type=Path, help="per-prompt level predictor artifact for the router "
+                   "(e.g. src/argus/data/predictors/demo-tiny.predictor.json for the demo service; default: none, "
+                   "every prompt's optimal level is full quality)")
     p.set_defaults(func=run)
 
 
@@ -45,7 +48,7 @@ def run(args) -> int:
         print(f"[argus] starting service {name!r} (levels: {', '.join(spec.levels)}) in {args.workdir.resolve()}",
               flush=True)
         profile = load_profile(args.profile) if args.profile else default_profile(spec)
-        system, ctl = boot(name, spec, args.workdir, mode=args.mode, profile=profile)
+        system, ctl = boot(name, spec, args.workdir, mode=args.mode, profile=profile, predictor=args.predictor)
         print(f"[argus] ready in {time.monotonic() - t0:.0f}s: {system.url}/v1/images/generations "
               f"(logs: {system.workdir / 'logs'})", flush=True)
         if args.demo:

@@ -29,9 +29,10 @@ def default_profile(spec: T2IServiceSpec) -> Profile:
 
 
 def boot(name: str, spec: T2IServiceSpec, workdir: Path, *, mode: str = "argus", profile: Profile | None = None,
-         window: str = "20s") -> tuple[LocalSystem, LocalController]:
+         window: str = "20s", predictor: Path | None = None) -> tuple[LocalSystem, LocalController]:
     """Start workers, router, Envoy, Prometheus and the control loop (in a thread); stop all on failure."""
-    system = LocalSystem(name, spec, workdir, sizes=(f"{spec.model.width}x{spec.model.height}",))
+    system = LocalSystem(name, spec, workdir, sizes=(f"{spec.model.width}x{spec.model.height}",),
+                         predictor=predictor)
     ctl = LocalController(system, profile or default_profile(spec), PrometheusSource(window=window), mode=mode)
     try:
         system.start(ctl.initial_allocation(), with_prometheus=True)

@@ -21,7 +21,7 @@ import yaml
 from argus.adapters.envoy_config import EnvoySettings, build_bootstrap
 from argus.local import prometheus
 from argus.local.supervisor import Supervisor, free_port, wait_http
-from argus.router.settings import RouterSettings
+from argus.router.settings import RouterSettings, ServicePredictor
 from argus.spec import T2IServiceSpec
 from argus.worker.repository import TritonPorts, render_repository, triton_command
 from argus.worker.settings import WorkerSettings
@@ -54,6 +54,7 @@ class LocalSystem:
     ready_timeout_s: float = 180.0
     worker_threads: int = 1  # CPU threads per worker process (see start_worker)
     timeout_slos: float = 2.0  # the router gives up on a request after this many latency SLOs (start_router)
+    predictor: Path | None = None  # per-prompt level predictor artifact for the router (None: full quality)
     supervisor: Supervisor = field(init=False)
     replicas: dict[str, Replica] = field(default_factory=dict)
     ready: set[str] = field(default_factory=set)  # replica names that passed the readiness probe
@@ -176,9 +177,20 @@ class LocalSystem:
                            # from requests that can still make it: with the router's default 120 s, a burst
                            # left workers computing requests whose clients had given up (measured: served
                            # throughput fell to ~0 for 30 s). Triton drops queued requests whose call ended.
-                           timeout_s=self.timeout_slos * self.spec.latency_slo)
+                           timeout_s=self.timeout_slos * self.spec.latency_slo, predictors=self.router_predictors())
         child = self.supervisor.start("router", [sys.executable, "-m", "argus.router"], s.to_env())
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, child)
+
+    def router_predictors(self) -> dict[str, ServicePredictor]:
+        """The router's predictor setting for this service: checked against the workers' levels, model and N."""
+        if self.predictor is None:
+            return {}
+        from argus.worker.tiny import tiny_identity
+
+        m = self.spec.model
+        return {self.service: ServicePredictor(
+            Path(self.predictor), tuple(self.spec.levels), m.name if m.weights_path else tiny_identity(), m.steps,
+            self.latent_dir if self.spec.cache.enabled else None)}
 
     def start_envoy(self) -> None:
         """Start Envoy in front of the router and wait until it proxies."""

@@ -22,6 +22,7 @@ from argus.router.dispatch import Dispatcher
 from argus.router.errors import BadRequest, Overloaded, RouterError, Unauthorized, UnknownService, to_http
 from argus.router.metrics import RouterMetrics
 from argus.router.planner import FullQualityPlanner, Planner
+from argus.router.prompting import PromptPlanning, record_safely
 from argus.router.schema import ImageRequest, Limits, parse_request
 from argus.router.settings import RouterSettings
 from argus.router.sources import EndpointSource, FileEndpoints, PolicyStore
@@ -50,12 +51,13 @@ class Router:
 
     def __init__(self, settings: RouterSettings, endpoints: EndpointSource, metrics: RouterMetrics,
                  planner: Planner | None = None, dispatcher: Dispatcher | None = None,
-                 rng: random.Random | None = None):
-        """Wire the parts; nothing here starts I/O."""
+                 rng: random.Random | None = None, planning: PromptPlanning | None = None):
+        """Wire the parts; nothing here starts I/O. With `planning`, its predictive planner plans and learns."""
         self.settings = settings
         self.endpoints = endpoints
         self.metrics = metrics
-        self.planner = planner or FullQualityPlanner()
+        self.planning = planning
+        self.planner = planner or (planning.planner if planning else FullQualityPlanner())
         self.dispatcher = dispatcher or Dispatcher(endpoints)
         self.rng = rng or random.Random()
         self.policies = PolicyStore(settings.policy_dir,
@@ -134,6 +136,9 @@ class Router:
         self.metrics.quality.labels(service).observe(quality)
         if plan.cache_key is not None:
             self.metrics.cache.labels(service, "hit" if done.result.info.get("cache_hit") else "miss").inc()
+        if self.planning and plan.store_key and done.level == "cache-k0" and not done.result.info.get("k_used"):
+            # A full run from noise with STORE_KEY stored its checkpoints: similar prompts may now resume.
+            await record_safely(self.planning, service, req.user or "default", req.prompt, plan.store_key)
         return {"b64_json": _png_b64(done.result.image), "level": done.level, "optimal_level": plan.optimal_level,
                 "replica": done.replica, "retries": done.retries, "seed": seed,
                 "predicted_quality": quality, "latency_s": round(elapsed, 4), **{
@@ -154,13 +159,17 @@ def create_app(settings: RouterSettings, router: Router | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         r = router or Router(settings, FileEndpoints(settings.endpoints_file) if settings.endpoints_file
-                             else _NoEndpoints(), RouterMetrics())
+                             else _NoEndpoints(), RouterMetrics(), planning=PromptPlanning.from_settings(settings))
         app.state.router = r
+        if r.planning is not None:
+            r.planning.start()
         task = asyncio.create_task(_reload_loop(r, settings.reload_interval_s))
         try:
             yield
         finally:
             task.cancel()
+            if r.planning is not None:
+                r.planning.close()
             await r.dispatcher.close()
 
     app = FastAPI(title="Argus router", version="0.1.0", lifespan=lifespan)

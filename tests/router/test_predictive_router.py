@@ -1,0 +1,202 @@
+"""The router with a real PredictivePlanner (real MiniLM, a fitted predictor file) and real workers.
+
+Workers are `argus.worker.WorkerService` (the tiny diffusion model, the real DirectoryLatentStore)
+called in-process through the dispatcher's client factory instead of Triton gRPC (the gRPC path
+is covered by tests/e2e). Predictor: N=10, levels cache-k0/cache-k5/steps-5; steps-5 always 80%,
+cache-k5 = 50+50·s, so at floor 90 only a neighbour with s ≥ 0.8 makes cache-k5 optimal.
+
+Cases:
+- a first prompt runs at cache-k0 and stores checkpoints; the router records it, so the repeat is
+  planned at cache-k5 with the first run's key and the worker resumes (cache_hit, k_used=5);
+  an unrelated prompt and a service without a predictor stay at cache-k0 with no key
+- a restarted router's planner syncs the index from the latent store (at start, via its thread) and
+  plans the repeat at cache-k5
+- RouterSettings.from_env: round trip of the predictor settings; malformed values raise
+  RouterSettingsError naming the variable (and the service/field for ARGUS_ROUTER_PREDICTORS)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from argus.adapters.triton_client import Generated, WorkerRejected
+from argus.levels import parse_levels
+from argus.prompt.embedder import CachedEmbedder, MiniLMEmbedder
+from argus.prompt.predictor import fit_predictor, level_costs, save_predictor
+from argus.router.app import Router
+from argus.router.dispatch import Dispatcher
+from argus.router.metrics import RouterMetrics
+from argus.router.planner import store_key
+from argus.router.prompting import PromptPlanning
+from argus.router.schema import ImageRequest
+from argus.router.settings import RouterSettings, RouterSettingsError, ServicePredictor
+from argus.router.sources import FileEndpoints
+from argus.worker.service import CountingMetrics, WorkerService, WorkRequest, open_store
+from argus.worker.settings import WorkerSettings
+from argus.worker.tiny import tiny_identity
+
+N = 10
+LEVELS = ["cache-k0", "cache-k5", "steps-5"]
+CAT = "a cat sitting on a red mat, oil painting"
+SHIP = "a spaceship above the rings of saturn, digital art"
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    import torch
+
+    torch.set_num_threads(1)
+    return CachedEmbedder(MiniLMEmbedder())
+
+
+@pytest.fixture(scope="module")
+def predictor_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 384))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    s = rng.uniform(0.2, 1.0, 40)
+    q = {"cache-k0": np.full(40, 100.0), "steps-5": np.full(40, 80.0), "cache-k5": 50 + 50 * s}
+    pred = fit_predictor(encoder="all-MiniLM-L6-v2", model=tiny_identity(), steps=N, levels=LEVELS, embeddings=x,
+                         quality=q, similarity=s, costs=level_costs(parse_levels(LEVELS, N), N))
+    path = tmp_path_factory.mktemp("pred") / "svc.predictor.json"
+    save_predictor(pred, path)
+    return path
+
+
+class InProcessClient:
+    """The TritonWorkerClient interface over a WorkerService (same WorkRequest/INFO as model.py).
+
+    Like Triton's python backend, each worker runs on one thread of its own (its store's SQLite handle
+    is bound to the thread that opened it), so the service is built on that thread.
+    """
+
+    def __init__(self, settings: WorkerSettings, pipeline):
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.service = self.pool.submit(self._build, settings, pipeline).result()
+
+    @staticmethod
+    def _build(settings, pipeline):
+        m = CountingMetrics()
+        return WorkerService(settings, pipeline=pipeline, store=open_store(settings, m), metrics=m)
+
+    async def generate(self, level, prompt, seed, height, width, *, cache_key=None, store_key=None,
+                       timeout_s=None, request_id=None):
+        req = WorkRequest(prompt, seed, height, width, cache_key, store_key)
+        (res,) = await asyncio.get_running_loop().run_in_executor(self.pool, self.service.handle, [req])
+        if res.error:
+            raise WorkerRejected(res.error)
+        return Generated(res.image, res.info)
+
+    async def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory, predictor_file):
+    """Workers of both services (shared tiny pipeline), an endpoints file and router settings."""
+    root = tmp_path_factory.mktemp("router")
+    latents = root / "latents"
+    workers = {}
+    pipeline = None
+    for svc in ("svc", "plain"):
+        for lv in ("cache-k0", "cache-k5"):
+            ws = WorkerSettings(level=lv, steps=N, levels=tuple(LEVELS), latent_store=str(latents / svc))
+            w = InProcessClient(ws, pipeline)
+            pipeline = w.service.pipeline
+            workers[f"{svc}-{lv}"] = w
+    (root / "endpoints.json").write_text(json.dumps(
+        {svc: {lv: [f"{svc}-{lv}"] for lv in ("cache-k0", "cache-k5")} for svc in ("svc", "plain")}))
+    settings = RouterSettings(
+        sizes=("32x32",), default_size="32x32", quality_floor=90.0, index_sync_s=0.2,
+        predictors={"svc": ServicePredictor(predictor_file, tuple(LEVELS), tiny_identity(), N, latents / "svc")})
+    return settings, root, workers
+
+
+def make_router(system, planning):
+    settings, root, workers = system
+    endpoints = FileEndpoints(root / "endpoints.json")
+    return Router(settings, endpoints, RouterMetrics(), planning=planning,
+                  dispatcher=Dispatcher(endpoints, lambda url: workers[url]))
+
+
+def request(prompt, service, user="alice"):
+    return ImageRequest(prompt=prompt, n=1, height=32, width=32, seed=7, quality_floor=None, service=service,
+                        user=user)
+
+
+def test_full_run_is_recorded_and_the_repeat_resumes(system, embedder):
+    planning = PromptPlanning.from_settings(system[0], embedder=embedder)
+    router = make_router(system, planning)
+
+    async def go():
+        first = await router.generate(request(CAT, "svc"))
+        repeat = await router.generate(request(CAT, "svc"))
+        unrelated = await router.generate(request(SHIP, "svc"))
+        plain1 = await router.generate(request(CAT, "plain"))
+        plain2 = await router.generate(request(CAT, "plain"))
+        return [r["argus"][0] for r in (first, repeat, unrelated, plain1, plain2)]
+
+    try:
+        first, repeat, unrelated, plain1, plain2 = asyncio.run(go())
+    finally:
+        planning.close()
+    assert first["level"] == first["optimal_level"] == "cache-k0" and first["k_used"] == 0
+    assert store_key("alice", CAT) in planning.planner.services["svc"].index
+    assert repeat["optimal_level"] == repeat["level"] == "cache-k5"
+    assert repeat["cache_hit"] is True and repeat["k_used"] == 5 and repeat["fallback_reason"] is None
+    assert repeat["predicted_quality"] >= 90.0
+    assert unrelated["optimal_level"] == "cache-k0" and unrelated["cache_hit"] is False
+    assert plain1["optimal_level"] == plain2["optimal_level"] == "cache-k0"  # no predictor: full quality
+    assert router.metrics.cache.labels("svc", "hit")._value.get() == 1
+
+
+def test_restarted_router_syncs_the_index_from_the_store(system, embedder):
+    # The first test's full run stored CAT for alice in svc's latent store (same module-scoped system).
+    planning = PromptPlanning.from_settings(system[0], embedder=embedder)
+    assert len(planning.planner.services["svc"].index) == 0
+    planning.start()
+    try:
+        deadline = time.monotonic() + 30
+        while planning.syncs == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store_key("alice", CAT) in planning.planner.services["svc"].index
+        plan = asyncio.run(planning.planner.plan("svc", CAT, "alice", 90.0))
+    finally:
+        planning.close()
+    assert plan.optimal_level == "cache-k5" and plan.cache_key == store_key("alice", CAT)
+
+
+def test_settings_round_trip_and_errors_name_the_variable(tmp_path):
+    s = RouterSettings(predictors={"a": ServicePredictor(tmp_path / "p.json", ("cache-k0", "cache-k5"), "m", 10,
+                                                         tmp_path / "lat", True)},
+                       encoder="minilm", index_sync_s=2.5)
+    assert RouterSettings.from_env(s.to_env()) == s
+    assert RouterSettings.from_env({}).predictors == {}
+
+
+@pytest.mark.parametrize("var,value,needle", [
+    ("ARGUS_ROUTER_PORT", "eighty", "ARGUS_ROUTER_PORT='eighty'"),
+    ("ARGUS_ROUTER_INDEX_SYNC_S", "soon", "ARGUS_ROUTER_INDEX_SYNC_S='soon'"),
+    ("ARGUS_ROUTER_PREDICTORS", "{not json", "ARGUS_ROUTER_PREDICTORS: not JSON"),
+    ("ARGUS_ROUTER_PREDICTORS", "[1]", "ARGUS_ROUTER_PREDICTORS: expected a JSON object"),
+    ("ARGUS_ROUTER_PREDICTORS", '{"s": {}}', "service 's': 'path'"),
+    ("ARGUS_ROUTER_PREDICTORS", '{"s": {"path": "p", "steps": "ten"}}', "service 's': 'steps' must be"),
+    ("ARGUS_ROUTER_PREDICTORS", '{"s": {"path": "p", "levels": "cache-k0"}}', "'levels' must be a list"),
+    ("ARGUS_ROUTER_PREDICTORS", '{"s": {"path": "p", "colour": 1}}', "unknown field(s) ['colour']"),
+])
+def test_settings_errors(var, value, needle):
+    with pytest.raises(RouterSettingsError) as e:
+        RouterSettings.from_env({var: value})
+    assert needle in str(e.value) and var in str(e.value)
+
+
+def test_predictor_mismatch_names_the_file(system, embedder, predictor_file):
+    bad = RouterSettings(predictors={"svc": ServicePredictor(predictor_file, ("cache-k0", "cache-k5"), None, N)})
+    with pytest.raises(ValueError, match="level set differs"):
+        PromptPlanning.from_settings(bad, embedder=embedder)
