@@ -22,6 +22,7 @@ from argus.router.dispatch import Dispatcher
 from argus.router.errors import BadRequest, Overloaded, RouterError, Unauthorized, UnknownService, to_http
 from argus.router.metrics import RouterMetrics
 from argus.router.planner import FullQualityPlanner, Planner
+from argus.router.kube_sources import ConfigMapPolicies, kubernetes_sources
 from argus.router.prompting import PromptPlanning, record_safely
 from argus.router.schema import ImageRequest, Limits, parse_request
 from argus.router.settings import RouterSettings
@@ -51,7 +52,8 @@ class Router:
 
     def __init__(self, settings: RouterSettings, endpoints: EndpointSource, metrics: RouterMetrics,
                  planner: Planner | None = None, dispatcher: Dispatcher | None = None,
-                 rng: random.Random | None = None, planning: PromptPlanning | None = None):
+                 rng: random.Random | None = None, planning: PromptPlanning | None = None,
+                 policy_feed: ConfigMapPolicies | None = None):
         """Wire the parts; nothing here starts I/O. With `planning`, its predictive planner plans and learns."""
         self.settings = settings
         self.endpoints = endpoints
@@ -63,9 +65,17 @@ class Router:
         self.policies = PolicyStore(settings.policy_dir,
                                     on_rejected=lambda p, e: metrics.policy_rejected.inc(),
                                     on_loaded=lambda d: metrics.policy_version.labels(d.service).set(d.version))
+        self.policy_feed = policy_feed  # Kubernetes: policy ConfigMaps offered to self.policies
         self.limits = Limits(settings.max_prompt_chars, settings.max_n, settings.sizes, settings.default_size)
         self.pending = 0
         self._api_key = settings.api_key_file.read_text().strip() if settings.api_key_file else None
+
+    def refresh_sources(self) -> None:
+        """Pick up endpoint and policy changes (blocking I/O: call it off the event loop)."""
+        self.endpoints.refresh()
+        self.policies.refresh()
+        if self.policy_feed is not None:
+            self.policy_feed.refresh(self.policies)
 
     def check_auth(self, header: str | None) -> None:
         """Raise Unauthorized unless the bearer token matches the configured key."""
@@ -158,8 +168,7 @@ def create_app(settings: RouterSettings, router: Router | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        r = router or Router(settings, FileEndpoints(settings.endpoints_file) if settings.endpoints_file
-                             else _NoEndpoints(), RouterMetrics(), planning=PromptPlanning.from_settings(settings))
+        r = router or _build_router(settings)
         app.state.router = r
         if r.planning is not None:
             r.planning.start()
@@ -228,10 +237,23 @@ async def _reload_loop(r: Router, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            r.endpoints.refresh()
-            r.policies.refresh()
+            await asyncio.to_thread(r.refresh_sources)  # the Kubernetes source lists the API: not on the loop
         except Exception:  # a bad file must never stop reloading
             log.exception("reload failed")
+
+
+def _build_router(settings: RouterSettings) -> Router:
+    feed = None
+    if settings.source == "kubernetes":
+        endpoints, feed = kubernetes_sources(settings)
+    elif settings.endpoints_file:
+        endpoints = FileEndpoints(settings.endpoints_file)
+    else:
+        endpoints = _NoEndpoints()
+    r = Router(settings, endpoints, RouterMetrics(), planning=PromptPlanning.from_settings(settings), policy_feed=feed)
+    if feed is not None:
+        feed.refresh(r.policies)
+    return r
 
 
 class _NoEndpoints:

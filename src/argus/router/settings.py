@@ -72,6 +72,22 @@ def parse_predictors(text: str, var: str = "ARGUS_ROUTER_PREDICTORS") -> dict[st
     return out
 
 
+SOURCES = ("files", "kubernetes")
+
+
+def _source(v: str) -> str:
+    if v not in SOURCES:
+        raise ValueError(f"expected one of {', '.join(SOURCES)}")
+    return v
+
+
+def _positive(v: str) -> float:
+    x = float(v)
+    if not x > 0:
+        raise ValueError("must be a positive number of seconds")
+    return x
+
+
 @dataclass(frozen=True)
 class RouterSettings:
     """Everything the router process needs."""
@@ -95,6 +111,8 @@ class RouterSettings:
     encoder: str = "minilm"  # prompt encoder the predictors were trained with (argus.prompt.embedder)
     encoder_weights: Path | None = None  # the encoder's weights (clip: the served model's directory)
     index_sync_s: float = 5.0  # how often the similarity index follows the latent store
+    source: str = "files"  # where endpoints and policies come from: files (local runtime) or kubernetes
+    namespace: str | None = None  # kubernetes source: the namespace served (default: the pod's own)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -126,6 +144,8 @@ class RouterSettings:
             api_key_file=get("API_KEY_FILE", Path, None),
             predictors=get("PREDICTORS", parse_predictors, {}), encoder=get("ENCODER", str, d.encoder),
             encoder_weights=get("ENCODER_WEIGHTS", Path, None), index_sync_s=get("INDEX_SYNC_S", float, d.index_sync_s),
+            source=get("SOURCE", _source, d.source), namespace=get("NAMESPACE", str, None),
+            reload_interval_s=get("RELOAD_INTERVAL_S", _positive, d.reload_interval_s),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -136,12 +156,13 @@ class RouterSettings:
                "ARGUS_ROUTER_TIMEOUT_S": str(self.timeout_s), "ARGUS_ROUTER_MAX_PENDING": str(self.max_pending),
                "ARGUS_ROUTER_LATENCY_SLO_S": str(self.latency_slo_s),
                "ARGUS_ROUTER_QUALITY_FLOOR": str(self.quality_floor), "ARGUS_ROUTER_ENCODER": self.encoder,
-               "ARGUS_ROUTER_INDEX_SYNC_S": str(self.index_sync_s)}
+               "ARGUS_ROUTER_INDEX_SYNC_S": str(self.index_sync_s), "ARGUS_ROUTER_SOURCE": self.source,
+               "ARGUS_ROUTER_RELOAD_INTERVAL_S": str(self.reload_interval_s)}
         if self.predictors:
             env["ARGUS_ROUTER_PREDICTORS"] = json.dumps({k: v.to_json() for k, v in self.predictors.items()})
         for key, val in (("POLICY_DIR", self.policy_dir), ("ENDPOINTS_FILE", self.endpoints_file),
                          ("DEFAULT_SERVICE", self.default_service), ("API_KEY_FILE", self.api_key_file),
-                         ("ENCODER_WEIGHTS", self.encoder_weights)):
+                         ("ENCODER_WEIGHTS", self.encoder_weights), ("NAMESPACE", self.namespace)):
             if val:
                 env[f"ARGUS_ROUTER_{key}"] = str(val)
         return env

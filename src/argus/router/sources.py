@@ -89,15 +89,20 @@ class PolicyStore:
             try:
                 self.offer(parse_policy(path.read_bytes()))
             except (OSError, PolicyError) as e:
-                log.error("rejected policy %s (keeping the last good one): %s", path, e)
-                self._on_rejected(path, e)
+                self.reject(path, e)
+
+    def reject(self, where, err: Exception) -> None:
+        """Log and count a policy that was not adopted (the last good one stays)."""
+        log.error("rejected policy %s (keeping the last good one): %s", where, err)
+        self._on_rejected(where, err)
 
     def offer(self, doc: PolicyDocument) -> bool:
         """Adopt `doc` unless an equal or newer version is already in force."""
         cur = self.policies.get(doc.service)
         if cur is not None and cur.version >= doc.version:
             return False
-        self.policies[doc.service] = doc
+        # Copy on write: refreshes run in a thread while the event loop reads the dict.
+        self.policies = {**self.policies, doc.service: doc}
         self._on_loaded(doc)
         return True
 
