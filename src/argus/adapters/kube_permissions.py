@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from argus.adapters.kube_router import ROUTER_RBAC_RULES
+
 Triple = tuple[str, str, str]  # (apiGroup, resource, verb)
 
 # Cluster-scoped resources among those the operator may use.
@@ -24,10 +26,8 @@ NAMESPACED_PEERING, CLUSTER_PEERING = "kopfpeerings", "clusterkopfpeerings"
 
 # The router reads policies from labelled ConfigMaps and worker endpoints from EndpointSlices
 # of the level Services, in its own namespace only (contract in the team brief): read-only.
-ROUTER_RULES: list[tuple[str, str, tuple[str, ...]]] = [
-    ("", "configmaps", ("get", "list", "watch")),
-    ("discovery.k8s.io", "endpointslices", ("get", "list", "watch")),
-]
+# Derived, like the operator's, from the one module that makes those calls.
+ROUTER_RULES: list[tuple[str, str, tuple[str, ...]]] = list(ROUTER_RBAC_RULES)
 
 # The chart's optional minimal Prometheus discovers pods to scrape in the release namespace.
 PROMETHEUS_RULES: list[tuple[str, str, tuple[str, ...]]] = [
