@@ -15,6 +15,9 @@ request limit and a local rate limit in front. Cases, in order:
   < 250 ms), while accepted requests keep the latency of the system at capacity (4 clients,
   none refused: within 2x + 0.2 s) and within 8x the unloaded one (4 admitted); latencies are
   Envoy's access-log durations, as the Python client on 2 busy cores adds its own delay;
+- with a predictor (a second router process and Envoy on the same workers): a repeated prompt
+  is planned at cache-k1 and served from its own latent stored by the first, full run
+  (cache_hit, k_used=1); an unrelated prompt stays at full quality;
 - SIGKILL of one cache-k0 replica mid-load loses no request: the router retries on the
   other replica (retries counted in the responses and in /metrics);
 - SIGKILL of the only steps-1 replica mid-load loses no request: the router retries at the
@@ -53,30 +56,34 @@ ROUTER_MAX_PENDING = 4  # the other cases run 4 closed-loop clients: never refus
 RATE_LIMIT_RPS = 25  # the other cases send ~8-12 req/s; the overload case ~40
 
 
-def _start_router(system: LocalSystem, max_pending: int) -> None:
-    port = system.ports.setdefault("router", free_port())
+def _start_router(system: LocalSystem, max_pending: int, name: str = "router", **extra) -> None:
+    port = system.ports.setdefault(name, free_port())
     s = RouterSettings(port=port, policy_dir=system.workdir / "policy",
                        endpoints_file=system.workdir / "endpoints.json", default_service=system.service,
                        sizes=system.sizes, default_size=system.sizes[0], max_pending=max_pending,
-                       timeout_s=60, latency_slo_s=system.spec.latency_slo, quality_floor=system.spec.quality_floor)
-    child = system.supervisor.start("router", [sys.executable, "-m", "argus.router"], s.to_env())
+                       timeout_s=60, latency_slo_s=system.spec.latency_slo, quality_floor=system.spec.quality_floor,
+                       **extra)
+    child = system.supervisor.start(name, [sys.executable, "-m", "argus.router"], s.to_env())
     wait_http(f"http://127.0.0.1:{port}/healthz", 60, child)
 
 
-def _start_envoy(system: LocalSystem) -> None:
-    for k in ("envoy", "envoy_stats", "envoy_admin"):
+def _start_envoy(system: LocalSystem, name: str = "envoy", router: str = "router") -> str:
+    """Envoy in front of the router `router`; returns its URL."""
+    for k in (name, f"{name}_stats", f"{name}_admin"):
         system.ports.setdefault(k, free_port())
-    cfg = EnvoySettings(listen_port=system.ports["envoy"], stats_port=system.ports["envoy_stats"],
-                        admin_port=system.ports["envoy_admin"], router_port=system.ports["router"],
+    cfg = EnvoySettings(listen_port=system.ports[name], stats_port=system.ports[f"{name}_stats"],
+                        admin_port=system.ports[f"{name}_admin"], router_port=system.ports[router],
                         max_requests=32, max_pending_requests=32, rate_limit_rps=RATE_LIMIT_RPS,
                         rate_limit_burst=RATE_LIMIT_RPS, route_timeout_s=60,
-                        access_log_path=str(system.workdir / "logs" / "envoy-access.log"))
-    path = system.workdir / "envoy.yaml"
+                        access_log_path=str(system.workdir / "logs" / f"{name}-access.log"))
+    path = system.workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(build_bootstrap(cfg), sort_keys=False))
     envoy = Path(sys.executable).parent / "envoy"
     cmd = [str(envoy if envoy.exists() else "envoy"), "-c", str(path), "--log-level", "warn",
-           "--base-id", str(system.ports["envoy"])]
-    wait_http(f"{system.url}/healthz", 30, system.supervisor.start("envoy", cmd))
+           "--base-id", str(system.ports[name])]
+    url = f"http://127.0.0.1:{system.ports[name]}"
+    wait_http(f"{url}/healthz", 30, system.supervisor.start(name, cmd))
+    return url
 
 
 @pytest.fixture(scope="module")
@@ -332,9 +339,54 @@ def test_overload_is_shed_fast_and_accepted_latency_holds(system):
     assert accepted < 8 * base + 0.3, (accepted, base)
 
 
+def test_repeated_prompt_is_served_from_its_own_stored_latent(system, tmp_path):
+    """A second router with a predictor (real MiniLM), behind its own Envoy, on the same workers."""
+    import numpy as np
+
+    from argus.levels import parse_levels
+    from argus.prompt.predictor import fit_predictor, level_costs, save_predictor
+    from argus.router.settings import ServicePredictor
+    from argus.worker.tiny import tiny_identity
+
+    # A predictor that wants full quality unless a stored similar prompt makes cache-k1 good enough
+    # (quality 50 + 50 x similarity); steps-1 is always below the floor.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 384))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sim = rng.uniform(0.2, 1.0, 40)
+    q = {"cache-k0": np.full(40, 100.0), "steps-1": np.full(40, 80.0), "cache-k1": 50 + 50 * sim}
+    steps = system.spec.model.steps
+    pred = fit_predictor(encoder="all-MiniLM-L6-v2", model=tiny_identity(), steps=steps, levels=LEVELS,
+                         embeddings=x, quality=q, similarity=sim, costs=level_costs(parse_levels(LEVELS, steps), steps))
+    save_predictor(pred, tmp_path / "svc.predictor.json")
+    _write_policy(system, 7, {"cache-k0": {"cache-k0": 1.0}})  # no redirection: served at the optimal level
+    try:
+        _start_router(system, 64, name="router_pred", predictors={"svc": ServicePredictor(
+            tmp_path / "svc.predictor.json", tuple(LEVELS), tiny_identity(), steps, system.latent_dir)})
+        url = _start_envoy(system, name="envoy_pred", router="router_pred")
+
+        def gen(prompt):
+            r = httpx.post(url + URL, json={"prompt": prompt, "seed": 7, "user": "alice"}, timeout=120)
+            assert r.status_code == 200, r.text
+            return r.json()["argus"][0]
+
+        cat = "a cat sitting on a red mat, oil painting"
+        first, repeat = gen(cat), gen(cat)
+        unrelated = gen("a spaceship above the rings of saturn, digital art")
+        text = httpx.get(url + "/metrics", timeout=10).text
+    finally:
+        for name in ("envoy_pred", "router_pred"):
+            system.supervisor.stop(name)
+    assert (first["optimal_level"], first["level"], first["k_used"]) == ("cache-k0", "cache-k0", 0)
+    assert (repeat["optimal_level"], repeat["level"]) == ("cache-k1", "cache-k1")
+    assert repeat["cache_hit"] is True and repeat["k_used"] == 1 and repeat["fallback_reason"] is None
+    assert unrelated["optimal_level"] == "cache-k0" and unrelated["cache_hit"] is False
+    assert 'argus_router_cache_lookups_total{result="hit",service="svc"} 1.0' in text
+
+
 def test_sigkill_of_a_replica_mid_load_loses_no_request(system):
-    _write_policy(system, 7, {"cache-k0": {"cache-k0": 1.0}})
-    _wait_policy(system, 7)
+    _write_policy(system, 9, {"cache-k0": {"cache-k0": 1.0}})
+    _wait_policy(system, 9)
     victim = next(r for r in system.replicas.values() if r.level == "cache-k0")
     retries0 = _metric(_metrics(system), "argus_router_retries_total", service="svc", level="cache-k0")
     marks: dict[str, float] = {}
@@ -357,8 +409,8 @@ def test_sigkill_of_a_replica_mid_load_loses_no_request(system):
 
 
 def test_sigkill_of_a_levels_only_replica_falls_back_to_a_safer_level(system):
-    _write_policy(system, 8, {"cache-k0": {"steps-1": 1.0}})
-    _wait_policy(system, 8)
+    _write_policy(system, 10, {"cache-k0": {"steps-1": 1.0}})
+    _wait_policy(system, 10)
     victim = next(r for r in system.replicas.values() if r.level == "steps-1")
     marks: dict[str, float] = {}
 
