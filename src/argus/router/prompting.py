@@ -21,6 +21,7 @@ from argus.router.settings import RouterSettings
 
 log = logging.getLogger("argus.router")
 
+SYNC_CHUNK = 32  # prompts embedded per call while syncing
 READ_ONLY_BUDGET = 1 << 50  # the router never writes the store; the budget only bounds writes
 
 
@@ -84,8 +85,10 @@ class PromptPlanning:
             entries = list(opened[name].list_entries())
             known = self.executor.submit(lambda n=name: self.planner.services[n].index.keys()).result()
             new = [e.prompt for e in entries if e.key not in known]
-            if new:  # embed here, off the planner thread; the sync below then hits the embedding cache
-                self.planner.embedder.encode(new)
+            # Embed here, off the planner thread, in small chunks so plan batches interleave (the embedder
+            # is locked per call); the sync below then hits the embedding cache.
+            for i in range(0, len(new), SYNC_CHUNK):
+                self.planner.embedder.encode(new[i:i + SYNC_CHUNK])
             out[name] = self.executor.submit(self.planner.sync, name, _Listed(entries)).result()
         self.syncs += 1
         return out
