@@ -11,6 +11,8 @@ Cases:
   an unrelated prompt and a service without a predictor stay at cache-k0 with no key
 - a restarted router's planner syncs the index from the latent store (at start, via its thread) and
   plans the repeat at cache-k5
+- a prompt recorded while a sync is listing the store (so missing from that listing) stays indexed;
+  a key the store no longer lists is dropped by the next sync
 - RouterSettings.from_env: round trip of the predictor settings; malformed values raise
   RouterSettingsError naming the variable (and the service/field for ARGUS_ROUTER_PREDICTORS)
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -170,6 +173,47 @@ def test_restarted_router_syncs_the_index_from_the_store(system, embedder):
     finally:
         planning.close()
     assert plan.optimal_level == "cache-k5" and plan.cache_key == store_key("alice", CAT)
+
+
+class SlowListing:
+    """A latent store listing that blocks until released (a record happens meanwhile)."""
+
+    def __init__(self, entries):
+        self.entries, self.listing, self.release = entries, threading.Event(), threading.Event()
+
+    def list_entries(self):
+        snapshot = list(self.entries)
+        self.listing.set()
+        assert self.release.wait(30)
+        return snapshot
+
+
+def test_record_during_a_sync_listing_is_kept(embedder, predictor_file):
+    from argus.prompt.index import LatentEntry
+    from argus.prompt.planner import PredictivePlanner, ServicePrompting
+
+    source = SlowListing([LatentEntry("alice/old", "alice", SHIP, (5,))])
+    pool = ThreadPoolExecutor(max_workers=1)
+    sp = ServicePrompting.load(predictor_file, encoder=embedder.name, levels=LEVELS, model=tiny_identity(), steps=N)
+    planning = PromptPlanning(PredictivePlanner(embedder, {"svc": sp}, executor=pool), pool, {"svc": lambda: source})
+    try:
+        sync = threading.Thread(target=planning.sync_once)
+        sync.start()
+        assert source.listing.wait(30)
+        asyncio.run(planning.record("svc", "alice", CAT, store_key("alice", CAT)))  # stored after the listing
+        source.release.set()
+        sync.join(30)
+        assert {store_key("alice", CAT), "alice/old"} <= sp.index.keys()
+        plan = asyncio.run(planning.planner.plan("svc", CAT, "alice", 90.0))
+        assert plan.optimal_level == "cache-k5" and plan.cache_key == store_key("alice", CAT)
+
+        source.entries = [LatentEntry(store_key("alice", CAT), "alice", CAT, (5,))]  # "alice/old" evicted
+        source.listing.clear()
+        planning.sync_once()
+        assert sp.index.keys() == {store_key("alice", CAT)}
+    finally:
+        source.release.set()
+        planning.close()
 
 
 def test_settings_round_trip_and_errors_name_the_variable(tmp_path):

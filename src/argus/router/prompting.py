@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
 from argus.levels import cache_checkpoints, parse_levels
 from argus.prompt.embedder import CachedEmbedder, Embedder, make_embedder
-from argus.prompt.index import LatentEntrySource, SimilarityIndex
+from argus.prompt.index import LatentEntry, LatentEntrySource, SimilarityIndex
 from argus.prompt.planner import PredictivePlanner, ServicePrompting
 from argus.prompt.predictor import load_predictor
 from argus.router.settings import RouterSettings
@@ -48,6 +49,9 @@ class PromptPlanning:
         self.executor = executor
         self.stores = stores
         self._local = threading.local()
+        # Records newer than a sync's listing are not in it; the sync keeps them instead of dropping them.
+        self._recent: list[tuple[float, str, LatentEntry]] = []  # (monotonic time, service, entry)
+        self._recent_lock = threading.Lock()
         self.interval_s = interval_s
         self.checkpoints = {name: tuple(cache_checkpoints(parse_levels(list(sp.predictor.levels), sp.predictor.steps)))
                             for name, sp in planner.services.items()}
@@ -82,7 +86,12 @@ class PromptPlanning:
         for name, opener in self.stores.items():
             if name not in opened:
                 opened[name] = opener()
+            listed_at = time.monotonic()
             entries = list(opened[name].list_entries())
+            with self._recent_lock:  # records from before the listing are in it (stored before recorded)
+                self._recent = [r for r in self._recent if r[1] != name or r[0] >= listed_at]
+                listed = {e.key for e in entries}
+                entries += [e for t, svc, e in self._recent if svc == name and t >= listed_at and e.key not in listed]
             known = self.executor.submit(lambda n=name: self.planner.services[n].index.keys()).result()
             new = [e.prompt for e in entries if e.key not in known]
             # Embed here, off the planner thread, in small chunks so plan batches interleave (the embedder
@@ -111,8 +120,13 @@ class PromptPlanning:
     async def record(self, service: str, tenant: str, prompt: str, key: str) -> None:
         """Index a prompt whose full run stored its checkpoints under `key` (no-op for other services)."""
         steps: Iterable[int] = self.checkpoints.get(service, ())
-        if steps:
-            await self.planner.record(service, tenant, prompt, key, steps)
+        if not steps:
+            return
+        if service in self.stores:
+            with self._recent_lock:
+                self._recent.append((time.monotonic(), service, LatentEntry(key, tenant or "default", prompt,
+                                                                            tuple(steps))))
+        await self.planner.record(service, tenant, prompt, key, steps)
 
     def close(self) -> None:
         """Stop the sync thread and the planner thread."""
