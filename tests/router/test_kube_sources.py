@@ -7,6 +7,9 @@ Cases:
 - policy ConfigMaps (argus.dev/policy=true, key policy.json): a valid document is adopted, a newer
   version replaces it, an invalid one (bad JSON, missing key) is rejected with the metric counted and
   the last good one kept; unlabelled ConfigMaps are ignored
+- contract with the operator: the slice the EndpointSlice controller makes for a Service from
+  argus.control.builders (the Service's labels copied, its ports) and the operator's policy
+  ConfigMap are read as that service's level endpoints and policy
 - the router app with ARGUS_ROUTER_SOURCE=kubernetes (kubeconfig → KMock) lists both at start:
   /readyz is ready, the service is known, the policy version gauge and the rejection counter show
 """
@@ -109,6 +112,28 @@ def test_policies_adopted_replaced_and_rejected(kmock, adapter):
     assert store.get("pa").version == 2  # the last good one stays
     assert sorted(w.split(" ")[1] for w, _ in rejected) == ["pa-policy", "pb-policy"]
     assert any("policy.json: key missing" in e for _, e in rejected)
+
+
+def test_objects_built_by_the_operator(kmock, adapter):
+    from argus.control.builders import build_policy_configmap, build_worker_service
+
+    svc = build_worker_service("op-s", "default", "cache-k10")
+    # What the EndpointSlice controller creates for it: the Service's labels plus service-name, its ports.
+    labels = {**svc["metadata"]["labels"], "kubernetes.io/service-name": svc["metadata"]["name"]}
+    kmock.create(SLICES, {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                          "metadata": {"name": svc["metadata"]["name"] + "-abcde", "namespace": "default",
+                                       "labels": labels},
+                          "endpoints": [ep("10.2.0.1"), ep("10.2.0.2", ready=False)],
+                          "ports": [{"name": p["name"], "port": p["targetPort"], "protocol": "TCP"}
+                                    for p in svc["spec"]["ports"]]})
+    doc = PolicyDocument(version=3, service="op-s", quality_floor=92, levels=["cache-k0", "cache-k10"],
+                         allocation={"cache-k0": 1, "cache-k10": 2}, redirection={})
+    kmock.create(CMS, build_policy_configmap("op-s", "default", doc))
+    endpoints, feed = kubernetes_sources(RouterSettings(source="kubernetes", namespace="default"), api=adapter)
+    store = PolicyStore(None)
+    feed.refresh(store)
+    assert endpoints.replicas("op-s", "cache-k10") == ["10.2.0.1:8001"]
+    assert store.get("op-s") == doc
 
 
 def test_router_app_in_kubernetes_mode(kmock, monkeypatch):
