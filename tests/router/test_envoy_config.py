@@ -1,7 +1,8 @@
 """The Envoy bootstrap generator.
 
 Cases: the generated bootstrap passes `envoy --mode validate` (with and without the local
-rate limit); the request-size limit, circuit breaker and route timeout come from settings.
+rate limit); the request-size limit, circuit breaker and route timeout come from settings;
+Envoy closes idle router connections before the router's keep-alive does (no reset races).
 """
 
 from __future__ import annotations
@@ -35,3 +36,18 @@ def test_limits_come_from_settings():
     assert hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["timeout"] == "9s"
     router = b["static_resources"]["clusters"][0]
     assert router["circuit_breakers"]["thresholds"][0]["max_pending_requests"] == 7
+
+
+def test_envoy_closes_idle_router_connections_before_the_router_does():
+    import inspect
+
+    import argus.router.__main__ as router_main
+    from argus.adapters.envoy_config import ROUTER_IDLE_TIMEOUT_S
+
+    router = next(c for c in build_bootstrap(EnvoySettings())["static_resources"]["clusters"] if c["name"] == "router")
+    opts = router["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    envoy_idle = float(opts["common_http_protocol_options"]["idle_timeout"].rstrip("s"))
+    assert envoy_idle == ROUTER_IDLE_TIMEOUT_S
+    # uvicorn's keep-alive (its default is 5 s) must outlast Envoy's idle timeout.
+    assert "timeout_keep_alive=4 * ROUTER_IDLE_TIMEOUT_S" in inspect.getsource(router_main.main)
+    assert 4 * ROUTER_IDLE_TIMEOUT_S > envoy_idle

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Envoy's idle timeout towards the router; the router's HTTP keep-alive (argus.router.__main__) is longer.
+ROUTER_IDLE_TIMEOUT_S = 4
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -105,12 +107,19 @@ def build_bootstrap(s: EnvoySettings) -> dict:
                 "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}],
     }
-    def cluster(name, host, port, breakers=None):
+    def cluster(name, host, port, breakers=None, idle_timeout=None):
         c = {"name": name, "type": "STATIC", "connect_timeout": "1s",
              "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
                  "address": {"socket_address": {"address": host, "port_value": port}}}}]}]}}
         if breakers:
             c["circuit_breakers"] = {"thresholds": [breakers]}
+        if idle_timeout:
+            # Envoy must close an idle upstream connection before the server does (uvicorn's keep-alive),
+            # or a request sent on a connection the server is closing is reset (a spurious 503).
+            c["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "common_http_protocol_options": {"idle_timeout": idle_timeout},
+                "explicit_http_config": {"http_protocol_options": {}}}}
         return c
 
     return {
@@ -121,7 +130,7 @@ def build_bootstrap(s: EnvoySettings) -> dict:
                 cluster("router", s.router_host, s.router_port, {
                     "priority": "DEFAULT", "max_connections": s.max_connections,
                     "max_pending_requests": s.max_pending_requests, "max_requests": s.max_requests,
-                    "max_retries": 3}),
+                    "max_retries": 3}, idle_timeout=f"{ROUTER_IDLE_TIMEOUT_S}s"),
                 cluster("envoy_admin", "127.0.0.1", s.admin_port),
             ],
         },
