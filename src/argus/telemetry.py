@@ -5,7 +5,7 @@ router exports cannot drift apart. Labels: `service` (T2IService name), `level`.
 """
 
 # Router (argus.router): counters unless noted.
-ARRIVALS = "argus_router_arrivals_total"  # requests accepted for routing (demand)
+ARRIVALS = "argus_router_arrivals_total"  # requests that reached the router, admitted or shed (demand)
 REQUESTS = "argus_router_requests_total"  # {level, outcome=ok|error|shed|timeout}: finished requests
 OPTIMAL_LEVEL = "argus_router_optimal_level_total"  # {level}: prompts whose optimal level was this (h_k)
 PREDICTED_QUALITY = "argus_router_predicted_quality"  # histogram, predicted relative quality (%) served

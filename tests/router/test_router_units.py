@@ -5,7 +5,8 @@ level draw follows the redirection row and skips levels with no replica (safer f
 the dispatcher picks the least-loaded replica, retries a retryable failure once on
 another replica, falls back to the next safer level, and does not retry a timeout or a
 rejected input; with no replica it raises NoReplicas; policy documents: invalid ones
-are rejected with the field named and the last good one stays, older versions are ignored.
+are rejected with the field named and the last good one stays, older versions are ignored;
+requests shed at admission still count as arrivals (demand).
 """
 
 from __future__ import annotations
@@ -161,3 +162,29 @@ def test_policy_errors_name_the_field(mutate, needle):
     mutate(d)
     with pytest.raises(PolicyError, match=needle):
         parse_policy(json.dumps(d))
+
+
+def test_shed_requests_still_count_as_demand():
+    from argus.router.app import Router
+    from argus.router.metrics import RouterMetrics
+    from argus.router.schema import ImageRequest
+    from argus.router.settings import RouterSettings
+
+    class Endpoints:
+        def replicas(self, service, level):
+            return ["127.0.0.1:1"]
+
+        def services(self):
+            return ["s"]
+
+        def refresh(self):
+            pass
+
+    metrics = RouterMetrics()
+    router = Router(RouterSettings(max_pending=2), Endpoints(), metrics)
+    router.pending = 1  # one in flight: a request for 2 images exceeds the limit
+    with pytest.raises(Overloaded):
+        asyncio.run(router.generate(ImageRequest("a cat", 2, 64, 64, None, None, "s", "default")))
+    sample = metrics.registry.get_sample_value
+    assert sample("argus_router_arrivals_total", {"service": "s"}) == 2
+    assert sample("argus_router_shed_total", {"service": "s", "reason": "router_max_pending"}) == 2

@@ -101,10 +101,11 @@ class Router:
     async def generate(self, req: ImageRequest) -> dict:
         """Serve n images; each is planned, assigned a level and dispatched."""
         service = self.resolve_service(req.service)
-        if self.pending + req.n > self.settings.max_pending:
-            self.metrics.shed.labels(service, "router_max_pending").inc()
-            raise Overloaded(f"router has {self.pending} requests in flight (limit {self.settings.max_pending})")
+        # Demand is what arrives, shed or not: counting only admitted requests would hide overload from the loop.
         self.metrics.arrivals.labels(service).inc(req.n)
+        if self.pending + req.n > self.settings.max_pending:
+            self.metrics.shed.labels(service, "router_max_pending").inc(req.n)
+            raise Overloaded(f"router has {self.pending} requests in flight (limit {self.settings.max_pending})")
         self.pending += req.n
         try:
             base = req.seed if req.seed is not None else self.rng.randrange(2**31)

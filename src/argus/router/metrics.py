@@ -15,7 +15,7 @@ class RouterMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         """Register every metric on `registry` (a fresh one by default)."""
         r = self.registry = registry or CollectorRegistry()
-        self.arrivals = Counter(t.ARRIVALS, "Requests accepted for routing.", ["service"], registry=r)
+        self.arrivals = Counter(t.ARRIVALS, "Requests that reached the router, admitted or shed (demand).", ["service"], registry=r)
         self.requests = Counter(t.REQUESTS, "Finished image requests.", ["service", "level", "outcome"], registry=r)
         self.optimal = Counter(t.OPTIMAL_LEVEL, "Prompts by optimal level (h_k).", ["service", "level"], registry=r)
         self.quality = Histogram(t.PREDICTED_QUALITY, "Predicted relative quality served (%).", ["service"],
