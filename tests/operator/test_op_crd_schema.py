@@ -142,3 +142,73 @@ def test_unknown_fields_are_not_errors_but_are_not_in_the_schema():
     assert errors(doc) == []
     assert "turbo" not in SCHEMA["properties"]["spec"]["properties"]
     assert SCHEMA["properties"]["spec"].get("x-kubernetes-preserve-unknown-fields") is not True
+
+
+# --- CEL rules (x-kubernetes-validations), evaluated with a real CEL interpreter (cel-python) ---
+
+def _rules():
+    """(schema path, rule, message) for every CEL rule in the CRD."""
+    return [(path, r["rule"], r["message"]) for path, sub in _walk(SCHEMA)
+            for r in sub.get("x-kubernetes-validations", [])]
+
+
+def _at(doc: dict, path: str):
+    node = doc
+    for part in path.strip(".").split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def cel_violations(doc: dict) -> list[str]:
+    """Messages of the CEL rules a manifest breaks (rules whose object is absent do not run, as in Kubernetes)."""
+    import celpy
+
+    env = celpy.Environment()
+    broken = []
+    for path, rule, message in _rules():
+        obj = _at(doc, path)
+        if obj is None:
+            continue
+        if not env.program(env.compile(rule)).evaluate({"self": celpy.json_to_cel(obj)}):
+            broken.append(message)
+    return broken
+
+
+def test_cel_rules_compile_and_cover_the_operator_cross_field_checks():
+    rules = _rules()
+    assert {p for p, _, _ in rules} == {".spec", ".spec.model"}
+    assert len(rules) == 3
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_pass_the_cel_rules(path):
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc and doc.get("kind") == "T2IService":
+            assert cel_violations(doc) == []
+
+
+CEL_BAD = [
+    ("two weights volumes", _with({"model.weightsPath": "/w", "model.weightsPvc": "weights",
+                                   "model.weightsHostPath": "/data/w"}), "exclusive"),
+    ("weights volume without mount point", _with({"model.weightsPvc": "weights"}), "weightsPath is required"),
+    ("more full-quality replicas than GPUs", _with({"gpus": 2, "minFullQualityReplicas": 3}),
+     "exceeds gpus"),
+]
+
+
+@pytest.mark.parametrize("case,doc,needle", CEL_BAD, ids=[b[0] for b in CEL_BAD])
+def test_cel_rules_reject_what_the_operator_rejects(case, doc, needle):
+    """Each CEL rejection is also an operator (argus.spec) rejection, with the same wording."""
+    assert errors(doc) == [], f"{case}: the plain schema already rejects it"
+    broken = cel_violations(doc)
+    assert len(broken) == 1 and needle in broken[0], f"{case}: CEL said {broken}"
+    with pytest.raises(ValueError, match=needle):
+        parse_manifest(doc)
+
+
+def test_cel_rules_accept_one_weights_volume_and_equal_replicas():
+    ok = _with({"model.weightsPath": "/w", "model.weightsPvc": "weights", "gpus": 2, "minFullQualityReplicas": 2})
+    assert errors(ok) == [] and cel_violations(ok) == []
+    parse_manifest(ok)
