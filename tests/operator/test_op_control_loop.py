@@ -120,6 +120,12 @@ def test_message_wording():
     assert reallocation_message({"a": 2}, {"a": 1}, demand=0.0, old_capacity=1.0, new_capacity=0.5,
                                 old_quality=None, new_quality=None) == \
         "no demand, capacity 1 req/s: released 1 GPU, capacity → 0.5 req/s, quality n/a → n/a"
+    # A backlog-driven overload move says so: the rate alone fit the old capacity.
+    assert reallocation_message({"cache-k0": 2, "steps-10": 0}, {"cache-k0": 1, "steps-10": 1}, demand=0.947,
+                                old_capacity=1.17, new_capacity=1.71, old_quality=100.0, new_quality=91.9,
+                                queued=8, degraded=0.81, shed=0.0) == \
+        ("demand 0.947 req/s <= capacity 1.17, 8 queued: moved 1 GPU cache-k0 → steps-10, capacity → 1.71 req/s, "
+         "quality 100.0% → 91.9%; OVERLOAD: 0.81 req/s served below their prompts' floor")
 
 
 def test_unprofiled_levels_are_derived_and_marked():

@@ -90,7 +90,9 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
         event = reallocation_message(state.allocation, alloc, demand=demand,
                                      old_capacity=_capacity(state.allocation, profiles),
                                      new_capacity=_capacity(alloc, profiles),
-                                     old_quality=state.quality, new_quality=decision.quality)
+                                     old_quality=state.quality, new_quality=decision.quality,
+                                     queued=sum(queues.values()), degraded=decision.degraded_rate,
+                                     shed=decision.shed_rate + decision.backlog_excess)
     new_state = ControlState(allocation=alloc, policy_version=version, last_change=now if changed else last_change,
                              last_decision=now, quality=decision.quality,
                              observed_generation=generation if generation is not None else state.observed_generation,
