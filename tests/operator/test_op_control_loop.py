@@ -145,3 +145,33 @@ def test_unprofiled_levels_are_derived_and_marked():
 ])
 def test_allocation_fits(alloc, over, fits):
     assert allocation_fits(alloc, spec(**over)) is fits
+
+
+def _after_burst(queues=None):
+    """Two GPUs left as 1 full + 1 cheapest after a burst; the demand has fallen to what one full replica serves."""
+    s = parse_spec({"throughputTarget": 1.0, "gpus": 2, "levels": ["cache-k0", "steps-20"], "controlPeriod": 5,
+                    "qualityFloor": 90})
+    state = ControlState(allocation={"cache-k0": 1, "steps-20": 1}, policy_version=3, last_change=100.0,
+                         last_decision=100.0)
+    obs = M(demand=0.05, h={"cache-k0": 1.0}, throughput={"cache-k0": 0.05}, queues=queues or {})
+    return s, state, obs
+
+
+def test_idle_approximate_replica_goes_back_to_full_quality_after_the_dwell():
+    s, state, obs = _after_burst()
+    early = run(s, obs, state, 110.0, gen=None)  # 10 s after the move: within the 20 s dwell
+    assert early.allocation == {"cache-k0": 1, "steps-20": 1} and not early.changed
+    late = run(s, obs, early.state, 125.0, gen=None)
+    assert late.allocation == {"cache-k0": 2, "steps-20": 0} and late.changed
+    assert late.reason.startswith("released idle replicas of steps-20 to cache-k0")
+    assert "moved 1 GPU steps-20 → cache-k0" in late.event
+    assert late.policy.allocation == late.allocation
+    steady = run(s, obs, late.state, 130.0, gen=None)  # and it stays there: no flapping
+    assert steady.allocation == late.allocation and not steady.changed
+    assert steady.policy.version == late.policy.version
+
+
+def test_a_replica_with_queued_requests_is_not_released():
+    s, state, obs = _after_burst(queues={"steps-20": 3.0})
+    p = run(s, obs, state, 125.0, gen=None)
+    assert p.allocation["steps-20"] == 1

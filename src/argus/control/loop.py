@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from argus.control.narrate import reallocation_message
@@ -76,7 +76,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                     latency_slo=spec.latency_slo, now=now, current=current, queues=queues,
                     last_change=last_change, min_full_quality=spec.min_full_quality_replicas,
                     hysteresis=Hysteresis(min_dwell_s=DWELL_PERIODS * spec.control_period))
-    decision = solve(snap)
+    decision = solve_releasing_idle(snap)
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
@@ -103,6 +103,36 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                   overload=decision.overload, message=decision.reason[:1000])
     return Plan(allocation=alloc, policy=doc, state=new_state, changed=changed, policy_changed=policy_changed,
                 event=event, status=status, decision=decision, reason=decision.reason)
+
+
+def solve_releasing_idle(snap: Snapshot, full: str = "cache-k0") -> Decision:
+    """solve(snap), with idle approximate replicas given back to the full-quality level.
+
+    Hysteresis keeps an allocation when a change gains less than its threshold after switching
+    cost. After a burst that leaves an approximate replica with no load planned on it (and nothing
+    queued at it), moving it back to full quality gains nothing *now*, so it would stay there for
+    good, and the next prompts that need the capacity would get it at the lower level. The switching
+    cost charges a reload as lost capacity, but an idle replica serves nothing, so reloading it loses
+    none: once the dwell time since the last change has passed (no flapping), outside overload, it
+    goes back to the full-quality level, and the plan is re-solved on that allocation (its
+    redirection then uses the capacity).
+    """
+    decision = solve(snap)
+    dwell_ok = snap.last_change is None or snap.now - snap.last_change >= snap.hysteresis.min_dwell_s
+    if decision.overload or full not in decision.replicas or not sum(snap.current.values()) or not dwell_ok:
+        return decision
+    idle = [lv for lv, n in decision.replicas.items() if lv != full and n > 0
+            and decision.served_by_level.get(lv, 0.0) <= 1e-9 and snap.queues.get(lv, 0.0) < 0.5]
+    if not idle:
+        return decision
+    alloc = dict(decision.replicas)
+    for lv in idle:
+        alloc[full] += alloc[lv]
+        alloc[lv] = 0
+    again = solve(replace(snap, current=alloc, last_change=snap.now))
+    note = f"released idle replicas of {', '.join(idle)} to {full} (no load planned there)"
+    notes = [note, *(n for n in again.notes if not n.startswith("hysteresis:"))]
+    return replace(again, changed=again.replicas != snap.current, reason="; ".join(notes), notes=notes)
 
 
 def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, status: dict[str, Any],

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from argus.control.loop import solve_releasing_idle
 from argus.levels import parse_level
 from argus.policy.decision import to_policy_document
 from argus.policy.demand import RELEASE_HALF_LIFE_S, DemandSettings, DemandState, estimate, estimate_shares
@@ -162,7 +163,7 @@ class Optimized:
                         queues={k: obs.queues.get(k, 0.0) for k in self.sub_names},
                         last_change=self.last_change, hysteresis=self.svc.hysteresis)
         t = time.perf_counter()
-        dec = solve(snap)
+        dec = solve_releasing_idle(snap)
         took = time.perf_counter() - t
         self.solve_times.append(took)
         if dec.changed or self.last_change is None:
