@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_sim.py paper   # table, ratios to each baseline, plots in bench/plots/
     .venv/bin/python bench/bench_sim.py whatif  # Argus with one production default changed at a time
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
-    .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json [SINCE_S]  # sim vs `argus load`
+    .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json [SINCE_S] [--calibration=CAL.json]
+        # sim vs `argus load`; CAL.json from bench/fidelity_calibrate.py on the same running system
 
 Workloads come from ../shared/data/traces (arrival pattern only), warped onto the paper's bursty
 shape: ~50 queries/min off-peak, plateaus at 7.8x (~390 queries/min) for 120 min. Without the data
@@ -204,27 +205,51 @@ def _row(d: dict):
     return Summary(**d)
 
 
-def fidelity(report_path: Path, since: float = 0.0) -> dict:
-    """Replay an `argus load` report's arrivals in the simulator; ratios simulated / measured (bound 15 %)."""
-    from argus.sim.fidelity import TOLERANCE, FidelityError, batch_fit, calibrate, compare
+def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = None) -> dict:
+    """Replay an `argus load` report's arrivals in the simulator; ratios simulated / measured (bound 15 %).
+
+    Calibrations: "solo" and "batches" read service times off the run itself; with a calibration file
+    (bench/fidelity_calibrate.py, measured on the same running system) "measured" uses its batch times
+    and front-door overhead, and the variants without the overhead or with a shared queue instead of
+    the router's least-pending dispatch show what each part of the model is worth.
+    """
+    from argus.sim.fidelity import TOLERANCE, FidelityError, batch_fit, calibrate, compare, measured_profile
 
     report = json.loads(report_path.read_text())
+    recs = [dict(r, t_sent=r["t_sent"] - since) for r in report["records"] if r["t_sent"] >= since]
+    ok = [r for r in recs if r.get("status") == 200]
+    print(f"{report_path}: {len(recs)} requests from {since:g} s, {len(ok)} ok, "
+          f"served by {sorted({r.get('replica') for r in ok}, key=str)}")
+    runs = {"solo": {"calibration": "solo"}, "batches": {"calibration": "batches"}}
+    details = {}
+    try:
+        details["solo"] = f"batch-1 time {calibrate(recs):.2f} s, batch b costs b x that"
+        details["batches"] = "batch time {:.2f} + {:.2f} b s over {} batches".format(*batch_fit(recs))
+    except FidelityError as e:
+        print(f"run-only calibration: {e}")
+    if calibration is not None:
+        prof, over = measured_profile(json.loads(calibration.read_text()))
+        bt = ", ".join(f"{b}: {b / t:.2f} s" for b, t in sorted(prof.throughput.items()))
+        details["measured"] = f"batch times {bt}; overhead {over:.2f} s; least-pending dispatch"
+        details["measured, no overhead"] = "same batch times, overhead 0"
+        details["measured, shared queue"] = "same batch times and overhead, one FIFO for both replicas"
+        runs["measured"] = {"profile": (prof,), "overhead_s": over}
+        runs["measured, no overhead"] = {"profile": (prof,)}
+        runs["measured, shared queue"] = {"profile": (prof,), "overhead_s": over, "dispatch": "queue"}
     out = {}
-    for how in ("solo", "batches"):
+    for how, kw in runs.items():
         try:
-            cmp = compare(report, calibration=how, since=since)
+            cmp = compare(report, since=since, **kw)
         except FidelityError as e:
             print(f"calibration {how}: {e}")
             continue
-        recs = [dict(r, t_sent=r["t_sent"] - since) for r in report["records"] if r["t_sent"] >= since]
-        detail = (f"batch-1 time {calibrate(recs):.2f} s, batch b costs b x that" if how == "solo"
-                  else "batch time {:.2f} + {:.2f} b s over {} batches".format(*batch_fit(recs)))
-        print(f"calibration {how} ({detail}):")
+        print(f"calibration {how} ({details.get(how, '')}):")
         for k in cmp.measured:
             print(f"  {k}: measured {cmp.measured[k]:.3f}, simulated {cmp.simulated[k]:.3f}, "
                   f"ratio {cmp.ratios.get(k, float('nan')):.2f}")
         print(f"  within {TOLERANCE:.0%}: {cmp.within}")
-        out[how] = {"measured": cmp.measured, "simulated": cmp.simulated, "within": cmp.within}
+        out[how] = {"detail": details.get(how), "measured": cmp.measured, "simulated": cmp.simulated,
+                    "ratios": cmp.ratios, "within": cmp.within}
     return out
 
 
@@ -232,7 +257,9 @@ def main(argv: list[str]) -> int:
     """Run the chosen parts; write their JSON next to the plots."""
     what = argv[1] if len(argv) > 1 else "all"
     if what == "fidelity":
-        fidelity(Path(argv[2]), float(argv[3]) if len(argv) > 3 else 0.0)
+        args = [a for a in argv[2:] if not a.startswith("--calibration=")]
+        cal = [Path(a.split("=", 1)[1]) for a in argv[2:] if a.startswith("--calibration=")]
+        fidelity(Path(args[0]), float(args[1]) if len(args) > 1 else 0.0, cal[0] if cal else None)
         return 0
     doc = {}
     if what in ("paper", "all"):

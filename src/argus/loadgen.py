@@ -31,6 +31,7 @@ class Record:
     cache_hit: bool | None = None
     error: str | None = None
     retries: int | None = None  # worker calls the router retried (another replica or a safer level)
+    replica: str | None = None  # the worker replica that served it (per-replica batch fits, sim fidelity)
 
 
 @dataclass
@@ -67,7 +68,8 @@ async def replay(url: str, arrivals, prompts: list[str], *, size: str, timeout_s
             if r.status_code == 200:
                 rep = r.json()["argus"][0]
                 records.append(Record(t0 - start, lat, 200, rep.get("level"), rep.get("optimal_level"),
-                                      rep.get("predicted_quality"), rep.get("cache_hit"), retries=rep.get("retries")))
+                                      rep.get("predicted_quality"), rep.get("cache_hit"), retries=rep.get("retries"),
+                                      replica=rep.get("replica")))
             else:
                 records.append(Record(t0 - start, lat, r.status_code, error=r.text[:200]))
         except httpx.HTTPError as e:

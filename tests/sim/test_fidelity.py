@@ -5,7 +5,9 @@ takes the median latency of requests that found the worker idle; a synthetic run
 independent single-server FIFO recursion (Lindley) at utilization 0.5 is matched within 15 % (also from a later start)
 without batching, and is told apart from batching without a batching gain; affine batch times
 are recovered from a batched run's completions and that run is matched;
-a report without records, or whose allocation changed, is refused.
+a report without records, or whose allocation changed, is refused; an independent two-replica run of
+the router's dispatch is matched from measured batch times plus the front-door overhead (and told apart
+from a shared queue), and batch times are fitted per replica.
 """
 
 import numpy as np
@@ -88,3 +90,63 @@ def test_changing_allocation_is_refused():
     rep["allocation"].append({"t": 5.0, "allocation": {"cache-k0": 2}})
     with pytest.raises(FidelityError, match="allocation changed"):
         compare(rep)
+
+
+def _router_report(n=1500, rate=0.8, a=0.3, c=1.0, replicas=2, overhead=0.0, seed=11):
+    """An independent run of the router's dispatch: each arrival goes to the replica with the fewest
+    requests in flight (ties: the first), each replica batches its own FIFO (batch time a + c*b, max 8)."""
+    arr = np.cumsum(np.random.default_rng(seed).exponential(1 / rate, n))
+    queues = [[] for _ in range(replicas)]  # (arrival index) waiting at each replica
+    running = [[] for _ in range(replicas)]  # indices in the running batch
+    free = [0.0] * replicas
+    done = {}
+
+    def advance(r, until):  # start replica r's batches that begin before `until`
+        while queues[r]:
+            start = max(free[r], arr[queues[r][0]])
+            if start >= until:
+                return
+            batch = [i for i in queues[r] if arr[i] <= start][:8]
+            queues[r] = queues[r][len(batch):]
+            free[r] = start + a + c * len(batch)
+            running[r] = batch
+            for i in batch:
+                done[i] = (free[r], r)
+
+    for i, t in enumerate(arr):
+        for r in range(replicas):
+            advance(r, t)
+        load = [len(queues[r]) + (len(running[r]) if free[r] > t else 0) for r in range(replicas)]
+        queues[load.index(min(load))].append(i)
+    for r in range(replicas):
+        advance(r, np.inf)
+    recs = [{"t_sent": float(arr[i]), "latency": float(done[i][0] - arr[i] + overhead), "status": 200,
+             "replica": f"127.0.0.1:{9000 + done[i][1]}"} for i in range(n)]
+    return {"records": recs, "allocation": {"cache-k0": replicas},
+            "summary": {"slo_s": 60.0, "duration_s": float(max(f for f, _ in done.values()) + overhead)}}
+
+
+def test_measured_profile_and_overhead_match_an_independent_two_replica_router_run():
+    from argus.sim.fidelity import measured_profile
+
+    a, c, over = 0.3, 1.0, 0.5
+    rep = _router_report(a=a, c=c, overhead=over)
+    cal = {"level": "cache-k0", "throughput": {str(b): b / (a + c * b) for b in (1, 2, 4, 8)}, "overhead_s": over}
+    prof, o = measured_profile(cal)
+    assert o == over and prof.throughput[8] == pytest.approx(8 / 8.3)
+    cmp = compare(rep, profile=(prof,), overhead_s=o)
+    assert cmp.within, (cmp.measured, cmp.simulated)
+    assert cmp.ratios["p50_s"] == pytest.approx(1.0, abs=0.03)
+    # the overhead is latency outside the replica: leaving it out shifts the percentiles by it
+    bare = compare(rep, profile=(prof,))
+    assert cmp.simulated["p50_s"] - bare.simulated["p50_s"] == pytest.approx(over)
+    # a shared queue (the first free replica takes everything waiting) is a different system here
+    shared = compare(rep, profile=(prof,), overhead_s=o, dispatch="queue")
+    assert not shared.within and shared.ratios["p99_s"] > 1.15
+
+
+def test_batch_fit_works_per_replica():
+    from argus.sim.fidelity import batch_fit
+
+    a, c, n = batch_fit(_router_report(a=0.3, c=1.0)["records"])
+    assert n > 100 and a == pytest.approx(0.3, abs=0.05) and c == pytest.approx(1.0, abs=0.05)

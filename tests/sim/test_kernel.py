@@ -4,7 +4,9 @@ Cases: M/D/1 mean wait (Pollaczek-Khinchine) at rho 0.5 and 0.8; M/D/1 share of 
 do not wait (1 - rho); simultaneous arrivals batched up to the max batch; c replicas serve c
 simultaneous requests at once; a loading replica (free in the future) starts late; the run stops
 at t_end leaving the rest waiting; early drop of requests that would miss the SLO; batch times
-interpolated from profiled throughput.
+interpolated from profiled throughput. The router's least-pending dispatch (run_level_least_pending):
+on one replica it is the shared queue; a request waits behind the replica it was pushed to; simultaneous
+arrivals are spread; a batch from an earlier call counts as in flight; loading replicas get nothing.
 """
 
 import numpy as np
@@ -86,3 +88,64 @@ def test_batch_times_interpolate_profiled_throughput():
     assert bt[1] == pytest.approx(4.0) and bt[8] == pytest.approx(20.0)
     assert bt[4] == pytest.approx(4.0 + 3 * 16.0 / 7)
     assert len(bt) == 9 and bt[0] == 0.0
+
+
+def _run_lp(arrivals, bt, free, ready=None, t_end=np.inf, slo=1e9, drop=False):
+    from argus.sim.kernel import run_level_least_pending
+
+    a = np.asarray(arrivals, dtype=float)
+    n = len(a)
+    start, finish, status = np.empty(n), np.empty(n), np.zeros(n, dtype=np.int8)
+    free = np.asarray(free, dtype=float).copy()
+    ready = np.zeros(len(free)) if ready is None else np.asarray(ready, dtype=float)
+    run_level_least_pending(a, np.asarray(bt, dtype=float), slo, drop, free, ready, t_end, start, finish, status)
+    return start, finish, status, free
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_least_pending_on_one_replica_is_the_shared_queue(drop):
+    rng = np.random.default_rng(5)
+    a = np.cumsum(rng.exponential(0.6, 3000))
+    bt = batch_times({1: 1.0, 8: 2.0})
+    _, s1, f1, st1, _ = _run(a, bt, [0.0], slo=6.0, drop=drop)
+    s2, f2, st2, _ = _run_lp(a, bt, [0.0], slo=6.0, drop=drop)
+    assert (st1 == st2).all() and np.allclose(s1, s2) and np.allclose(f1, f2)
+
+
+def test_least_pending_pushes_to_a_replica_and_waits_there():
+    # the router's dispatch: replica 0 runs a 10 s request from t=0, replica 1 a 1 s one from t=0.5
+    # (ties go to the first replica); at t=0.7 both hold one, so the request queues at replica 0 and
+    # starts at 10 although replica 1 frees at 1.5; the shared queue starts it at 1.5
+    bt = np.array([0.0, 10.0])
+    start, finish, _, _ = _run_lp([0.0, 0.5, 0.7], bt, [0.0, 0.0])
+    assert list(start) == [0.0, 0.5, 10.0] and finish[2] == 20.0
+    bt1 = np.array([0.0, 1.0])
+    # 0.7 -> replica 0 (tie; starts when it frees at 1), 1.2 -> replica 0 again (tie: 1 each),
+    # 1.6 -> replica 1 (idle since 1.5)
+    start, _, _, _ = _run_lp([0.0, 0.5, 0.7, 1.2, 1.6], bt1, [0.0, 0.0])
+    assert list(start) == [0.0, 0.5, 1.0, 2.0, 1.6]
+
+
+def test_least_pending_spreads_simultaneous_arrivals_and_balances_queues():
+    bt = batch_times({1: 1.0, 8: 1.0})  # no batching gain: b requests take b seconds
+    start, finish, _, free = _run_lp([0.0] * 4, bt, [0.0, 0.0])
+    assert list(start) == [0.0] * 4 and list(finish) == [2.0] * 4 and list(free) == [2.0, 2.0]
+    # the shared queue lets the first free replica take all four in one batch
+    _, _, f_shared, _, _ = _run([0.0] * 4, bt, [0.0, 0.0])
+    assert list(f_shared) == [4.0] * 4
+
+
+def test_least_pending_counts_a_batch_from_before_the_call_as_in_flight():
+    # replica 0 busy until 10 from an earlier call, replica 1 idle: the request goes to replica 1
+    start, _, _, _ = _run_lp([1.0], np.array([0.0, 1.0]), [10.0, 0.0])
+    assert start[0] == 1.0
+
+
+def test_least_pending_skips_loading_replicas():
+    start, finish, _, _ = _run_lp([1.0, 1.0], [0.0, 3.0], [5.0, 0.0], ready=[5.0, 0.0])
+    assert list(start) == [1.0, 4.0]  # both go to the ready replica; the loading one gets nothing
+
+
+def test_least_pending_leaves_requests_after_t_end_waiting():
+    _, _, status, _ = _run_lp([0.0, 0.5, 2.0, 3.0], [0.0, 1.0], [0.0], t_end=2.0)
+    assert list(status) == [SERVED, SERVED, WAITING, WAITING]

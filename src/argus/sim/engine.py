@@ -19,11 +19,14 @@ import numpy as np
 from argus.policy.document import PolicyDocument
 from argus.router.assign import served_level
 from argus.sim.cluster import Cluster
-from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, run_level
+from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, run_level, run_level_least_pending
 from argus.sim.metrics import Recorder, Summary
 from argus.sim.policies import Observation, Plan, Policy, Service
 from argus.sim.prompts import PromptModel, draw
 from argus.sim.trace import Workload
+
+
+DISPATCH = {"queue": run_level, "least-pending": run_level_least_pending}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,13 @@ class SimConfig:
     drop: bool = True  # drop a request that cannot meet the SLO when a replica reaches it
     drain_s: float | None = None  # run on after the last arrival (default: 2 x SLO)
     seed: int = 0
+    # "queue": one FIFO per level that every replica of it serves; "least-pending": the router's push
+    # to the replica with the fewest requests in flight, each replica batching its own queue
+    dispatch: str = "queue"
+
+    def __post_init__(self):
+        if self.dispatch not in DISPATCH:
+            raise ValueError(f"dispatch {self.dispatch!r}: expected one of {', '.join(DISPATCH)}")
 
 
 @dataclass
@@ -159,7 +169,7 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
             continue
         start, finish = np.empty(len(t)), np.empty(len(t))
         status = np.zeros(len(t), dtype=np.int8)
-        run_level(t, bt[j], svc.latency_slo, cfg.drop, cluster.free[j], cluster.ready[j], t1,
+        DISPATCH[cfg.dispatch](t, bt[j], svc.latency_slo, cfg.drop, cluster.free[j], cluster.ready[j], t1,
                   start, finish, status)
         s, d = status == SERVED, status == DROPPED
         rec.served(t[s], finish[s], q[s], j)

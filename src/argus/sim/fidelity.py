@@ -57,13 +57,23 @@ def replay(t_sent: np.ndarray) -> Workload:
     return Workload(trace, curve)
 
 
-def calibrate(records: list[dict]) -> float:
-    """Batch-1 service time: median latency of successful requests sent when the previous one had finished."""
-    busy_until, solo = -np.inf, []
-    for r in sorted(records, key=lambda r: r["t_sent"]):
-        if r.get("status") == 200 and r["t_sent"] >= busy_until:
-            solo.append(r["latency"])
+def _by_replica(records: list[dict]) -> list[list[dict]]:
+    """Successful records grouped by the replica that served them (one group when the run did not say)."""
+    groups: dict = {}
+    for r in records:
         if r.get("status") == 200:
+            groups.setdefault(r.get("replica"), []).append(r)
+    return list(groups.values())
+
+
+def calibrate(records: list[dict]) -> float:
+    """Batch-1 service time: median latency of successful requests that found their replica idle."""
+    solo = []
+    for group in _by_replica(records):
+        busy_until = -np.inf
+        for r in sorted(group, key=lambda r: r["t_sent"]):
+            if r["t_sent"] >= busy_until:
+                solo.append(r["latency"])
             busy_until = max(busy_until, r["t_sent"] + r["latency"])
     if not solo:
         raise FidelityError("no request found the worker idle; cannot calibrate the service time")
@@ -71,26 +81,29 @@ def calibrate(records: list[dict]) -> float:
 
 
 def batch_fit(records: list[dict], max_batch: int = 8, gap: float = 0.05) -> tuple[float, float, int]:
-    """Affine batch time a + c*b fitted to one replica's batches, read off the run; returns (a, c, batches).
+    """Affine batch time a + c*b fitted to each replica's batches, read off the run; returns (a, c, batches).
 
-    Requests that finish within `gap` s of each other were one batch; a batch started when the
-    replica freed (the previous batch's finish) or when its last member arrived, whichever is later.
+    Per replica (records say which served them; a run that does not say is one replica), requests
+    that finish within `gap` s of each other were one batch; a batch started when the replica freed
+    (the previous batch's finish) or when its last member arrived, whichever is later.
     """
-    ok = sorted((r["t_sent"] + r["latency"], r["t_sent"]) for r in records if r.get("status") == 200)
-    groups: list[list[tuple[float, float]]] = []
-    for fin, sent in ok:
-        if groups and fin - groups[-1][-1][0] <= gap:
-            groups[-1].append((fin, sent))
-        else:
-            groups.append([(fin, sent)])
-    sizes, durations, prev = [], [], -np.inf
-    for g in groups:
-        finish = max(f for f, _ in g)
-        start = max(prev, max(s for _, s in g))
-        prev = finish
-        if len(g) <= max_batch and finish > start:
-            sizes.append(len(g))
-            durations.append(finish - start)
+    sizes, durations = [], []
+    for rep in _by_replica(records):
+        ok = sorted((r["t_sent"] + r["latency"], r["t_sent"]) for r in rep)
+        groups: list[list[tuple[float, float]]] = []
+        for fin, sent in ok:
+            if groups and fin - groups[-1][-1][0] <= gap:
+                groups[-1].append((fin, sent))
+            else:
+                groups.append([(fin, sent)])
+        prev = -np.inf
+        for g in groups:
+            finish = max(f for f, _ in g)
+            start = max(prev, max(s for _, s in g))
+            prev = finish
+            if len(g) <= max_batch and finish > start:
+                sizes.append(len(g))
+                durations.append(finish - start)
     if len(sizes) < 3:
         raise FidelityError(f"only {len(sizes)} batches found in the run; cannot fit batch times")
     b, d = np.array(sizes, dtype=float), np.array(durations)
@@ -126,11 +139,38 @@ def _allocation(raw) -> dict[str, int]:
     return {k: v for k, v in (raw or {"cache-k0": 1}).items() if v}
 
 
+def measured_profile(doc: dict) -> tuple[LevelProfile, float]:
+    """The level profile and front-door overhead (s) of a calibration (bench/fidelity_calibrate.py's JSON).
+
+    The calibration timed batches of b straight at the running replicas (throughput b / batch time)
+    and solo requests through Envoy and directly, whose difference is what Envoy, the router and
+    the PNG answer add to every request without holding its replica.
+    """
+    tput = {int(b): float(v) for b, v in doc["throughput"].items()}
+    one = min(tput)
+    prof = LevelProfile(level=doc.get("level", "cache-k0"), throughput=tput, service_time=one / tput[one],
+                        quality=100.0, model="local", load_time=0.0,
+                        note="batch times measured at the running replicas (bench/fidelity_calibrate.py)")
+    return prof, max(float(doc.get("overhead_s", 0.0)), 0.0)
+
+
+def give_up_s(slo: float) -> float:
+    """When a request of the local runtime is lost: the router gives up after a few SLOs (504), the load
+    generator after max(4 x SLO, 60) s, whichever comes first."""
+    from argus.local.runtime import LocalSystem
+
+    return min(LocalSystem.timeout_slos * slo, max(4 * slo, 60.0))
+
+
 def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: float | None = None,
-            max_batch: int = 8, calibration: str = "solo", since: float = 0.0) -> Comparison:
+            max_batch: int = 8, calibration: str = "solo", since: float = 0.0, overhead_s: float = 0.0,
+            dispatch: str = "least-pending") -> Comparison:
     """Replay the report's arrivals on its allocation and compare throughput and latency percentiles.
 
     `since` keeps only requests sent from that second on (e.g. after a warm-up or a stall).
+    `overhead_s` is latency every request gets outside its replica (Envoy, router, answer encoding):
+    added to each simulated latency. `dispatch` is how requests reach replicas (argus.sim.engine
+    DISPATCH; the router's is "least-pending").
     """
     records = [dict(r, t_sent=r["t_sent"] - since) for r in report.get("records") or [] if r["t_sent"] >= since]
     if not records:
@@ -146,20 +186,24 @@ def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: 
             profile = (fitted_profile("cache-k0", a, c, max_batch),)
         else:
             profile = (cpu_profile("cache-k0", calibrate(records), max_batch),)
-    # `argus load` gives up on a request after max(4 x SLO, 60) s; the simulator drops what cannot
-    # finish by then, so both count the same requests as served
-    timeout = max(4 * slo, 60.0)
+    # A request the runtime lost (router or client timeout) is one the simulator drops: the
+    # simulator drops what cannot finish by then, so both count the same requests as served.
+    timeout = give_up_s(slo) - overhead_s
     svc = Service(gpus=sum(alloc.values()), levels=profile, latency_slo=timeout)
     t_sent = np.array([r["t_sent"] for r in records])
     wl = replay(t_sent)
     spec = "static:" + ",".join(f"{k}={v}" for k, v in alloc.items())
     model = PromptModel(hits={0: 1.0})
+    # a fixed allocation needs no control ticks: one period covers the run, so every request is
+    # dispatched once, on arrival, as the router does
     res = simulate(wl, svc, make_policy(spec, svc, model), model,
-                   SimConfig(drop=True, period_s=5.0, drain_s=timeout))
+                   SimConfig(drop=True, period_s=wl.curve.duration + timeout + 1.0, drain_s=timeout,
+                             dispatch=dispatch))
     duration = float(summary.get("duration_s") or (t_sent.max() + slo)) - since
     ok = np.array([r["latency"] for r in records if r.get("status") == 200])
     measured = {"throughput_rps": len(ok) / duration, "p50_s": float(np.percentile(ok, 50)),
                 "p99_s": float(np.percentile(ok, 99))}
     s = res.summary
-    simulated = {"throughput_rps": s.completed / duration, "p50_s": s.p50_s, "p99_s": s.p99_s}
+    simulated = {"throughput_rps": s.completed / duration, "p50_s": s.p50_s + overhead_s,
+                 "p99_s": s.p99_s + overhead_s}
     return Comparison(measured=measured, simulated=simulated)

@@ -93,6 +93,104 @@ def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish
     return head
 
 
+@njit(cache=True)
+def _start_batches(r, until, arrivals, batch_time, slo, drop, free, qhead, qlen, nxt, run_n, start, finish, status):
+    """Start replica r's batches from its own FIFO while it frees before `until` (Triton's queue per replica)."""
+    max_b = batch_time.shape[0] - 1
+    while qlen[r] > 0:
+        t = free[r]
+        first = arrivals[qhead[r]]
+        if first > t:
+            t = first
+        if t >= until:
+            return
+        # the batch: waiting members of r's queue that arrived by t, up to the max batch
+        b, i = 0, qhead[r]
+        while b < qlen[r] and b < max_b and arrivals[i] <= t:
+            b += 1
+            if b < qlen[r]:
+                i = nxt[i]
+        if drop:
+            while b > 0 and t + batch_time[b] - arrivals[qhead[r]] > slo:
+                h = qhead[r]
+                status[h] = DROPPED
+                start[h] = t
+                finish[h] = t
+                qhead[r] = nxt[h]
+                qlen[r] -= 1
+                b = 0  # recount: the next member may take the freed place
+                i = qhead[r]
+                while b < qlen[r] and b < max_b and arrivals[i] <= t:
+                    b += 1
+                    if b < qlen[r]:
+                        i = nxt[i]
+            if b == 0:
+                continue
+        done = t + batch_time[b]
+        for _ in range(b):
+            h = qhead[r]
+            status[h] = SERVED
+            start[h] = t
+            finish[h] = done
+            qhead[r] = nxt[h]
+            qlen[r] -= 1
+        free[r] = done
+        run_n[r] = b
+
+
+@njit(cache=True)
+def run_level_least_pending(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish, status):
+    """Like run_level, but each request is pushed on arrival to one replica's own queue (the router's dispatch).
+
+    The router (argus.router.dispatch.Dispatcher.pick) sends a request to the ready replica with the
+    fewest requests in flight (queued there or in its running batch; ties: the first one), and each
+    Triton replica batches only its own queue. A replica takes every request waiting in its queue up
+    to the max batch when it frees (no queue delay: Triton's 5 ms is negligible here). Unlike the shared
+    queue, a request can wait behind a busy replica while another one idles. Requests still waiting at
+    `t_end` stay WAITING and are dispatched again when the next call sees them (an approximation across
+    control ticks: the engine carries them over; within one call the dispatch is exact).
+    """
+    n = arrivals.shape[0]
+    c = free.shape[0]
+    if c == 0:
+        return 0
+    nxt = np.full(n, -1, dtype=np.int64)
+    qhead = np.full(c, -1, dtype=np.int64)
+    qtail = np.full(c, -1, dtype=np.int64)
+    qlen = np.zeros(c, dtype=np.int64)
+    # members of the batch a replica is running (until free[r]); one for a replica busy with a batch
+    # from before this call, whose size the kernel no longer knows
+    run_n = np.ones(c, dtype=np.int64)
+    for i in range(n):
+        t = arrivals[i]
+        if t >= t_end:
+            break
+        best, best_load, first_ready = -1, 1 << 60, 0
+        for r in range(c):
+            # batches that started before t (one starting at t also takes what arrives at t)
+            _start_batches(r, t, arrivals, batch_time, slo, drop, free, qhead, qlen, nxt, run_n,
+                           start, finish, status)
+            if ready[r] < ready[first_ready]:
+                first_ready = r
+            if ready[r] > t:
+                continue  # still loading: not in the router's endpoints yet
+            load = qlen[r] + (run_n[r] if free[r] > t else 0)
+            if load < best_load:
+                best, best_load = r, load
+        if best < 0:
+            best = first_ready  # no ready replica: it waits for the first one to load
+        if qlen[best] == 0:
+            qhead[best] = i
+        else:
+            nxt[qtail[best]] = i
+        qtail[best] = i
+        qlen[best] += 1
+    for r in range(c):
+        _start_batches(r, t_end, arrivals, batch_time, slo, drop, free, qhead, qlen, nxt, run_n,
+                       start, finish, status)
+    return n
+
+
 def batch_times(throughput: dict[int, float]) -> np.ndarray:
     """Service time per batch size 1..max from profiled throughput (requests/s) at some batch sizes.
 
