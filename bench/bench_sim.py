@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_sim.py whatif  # Argus with one production default changed at a time
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
     .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json [SINCE_S] [--calibration=CAL.json]
+        [--fit-from=OTHER/report.json ...]
         # sim vs `argus load`; CAL.json from bench/fidelity_calibrate.py on the same running system
 
 Workloads come from ../shared/data/traces (arrival pattern only), warped onto the paper's bursty
@@ -205,15 +206,18 @@ def _row(d: dict):
     return Summary(**d)
 
 
-def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = None) -> dict:
+def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = None,
+             fit_from: list[Path] = ()) -> dict:
     """Replay an `argus load` report's arrivals in the simulator; ratios simulated / measured (bound 15 %).
 
     Calibrations: "solo" and "batches" read service times off the run itself; with a calibration file
     (bench/fidelity_calibrate.py, measured on the same running system) "measured" uses its batch times
     and front-door overhead, and the variants without the overhead or with a shared queue instead of
-    the router's least-pending dispatch show what each part of the model is worth.
+    the router's least-pending dispatch show what each part of the model is worth. `fit_from`: other
+    runs' reports whose fitted batch times predict this run (out of sample).
     """
-    from argus.sim.fidelity import TOLERANCE, FidelityError, batch_fit, calibrate, compare, measured_profile
+    from argus.sim.fidelity import (TOLERANCE, FidelityError, batch_fit, calibrate, compare, fitted_profile,
+                                    measured_profile)
 
     report = json.loads(report_path.read_text())
     recs = [dict(r, t_sent=r["t_sent"] - since) for r in report["records"] if r["t_sent"] >= since]
@@ -225,8 +229,15 @@ def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = N
     try:
         details["solo"] = f"batch-1 time {calibrate(recs):.2f} s, batch b costs b x that"
         details["batches"] = "batch time {:.2f} + {:.2f} b s over {} batches".format(*batch_fit(recs))
+        a, c, _ = batch_fit(recs)
+        runs["batches, shared queue"] = {"profile": (fitted_profile("cache-k0", a, c),), "dispatch": "queue"}
+        details["batches, shared queue"] = "the same fit, one FIFO for both replicas"
     except FidelityError as e:
         print(f"run-only calibration: {e}")
+    for other in fit_from:
+        a, c, n = batch_fit(json.loads(other.read_text())["records"])
+        runs[f"batches of {other.parent.name}"] = {"profile": (fitted_profile("cache-k0", a, c),)}
+        details[f"batches of {other.parent.name}"] = f"batch time {a:.2f} + {c:.2f} b s fitted on {other} ({n} batches)"
     if calibration is not None:
         prof, over = measured_profile(json.loads(calibration.read_text()))
         bt = ", ".join(f"{b}: {b / t:.2f} s" for b, t in sorted(prof.throughput.items()))
@@ -257,9 +268,10 @@ def main(argv: list[str]) -> int:
     """Run the chosen parts; write their JSON next to the plots."""
     what = argv[1] if len(argv) > 1 else "all"
     if what == "fidelity":
-        args = [a for a in argv[2:] if not a.startswith("--calibration=")]
-        cal = [Path(a.split("=", 1)[1]) for a in argv[2:] if a.startswith("--calibration=")]
-        fidelity(Path(args[0]), float(args[1]) if len(args) > 1 else 0.0, cal[0] if cal else None)
+        args = [a for a in argv[2:] if not a.startswith("--")]
+        opt = {a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for a in argv[2:] if a.startswith("--")}
+        fits = [Path(a.split("=", 1)[1]) for a in argv[2:] if a.startswith("--fit-from=")]
+        fidelity(Path(args[0]), float(args[1]) if len(args) > 1 else 0.0, opt.get("--calibration"), fits)
         return 0
     doc = {}
     if what in ("paper", "all"):
