@@ -55,3 +55,21 @@ def test_prometheus_config_passes_promtool(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(targets.read_text()) == [{"targets": ["127.0.0.1:9000"],
                                                 "labels": {"level": "cache-k0", "replica": "w1"}}]
+
+
+def test_each_run_plans_in_its_own_epoch(tmp_path):
+    """A new `argus up` in a used workdir restarts policy versions at 1: its own epoch keeps the router
+    from holding on to the previous run's higher-versioned policy file."""
+    from types import SimpleNamespace
+
+    from argus.local.controller import LocalController
+    from argus.local.experiment import default_profile
+    from argus.spec import parse_spec
+
+    spec = parse_spec({"throughputTarget": 1, "gpus": 2, "levels": LEVELS, "model": {"steps": 20}})
+    system = SimpleNamespace(service="svc", spec=spec, workdir=tmp_path)
+    runs = [LocalController(system, default_profile(spec), source=None) for _ in range(2)]
+    assert runs[0].epoch != runs[1].epoch
+    assert all(c._plan(None).policy.epoch == c.epoch for c in runs)
+    _, doc = static_plan("ha", "svc", LEVELS, 2, 20, 90, epoch=runs[0].epoch)
+    assert doc.epoch == runs[0].epoch

@@ -175,3 +175,11 @@ def test_a_replica_with_queued_requests_is_not_released():
     s, state, obs = _after_burst(queues={"steps-20": 3.0})
     p = run(s, obs, state, 125.0, gen=None)
     assert p.allocation["steps-20"] == 1
+
+
+def test_policy_carries_the_epoch_it_was_planned_in():
+    s = spec()
+    p = plan("svc", s, service_profiles(s, PROFILE), None, ControlState(), 100.0, 1, epoch="uid-1")
+    assert p.policy.epoch == "uid-1"
+    kept = plan("svc", s, service_profiles(s, PROFILE), None, p.state, 110.0, 1, epoch="uid-1")
+    assert kept.decision is None and kept.policy.epoch == "uid-1"

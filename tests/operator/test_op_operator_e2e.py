@@ -117,6 +117,7 @@ def test_lifecycle(api, operator, prom, routers):
     assert api.get("/api/v1/namespaces/default/persistentvolumeclaims/alpha-latents")
     for obj in [*deps.values(), *svcs]:
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert policy(api, "alpha")["epoch"] == uid  # a recreated service (new uid) restarts its versions
     st = wait_until(lambda: status(api, "alpha").get("observedThroughput") is not None and status(api, "alpha"),
                     20, what="a control period with metrics")
     assert st["observedGeneration"] == 1 and sum(st["allocation"].values()) <= 4

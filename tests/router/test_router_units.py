@@ -188,3 +188,15 @@ def test_shed_requests_still_count_as_demand():
     sample = metrics.registry.get_sample_value
     assert sample("argus_router_arrivals_total", {"service": "s"}) == 2
     assert sample("argus_router_shed_total", {"service": "s", "reason": "router_max_pending"}) == 2
+
+
+def test_policy_of_another_epoch_replaces_a_higher_version():
+    """A recreated T2IService (new uid) or a restarted local runtime starts its versions again at 1."""
+    store = PolicyStore(None)
+    old = policy(version=12).model_copy(update={"epoch": "run-a"})
+    assert store.offer(old)
+    assert not store.offer(policy(version=3).model_copy(update={"epoch": "run-a"}))  # same lineage, older
+    fresh = policy(version=1).model_copy(update={"epoch": "run-b"})
+    assert store.offer(fresh) and store.get("s").epoch == "run-b" and store.get("s").version == 1
+    assert store.offer(policy(version=2).model_copy(update={"epoch": "run-b"}))
+    assert not store.offer(policy(version=2).model_copy(update={"epoch": "run-b"}))

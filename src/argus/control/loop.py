@@ -52,8 +52,12 @@ def allocation_fits(alloc: dict[str, int], spec: T2IServiceSpec) -> bool:
 
 
 def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...], observed: MetricsSnapshot | None,
-         state: ControlState, now: float, generation: int | None = None) -> Plan:
-    """Decide the next allocation and policy; keep the last allocation when metrics are missing."""
+         state: ControlState, now: float, generation: int | None = None, epoch: str = "") -> Plan:
+    """Decide the next allocation and policy; keep the last allocation when metrics are missing.
+
+    `epoch` names the lineage of the policy versions (the T2IService's uid; a run id locally): the
+    router compares versions only within one epoch (argus.policy.document).
+    """
     levels = [p.level for p in profiles]
     fits = allocation_fits(state.allocation, spec)
     spec_changed = generation is not None and generation != state.observed_generation
@@ -61,7 +65,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     status = _observed_status(observed)
     if observed is None and fits and not spec_changed:
         # No fresh numbers: the safest plan is the one in force; re-issue it unchanged.
-        return _keep(service, spec, state, now, status, generation)
+        return _keep(service, spec, state, now, status, generation, epoch)
     dstate = state.demand
     if observed is None:
         demand, h, queues = spec.throughput_target, prior_h(levels), {}
@@ -80,7 +84,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
-                             quality_floor=spec.quality_floor, generated_at=now)
+                             quality_floor=spec.quality_floor, generated_at=now, epoch=epoch)
     digest = _digest(doc)
     policy_changed = digest != _stored_digest(state) or state.policy_version == 0
     version = state.policy_version + 1 if policy_changed else state.policy_version
@@ -136,9 +140,9 @@ def solve_releasing_idle(snap: Snapshot, full: str = "cache-k0") -> Decision:
 
 
 def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, status: dict[str, Any],
-          generation: int | None) -> Plan:
+          generation: int | None, epoch: str = "") -> Plan:
     alloc = dict(state.allocation)
-    doc = PolicyDocument(version=max(state.policy_version, 1), service=service, generated_at=now,
+    doc = PolicyDocument(version=max(state.policy_version, 1), epoch=epoch, service=service, generated_at=now,
                          quality_floor=spec.quality_floor, levels=list(spec.levels), allocation=alloc,
                          reason="kept the last allocation: no fresh metrics")
     new_state = ControlState(allocation=alloc, policy_version=doc.version, last_change=state.last_change,

@@ -80,7 +80,7 @@ def _period(*, name: str, namespace: str, body: Any, spec: Any, status: Any, met
     try:
         out = reconcile.run(name=name, raw_spec=dict(spec or {}), status=status, generation=generation,
                             deps=_deps(memo, name, namespace, meta.get("uid")), now=now, full=full,
-                            use_metrics=use_metrics)
+                            use_metrics=use_metrics, uid=meta.get("uid") or "")
     except SpecError as e:
         memo.metrics.errors.labels(name, "invalid_spec").inc()
         if status.get("invalidGeneration") != generation or not in_timer:

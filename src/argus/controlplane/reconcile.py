@@ -58,7 +58,7 @@ def invalid_outcome(err: SpecError, status: dict[str, Any], generation: int | No
 
 
 def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generation: int | None, deps: Deps,
-        now: float, full: bool, use_metrics: bool = True) -> Outcome:
+        now: float, full: bool, use_metrics: bool = True, uid: str = "") -> Outcome:
     """One period; raises SpecError for an invalid spec and KubeApiError for API failures."""
     spec = parse_spec(dict(raw_spec))
     state = ControlState.from_status(status)
@@ -70,7 +70,7 @@ def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generati
         except MetricsUnavailable as e:
             unavailable = e
     t0 = time.perf_counter()
-    p = plan(name, spec, service_profiles(spec, deps.profile), observed, state, now, generation)
+    p = plan(name, spec, service_profiles(spec, deps.profile), observed, state, now, generation, epoch=uid)
     if p.decision is not None:
         deps.metrics.solve.observe(time.perf_counter() - t0)
         deps.metrics.decisions.labels(name, str(p.changed).lower()).inc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from argus.control.loop import Plan, plan
@@ -32,7 +33,8 @@ def most_approximate(levels: list[str], n_full: int) -> str:
     return min(reversed(levels), key=lambda n: parse_level(n, n_full).cost_ratio(n_full))
 
 
-def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: int, floor: float) -> tuple[dict, PolicyDocument]:
+def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: int, floor: float,
+                epoch: str = "") -> tuple[dict, PolicyDocument]:
     """Allocation and policy of a baseline mode: ha (all full quality), ht (all cheapest), nirvana (cache levels)."""
     if mode == "ha":
         alloc = {"cache-k0": gpus}
@@ -49,7 +51,7 @@ def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: i
         red = {lv: ({lv: 1.0} if lv in cache else {"cache-k0": 1.0}) for lv in levels}
     else:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    doc = PolicyDocument(version=1, service=service, quality_floor=floor, levels=levels, allocation=alloc,
+    doc = PolicyDocument(version=1, epoch=epoch, service=service, quality_floor=floor, levels=levels, allocation=alloc,
                          redirection=red, reason=f"static baseline mode {mode}")
     return alloc, doc
 
@@ -68,6 +70,9 @@ class LocalController:
 
     def __post_init__(self):
         self.actuator = ProcessActuator(self.system)
+        # This run's policy lineage: a new `argus up` in a used workdir restarts at version 1, and the
+        # router must not keep an older run's higher-versioned policy (argus.policy.document).
+        self.epoch = f"local-{uuid.uuid4().hex[:12]}"
         self._last: Plan | None = None  # the plan in force (argus mode)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,14 +90,14 @@ class LocalController:
     def _plan(self, observed) -> Plan:
         spec = self.system.spec
         return plan(self.system.service, spec, service_profiles(spec, self.profile), observed, self.state,
-                    self.clock(), generation=1)
+                    self.clock(), generation=1, epoch=self.epoch)
 
     def period(self) -> Plan | None:
         """One control period: observe, plan, apply, record status. Baseline modes only re-assert their policy."""
         spec = self.system.spec
         if self.mode != "argus":
             alloc, doc = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
-                                     spec.quality_floor)
+                                     spec.quality_floor, self.epoch)
             p = Plan(allocation=alloc, policy=doc, state=self.state, changed=False, policy_changed=True, event=None)
             self.actuator.apply(self.system.service, spec, p, full=False)
             self._status(p, None)

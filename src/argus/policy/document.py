@@ -22,6 +22,10 @@ class PolicyDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: int = Field(..., ge=0, description="Increases with every decision; the router ignores older ones.")
+    epoch: str = Field("", max_length=128, description=(
+        "The control loop's lineage: the T2IService's uid in Kubernetes, one id per run locally. Versions are "
+        "compared within an epoch; a document of another epoch replaces the one in force whatever its version "
+        "(the service was recreated or the local runtime restarted, so its versions started again at 1)."))
     service: str = Field(..., min_length=1)
     generated_at: float = Field(0.0, description="Unix time of the decision.")
     quality_floor: float = Field(..., ge=0, le=100, description="Service floor, relative quality percent.")

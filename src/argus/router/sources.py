@@ -97,9 +97,9 @@ class PolicyStore:
         self._on_rejected(where, err)
 
     def offer(self, doc: PolicyDocument) -> bool:
-        """Adopt `doc` unless an equal or newer version is already in force."""
+        """Adopt `doc` unless an equal or newer version of the same epoch is already in force."""
         cur = self.policies.get(doc.service)
-        if cur is not None and cur.version >= doc.version:
+        if cur is not None and cur.epoch == doc.epoch and cur.version >= doc.version:
             return False
         # Copy on write: refreshes run in a thread while the event loop reads the dict.
         self.policies = {**self.policies, doc.service: doc}
