@@ -9,7 +9,7 @@ import numpy as np
 
 from argus.policy.demand import RELEASE_HALF_LIFE_S, DemandSettings
 from argus.policy.profile import load_default_profile, load_profile
-from argus.sim.engine import SimConfig, simulate
+from argus.sim.engine import DISPATCH, SimConfig, simulate
 from argus.sim.policies import POLICY_NAMES, Service, make_policy
 from argus.sim.prompts import PromptModel
 from argus.sim.report import plots, ratios, table
@@ -44,6 +44,9 @@ def register(sub) -> None:
                    help="seconds: half-life of demand decreases (how fast capacity is given back)")
     p.add_argument("--steps-shape", type=float, default=2.0, help="Gamma shape of per-prompt step sensitivity")
     p.add_argument("--predictor-noise", type=float, default=0.0, help="predictor error std, percentage points")
+    p.add_argument("--dispatch", choices=sorted(DISPATCH), default="queue",
+                   help="queue: one FIFO per level served by all its replicas; least-pending: the router's push "
+                   "to the replica with the fewest requests in flight, a queue per replica")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="directory for summary.json, per-minute series and plots")
     p.set_defaults(func=run)
@@ -60,7 +63,8 @@ def run(args) -> int:
                   demand=DemandSettings(headroom=args.headroom,
                                                 release_half_life_s=args.release_half_life))
     model = PromptModel(steps_shape=args.steps_shape, predictor_noise_pp=args.predictor_noise)
-    cfg = SimConfig(period_s=args.period, scrape_lag_s=args.lag, rate_window_s=args.window, seed=args.seed)
+    cfg = SimConfig(period_s=args.period, scrape_lag_s=args.lag, rate_window_s=args.window, seed=args.seed,
+                    dispatch=args.dispatch)
     results = {}
     for name in args.policy or ["argus"]:
         results[name] = simulate(Workload(trace, curve), svc, make_policy(name, svc, model), model, cfg)
