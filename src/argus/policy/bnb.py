@@ -50,20 +50,35 @@ class LpModel:
         self.idx = np.arange(n_int, dtype=np.int32)
         self.lo0 = np.array(col_lo[:n_int], dtype=float)
         self.hi0 = np.array(col_hi[:n_int], dtype=float)
+        # Results by x bounds: within one solve the same LP recurs (the root, the running allocation, the
+        # same rounded allocation from several nodes); 10-13% of LPs on the bench instances.
+        self.memo: dict[bytes, tuple[float, np.ndarray] | None] = {}
+        self.runs = 0  # HiGHS runs (for benchmarks)
+        self.no_integer_point = False  # the last branch_and_bound proved that no integer point exists
 
     def solve(self, lo: np.ndarray, hi: np.ndarray) -> tuple[float, np.ndarray] | None:
-        """Minimize with x bounds [lo, hi]; (objective, column values) or None when infeasible."""
+        """Minimize with x bounds [lo, hi]; (objective, column values) or None when infeasible.
+
+        The column values are shared with the memo: read them, never write them."""
+        key = np.asarray(lo, dtype=float).tobytes() + np.asarray(hi, dtype=float).tobytes()
+        if key in self.memo:
+            return self.memo[key]
+        self.runs += 1
         self.h.changeColsBounds(self.n_int, self.idx, lo, hi)
         self.h.run()
         if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return None
-        return self.h.getObjectiveValue(), np.array(self.h.getSolution().col_value)
+            r = None
+        else:
+            r = self.h.getObjectiveValue(), np.array(self.h.getSolution().col_value)
+        self.memo[key] = r
+        return r
 
 
 def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 100000,
                      start: np.ndarray | None = None,
                      give_up: int | None = None) -> tuple[float, np.ndarray, float] | None:
-    """Minimize over integer x; (objective, columns, proven lower bound), or None if no integer point found.
+    """Minimize over integer x; (objective, columns, proven lower bound), or None if no integer point found
+    (lp.no_integer_point then says whether none exists: the tree was exhausted, not cut short).
 
     `budget` is the bound of sum(x) <= budget, which the rounding heuristic respects; `start` is an
     integer x to try first (the running allocation), so the answer is never worse than keeping it;
@@ -71,6 +86,7 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
     """
     root = lp.solve(lp.lo0, lp.hi0)
     if root is None:
+        lp.no_integer_point = True
         return None
     best_obj, best_cols = math.inf, None
     if start is not None and start.sum() <= budget:
@@ -122,6 +138,8 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
             counter += 1
             heapq.heappush(heap, (obj, counter, clo, chi, None))  # parent bound until solved
     if best_cols is None:
+        # No integer point: proven when the tree was exhausted (no open node), not when a limit stopped it.
+        lp.no_integer_point = not heap
         return None
     open_bound = min((item[0] for item in heap), default=best_obj)
     return best_obj, best_cols, min(open_bound, best_obj)

@@ -42,7 +42,7 @@ class Formulation:
 
     n: int
     overload: bool  # which of the two models (see module docstring)
-    certain: bool  # overload model built after the safe model's LP relaxation proved infeasible
+    certain: bool  # overload model built once the safe model is proven infeasible (LP relaxation or full search)
     pairs: list[tuple[int, int, bool]]  # (k, j, safe) per y variable
     sources: list[int]  # k with D_k > 0, one shed variable each
     c: np.ndarray  # objective to MINIMIZE (negated maximization)
@@ -85,8 +85,9 @@ class Formulation:
         """Absolute objective tolerance of the search: REL_TOL of the model's value scale.
 
         Quality (100 per request/s) for the safe model, plus the degrading price for the overload model;
-        plus a quarter of the shedding price when overload is certain (no safe allocation even with
-        fractional replicas): the search then stops sooner, once shedding is nearly settled."""
+        plus a quarter of the shedding price when overload is certain (proven: no safe allocation exists,
+        even with fractional replicas or after a complete search): the search then stops sooner, once
+        shedding is nearly settled."""
         scale = 100.0 + (P_DEGRADE if self.overload else 0.0) + (P_SHED / 4 if self.certain else 0.0)
         return REL_TOL * (scale * self.planned + 1.0)
 

@@ -33,7 +33,9 @@ def solve(s: Snapshot) -> Decision:
         return steady
     best = milp.run(f, start=start, give_up=milp.GIVE_UP)
     if best is None:
-        certain = milp.run(f, relax=True) is None  # not even fractional replicas serve it all safely
+        # Certain: no safe allocation exists, because not even fractional replicas serve it all safely or
+        # because the safe search exhausted its tree (the box on x loses no safe allocation: see milp.build).
+        certain = f.lp().no_integer_point or milp.run(f, relax=True) is None
         fo = milp.build(s, overload=True, certain=certain)
         over = milp.run(fo, start=start)
         assert over is not None  # feasible by construction: shedding absorbs everything
@@ -62,14 +64,20 @@ def solve(s: Snapshot) -> Decision:
 
 
 def _steady(s: Snapshot, f: milp.Formulation) -> Decision | None:
-    """Keep a running allocation that serves the load safely when no allocation, even with fractional
-    replicas, would gain more than the hysteresis threshold over it: exact, and two LPs instead of a search.
+    """Keep a running allocation when no allocation, even with fractional replicas, would gain more than
+    the hysteresis threshold over it: exact, and two or three LPs instead of a search. One that serves the
+    load safely is compared in the safe model; one that cannot (a kept overload plan), in the overload model.
     """
     if f.current.sum() == 0:
         return None
     cur = milp.run(f, fixed_x=f.current)
     if cur is None:
-        return None
+        # It cannot serve the load safely: solve() would compare it in the overload model, where a safe
+        # plan has the same value (see there), so the same test in that model is just as exact.
+        f = milp.build(s, overload=True)
+        cur = milp.run(f, fixed_x=f.current)
+        if cur is None:
+            return None
     bound = milp.run(f, relax=True)
     threshold = max(s.hysteresis.min_gain * max(_served_quality(s, cur), 1.0), f.tolerance)
     if bound is None or bound.objective - cur.objective > threshold:
