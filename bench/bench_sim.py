@@ -236,8 +236,9 @@ def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = N
         print(f"run-only calibration: {e}")
     for other in fit_from:
         a, c, n = batch_fit(json.loads(other.read_text())["records"])
-        runs[f"batches of {other.parent.name}"] = {"profile": (fitted_profile("cache-k0", a, c),)}
-        details[f"batches of {other.parent.name}"] = f"batch time {a:.2f} + {c:.2f} b s fitted on {other} ({n} batches)"
+        name = f"batches of {other.parent.name if other.name == 'report.json' else other.stem}"
+        runs[name] = {"profile": (fitted_profile("cache-k0", a, c),)}
+        details[name] = f"batch time {a:.2f} + {c:.2f} b s fitted on {other} ({n} batches)"
     if calibration is not None:
         prof, over = measured_profile(json.loads(calibration.read_text()))
         bt = ", ".join(f"{b}: {b / t:.2f} s" for b, t in sorted(prof.throughput.items()))
