@@ -183,3 +183,11 @@ def test_policy_carries_the_epoch_it_was_planned_in():
     assert p.policy.epoch == "uid-1"
     kept = plan("svc", s, service_profiles(s, PROFILE), None, p.state, 110.0, 1, epoch="uid-1")
     assert kept.decision is None and kept.policy.epoch == "uid-1"
+
+
+def test_policy_carries_the_planned_quality_of_every_level():
+    s = spec()
+    profiles = service_profiles(s, PROFILE)
+    p = plan("svc", s, profiles, None, ControlState(), 100.0, 1)
+    assert p.policy.level_quality == {lp.level: lp.quality for lp in profiles}
+    assert p.policy.level_quality["cache-k0"] == 100.0 and p.policy.level_quality["steps-25"] < 100.0

@@ -156,6 +156,8 @@ def test_policy_store_keeps_last_good(tmp_path):
     (lambda d: d.update(redirection={"cache-k0": {"cache-k0": 0.5}}), "sums to"),
     (lambda d: d.update(allocation={"x": 1}), "unknown level 'x'"),
     (lambda d: d.update(levels=[]), "policy.levels"),
+    (lambda d: d.update(level_quality={"x": 90.0}), "level_quality: unknown level 'x'"),
+    (lambda d: d.update(level_quality={"cache-k0": 101.0}), r"level_quality\[cache-k0\]: 101.0 outside"),
 ])
 def test_policy_errors_name_the_field(mutate, needle):
     d = json.loads(policy().to_json())

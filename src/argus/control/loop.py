@@ -84,7 +84,8 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
-                             quality_floor=spec.quality_floor, generated_at=now, epoch=epoch)
+                             quality_floor=spec.quality_floor, generated_at=now, epoch=epoch,
+                             level_quality={p.level: p.quality for p in profiles})
     digest = _digest(doc)
     policy_changed = digest != _stored_digest(state) or state.policy_version == 0
     version = state.policy_version + 1 if policy_changed else state.policy_version

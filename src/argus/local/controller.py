@@ -34,7 +34,7 @@ def most_approximate(levels: list[str], n_full: int) -> str:
 
 
 def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: int, floor: float,
-                epoch: str = "") -> tuple[dict, PolicyDocument]:
+                epoch: str = "", level_quality: dict[str, float] | None = None) -> tuple[dict, PolicyDocument]:
     """Allocation and policy of a baseline mode: ha (all full quality), ht (all cheapest), nirvana (cache levels)."""
     if mode == "ha":
         alloc = {"cache-k0": gpus}
@@ -52,7 +52,8 @@ def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: i
     else:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     doc = PolicyDocument(version=1, epoch=epoch, service=service, quality_floor=floor, levels=levels, allocation=alloc,
-                         redirection=red, reason=f"static baseline mode {mode}")
+                         redirection=red, reason=f"static baseline mode {mode}",
+                         level_quality={k: v for k, v in (level_quality or {}).items() if k in levels})
     return alloc, doc
 
 
@@ -97,7 +98,8 @@ class LocalController:
         spec = self.system.spec
         if self.mode != "argus":
             alloc, doc = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
-                                     spec.quality_floor, self.epoch)
+                                     spec.quality_floor, self.epoch,
+                                     {lp.level: lp.quality for lp in service_profiles(spec, self.profile)})
             p = Plan(allocation=alloc, policy=doc, state=self.state, changed=False, policy_changed=True, event=None)
             self.actuator.apply(self.system.service, spec, p, full=False)
             self._status(p, None)

@@ -35,6 +35,9 @@ class PolicyDocument(BaseModel):
         default_factory=dict, description="P(optimal level -> served level); each row sums to 1.")
     overload: bool = Field(False, description="True when even the cheapest feasible mix cannot serve demand.")
     shed_rate: float = Field(0.0, ge=0, description="Requests/s the optimizer expects to be shed.")
+    level_quality: dict[str, float] = Field(default_factory=dict, description=(
+        "Mean relative quality (%) of each level in the profile the plan used; the router reports it for a "
+        "request whose prompt has no per-level prediction (no predictor, or a level it does not cover)."))
     reason: str = ""
 
     @model_validator(mode="after")
@@ -43,6 +46,11 @@ class PolicyDocument(BaseModel):
         for lv in self.allocation:
             if lv not in known:
                 raise ValueError(f"allocation: unknown level {lv!r}")
+        for lv, q in self.level_quality.items():
+            if lv not in known:
+                raise ValueError(f"level_quality: unknown level {lv!r}")
+            if not 0.0 <= q <= 100.0:
+                raise ValueError(f"level_quality[{lv}]: {q} outside [0, 100]")
         for src, row in self.redirection.items():
             if src not in known:
                 raise ValueError(f"redirection: unknown source level {src!r}")
