@@ -47,8 +47,8 @@ for flush in (False, True):
     torch.set_flush_denormal(flush)
     for B in (1, 4):
         per, subs = run(B, 50, count_at=(1, 25, 48))
-        print(f"flush={flush} B={B} N=50: per-step ms by decile {dec(per,50)}; first10/last10 ratio "
-              f"{statistics.mean(per[40:49]) / statistics.mean(per[2:11]):.3f}", flush=True)
+        print(f"flush={flush} B={B} N=50: per-step ms by decile {dec(per,50)}; late/early step ratio (steps 38-47 / 2-11) "
+              f"{statistics.mean(per[38:48]) / statistics.mean(per[2:12]):.3f}", flush=True)
         print("   subnormals in UNet module outputs (n, of total, |lat|max, subnormal latents):", subs, flush=True)
         per, _ = run(B, 20)
         print(f"flush={flush} B={B} N=20: per-step ms by decile {dec(per,20)}", flush=True)
