@@ -7,6 +7,7 @@ see tritonclient exceptions.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,69 +48,112 @@ class Generated:
 
 
 class TritonWorkerClient:
-    """An async gRPC client for one replica (`host:port`); one channel, reused."""
+    """An async gRPC client for one replica (`host:port`); one channel and stub, reused.
+
+    Requests are built as Triton `ModelInferRequest` protobufs with raw input contents directly
+    (no tritonclient InferInput/InferResult objects): this is the router's hot path.
+    """
 
     def __init__(self, url: str):
         """Create the channel lazily on the running event loop."""
         self.url = url
-        self._client = None
+        self._channel = None
+        self._stub = None
 
     def _get(self):
-        if self._client is None:
-            import tritonclient.grpc.aio as grpcclient
+        if self._stub is None:
+            import grpc
+            from tritonclient.grpc import service_pb2_grpc
 
-            self._client = grpcclient.InferenceServerClient(self.url)
-        return self._client
+            self._channel = grpc.aio.insecure_channel(self.url, options=_CHANNEL_OPTIONS)
+            self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        return self._stub
 
     async def generate(self, model: str, prompt: str, seed: int, height: int, width: int, *,
                        cache_key: str | None = None, store_key: str | None = None,
                        timeout_s: float = 60.0, request_id: str = "") -> Generated:
         """Run one image through `model` (a level) with a client-side deadline."""
-        import tritonclient.grpc.aio as grpcclient
-        from tritonclient.utils import InferenceServerException
+        import grpc
 
-        def tensor(name, value, dtype):
-            np_dtype = {"BYTES": np.object_, "INT64": np.int64, "INT32": np.int32}[dtype]
-            arr = np.array([[value]], dtype=np_dtype)
-            t = grpcclient.InferInput(name, [1, 1], dtype)
-            t.set_data_from_numpy(arr)
-            return t
-
-        inputs = [tensor("PROMPT", prompt.encode("utf-8"), "BYTES"), tensor("SEED", seed, "INT64"),
-                  tensor("HEIGHT", height, "INT32"), tensor("WIDTH", width, "INT32")]
-        if cache_key:
-            inputs.append(tensor("CACHE_KEY", cache_key.encode(), "BYTES"))
-        if store_key:
-            inputs.append(tensor("STORE_KEY", store_key.encode(), "BYTES"))
+        request = infer_request(model, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
+                                request_id=request_id)
         try:
-            res = await self._get().infer(model, inputs, request_id=request_id,
-                                          client_timeout=timeout_s,
-                                          outputs=[grpcclient.InferRequestedOutput("IMAGE"),
-                                                   grpcclient.InferRequestedOutput("INFO")])
-        except InferenceServerException as e:
-            raise _translate(e) from None
-        info_raw = res.as_numpy("INFO").reshape(-1)[0]
-        return Generated(image=res.as_numpy("IMAGE")[0], info=json.loads(info_raw))
+            response = await self._get().ModelInfer(request, timeout=timeout_s)
+        except grpc.RpcError as e:
+            raise _translate(str(e.code()), e.details() or str(e)) from None
+        return parse_response(response)
 
     async def ready(self, model: str, timeout_s: float = 2.0) -> bool:
         """True when the server and the model are ready."""
-        from tritonclient.utils import InferenceServerException
+        import grpc
+        from tritonclient.grpc import service_pb2
 
         try:
-            return bool(await self._get().is_model_ready(model, client_timeout=timeout_s))
-        except InferenceServerException:
+            res = await self._get().ModelReady(service_pb2.ModelReadyRequest(name=model), timeout=timeout_s)
+        except grpc.RpcError:
             return False
+        return bool(res.ready)
 
     async def close(self) -> None:
         """Close the channel."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._stub = None
 
 
-def _translate(e) -> WorkerError:
-    status = (e.status() or "").upper()
-    msg = e.message() or str(e)
+_MAX_MESSAGE = 2**31 - 1  # as tritonclient: images are large, never truncate
+_CHANNEL_OPTIONS = [("grpc.max_send_message_length", _MAX_MESSAGE),
+                    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+                    ("grpc.keepalive_time_ms", 2**31 - 1), ("grpc.keepalive_timeout_ms", 20000),
+                    ("grpc.keepalive_permit_without_calls", False), ("grpc.http2.max_pings_without_data", 2)]
+_OUTPUTS = ("IMAGE", "INFO")
+
+
+def _bytes_element(value: bytes) -> bytes:
+    return struct.pack("<I", len(value)) + value  # Triton's BYTES wire format: 4-byte LE length, then the bytes
+
+
+def infer_request(model: str, prompt: str, seed: int, height: int, width: int, *, cache_key: str | None = None,
+                  store_key: str | None = None, request_id: str = ""):
+    """The worker's input tensors (PROMPT, SEED, HEIGHT, WIDTH, optional CACHE_KEY/STORE_KEY), each [1, 1]."""
+    from tritonclient.grpc import service_pb2
+
+    req = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    tensors = [("PROMPT", "BYTES", _bytes_element(prompt.encode("utf-8"))),
+               ("SEED", "INT64", struct.pack("<q", seed)),
+               ("HEIGHT", "INT32", struct.pack("<i", height)),
+               ("WIDTH", "INT32", struct.pack("<i", width))]
+    if cache_key:
+        tensors.append(("CACHE_KEY", "BYTES", _bytes_element(cache_key.encode())))
+    if store_key:
+        tensors.append(("STORE_KEY", "BYTES", _bytes_element(store_key.encode())))
+    for name, dtype, _ in tensors:
+        t = req.inputs.add()
+        t.name, t.datatype = name, dtype
+        t.shape.extend((1, 1))
+    req.raw_input_contents.extend(raw for _, _, raw in tensors)
+    for name in _OUTPUTS:
+        req.outputs.add().name = name
+    return req
+
+
+def parse_response(response) -> Generated:
+    """IMAGE (uint8 [1, H, W, 3]) and INFO (one JSON string) from a ModelInferResponse."""
+    out = {o.name: (o, raw) for o, raw in zip(response.outputs, response.raw_output_contents)}
+    try:
+        (image_meta, image_raw), (_, info_raw) = out["IMAGE"], out["INFO"]
+    except KeyError as e:
+        raise WorkerUnavailable(f"worker response lacks output {e.args[0]}") from None
+    if image_meta.datatype != "UINT8":
+        raise WorkerUnavailable(f"worker IMAGE is {image_meta.datatype}, not UINT8")
+    shape = tuple(image_meta.shape)
+    image = np.frombuffer(image_raw, dtype=np.uint8).reshape(shape)[0]
+    (n,) = struct.unpack_from("<I", info_raw)
+    return Generated(image=image, info=json.loads(info_raw[4:4 + n]))
+
+
+def _translate(status: str, msg: str) -> WorkerError:
+    status = (status or "").upper()
     if "DEADLINE" in status or "Deadline Exceeded" in msg:
         return WorkerTimeout(msg)
     if "maximum queue size" in msg or "RESOURCE_EXHAUSTED" in status:
