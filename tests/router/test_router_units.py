@@ -202,3 +202,12 @@ def test_policy_of_another_epoch_replaces_a_higher_version():
     assert store.offer(fresh) and store.get("s").epoch == "run-b" and store.get("s").version == 1
     assert store.offer(policy(version=2).model_copy(update={"epoch": "run-b"}))
     assert not store.offer(policy(version=2).model_copy(update={"epoch": "run-b"}))
+
+
+def test_served_quality_falls_back_to_the_policy_level_quality():
+    from argus.router.app import served_quality
+
+    doc = policy().model_copy(update={"level_quality": {"cache-k0": 100.0, "cache-k10": 91.5}})
+    assert served_quality({"cache-k10": 94.0}, "cache-k10", doc) == 94.0  # the prompt's own prediction
+    assert served_quality({"cache-k0": 100.0}, "cache-k10", doc) == 91.5  # no prediction: planned mean
+    assert served_quality({}, "cache-k0", None) == 100.0

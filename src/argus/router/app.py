@@ -144,7 +144,7 @@ class Router:
         self.metrics.latency.labels(service, done.level).observe(elapsed)
         if elapsed > self.settings.latency_slo_s:
             self.metrics.slo.labels(service, done.level).inc()
-        quality = plan.predicted_quality.get(done.level, 100.0 if done.level == "cache-k0" else 0.0)
+        quality = served_quality(plan.predicted_quality, done.level, policy)
         self.metrics.quality.labels(service).observe(quality)
         if plan.cache_key is not None:
             self.metrics.cache.labels(service, "hit" if done.result.info.get("cache_hit") else "miss").inc()
@@ -210,6 +210,16 @@ class ImagesEndpoint:
         headers += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def served_quality(predicted: dict[str, float], level: str, policy) -> float:
+    """The prompt's predicted quality at the level that served it; without a per-prompt prediction for
+    that level, the level's planned mean quality from the policy (full quality is 100%)."""
+    if level in predicted:
+        return predicted[level]
+    if policy is not None and level in policy.level_quality:
+        return policy.level_quality[level]
+    return 100.0 if level == "cache-k0" else 0.0
 
 
 def create_app(settings: RouterSettings, router: Router | None = None) -> FastAPI:
