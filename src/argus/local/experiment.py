@@ -45,6 +45,29 @@ def boot(name: str, spec: T2IServiceSpec, workdir: Path, *, mode: str = "argus",
     return system, ctl
 
 
+def warm_up(system: LocalSystem, prompts: list[str], *, timeout_s: float = 300.0) -> None:
+    """One request per replica at once (least-pending dispatch spreads them): first-call costs paid."""
+    asyncio.run(replay(system.url, [0.0] * max(1, len(system.replicas)), prompts, size=system.sizes[0],
+                       timeout_s=timeout_s, progress=False, seed=1))
+
+
+def saturation_throughput(system: LocalSystem, prompts: list[str], *, requests: int, timeout_s: float = 300.0) -> float:
+    """What the running allocation serves per second when it is saturated, measured, not read off a profile.
+
+    After a warm-up, `requests` at once (a closed burst): served requests / seconds until the last
+    answer. With `requests` = replicas x the worker's max batch this is one full batch per replica,
+    the rate an overloaded replica sustains. Used to scale a test's load to the machine it runs on
+    (machines of one kind still differ by ~1.5x).
+    """
+    warm_up(system, prompts, timeout_s=timeout_s)
+    records, _ = asyncio.run(replay(system.url, [0.0] * requests, prompts, size=system.sizes[0],
+                                    timeout_s=timeout_s, progress=False, seed=2))
+    ok = [r for r in records if r.status == 200]
+    if not ok:
+        raise RuntimeError(f"saturation probe: no request served (statuses {[r.status for r in records][:5]})")
+    return len(ok) / max(r.t_sent + r.latency for r in ok)
+
+
 @dataclass
 class Action:
     """Something done to the running system `at` seconds into a replay (fault injection)."""
