@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from argus.levels import DEFAULT_LEVELS, LevelError, parse_levels
+from argus.policy.demand import RELEASE_HALF_LIFE_S
 
 API_GROUP = "argus.dev"
 API_VERSION = "v1alpha1"
@@ -85,6 +86,12 @@ class T2IServiceSpec(_Model):
     gpus: int = Field(..., ge=1, le=100000, description="GPU budget (= worker replicas in total).")
     latency_slo: float = Field(30.0, gt=0, alias="latencySLO", description="End-to-end latency SLO, seconds.")
     control_period: float = Field(15.0, ge=1, le=3600, description="Seconds between control-loop runs.")
+    scale_down_half_life: float = Field(
+        RELEASE_HALF_LIFE_S, ge=1, le=86400,
+        description="Half-life (s) with which the demand estimate falls after the load drops, so capacity "
+                    "moves back to full quality gradually (rises are followed at once). Like the HPA's "
+                    "scale-down stabilization window: a reload idles a GPU, so giving capacity back "
+                    "sooner buys churn.")
     min_full_quality_replicas: int = Field(1, ge=0, description="Replicas of cache-k0 always kept.")
     prometheus_url: str = Field("http://argus-prometheus:9090", description="Where the operator reads metrics.")
     cache: CacheSpec = Field(default_factory=CacheSpec)

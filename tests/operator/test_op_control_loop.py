@@ -75,7 +75,7 @@ def test_demand_jump_reallocates_with_numbers():
 
 
 def test_demand_is_smoothed_on_the_way_down_and_followed_on_the_way_up():
-    s = spec()  # controlPeriod 1 s: half-life 2 s
+    s = spec(scaleDownHalfLife=2)
     st = run(s, M(demand=2.0, h={"cache-k0": 1.0}), ControlState(), 100.0).state
     assert st.demand.rate == 2.0
     down = run(s, M(demand=0.0, h={}), st, 102.0)  # one half-life later
@@ -83,6 +83,19 @@ def test_demand_is_smoothed_on_the_way_down_and_followed_on_the_way_up():
     up = run(s, M(demand=5.0, h={"cache-k0": 1.0}), down.state, 102.5)
     assert up.state.demand.rate == 5.0
     assert ControlState.from_status(up.state.to_status()).demand == up.state.demand
+
+
+def test_capacity_is_given_back_with_the_specs_scale_down_half_life():
+    s = spec()  # scaleDownHalfLife default: 300 s (argus.policy.demand.RELEASE_HALF_LIFE_S)
+    assert s.scale_down_half_life == 300.0
+    st = run(s, M(demand=2.0, h={"cache-k0": 1.0}), ControlState(), 100.0).state
+    slow = run(s, M(demand=0.0, h={}), st, 130.0)  # 30 s later: a tenth of a half-life
+    assert slow.state.demand.rate == pytest.approx(2.0 * 0.5 ** 0.1)
+    fast = run(spec(scaleDownHalfLife=30), M(demand=0.0, h={}), st, 130.0)
+    assert fast.state.demand.rate == pytest.approx(1.0)
+    # h_k still follows within two control periods: a new prompt mix must switch strategies quickly
+    mix = run(s, M(demand=2.0, h={"cache-k20": 1.0}), st, 102.0)
+    assert mix.state.demand.shares["cache-k20"] == pytest.approx(0.5)
 
 
 def test_steady_metrics_keep_version_and_state_round_trips():

@@ -70,7 +70,8 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     if observed is None:
         demand, h, queues = spec.throughput_target, prior_h(levels), {}
     else:
-        demand, h, dstate = smooth_demand(state.demand, observed, levels, now, spec.control_period)
+        demand, h, dstate = smooth_demand(state.demand, observed, levels, now, spec.control_period,
+                                          spec.scale_down_half_life)
         queues = {lv: max(0.0, q) for lv, q in observed.queues.items() if lv in levels}
     last_change = None if spec_changed or not fits else state.last_change
     if last_change is not None and last_change > now:
@@ -157,11 +158,12 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
 
 
 def smooth_demand(dstate: DemandState, observed: MetricsSnapshot, levels: list[str], now: float,
-                  period: float) -> tuple[float, dict[str, float], DemandState]:
-    """Demand with headroom and h_k through the EWMA (half-life two control periods; bursts followed at once)."""
+                  period: float, release_half_life: float) -> tuple[float, dict[str, float], DemandState]:
+    """Demand with headroom and h_k through the EWMA: rises followed at once, drops with
+    `release_half_life` (the spec's scaleDownHalfLife), h_k with a half-life of two control periods."""
     if dstate.at is not None and dstate.at > now or dstate.shares_at is not None and dstate.shares_at > now:
         dstate = DemandState()  # clock went backwards (another replica's clock): start over
-    settings = DemandSettings(half_life_s=2.0 * period)
+    settings = DemandSettings(half_life_s=2.0 * period, release_half_life_s=release_half_life)
     demand, dstate = estimate(dstate, max(0.0, observed.demand), now, settings)
     shares, dstate = estimate_shares(dstate, _shares(observed.h, levels), now, settings)
     h = _shares(shares, levels)

@@ -12,5 +12,7 @@ DEMO_MANIFEST = {
         "gpus": 2,
         "latencySLO": 20,
         "controlPeriod": 5,
+        # The demo's load changes within seconds (a few-minute trace); give capacity back on that scale.
+        "scaleDownHalfLife": 10,
     },
 }
