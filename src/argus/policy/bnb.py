@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 
 import highspy
 import numpy as np
@@ -76,13 +77,18 @@ class LpModel:
 
 def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 100000,
                      start: np.ndarray | None = None,
-                     give_up: int | None = None) -> tuple[float, np.ndarray, float] | None:
+                     give_up: int | None = None,
+                     evaluate: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[float, np.ndarray, float] | None:
     """Minimize over integer x; (objective, columns, proven lower bound), or None if no integer point found
     (lp.no_integer_point then says whether none exists: the tree was exhausted, not cut short).
 
     `budget` is the bound of sum(x) <= budget, which the rounding heuristic respects; `start` is an
     integer x to try first (the running allocation), so the answer is never worse than keeping it;
-    `give_up`: stop after that many nodes without any integer point (the caller has a fallback).
+    `give_up`: stop after that many nodes without any integer point (the caller has a fallback);
+    `evaluate`: objectives of fixed integer allocations (rows; inf if infeasible) without an LP, as
+    LpModel.solve(x, x) gives them. With it, the rounding heuristic also scores every one-replica move
+    and addition around the rounded point, and solves an LP (for the columns) only for the best of them,
+    and only when it beats the incumbent.
     """
     root = lp.solve(lp.lo0, lp.hi0)
     if root is None:
@@ -122,7 +128,15 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
         if best_cols is None or nodes % HEUR_EVERY == 0:  # rounding heuristic: cheap incumbents prune early
             cand = _round(x, lo, hi, budget)
             if cand is not None:
-                r = lp.solve(cand, cand)
+                if evaluate is not None:
+                    # Capacity-tight instances: the rounded point often misses by one replica.
+                    cands = _moves(cand, lp.lo0, lp.hi0, budget)
+                    values = evaluate(cands)
+                    i = int(np.argmin(values))
+                    cand = cands[i]
+                    r = lp.solve(cand, cand) if values[i] < best_obj else None
+                else:
+                    r = lp.solve(cand, cand)
                 nodes += 1
                 if r is not None and r[0] < best_obj:
                     best_obj, best_cols = r
@@ -168,6 +182,18 @@ def _dive(lp: LpModel, root: tuple[float, np.ndarray], budget: float) -> tuple[f
         obj, cols = r
     x = cols[:lp.n_int]
     return (obj, cols) if np.abs(x - np.round(x)).max() <= INT_TOL else None
+
+
+def _moves(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, budget: float) -> np.ndarray:
+    """x, x with one replica moved from one level to another, and x with one replica added (within bounds)."""
+    n = len(x)
+    src, dst = np.nonzero(~np.eye(n, dtype=bool))
+    moved = np.repeat(x[None, :], len(src), axis=0)
+    moved[np.arange(len(src)), src] -= 1
+    moved[np.arange(len(src)), dst] += 1
+    added = x[None, :] + np.eye(n) if x.sum() + 1 <= budget else np.empty((0, n))
+    out = np.vstack([x[None, :], moved, added])
+    return out[((out >= lo) & (out <= hi)).all(axis=1)]
 
 
 def _round(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, budget: float) -> np.ndarray | None:

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from argus.policy.bnb import LpModel, branch_and_bound
+from argus.policy.fixed import SafeEvaluator
 from argus.policy.redirection import NEVER, SAFE, relation_table
 from argus.policy.snapshot import Snapshot
 
@@ -67,6 +68,18 @@ class Formulation:
         if "lp" not in self.cache:
             self.cache["lp"] = LpModel(self.c, self.A, self.lb, self.ub, self.bounds_lo, self.bounds_hi, self.n)
         return self.cache["lp"]
+
+    def evaluator(self) -> SafeEvaluator:
+        """Combinatorial evaluation of fixed allocations in the safe model (see argus.policy.fixed)."""
+        if "eval" not in self.cache:
+            q = np.zeros(self.n)
+            for i, (k, j, safe) in enumerate(self.pairs):
+                if safe:
+                    q[j] = -self.c[self.off_y + i]
+            self.cache["eval"] = SafeEvaluator(self.n, self.sources, self.pairs, self.demand_by_level,
+                                               self.throughput, self.backlog_rate, q, self.switch_cost,
+                                               self.current)
+        return self.cache["eval"]
 
     @property
     def off_y(self) -> int:
@@ -199,11 +212,18 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
     limit = max_nodes or (MAX_NODES_OVERLOAD if f.overload else MAX_NODES)
     if start is not None and (np.any(start < lo) or np.any(start[~f.usable] > 0)):
         start = None  # below the full-quality floor or on a level too slow for the SLO
-    r = branch_and_bound(lp, f.tolerance if tol is None else tol, f.gpus, limit, start, give_up)
+    # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.fixed), not by HiGHS.
+    evaluate = None if f.overload else _scorer(f.evaluator())
+    r = branch_and_bound(lp, f.tolerance if tol is None else tol, f.gpus, limit, start, give_up, evaluate)
     if r is None:
         return None
     obj, cols, bound = r
     return _solution(f, -obj, -bound, cols, integral=True)
+
+
+def _scorer(ev: SafeEvaluator):
+    """The branch and bound's `evaluate`: minimized objectives of allocations (rows), inf if infeasible."""
+    return lambda xs: -ev.values(xs)
 
 
 def run_highs_milp(f: Formulation) -> Solution | None:
@@ -234,7 +254,7 @@ def repair(safe: Formulation, over: Formulation, sol: Solution, tries: int = 3) 
 
     Borderline instances (a sliver of load degraded or shed) defeat a short search of the safe model;
     moving one replica from the level with the most spare capacity to a fast level that is safe for
-    the neediest prompts often fixes them. At most tries^2 fixed-replica LPs.
+    the neediest prompts often fixes them. At most tries^2 candidates, scored combinatorially; one LP.
     """
     need = sol.shed.copy()
     for k, j, ok in over.pairs:
@@ -249,8 +269,7 @@ def repair(safe: Formulation, over: Formulation, sol: Solution, tries: int = 3) 
     removes = [i for i in np.argsort(-spare, kind="stable") if sol.x[i] > safe.bounds_lo[i]][:tries]
     options = [None] + removes if sol.x.sum() < safe.gpus else removes
     hi = np.maximum(np.where(safe.usable, safe.gpus, 0.0), safe.bounds_lo[:safe.n])
-    lp = None
-    best = None
+    cands = []
     for j in adds:
         for i in options:
             if i == j:
@@ -261,11 +280,13 @@ def repair(safe: Formulation, over: Formulation, sol: Solution, tries: int = 3) 
                 x[i] -= 1
             if x.sum() > safe.gpus or np.any(x > hi):
                 continue
-            if lp is None:  # one warm LP for every candidate
-                lo_all, hi_all = safe.bounds_lo.copy(), safe.bounds_hi.copy()
-                hi_all[:safe.n] = hi
-                lp = LpModel(safe.c, safe.A, safe.lb, safe.ub, lo_all, hi_all, safe.n)
-            r = lp.solve(x, x)
-            if r is not None and (best is None or -r[0] > best.objective):
-                best = _solution(safe, -r[0], -r[0], r[1], integral=True)
-    return best
+            cands.append(x)
+    if not cands:
+        return None
+    # Scored combinatorially (exact); only the best is solved as an LP, for its flows.
+    values = safe.evaluator().values(np.array(cands))
+    if not np.isfinite(values).any():
+        return None
+    x = cands[int(np.argmax(values))]  # the first of equal values, as the one-by-one LP loop kept
+    r = safe.lp().solve(x, x)  # fixed bounds: the search box of the warm model does not apply
+    return None if r is None else _solution(safe, -r[0], -r[0], r[1], integral=True)

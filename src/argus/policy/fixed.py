@@ -1,0 +1,65 @@
+"""Combinatorial evaluation of the safe model with replicas fixed, many allocations at once (pure).
+
+With x fixed, the safe model is a transportation problem whose value depends on the serving level
+only (every safe pair of level j is worth Q_j), less the switching cost of added replicas. The
+level loads z that route the planned demand form the base of the polymatroid f(S) = max flow into
+the levels S, so greedy by quality is exact: z of the t-th best level = f(S_t) - f(S_{t-1}). By
+max-flow/min-cut, f(S) = min over closed source sets A of D(sources outside A) + C(S within N(A)),
+where C_j = T_j x_j - backlog_j and N(A) are the levels A may use; a closed set is every source
+whose levels lie in a union U of sources' level sets, so the minimum runs over those unions.
+Evaluating a batch is a few numpy operations, where HiGHS costs ~0.1-0.4 ms per allocation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FEAS_TOL = 1e-9  # req/s; stricter than HiGHS (1e-7), so every allocation counted feasible here is feasible there
+
+
+class SafeEvaluator:
+    """Safe-model objective of fixed allocations, as `milp.run(f, fixed_x=x)` computes it with HiGHS."""
+
+    def __init__(self, n: int, sources: list[int], pairs: list[tuple[int, int, bool]], demand: np.ndarray,
+                 throughput: np.ndarray, backlog: np.ndarray, quality: np.ndarray, switch_cost: np.ndarray,
+                 current: np.ndarray):
+        reach = {k: 0 for k in sources}  # bitmask of the levels each source may use
+        for k, j, safe in pairs:
+            if safe:
+                reach[k] |= 1 << j
+        unions = {0}
+        for k in sources:
+            unions |= {u | reach[k] for u in unions}
+        masks = sorted(unions)
+        total = float(demand[sources].sum()) if sources else 0.0
+        self.total = total
+        # Demand outside the closed source set of each union U: sources whose levels are not all in U.
+        self.outside = np.array([sum(demand[k] for k in sources if reach[k] & ~u) for u in masks])
+        self.order = np.argsort(-quality, kind="stable")  # greedy: best quality first
+        member = np.array([[(u >> j) & 1 for j in range(n)] for u in masks], dtype=float)[:, self.order]
+        # prefix[t', (u, t)] = [level t' is in union u and among the t+1 best]: capacity inside every
+        # union and greedy prefix in one matrix product.
+        prefix = member.T[:, :, None] * np.tri(n).T[:, None, :]  # (t', unions, t)
+        self.prefix = prefix.reshape(n, -1)
+        self.n_unions = len(masks)
+        self.member_t = member.T.copy()  # (levels in greedy order, unions): capacity inside each union
+        self.q_sorted = quality[self.order]
+        self.throughput, self.backlog = throughput, backlog
+        self.switch_cost, self.current = switch_cost, current
+
+    def values(self, xs: np.ndarray) -> np.ndarray:
+        """Objective (maximized) per row of xs; -inf where the allocation cannot serve the demand safely."""
+        cap = xs * self.throughput - self.backlog  # (candidates, levels)
+        drained = (cap >= -FEAS_TOL).all(axis=1)  # capacity covers each level's backlog drain
+        cap = np.maximum(cap, 0.0)[:, self.order]
+        # Feasible iff every closed source set fits in its levels: f(all levels) = the planned demand.
+        served = (cap @ self.member_t + self.outside).min(axis=1, initial=self.total)
+        ok = np.flatnonzero(drained & (served >= self.total - FEAS_TOL))
+        value = np.full(len(xs), -np.inf)
+        if ok.size:
+            # f(S_t) for every prefix S_t of the greedy order: min over unions of outside demand + capacity inside.
+            inside = (cap[ok] @ self.prefix).reshape(ok.size, self.n_unions, -1)  # (cand, unions, t)
+            f = np.minimum((inside + self.outside[None, :, None]).min(axis=1), self.total)  # (cand, t)
+            z = np.diff(f, axis=1, prepend=0.0)
+            value[ok] = z @ self.q_sorted - np.maximum(xs[ok] - self.current, 0.0) @ self.switch_cost
+        return value

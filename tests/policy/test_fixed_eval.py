@@ -1,0 +1,65 @@
+"""The combinatorial evaluation of fixed allocations (argus.policy.fixed) against HiGHS on the same model.
+
+Cases:
+- random snapshots (1-64 GPUs, 1-12 levels, with and without queues, cold and with a running
+  allocation so switching costs count): every random allocation within the budget gets the same
+  objective as the safe model's LP with replicas fixed, or is infeasible in both;
+- the rounded LP relaxation (floor, ceil, nearest), which sits at the feasibility edge, agrees too;
+- a level too slow for the latency SLO: demand that can only go there makes every allocation infeasible.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from policy_helpers import snap
+
+from argus.policy import milp
+from argus.policy.synthetic import random_snapshot
+
+
+def _check(f: milp.Formulation, xs: list[np.ndarray]) -> int:
+    """Assert agreement on every allocation; return how many are feasible."""
+    values = f.evaluator().values(np.array(xs))
+    feasible = 0
+    for x, v in zip(xs, values):
+        sol = milp.run(f, fixed_x=x)
+        if sol is None:
+            assert v == -np.inf, x
+        else:
+            feasible += 1
+            assert v == pytest.approx(sol.objective, abs=1e-6), x
+    return feasible
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_the_fixed_replica_lp(seed):
+    rng = random.Random(seed)
+    feasible = total = 0
+    for _ in range(25):
+        gpus, n = rng.choice([1, 3, 8, 16, 64]), rng.choice([1, 2, 3, 4, 5, 6, 9, 12])
+        s = random_snapshot(rng, gpus, n, queues=rng.random() < 0.5)
+        if rng.random() < 0.5:
+            s = s.with_(current={k: rng.randint(0, 3) for k in s.levels})
+        f = milp.build(s, overload=False)
+        hi = np.where(f.usable, np.minimum(f.bounds_hi[:n] + 2, gpus), 0.0)
+        xs = [np.array([rng.randint(int(f.bounds_lo[j]), int(max(hi[j], f.bounds_lo[j]))) for j in range(n)],
+                       dtype=float) for _ in range(12)]
+        relaxed = milp.run(f, relax=True)
+        if relaxed is not None:
+            xs += [np.floor(relaxed.x + 1e-9), np.ceil(relaxed.x - 1e-9), np.round(relaxed.x)]
+        xs = [x for x in xs if x.sum() <= gpus and np.all(x >= f.bounds_lo[:n])]
+        if xs:
+            feasible += _check(f, xs)
+            total += len(xs)
+    assert 0 < feasible < total  # both outcomes exercised
+
+
+def test_demand_only_a_too_slow_level_may_serve_is_infeasible():
+    # cache-k25 prompts may go to cache-k0 and cache-k25; a 2 s SLO rules out both (slower than that).
+    s = snap(gpus=4, levels=["cache-k0", "cache-k25", "steps-20"], demand=0.5, latency_slo=2.0,
+             h={"cache-k25": 1.0})
+    f = milp.build(s, overload=False)
+    assert _check(f, [np.array([1.0, 0.0, 3.0]), np.array([4.0, 0.0, 0.0])]) == 0
