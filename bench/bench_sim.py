@@ -6,6 +6,9 @@
     .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json [SINCE_S] [--calibration=CAL.json]
         [--fit-from=OTHER/report.json ...]
         # sim vs `argus load`; CAL.json from bench/fidelity_calibrate.py on the same running system
+    .venv/bin/python bench/bench_sim.py fidelity-loop REPORT.json ... --manifest=SERVICE.yaml [--overhead=0.46]
+        [--load-time=S]
+        # the same with the control loop on: every report replayed with every report's per-level batch fits
 
 Workloads come from ../shared/data/traces (arrival pattern only), warped onto the paper's bursty
 shape: ~50 queries/min off-peak, plateaus at 7.8x (~390 queries/min) for 120 min. Without the data
@@ -265,9 +268,89 @@ def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = N
     return out
 
 
+def fidelity_loop(reports: list[Path], manifest: Path, overhead_s: float = 0.0,
+                  load_time_s: float | None = None) -> dict:
+    """Replay `argus up` runs whose control loop was on (argus.sim.fidelity.compare_controlled): each
+    report with each report's per-level batch fits (its own: in sample; the others: out of sample).
+    Prints throughput/p50/p99 ratios, served shares and both allocation timelines; plots the timelines."""
+    import yaml
+
+    from argus.local.experiment import default_profile
+    from argus.sim.fidelity import TOLERANCE, compare_controlled, level_fits
+    from argus.spec import parse_manifest
+
+    _, spec = parse_manifest(yaml.safe_load(manifest.read_text()))
+    plan = default_profile(spec).levels
+    docs = {p: json.loads(p.read_text()) for p in reports}
+    fits = {p: level_fits(d["records"], list(spec.levels)) for p, d in docs.items()}
+    out, timelines = {}, {}
+    print("| run | batch times from | throughput sim / measured req/s | p50 sim / measured s "
+          "| p99 sim / measured s | served at cheaper levels sim / measured | within 15 % |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for p, doc in docs.items():
+        for q in docs:
+            cmp, det = compare_controlled(doc, spec, plan, fits=fits[q], overhead_s=overhead_s,
+                                          load_time_s=load_time_s)
+            m, s_, r = cmp.measured, cmp.simulated, cmp.ratios
+            cheap_m = 1.0 - det["served_share"]["measured"].get("cache-k0", 0.0)
+            cheap_s = 1.0 - det["served_share"]["simulated"].get("cache-k0", 0.0)
+            print(f"| {p.parent.name} | {'own run' if q == p else q.parent.name} | "
+                  f"{s_['throughput_rps']:.3f} / {m['throughput_rps']:.3f} ({r['throughput_rps']:.2f}) | "
+                  f"{s_['p50_s']:.2f} / {m['p50_s']:.2f} ({r['p50_s']:.2f}) | "
+                  f"{s_['p99_s']:.2f} / {m['p99_s']:.2f} ({r['p99_s']:.2f}) | {cheap_s:.0%} / {cheap_m:.0%} | "
+                  f"{'yes' if cmp.within else 'no'} |")
+            out[f"{p.parent.name} <- {q.parent.name}"] = {"measured": m, "simulated": s_, "ratios": r,
+                                                          "within": cmp.within, **det}
+            if q == p:
+                timelines[p.parent.name] = det["allocation"]
+    load = f"{load_time_s:g} s" if load_time_s is not None else "the plan profile's"
+    print(f"\n(bound: every ratio within {TOLERANCE:.0%}; overhead {overhead_s:g} s added to simulated latencies; "
+          f"replica switch time {load})")
+    for name, tl in timelines.items():
+        print(f"- {name}: allocation measured {tl['measured']}\n  simulated {tl['simulated']}")
+    print("plot: " + str(_plot_timelines(timelines, spec).relative_to(ROOT.parent)))
+    return out
+
+
+def _plot_timelines(timelines: dict, spec) -> Path:
+    """Replicas per non-full level over time, measured vs simulated, one panel per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cheap = [lv for lv in spec.levels if lv != "cache-k0"]
+    fig, axes = plt.subplots(len(timelines), 1, figsize=(8, 2.6 * len(timelines)), squeeze=False)
+    for ax, (name, tl) in zip(axes[:, 0], timelines.items()):
+        for side, style in (("measured", "-"), ("simulated", "--")):
+            pts = tl[side]
+            t = [x for x, _ in pts] + [max(x for x, _ in pts) + 30]
+            y = [sum(a.get(lv, 0) for lv in cheap) for _, a in pts]
+            ax.step(t, y + y[-1:], where="post", linestyle=style, label=f"{side} (argus up)" if side == "measured"
+                    else "simulated (same arrivals, production loop)")
+        ax.set_title(f"{name}: replicas at approximate levels ({', '.join(cheap)})", fontsize=9)
+        ax.set_ylabel("replicas")
+        ax.set_ylim(-0.1, spec.gpus + 0.1)
+        ax.legend(fontsize=8, loc="upper right")
+    axes[-1, 0].set_xlabel("seconds into the replay")
+    fig.tight_layout()
+    path = ROOT / "plots" / "sim_fidelity_loop_allocation.png"
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str]) -> int:
     """Run the chosen parts; write their JSON next to the plots."""
     what = argv[1] if len(argv) > 1 else "all"
+    if what == "fidelity-loop":
+        paths = [Path(a) for a in argv[2:] if not a.startswith("--")]
+        opt = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv[2:] if a.startswith("--")}
+        load = float(opt["--load-time"]) if "--load-time" in opt else None
+        doc = fidelity_loop(paths, Path(opt["--manifest"]), float(opt.get("--overhead", 0.0)), load)
+        (ROOT / "plots" / "sim_fidelity_loop.json").write_text(json.dumps(doc, indent=1, default=float))
+        return 0
     if what == "fidelity":
         args = [a for a in argv[2:] if not a.startswith("--")]
         opt = {a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for a in argv[2:] if a.startswith("--")}

@@ -95,3 +95,34 @@ def test_unknown_policy_is_rejected():
         make_policy("fastest", _svc(2), MODEL)
     with pytest.raises(PolicyError, match="exceed the 2 GPUs"):
         make_policy("static:cache-k0=2,steps-20=1", _svc(2), MODEL)
+
+
+def test_observed_queue_counts_requests_in_service():
+    """The loop sees requests in flight per level (waiting or in service), as the router's pending gauge
+    shows the production loop; a lone long request in service is load, not an empty queue."""
+    from argus.policy.profile import LevelProfile
+    from argus.sim.fidelity import replay
+
+    slow = LevelProfile(level="cache-k0", throughput={1: 1 / 20.0}, service_time=20.0, quality=100.0, model="m",
+                        load_time=0.0)
+    svc = Service(gpus=1, levels=(slow,), quality_floor=90.0, latency_slo=60.0)
+    inner = make_policy("clipper-ha", svc, PromptModel(hits={0: 1.0}))
+    seen = []
+
+    class Recording:
+        name = "recording"
+
+        def keys(self, prompts):
+            return inner.keys(prompts)
+
+        def tick(self, obs):
+            seen.append((obs.now, dict(obs.queues)))
+            return inner.tick(obs)
+
+    wl = replay(np.array([1.0, 1.5]))
+    simulate(wl, svc, Recording(), PromptModel(hits={0: 1.0}),
+             SimConfig(period_s=5, scrape_lag_s=0, rate_window_s=10, dispatch="least-pending"))
+    at = dict(seen)
+    assert at[5.0] == {"cache-k0": 2.0}  # one in service (started at 1.0), one waiting
+    assert at[25.0] == {"cache-k0": 1.0}  # the first finished at 21; the second is in service until 41
+    assert at[45.0] == {}

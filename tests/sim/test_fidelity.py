@@ -150,3 +150,44 @@ def test_batch_fit_works_per_replica():
 
     a, c, n = batch_fit(_router_report(a=0.3, c=1.0)["records"])
     assert n > 100 and a == pytest.approx(0.3, abs=0.05) and c == pytest.approx(1.0, abs=0.05)
+
+
+def _demo_spec():
+    from argus.spec import parse_spec
+
+    return parse_spec({"model": {"name": "tiny-sd", "steps": 20}, "levels": ["cache-k0", "steps-5"], "gpus": 2,
+                       "throughputTarget": 1.0, "latencySLO": 12, "controlPeriod": 5, "scaleDownHalfLife": 10})
+
+
+def test_controlled_replay_runs_the_loop_and_matches_a_light_load_run():
+    """With the control loop on (production demand, hysteresis and optimizer settings of the spec) a
+    light load stays at full quality on both sides and the queueing matches."""
+    from argus.local.experiment import default_profile
+    from argus.sim.fidelity import compare_controlled
+
+    spec = _demo_spec()
+    rep = _router_report(rate=0.3, a=0.3, c=1.0)
+    for r in rep["records"]:
+        r["level"] = "cache-k0"
+    cmp, detail = compare_controlled(rep, spec, default_profile(spec).levels)
+    assert cmp.within, (cmp.measured, cmp.simulated)
+    assert detail["served_share"]["simulated"] == {"cache-k0": 1.0, "steps-5": 0.0}
+    assert [a for _, a in detail["allocation"]["simulated"]] == [{"cache-k0": 2, "steps-5": 0}]
+    assert detail["fits"]["cache-k0"]["c_s"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_controlled_replay_moves_capacity_under_overload_and_needs_a_full_quality_fit():
+    from argus.local.experiment import default_profile
+    from argus.sim.fidelity import compare_controlled
+
+    spec = _demo_spec()
+    # ~1.6 req/s against two full-quality replicas that serve ~1.1: the loop must move one to steps-5
+    rep = _router_report(n=300, rate=1.6, a=0.5, c=1.7)
+    for r in rep["records"]:
+        r["level"] = "cache-k0"
+    fits = {"cache-k0": (0.5, 1.7, 50), "steps-5": (0.0, 0.6, 50)}
+    _, detail = compare_controlled(rep, spec, default_profile(spec).levels, fits=fits)
+    assert any(a.get("steps-5", 0) >= 1 for _, a in detail["allocation"]["simulated"])
+    assert detail["served_share"]["simulated"]["steps-5"] > 0.2
+    with pytest.raises(FidelityError, match="cache-k0"):
+        compare_controlled(rep, spec, default_profile(spec).levels, fits={"steps-5": (0.0, 0.6, 50)})

@@ -118,9 +118,9 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptMode
             if target != cluster.replicas():
                 decisions.append((t0, dict(plan.replicas)))
             cluster.apply(target, t0)
-        counts = _period(workload, svc, policy, model, plan, cluster, backlog, rec, bt, rng, cfg,
-                         t0, min(t1, duration) if t0 < duration else t0, t1)
-        history.append((t1, counts, np.array([len(b) for b in backlog.t], dtype=float)))
+        counts, in_flight = _period(workload, svc, policy, model, plan, cluster, backlog, rec, bt, rng, cfg,
+                                    t0, min(t1, duration) if t0 < duration else t0, t1)
+        history.append((t1, counts, in_flight))
         t0 = t1
     for j in range(n_lv):  # whatever is still queued after the drain never gets served
         if len(backlog.t[j]):
@@ -146,12 +146,15 @@ def _observe(history, now: float, cfg: SimConfig, names: list[str], cluster: Clu
 
 
 def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog: _Levels, rec: Recorder,
-            bt, rng, cfg: SimConfig, t0: float, t_arr_end: float, t1: float) -> np.ndarray:
-    """Draw, key and route the period's arrivals, run every level's queue to t1; return key counts."""
+            bt, rng, cfg: SimConfig, t0: float, t_arr_end: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+    """Draw, key and route the period's arrivals, run every level's queue to t1; return the key counts and
+    the requests in flight per level at t1 (waiting or in service: what the router's pending gauge,
+    argus_router_pending, shows the production loop)."""
     names = svc.names
     n_lv = len(names)
     arr = workload.arrivals(t0, t_arr_end) if t_arr_end > t0 else np.empty(0)
     counts = np.zeros(n_lv)
+    in_flight = np.zeros(n_lv)
     dest = np.empty(0, dtype=np.int64)
     qual = np.empty(0)
     if len(arr):
@@ -172,6 +175,7 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
         DISPATCH[cfg.dispatch](t, bt[j], svc.latency_slo, cfg.drop, cluster.free[j], cluster.ready[j], t1,
                   start, finish, status)
         s, d = status == SERVED, status == DROPPED
+        in_flight[j] = np.count_nonzero(s & (finish > t1)) + np.count_nonzero(status == WAITING)
         rec.served(t[s], finish[s], q[s], j)
         if d.any():
             rec.drops(finish[d], j)
@@ -182,4 +186,4 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
             rec.drops(t[gone] + svc.latency_slo, j)
             t, q = t[~gone], q[~gone]
         backlog.t[j], backlog.q[j] = t, q
-    return counts
+    return counts, in_flight

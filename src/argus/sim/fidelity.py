@@ -11,13 +11,16 @@ percentiles are compared (the issue's bound: within 15 %).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from argus.control.loop import DWELL_PERIODS
+from argus.policy.demand import DemandSettings
 from argus.policy.profile import LevelProfile
+from argus.policy.snapshot import Hysteresis
 from argus.sim.engine import SimConfig, simulate
-from argus.sim.policies import Service, make_policy
+from argus.sim.policies import Optimized, Service, make_policy
 from argus.sim.prompts import PromptModel
 from argus.sim.trace import RateCurve, Workload, flat, from_timestamps
 
@@ -207,3 +210,115 @@ def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: 
     simulated = {"throughput_rps": s.completed / duration, "p50_s": s.p50_s + overhead_s,
                  "p99_s": s.p99_s + overhead_s}
     return Comparison(measured=measured, simulated=simulated)
+
+
+class _KeyedAtFullQuality:
+    """A policy whose every prompt's routing key is cache-k0: the router without a per-prompt predictor
+    (argus.router.planner.FullQualityPlanner, the local demo's), so cheaper levels serve only what the
+    redirection matrix moves there."""
+
+    def __init__(self, policy, k0: int) -> None:
+        self.policy, self.k0, self.name = policy, k0, policy.name
+
+    def keys(self, prompts) -> np.ndarray:
+        """cache-k0 for every prompt."""
+        return np.full(prompts.optimal.shape, self.k0)
+
+    def tick(self, obs):
+        """The wrapped policy's plan."""
+        return self.policy.tick(obs)
+
+
+def level_fits(records: list[dict], levels: list[str], max_batch: int = 8) -> dict[str, tuple[float, float, int]]:
+    """Affine batch times (a, c, batches) per level, each fitted to the records that level served."""
+    out = {}
+    for lv in levels:
+        mine = [r for r in records if r.get("level") == lv]
+        if mine:
+            try:
+                out[lv] = batch_fit(mine, max_batch)
+            except FidelityError:
+                continue  # too few batches at this level to fit
+    return out
+
+
+def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...], *,
+                       fits: dict[str, tuple[float, float, int]] | None = None, load_time_s: float | None = None,
+                       overhead_s: float = 0.0, max_batch: int = 8, window_s: float = 20.0,
+                       scrape_s: float = 1.0) -> tuple[Comparison, dict]:
+    """Replay an `argus up` run whose control loop was on: same arrivals, the loop's production decision
+    code (solve_releasing_idle on the same profile, demand and hysteresis settings as
+    argus.control.loop.plan for `spec`), per-level service times fitted to a run. Returns the
+    throughput/p50/p99 comparison and what each side served per level and how the allocation moved.
+
+    `plan_profile` is what the loop plans with (the local demo's profile); `fits` the true batch times
+    per level (default: fitted to this run; a level missing from it runs at the plan profile's
+    throughput scaled by cache-k0's measured/planned ratio). `load_time_s`: seconds from a replica's
+    start to ready (default: the plan profile's). `window_s`/`scrape_s`: the loop's Prometheus
+    rate window and scrape interval.
+    """
+    records = list(report.get("records") or [])
+    if not records:
+        raise FidelityError("report has no records (t_sent, latency, status)")
+    levels = list(spec.levels)
+    plan = {p.level: p for p in plan_profile}
+    missing = [lv for lv in levels if lv not in plan]
+    if missing:
+        raise FidelityError(f"the plan profile has no level {missing[0]!r}")
+    fits = level_fits(records, levels, max_batch) if fits is None else fits
+    if "cache-k0" not in fits:
+        raise FidelityError("no batch-time fit for cache-k0 (the run served too few full-quality batches)")
+    a0, c0, _ = fits["cache-k0"]
+    speed = (max_batch / (a0 + c0 * max_batch)) / plan["cache-k0"].peak_throughput
+    true = []
+    for lv in levels:
+        load = plan[lv].load_time if load_time_s is None else load_time_s
+        if lv in fits:
+            a, c, _ = fits[lv]
+            lp = fitted_profile(lv, a, c, max_batch)
+        else:
+            lp = replace(plan[lv], throughput={b: t * speed for b, t in plan[lv].throughput.items()},
+                         service_time=plan[lv].service_time / speed, note="plan profile x cache-k0 speed ratio")
+        true.append(replace(lp, load_time=load))
+    timeout = give_up_s(spec.latency_slo) - overhead_s
+    engine_svc = Service(gpus=spec.gpus, levels=tuple(true), quality_floor=spec.quality_floor, latency_slo=timeout)
+    period = spec.control_period
+    plan_svc = Service(gpus=spec.gpus, levels=tuple(plan[lv] for lv in levels), quality_floor=spec.quality_floor,
+                       latency_slo=spec.latency_slo, throughput_target=spec.throughput_target,
+                       demand=DemandSettings(half_life_s=2.0 * period, release_half_life_s=spec.scale_down_half_life),
+                       hysteresis=Hysteresis(min_dwell_s=DWELL_PERIODS * period))
+    policy = _KeyedAtFullQuality(Optimized("argus", plan_svc), levels.index("cache-k0"))
+    t_sent = np.array([r["t_sent"] for r in records])
+    wl = replay(t_sent)
+    res = simulate(wl, engine_svc, policy, PromptModel(hits={0: 1.0}),
+                   SimConfig(drop=True, period_s=period, scrape_lag_s=scrape_s, rate_window_s=window_s,
+                             drain_s=timeout, dispatch="least-pending"))
+    summary = report.get("summary", {})
+    duration = float(summary.get("duration_s") or (t_sent.max() + spec.latency_slo))
+    ok = [r for r in records if r.get("status") == 200]
+    lat = np.array([r["latency"] for r in ok])
+    measured = {"throughput_rps": len(ok) / duration, "p50_s": float(np.percentile(lat, 50)),
+                "p99_s": float(np.percentile(lat, 99))}
+    s = res.summary
+    simulated = {"throughput_rps": s.completed / duration, "p50_s": s.p50_s + overhead_s,
+                 "p99_s": s.p99_s + overhead_s}
+    served = {lv: sum(1 for r in ok if r.get("level") == lv) / len(ok) for lv in levels}
+    detail = {"served_share": {"measured": served, "simulated": {lv: s.served_share.get(lv, 0.0) for lv in levels}},
+              "allocation": {"measured": _changes(report.get("allocation") or []),
+                             "simulated": [(round(t, 1), reps) for t, reps in res.replicas]},
+              "fits": {lv: {"a_s": round(f[0], 3), "c_s": round(f[1], 3), "batches": f[2]} for lv, f in fits.items()},
+              "cache_k0_speed_vs_plan": round(speed, 3)}
+    return Comparison(measured=measured, simulated=simulated), detail
+
+
+def _changes(samples: list[dict] | dict) -> list[tuple[float, dict[str, int]]]:
+    """(t, allocation) at each change of `argus load`'s allocation samples (or of one fixed allocation)."""
+    if isinstance(samples, dict):
+        samples = [{"t": 0.0, "allocation": samples}]
+    out, prev = [], None
+    for smp in samples:
+        a = {k: v for k, v in (smp.get("allocation") or {}).items() if v}
+        if a and a != prev:
+            out.append((round(float(smp["t"]), 1), a))
+            prev = a
+    return out

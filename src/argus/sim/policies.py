@@ -59,7 +59,7 @@ class Observation:
     now: float
     rate: float  # arrivals/s over the window
     keys: dict[str, float]  # arrivals per routing-key level over the window (the optimal levels)
-    queues: dict[str, float]  # requests waiting per level at the last scrape
+    queues: dict[str, float]  # requests in flight (waiting or in service) per level at the last scrape
     replicas: dict[str, int]  # replicas per level (the Deployments' spec, loading ones included)
 
 
