@@ -10,8 +10,9 @@ Cases:
 - Little's law: a queue at a level reserves capacity to drain it within the SLO; a level whose
   service time exceeds the SLO gets no replicas; latency per level stays within the SLO;
 - demand above the target is planned at the target;
-- hysteresis: a working allocation is kept within its dwell time; a change that gains little is
-  skipped; an overloaded current allocation is replaced at once;
+- hysteresis: a working allocation is kept within its dwell time, also one that serves everything but
+  degrades some of it (more quality can wait); a change that gains little is skipped; a current
+  allocation that sheds load is replaced at once;
 - redirection: rows sum to 1 and excess demand of a level goes to a safer level first;
 - redirection at the paper plateau (regression): applied to the actual h_k at the actual demand
   (the plan's demand over the 1.2 headroom) no level is filled beyond capacity, and at the planned
@@ -150,6 +151,20 @@ def test_overloaded_current_allocation_is_replaced_within_dwell():
     s = snap(demand=4.5, h=NO_HITS, current={"cache-k0": 8}, last_change=995.0)
     d = solve(s)
     assert d.changed and not d.overload
+
+
+def test_degraded_but_serving_allocation_is_kept_within_dwell():
+    # Every prompt keyed at full quality (a router without a predictor): the burst's mix served part of
+    # it at steps-20 (degraded: an overload plan). The burst is over, 8 x cache-k0 serves it all at full
+    # quality, but the move waits for the dwell time: moving back at once is how a loop flaps.
+    burst = {"cache-k0": 4, "steps-20": 4}
+    cheap = Hysteresis(min_dwell_s=60.0, min_gain=0.0, amortize_s=1e9)
+    s = snap(demand=2.5, h={"cache-k0": 1.0}, current=burst, last_change=990.0, hysteresis=cheap)
+    kept = solve(s)
+    assert {k: v for k, v in kept.replicas.items() if v} == burst and not kept.changed and "dwell" in kept.reason
+    assert kept.degraded_rate > 0 and kept.shed_rate == 0
+    later = solve(s.with_(last_change=900.0))
+    assert later.changed and later.replicas["cache-k0"] >= 7 and later.quality == pytest.approx(100.0)
 
 
 def test_excess_goes_to_a_safer_level_first():

@@ -140,6 +140,11 @@ def _overloaded(f: milp.Formulation, sol: milp.Solution) -> bool:
     return bool(_degraded(f, sol) > 1e-6 or sol.shed.sum() > 1e-6 or sol.backlog_excess.sum() > 1e-6)
 
 
+def _short(sol: milp.Solution) -> bool:
+    """Planned load shed or a queue that cannot drain within the SLO (degrading alone is not short)."""
+    return bool(sol.shed.sum() > 1e-6 or sol.backlog_excess.sum() > 1e-6)
+
+
 def _degraded(f: milp.Formulation, sol: milp.Solution) -> float:
     return float(sum(sol.flows[k, j] for k, j, safe in f.pairs if not safe))
 
@@ -155,8 +160,11 @@ def _keep_current(s: Snapshot, f: milp.Formulation, best: milp.Solution,
         return True, (f"hysteresis: kept current allocation; a change would gain {gain:.3g} "
                       f"(<= {s.hysteresis.min_gain:.0%} of served quality, after switching cost)")
     dwell = s.now - s.last_change if s.last_change is not None else None
-    # Within the dwell time only an overloaded allocation is replaced (by a better one, checked above).
-    if dwell is not None and dwell < s.hysteresis.min_dwell_s and not _overloaded(f, cur):
+    # Within the dwell time only an allocation that falls short (sheds planned load or cannot drain its
+    # queue within the SLO) is replaced, by a better one (checked above). One that serves everything,
+    # some of it below its prompts' floor, is kept: more quality can wait the dwell, and giving capacity
+    # back the moment the queue it was built for has drained is what makes a loop flap.
+    if dwell is not None and dwell < s.hysteresis.min_dwell_s and not _short(cur):
         return True, (f"hysteresis: kept current allocation; changed {dwell:.0f} s ago "
                       f"< dwell {s.hysteresis.min_dwell_s:.0f} s and it still serves the load")
     return False, f"changed allocation: gain {gain:.3g} over keeping the current one, after switching cost"
