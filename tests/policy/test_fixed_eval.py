@@ -5,18 +5,23 @@ Cases:
   allocation so switching costs count): every random allocation within the budget gets the same
   objective as the safe model's LP with replicas fixed, or is infeasible in both;
 - the rounded LP relaxation (floor, ceil, nearest), which sits at the feasibility edge, agrees too;
-- a level too slow for the latency SLO: demand that can only go there makes every allocation infeasible.
+- a level too slow for the latency SLO: demand that can only go there makes every allocation infeasible;
+- the allocation listing (argus.policy.allocations) counts and lists exactly the box points within budget;
+- the LP cuts of bnb.outer_approximation (objective + reduced costs of x, from the relaxation and from
+  fixed allocations) never exceed the objective of any allocation, in both models, with queues (overload)
+  and switching costs.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
 import pytest
 from policy_helpers import snap
 
-from argus.policy import milp
+from argus.policy import allocations, milp
 from argus.policy.synthetic import random_snapshot
 
 
@@ -63,3 +68,35 @@ def test_demand_only_a_too_slow_level_may_serve_is_infeasible():
              h={"cache-k25": 1.0})
     f = milp.build(s, overload=False)
     assert _check(f, [np.array([1.0, 0.0, 3.0]), np.array([4.0, 0.0, 0.0])]) == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_listing_is_every_box_point_within_budget(seed):
+    rng = random.Random(seed)
+    for _ in range(50):
+        n = rng.randint(1, 5)
+        lo = np.array([rng.randint(0, 2) for _ in range(n)], dtype=float)
+        hi = lo + np.array([rng.randint(0, 4) for _ in range(n)])
+        budget = rng.randint(0, 12)
+        brute = [x for x in itertools.product(*[range(int(a), int(b) + 1) for a, b in zip(lo, hi)])
+                 if sum(x) <= budget]
+        assert allocations.count(lo, hi, budget) == len(brute)
+        assert [tuple(r) for r in allocations.listing(lo, hi, budget).astype(int)] == brute
+
+
+@pytest.mark.parametrize("seed, overload", [(0, True), (1, True), (2, False), (3, True), (4, False)])
+def test_lp_cuts_bound_every_allocation(seed, overload):
+    rng = random.Random(seed)
+    s = random_snapshot(rng, 4, 4, load=None if overload else 0.8, queues=overload and seed % 2 == 0)
+    if seed >= 3:
+        s = s.with_(current={k: 1 for k in s.levels})
+    f = milp.build(s, overload=overload)
+    lp = f.lp()
+    xs = allocations.listing(lp.lo0, lp.hi0, f.gpus)
+    exact = np.array([np.inf if r is None else r[0] for r in (lp.solve(x, x) for x in xs)])
+    assert np.isfinite(exact).any()
+    cuts = [(lp.lo0, lp.hi0)] + [(x, x) for x, v in zip(xs, exact) if np.isfinite(v)]
+    for lo, hi in cuts:
+        obj, cols = lp.solve(lo, hi)
+        lower = obj + (xs - cols[:f.n]) @ lp.slope(lo, hi)
+        assert np.all(lower <= exact + 1e-6)

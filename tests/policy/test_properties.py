@@ -9,6 +9,8 @@ Cases:
   beyond the utilization the levels every row may reach must bear;
 - more GPUs never lower the achievable quality at the same demand (without overload), and raise the
   shed rate by no more than the trade its price allows;
+- regression: a level without replicas gets no route when HiGHS leaves 1e-7 of dust there (seed 6,
+  1 GPU, 5 levels, a queue at steps-20);
 - identical snapshots give identical decisions;
 - under constant load the decision does not change from one period to the next (no flapping), within
   the dwell time and past it; two snapshots where a node-limited first search used to be improved on
@@ -57,6 +59,13 @@ def test_budget_floor_and_rows(seed, gpus, n, queues):
         assert violations(s.levels, d.redirection, _demand(s)) == []
         assert d.shed_rate == 0 and d.degraded_rate == 0
     assert d.throughput + d.shed_rate == pytest.approx(d.planned, rel=1e-6, abs=1e-9)
+    _no_needless_overfill(s, d)
+
+
+def test_no_route_to_a_level_without_replicas_from_lp_dust():
+    s = _snap(6, 1, 5, True)
+    d = solve(s)
+    assert d.replicas["steps-20"] == 0 and d.served_by_level["steps-20"] == 0.0
     _no_needless_overfill(s, d)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+CHUNK = 512  # allocations per greedy evaluation step (unions x levels x levels floats each)
 FEAS_TOL = 1e-9  # req/s; stricter than HiGHS (1e-7), so every allocation counted feasible here is feasible there
 
 
@@ -56,10 +57,10 @@ class SafeEvaluator:
         served = (cap @ self.member_t + self.outside).min(axis=1, initial=self.total)
         ok = np.flatnonzero(drained & (served >= self.total - FEAS_TOL))
         value = np.full(len(xs), -np.inf)
-        if ok.size:
+        for part in np.array_split(ok, -(-ok.size // CHUNK)) if ok.size else []:  # bounded memory
             # f(S_t) for every prefix S_t of the greedy order: min over unions of outside demand + capacity inside.
-            inside = (cap[ok] @ self.prefix).reshape(ok.size, self.n_unions, -1)  # (cand, unions, t)
+            inside = (cap[part] @ self.prefix).reshape(part.size, self.n_unions, -1)  # (cand, unions, t)
             f = np.minimum((inside + self.outside[None, :, None]).min(axis=1), self.total)  # (cand, t)
             z = np.diff(f, axis=1, prepend=0.0)
-            value[ok] = z @ self.q_sorted - np.maximum(xs[ok] - self.current, 0.0) @ self.switch_cost
+            value[part] = z @ self.q_sorted - np.maximum(xs[part] - self.current, 0.0) @ self.switch_cost
         return value

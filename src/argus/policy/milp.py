@@ -18,12 +18,13 @@ binds; then the decision carries the proven gap. Small instances are exact (test
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from argus.policy.bnb import LpModel, branch_and_bound
+from argus.policy import allocations
+from argus.policy.bnb import LpModel, branch_and_bound, outer_approximation
 from argus.policy.fixed import SafeEvaluator
 from argus.policy.redirection import NEVER, SAFE, relation_table
 from argus.policy.snapshot import Snapshot
@@ -35,6 +36,7 @@ MAX_NODES = 48  # branch-and-bound nodes per solve; the decision reports the gap
 GIVE_UP = 32  # safe search: nodes without any integer point before the overload search takes over
 MAX_NODES_OVERLOAD = 64  # the overload model's bound is weaker (shedding is priced high): search longer
 MAX_NODES_SETTLE = 4000  # safety cap of the search that closes the gap to the hysteresis threshold
+LIST_LIMIT = 5000  # allocations in the box up to which every one is scored (safe) or bounded (overload)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,18 @@ class Formulation:
                                                self.throughput, self.backlog_rate, q, self.switch_cost,
                                                self.current)
         return self.cache["eval"]
+
+    def listing(self) -> np.ndarray | None:
+        """Every allocation in the search box within the budget, if there are at most LIST_LIMIT."""
+        if "listing" not in self.cache:
+            lo, hi = self.bounds_lo[:self.n], self.bounds_hi[:self.n]
+            few = not self.cache.get("no_listing") and allocations.count(lo, hi, self.gpus) <= LIST_LIMIT
+            self.cache["listing"] = allocations.listing(lo, hi, self.gpus) if few else None
+        return self.cache["listing"]
+
+    def with_listing_off(self) -> "Formulation":
+        """The same model, searched by branch and bound only."""
+        return replace(self, cache={"no_listing": True})
 
     @property
     def off_y(self) -> int:
@@ -212,13 +226,34 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
     limit = max_nodes or (MAX_NODES_OVERLOAD if f.overload else MAX_NODES)
     if start is not None and (np.any(start < lo) or np.any(start[~f.usable] > 0)):
         start = None  # below the full-quality floor or on a level too slow for the SLO
-    # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.fixed), not by HiGHS.
-    evaluate = None if f.overload else _scorer(f.evaluator())
-    r = branch_and_bound(lp, f.tolerance if tol is None else tol, f.gpus, limit, start, give_up, evaluate)
+    tol = f.tolerance if tol is None else tol
+    xs = f.listing()
+    if xs is not None and not f.overload:
+        return _best_listed(f, xs)
+    if xs is not None:
+        r = outer_approximation(lp, xs, tol, limit, start)
+    else:
+        # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.fixed), not by HiGHS.
+        evaluate = None if f.overload else _scorer(f.evaluator())
+        r = branch_and_bound(lp, tol, f.gpus, limit, start, give_up, evaluate)
     if r is None:
         return None
     obj, cols, bound = r
     return _solution(f, -obj, -bound, cols, integral=True)
+
+
+def _best_listed(f: Formulation, xs: np.ndarray) -> Solution | None:
+    """The safe model's exact optimum over every listed allocation (None, proven, when none is safe)."""
+    values = f.evaluator().values(xs)
+    i = int(np.argmax(values))
+    lp = f.lp()
+    if values[i] == -np.inf:
+        lp.no_integer_point = True
+        return None
+    r = lp.solve(xs[i], xs[i])  # for the flows
+    if r is None:  # on the feasibility edge HiGHS disagrees: search instead
+        return run(f.with_listing_off())
+    return _solution(f, -r[0], -r[0], r[1], integral=True)
 
 
 def _scorer(ev: SafeEvaluator):
@@ -245,6 +280,12 @@ def _solution(f: Formulation, objective: float, bound: float, xs: np.ndarray, in
     for si, k in enumerate(f.sources):
         shed[k] = max(xs[f.off_shed + si], 0.0)
     x = np.round(xs[:f.n]) if integral else xs[:f.n].copy()
+    if integral:
+        # HiGHS's feasibility tolerance (1e-7) can leave dust on a level with no replicas (its backlog cannot
+        # drain either); the router would route load there. That load is shed in truth.
+        empty = x == 0
+        shed += flows[:, empty].sum(axis=1)
+        flows[:, empty] = 0.0
     return Solution(objective=objective, bound=bound, x=x, flows=flows, shed=shed,
                     backlog_excess=np.maximum(xs[f.off_v:f.off_v + f.n], 0.0))
 
