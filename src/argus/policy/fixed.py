@@ -31,13 +31,15 @@ class SafeEvaluator:
         unions = {0}
         for k in sources:
             unions |= {u | reach[k] for u in unions}
-        masks = sorted(unions)
-        total = float(demand[sources].sum()) if sources else 0.0
-        self.total = total
+        masks = np.array(sorted(unions), dtype=np.int64)
+        src = np.array(sources, dtype=int)
+        reach_bits = np.array([reach[k] for k in sources], dtype=np.int64)
+        self.total = float(demand[src].sum()) if sources else 0.0
         # Demand outside the closed source set of each union U: sources whose levels are not all in U.
-        self.outside = np.array([sum(demand[k] for k in sources if reach[k] & ~u) for u in masks])
+        beyond = (reach_bits[None, :] & ~masks[:, None]) != 0  # (unions, sources)
+        self.outside = beyond.astype(float) @ demand[src] if sources else np.zeros(len(masks))
         self.order = np.argsort(-quality, kind="stable")  # greedy: best quality first
-        member = np.array([[(u >> j) & 1 for j in range(n)] for u in masks], dtype=float)[:, self.order]
+        member = ((masks[:, None] >> np.arange(n)[None, :]) & 1).astype(float)[:, self.order]
         # prefix[t', (u, t)] = [level t' is in union u and among the t+1 best]: capacity inside every
         # union and greedy prefix in one matrix product.
         prefix = member.T[:, :, None] * np.tri(n).T[:, None, :]  # (t', unions, t)

@@ -234,7 +234,7 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
         r = outer_approximation(lp, xs, tol, limit, start)
     else:
         # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.fixed), not by HiGHS.
-        evaluate = None if f.overload else _scorer(f.evaluator())
+        evaluate = None if f.overload else _scorer(f)
         r = branch_and_bound(lp, tol, f.gpus, limit, start, give_up, evaluate)
     if r is None:
         return None
@@ -256,9 +256,10 @@ def _best_listed(f: Formulation, xs: np.ndarray) -> Solution | None:
     return _solution(f, -r[0], -r[0], r[1], integral=True)
 
 
-def _scorer(ev: SafeEvaluator):
-    """The branch and bound's `evaluate`: minimized objectives of allocations (rows), inf if infeasible."""
-    return lambda xs: -ev.values(xs)
+def _scorer(f: Formulation):
+    """The branch and bound's `evaluate`: minimized objectives of allocations (rows), inf if infeasible.
+    The evaluator is built on first use: a search that ends at its root needs none."""
+    return lambda xs: -f.evaluator().values(xs)
 
 
 def run_highs_milp(f: Formulation) -> Solution | None:
