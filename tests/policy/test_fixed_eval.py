@@ -7,9 +7,9 @@ Cases:
 - the rounded LP relaxation (floor, ceil, nearest), which sits at the feasibility edge, agrees too;
 - a level too slow for the latency SLO: demand that can only go there makes every allocation infeasible;
 - the allocation listing (argus.policy.allocations) counts and lists exactly the box points within budget;
-- the LP cuts of bnb.outer_approximation (objective + reduced costs of x, from the relaxation and from
-  fixed allocations) never exceed the objective of any allocation, in both models, with queues (overload)
-  and switching costs.
+- the LP cuts of bnb.outer_approximation and of the branch and bound's pruning (objective + reduced
+  costs of x, from the relaxation and from fixed allocations) never exceed the objective of any
+  allocation, at a point or over a box, in both models, with queues (overload) and switching costs.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from policy_helpers import snap
 
 from argus.policy import allocations, milp
+from argus.policy.bnb import _Cuts
 from argus.policy.synthetic import random_snapshot
 
 
@@ -100,3 +101,14 @@ def test_lp_cuts_bound_every_allocation(seed, overload):
         obj, cols = lp.solve(lo, hi)
         lower = obj + (xs - cols[:f.n]) @ lp.slope(lo, hi)
         assert np.all(lower <= exact + 1e-6)
+    # The branch and bound's use of them: at a point, and over a box (its left half on the first level).
+    root = lp.solve(lp.lo0, lp.hi0)
+    kept = _Cuts(root[1][:f.n], lp.slope(lp.lo0, lp.hi0), root[0])
+    for lo, hi in cuts[1:]:
+        obj, cols = lp.solve(lo, hi)
+        kept.add(cols[:f.n], lp.slope(lo, hi), obj)
+    assert all(kept.at(x) <= v + 1e-6 for x, v in zip(xs, exact))
+    half = lp.hi0.copy()
+    half[0] = (lp.lo0[0] + lp.hi0[0]) // 2
+    inside = np.all(xs <= half, axis=1)
+    assert kept.over_box(lp.lo0, half) <= exact[inside].min() + 1e-6

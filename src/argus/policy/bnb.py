@@ -97,7 +97,8 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
     `evaluate`: objectives of fixed integer allocations (rows; inf if infeasible) without an LP, as
     LpModel.solve(x, x) gives them. With it, the rounding heuristic also scores every one-replica move
     and addition around the rounded point, and solves an LP (for the columns) only for the best of them,
-    and only when it beats the incumbent.
+    and only when it beats the incumbent. Without it, a rounded point whose LP cuts (see _Cuts) show it
+    cannot beat the incumbent is not solved; a node whose box the cuts prune is not solved either.
     """
     root = lp.solve(lp.lo0, lp.hi0)
     if root is None:
@@ -115,6 +116,7 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
         if dive is not None:
             best_obj, best_cols = dive
     counter = 0
+    cuts = _Cuts(root[1][:lp.n_int], lp.slope(lp.lo0, lp.hi0), root[0])
     heap: list = [(root[0], counter, lp.lo0, lp.hi0, root)]
     while heap:
         bound, _, lo, hi, sol = heapq.heappop(heap)
@@ -123,8 +125,12 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
             heapq.heappush(heap, (bound, counter, lo, hi, sol))  # keep it for the proven bound
             break  # best-first: every remaining node is at least as bad
         if sol is None:
+            if cuts.over_box(lo, hi) >= best_obj - tol:
+                continue  # the cuts of the LPs solved so far prune it without its own LP
             sol = lp.solve(lo, hi)
             nodes += 1
+            if sol is not None:
+                cuts.add(sol[1][:lp.n_int], lp.slope(lo, hi), sol[0])
             if sol is None or sol[0] >= best_obj - tol:
                 continue
         obj, cols = sol
@@ -144,8 +150,12 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
                     i = int(np.argmin(values))
                     cand = cands[i]
                     r = lp.solve(cand, cand) if values[i] < best_obj else None
-                else:
+                elif cuts.at(cand) < best_obj:  # else it cannot beat the incumbent: no LP
                     r = lp.solve(cand, cand)
+                    if r is not None:
+                        cuts.add(cand, lp.slope(cand, cand), r[0])
+                else:
+                    r = None
                 nodes += 1
                 if r is not None and r[0] < best_obj:
                     best_obj, best_cols = r
@@ -166,6 +176,28 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
         return None
     open_bound = min((item[0] for item in heap), default=best_obj)
     return best_obj, best_cols, min(open_bound, best_obj)
+
+
+class _Cuts:
+    """Linear lower bounds on the objective from the LPs solved so far (see LpModel.slopes)."""
+
+    def __init__(self, x: np.ndarray, slope: np.ndarray, obj: float):
+        self.slopes = [slope]
+        self.offsets = [obj - float(x @ slope)]
+
+    def add(self, x: np.ndarray, slope: np.ndarray, obj: float) -> None:
+        """Record the cut of an LP with optimum obj at x."""
+        self.slopes.append(slope)
+        self.offsets.append(obj - float(x @ slope))
+
+    def at(self, x: np.ndarray) -> float:
+        """Lower bound on the objective of allocation x."""
+        return float((np.array(self.offsets) + np.array(self.slopes) @ x).max())
+
+    def over_box(self, lo: np.ndarray, hi: np.ndarray) -> float:
+        """Lower bound on the objective of every allocation in [lo, hi] (each cut at its box minimum)."""
+        s = np.array(self.slopes)
+        return float((np.array(self.offsets) + np.minimum(s * lo, s * hi).sum(axis=1)).max())
 
 
 def outer_approximation(lp: LpModel, xs: np.ndarray, tol: float, max_lps: int,
