@@ -18,7 +18,7 @@ from argus.control.observed import MetricsSnapshot
 from argus.control.profiles import service_profiles
 from argus.control.state import ControlState
 from argus.local.defaults import DEMO_MANIFEST
-from argus.local.demo_profile import demo_profile, published_quality
+from argus.local.demo_profile import LOCAL_SWITCH_S, demo_profile, published_quality
 from argus.local.experiment import MEASURED_PROFILE, default_profile
 from argus.loadgen import Record, Sample
 from argus.policy.profile import Profile, load_default_profile, load_profile
@@ -51,9 +51,11 @@ def test_demo_profile_keeps_measurements():
     demo = demo_profile(measured, PUB, 20)
     assert [lp.level for lp in demo.levels] == [lp.level for lp in measured.levels]
     for m, d in zip(measured.levels, demo.levels):
-        assert (d.throughput, d.service_time, d.load_time, d.model) == (m.throughput, m.service_time, m.load_time,
-                                                                         m.model)
+        assert (d.throughput, d.service_time, d.model) == (m.throughput, m.service_time, m.model)
+        assert d.load_time == max(m.load_time, LOCAL_SWITCH_S)  # a local move is drain + exit + start + load
         assert "assumption" in d.note
+    assert demo_profile(measured, PUB, 20, switch_s=0.0).levels[0].load_time == measured.levels[0].load_time
+    assert any("replica move takes" in a for a in demo.assumptions)
     q = [lp.quality for lp in demo.levels]
     assert q[0] == 100.0 and len(set(q)) == len(q)  # distinct qualities: something to trade
     assert any("NOT measured" in a for a in demo.assumptions)

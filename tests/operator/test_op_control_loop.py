@@ -22,6 +22,7 @@ from argus.control.narrate import moves, reallocation_message
 from argus.control.observed import MetricsSnapshot as M
 from argus.control.profiles import service_profiles
 from argus.control.state import ControlState
+from argus.policy.demand import DemandState
 from argus.policy.profile import load_default_profile
 from argus.spec import parse_spec
 
@@ -65,13 +66,13 @@ def test_no_metrics_after_spec_edit_replans():
 
 def test_demand_jump_reallocates_with_numbers():
     s = spec()
-    st = run(s, M(demand=0.5, h={"cache-k0": 1.0}), run(s, None, ControlState(), 100.0).state, 110.0).state
+    st = run(s, M(demand=0.5, h={"cache-k0": 1.0}), run(s, None, ControlState(), 100.0).state, 250.0).state
     assert st.allocation["cache-k0"] >= 2
-    p = run(s, M(demand=2.5, h={"cache-k20": 1.0}), st, 111.0)  # within dwell, but the old mix is overloaded
+    p = run(s, M(demand=2.5, h={"cache-k20": 1.0}), st, 251.0)  # within dwell, but the old mix is overloaded
     assert p.changed and p.allocation != st.allocation and p.policy.version == st.policy_version + 1
     assert p.event.startswith("demand 3 req/s > capacity ")  # 2.5 observed x 1.2 headroom (policy.demand)
     assert "cache-k0 → " in p.event and "quality 100.0% → " in p.event
-    assert p.state.last_change == 111.0
+    assert p.state.last_change == 251.0
 
 
 def test_demand_is_smoothed_on_the_way_down_and_followed_on_the_way_up():
@@ -96,6 +97,35 @@ def test_capacity_is_given_back_with_the_specs_scale_down_half_life():
     # h_k still follows within two control periods: a new prompt mix must switch strategies quickly
     mix = run(s, M(demand=2.0, h={"cache-k20": 1.0}), st, 102.0)
     assert mix.state.demand.shares["cache-k20"] == pytest.approx(0.5)
+
+
+def test_a_prior_planned_allocation_is_not_held_by_the_dwell():
+    s = spec()
+    first = run(s, None, ControlState(), 100.0)  # no metrics: planned for the target with the prior h_k
+    assert first.state.demand.rate is None
+    low = run(s, M(demand=0.5, h={"cache-k0": 1.0}), first.state, 101.0)  # first numbers, 1 s later
+    assert low.changed and low.allocation["cache-k0"] == 4 and low.state.last_change == 101.0
+    kept = run(spec(throughputTarget=0.6), M(demand=0.5, h={"cache-k0": 1.0}), low.state, 102.0, gen=1)
+    assert kept.state.last_change == 101.0  # observed plans start the dwell
+
+
+def test_dwell_covers_several_reloads():
+    from dataclasses import replace
+
+    from argus.control.loop import DWELL_RELOADS, dwell_s
+
+    prof = service_profiles(spec(), PROFILE)  # SDXL: 47 s loads
+    assert dwell_s(15.0, prof) == DWELL_RELOADS * 47.0
+    fast = tuple(replace(p, load_time=1.0) for p in prof)
+    assert dwell_s(15.0, fast) == 60.0  # four control periods
+    # A plan made within 3 x 47 s of the last change keeps a working mix (the default dwell, 4 periods of
+    # 1 s here, would have let it go).
+    s = spec(scaleDownHalfLife=1)
+    st = run(s, M(demand=2.5, h={"cache-k20": 1.0}), run(s, None, ControlState(), 100.0).state, 110.0).state
+    held = run(s, M(demand=0.5, h={"cache-k0": 1.0}), st, 110.0 + 60.0)
+    assert held.allocation == st.allocation and "dwell" in held.reason
+    moved = run(s, M(demand=0.5, h={"cache-k0": 1.0}), st, 110.0 + 3 * 47.0 + 1.0)
+    assert moved.allocation != st.allocation
 
 
 def test_steady_metrics_keep_version_and_state_round_trips():
@@ -163,30 +193,30 @@ def test_allocation_fits(alloc, over, fits):
 def _after_burst(queues=None):
     """Two GPUs left as 1 full + 1 cheapest after a burst; the demand has fallen to what one full replica serves."""
     s = parse_spec({"throughputTarget": 1.0, "gpus": 2, "levels": ["cache-k0", "steps-20"], "controlPeriod": 5,
-                    "qualityFloor": 90})
+                    "qualityFloor": 90})  # SDXL loads take 47 s: the dwell is 3 x 47 = 141 s
     state = ControlState(allocation={"cache-k0": 1, "steps-20": 1}, policy_version=3, last_change=100.0,
-                         last_decision=100.0)
+                         last_decision=100.0, demand=DemandState(rate=0.05, at=100.0))
     obs = M(demand=0.05, h={"cache-k0": 1.0}, throughput={"cache-k0": 0.05}, queues=queues or {})
     return s, state, obs
 
 
 def test_idle_approximate_replica_goes_back_to_full_quality_after_the_dwell():
     s, state, obs = _after_burst()
-    early = run(s, obs, state, 110.0, gen=None)  # 10 s after the move: within the 20 s dwell
+    early = run(s, obs, state, 230.0, gen=None)  # 130 s after the move: within the dwell
     assert early.allocation == {"cache-k0": 1, "steps-20": 1} and not early.changed
-    late = run(s, obs, early.state, 125.0, gen=None)
+    late = run(s, obs, early.state, 245.0, gen=None)
     assert late.allocation == {"cache-k0": 2, "steps-20": 0} and late.changed
     assert late.reason.startswith("released idle replicas of steps-20 to cache-k0")
     assert "moved 1 GPU steps-20 → cache-k0" in late.event
     assert late.policy.allocation == late.allocation
-    steady = run(s, obs, late.state, 130.0, gen=None)  # and it stays there: no flapping
+    steady = run(s, obs, late.state, 250.0, gen=None)  # and it stays there: no flapping
     assert steady.allocation == late.allocation and not steady.changed
     assert steady.policy.version == late.policy.version
 
 
 def test_a_replica_with_queued_requests_is_not_released():
     s, state, obs = _after_burst(queues={"steps-20": 3.0})
-    p = run(s, obs, state, 125.0, gen=None)
+    p = run(s, obs, state, 245.0, gen=None)
     assert p.allocation["steps-20"] == 1
 
 

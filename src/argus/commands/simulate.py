@@ -60,6 +60,7 @@ def run(args) -> int:
     curve = (bursty(base, args.burst_factor, args.plateau_min * 60, args.gap_min * 60, args.plateaus)
              if args.shape == "bursty" else flat(base, args.duration_min * 60))
     svc = Service(gpus=args.gpus, levels=profile.levels, quality_floor=args.quality_floor, latency_slo=args.slo,
+                  control_period_s=args.period,
                   demand=DemandSettings(headroom=args.headroom,
                                                 release_half_life_s=args.release_half_life))
     model = PromptModel(steps_shape=args.steps_shape, predictor_noise_pp=args.predictor_noise)

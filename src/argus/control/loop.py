@@ -23,6 +23,14 @@ from argus.policy.snapshot import Hysteresis, Snapshot
 from argus.spec import T2IServiceSpec
 
 DWELL_PERIODS = 4.0  # a new allocation is kept this many control periods before a non-urgent change
+DWELL_RELOADS = 3.0  # ... and at least this many replica reload times: undoing a move sooner costs more than it gains
+
+
+def dwell_s(period: float, profiles: tuple[LevelProfile, ...]) -> float:
+    """How long a new allocation is kept unless it falls short: DWELL_PERIODS control periods, and at least
+    DWELL_RELOADS of the slowest level's load time (a move idles each moved GPU for that long; a loop that
+    undoes it within about one reload pays twice for nothing)."""
+    return max(DWELL_PERIODS * period, DWELL_RELOADS * max((p.load_time for p in profiles), default=0.0))
 
 
 @dataclass(frozen=True)
@@ -73,14 +81,17 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
         demand, h, dstate = smooth_demand(state.demand, observed, levels, now, spec.control_period,
                                           spec.scale_down_half_life)
         queues = {lv: max(0.0, q) for lv, q in observed.queues.items() if lv in levels}
-    last_change = None if spec_changed or not fits else state.last_change
+    # The dwell protects allocations planned from observations; one planned from the prior (no metrics seen
+    # yet: the demand EWMA is empty) is a guess, re-planned freely once numbers arrive.
+    prior_plan = state.demand.rate is None
+    last_change = None if spec_changed or not fits or prior_plan else state.last_change
     if last_change is not None and last_change > now:
         last_change = now
     snap = Snapshot(gpus=spec.gpus, profiles=profiles, demand=demand, h=h,
                     throughput_target=spec.throughput_target, quality_floor=spec.quality_floor,
                     latency_slo=spec.latency_slo, now=now, current=current, queues=queues,
                     last_change=last_change, min_full_quality=spec.min_full_quality_replicas,
-                    hysteresis=Hysteresis(min_dwell_s=DWELL_PERIODS * spec.control_period))
+                    hysteresis=Hysteresis(min_dwell_s=dwell_s(spec.control_period, profiles)))
     decision = solve_releasing_idle(snap)
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
@@ -99,7 +110,9 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                                      old_quality=state.quality, new_quality=decision.quality,
                                      queued=sum(queues.values()), degraded=decision.degraded_rate,
                                      shed=decision.shed_rate + decision.backlog_excess)
-    new_state = ControlState(allocation=alloc, policy_version=version, last_change=now if changed else last_change,
+    # the dwell starts at a change, or when observations first confirm a prior-planned allocation
+    started = now if changed or (prior_plan and observed is not None) else last_change
+    new_state = ControlState(allocation=alloc, policy_version=version, last_change=started,
                              last_decision=now, quality=decision.quality,
                              observed_generation=generation if generation is not None else state.observed_generation,
                              policy_digest=digest, demand=dstate)

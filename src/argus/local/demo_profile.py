@@ -13,6 +13,11 @@ from argus.levels import parse_level
 from argus.policy.profile import LevelProfile, Profile
 
 PUBLISHED_STEPS = 50  # the published SDXL numbers are for 50 denoising steps
+# Seconds from stopping a local worker to its replacement being ready: Triton drains in-flight work (up to
+# 5 s), the process exits, the new one starts and loads the model (~11 s). Six switches in two burst runs
+# on a quiet 2-core machine took 14.0-25.7 s, mean 19.7 (bench/RESULTS.md, simulator fidelity with the
+# loop on). `argus profile` times the model load alone (~7.5 s), which made moves look cheap to the loop.
+LOCAL_SWITCH_S = 20.0
 
 
 def published_quality(level: str, n_full: int, published: Profile) -> float:
@@ -45,18 +50,22 @@ def _interpolate(pts: list[tuple[float, float]], x: float) -> float:
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
-def demo_profile(measured: Profile, published: Profile, n_full: int) -> Profile:
-    """`measured` with each level's quality replaced by its published-equivalent quality (said in notes)."""
+def demo_profile(measured: Profile, published: Profile, n_full: int,
+                 switch_s: float = LOCAL_SWITCH_S) -> Profile:
+    """`measured` with each level's quality replaced by its published-equivalent quality (said in notes)
+    and its load time by the local runtime's measured replica switch time, if longer."""
     levels = []
     for lp in measured.levels:
         q = published_quality(lp.level, n_full, published)
         levels.append(LevelProfile(level=lp.level, throughput=dict(lp.throughput), service_time=lp.service_time,
-                                   quality=q, model=lp.model, load_time=lp.load_time,
+                                   quality=q, model=lp.model, load_time=max(lp.load_time, switch_s),
                                    note=f"throughput/service time: {lp.note}; quality {q}%: assumption, "
                                         f"published SDXL per-level quality at the same share of skipped work"))
     assumption = (f"Relative quality per level is NOT measured: the demo model has random weights. Each level's "
                   f"quality is the published SDXL mean relative quality ({published.model}, N={PUBLISHED_STEPS}) "
                   f"of the level that skips the same share of the {n_full}-step work, interpolated; step levels "
                   f"use the bundled SDXL step-level estimates, extended linearly below the last one.")
+    switch = (f"A replica move takes {switch_s:g} s in the local runtime (drain, process exit, start, model "
+              f"load; measured), used as each level's load time.")
     return Profile(model=measured.model, levels=tuple(levels), source=measured.source,
-                   assumptions=tuple(a for a in measured.assumptions if "quality" not in a) + (assumption,))
+                   assumptions=tuple(a for a in measured.assumptions if "quality" not in a) + (assumption, switch))

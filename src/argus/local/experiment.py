@@ -51,21 +51,27 @@ def warm_up(system: LocalSystem, prompts: list[str], *, timeout_s: float = 300.0
                        timeout_s=timeout_s, progress=False, seed=1))
 
 
-def saturation_throughput(system: LocalSystem, prompts: list[str], *, requests: int, timeout_s: float = 300.0) -> float:
+def saturation_throughput(system: LocalSystem, prompts: list[str], *, requests: int, rounds: int = 2,
+                          timeout_s: float = 300.0) -> float:
     """What the running allocation serves per second when it is saturated, measured, not read off a profile.
 
     After a warm-up, `requests` at once (a closed burst): served requests / seconds until the last
     answer. With `requests` = replicas x the worker's max batch this is one full batch per replica,
-    the rate an overloaded replica sustains. Used to scale a test's load to the machine it runs on
-    (machines of one kind still differ by ~1.5x).
+    the rate an overloaded replica sustains. The best of `rounds` bursts: other work on the machine
+    can only slow a burst down (one run here measured 0.70 req/s where the same system then served
+    1.05 without violations). Used to scale a test's load to the machine it runs on (machines of one
+    kind still differ by ~1.5x).
     """
     warm_up(system, prompts, timeout_s=timeout_s)
-    records, _ = asyncio.run(replay(system.url, [0.0] * requests, prompts, size=system.sizes[0],
-                                    timeout_s=timeout_s, progress=False, seed=2))
-    ok = [r for r in records if r.status == 200]
-    if not ok:
-        raise RuntimeError(f"saturation probe: no request served (statuses {[r.status for r in records][:5]})")
-    return len(ok) / max(r.t_sent + r.latency for r in ok)
+    best = 0.0
+    for i in range(rounds):
+        records, _ = asyncio.run(replay(system.url, [0.0] * requests, prompts, size=system.sizes[0],
+                                        timeout_s=timeout_s, progress=False, seed=2 + i))
+        ok = [r for r in records if r.status == 200]
+        if not ok:
+            raise RuntimeError(f"saturation probe: no request served (statuses {[r.status for r in records][:5]})")
+        best = max(best, len(ok) / max(r.t_sent + r.latency for r in ok))
+    return best
 
 
 @dataclass

@@ -15,10 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from argus.control.loop import DWELL_PERIODS
 from argus.policy.demand import DemandSettings
 from argus.policy.profile import LevelProfile
-from argus.policy.snapshot import Hysteresis
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import Optimized, Service, make_policy
 from argus.sim.prompts import PromptModel
@@ -286,7 +284,7 @@ def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...
     plan_svc = Service(gpus=spec.gpus, levels=tuple(plan[lv] for lv in levels), quality_floor=spec.quality_floor,
                        latency_slo=spec.latency_slo, throughput_target=spec.throughput_target,
                        demand=DemandSettings(half_life_s=2.0 * period, release_half_life_s=spec.scale_down_half_life),
-                       hysteresis=Hysteresis(min_dwell_s=DWELL_PERIODS * period))
+                       control_period_s=period)
     policy = _KeyedAtFullQuality(Optimized("argus", plan_svc), levels.index("cache-k0"))
     t_sent = np.array([r["t_sent"] for r in records])
     wl = replay(t_sent)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from argus.control.loop import solve_releasing_idle
+from argus.control.loop import dwell_s, solve_releasing_idle
 from argus.levels import parse_level
 from argus.policy.decision import to_policy_document
 from argus.policy.demand import RELEASE_HALF_LIFE_S, DemandSettings, DemandState, estimate, estimate_shares
@@ -44,7 +44,16 @@ class Service:
     throughput_target: float = 1e6  # requests/s; effectively "serve all demand"
     # Rises followed at once, capacity given back with a 300 s half-life (argus.policy.demand).
     demand: DemandSettings = field(default_factory=lambda: DemandSettings(release_half_life_s=RELEASE_HALF_LIFE_S))
-    hysteresis: Hysteresis = field(default_factory=Hysteresis)
+    # None: what the production loop derives for this service (argus.control.loop.dwell_s: 4 control periods,
+    # at least 3 reloads of the slowest level)
+    hysteresis: Hysteresis | None = None
+    control_period_s: float = 15.0  # the spec's controlPeriod (the loop's dwell is counted in periods)
+
+    def loop_hysteresis(self) -> Hysteresis:
+        """The hysteresis the optimizer runs with: the given one, or the production loop's for this service."""
+        if self.hysteresis is not None:
+            return self.hysteresis
+        return Hysteresis(min_dwell_s=dwell_s(self.control_period_s, self.levels))
 
     @property
     def names(self) -> list[str]:
@@ -161,7 +170,7 @@ class Optimized:
                         throughput_target=self.svc.throughput_target, quality_floor=self.svc.quality_floor,
                         latency_slo=self.svc.latency_slo, now=obs.now, current=current,
                         queues={k: obs.queues.get(k, 0.0) for k in self.sub_names},
-                        last_change=self.last_change, hysteresis=self.svc.hysteresis)
+                        last_change=self.last_change, hysteresis=self.svc.loop_hysteresis())
         t = time.perf_counter()
         dec = solve_releasing_idle(snap)
         took = time.perf_counter() - t
