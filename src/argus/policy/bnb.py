@@ -5,6 +5,9 @@ Why not HiGHS's own MIP solver: on these tiny models (<= 12 integer variables) i
 10-100x our targets. Here each node is one warm-started dual simplex re-solve of the same LP with
 changed bounds on x. Only the x_j are integer; the rest is continuous, so branching on x is exact.
 Pruning is with an absolute tolerance `tol` on the objective: the answer is within `tol` of optimal.
+Every LP also yields a linear lower bound on the objective of every allocation (its reduced costs of
+x); branch and bound prunes with them, and outer_approximation searches a listed set of allocations
+with them alone (small boxes, where that proves the optimum in a few LPs).
 """
 
 from __future__ import annotations
@@ -86,8 +89,8 @@ class LpModel:
 
 def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 100000,
                      start: np.ndarray | None = None,
-                     give_up: int | None = None,
-                     evaluate: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[float, np.ndarray, float] | None:
+                     give_up: int | None = None, evaluate: Callable[[np.ndarray], np.ndarray] | None = None
+                     ) -> tuple[float, np.ndarray, float] | None:
     """Minimize over integer x; (objective, columns, proven lower bound), or None if no integer point found
     (lp.no_integer_point then says whether none exists: the tree was exhausted, not cut short).
 

@@ -13,7 +13,9 @@ V_kj = Q_j when j is at least as safe as k. Two models share this layout:
 solve() searches the overload model, then the safe one (polishing a safe answer, or double-checking
 that none exists), so overload is declared only when no safe allocation is found.
 The search is exact up to its tolerance (REL_TOL of the model's value scale) unless its node limit
-binds; then the decision carries the proven gap. Small instances are exact (tests/policy).
+binds; then the decision carries the proven gap. Small instances are exact (tests/policy). A box on x
+with at most LIST_LIMIT allocations is not branched on: every allocation is listed, and the safe model
+scores them all combinatorially (argus.policy.fixed), the overload model by outer approximation (bnb).
 """
 
 from __future__ import annotations
