@@ -78,8 +78,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     if observed is None:
         demand, h, queues = spec.throughput_target, prior_h(levels), {}
     else:
-        demand, h, dstate = smooth_demand(state.demand, observed, levels, now, spec.control_period,
-                                          spec.scale_down_half_life)
+        demand, h, dstate = smooth_demand(state.demand, observed, levels, now, demand_settings(spec))
         queues = {lv: max(0.0, q) for lv, q in observed.queues.items() if lv in levels}
     # The dwell protects allocations planned from observations; one planned from the prior (no metrics seen
     # yet: the demand EWMA is empty) is a guess, re-planned freely once numbers arrive.
@@ -170,13 +169,17 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
                 status=status, decision=None, reason=doc.reason)
 
 
+def demand_settings(spec: T2IServiceSpec) -> DemandSettings:
+    """The loop's demand EWMA for a service: rises followed at once, drops with the spec's
+    scaleDownHalfLife, h_k with a half-life of two control periods."""
+    return DemandSettings(half_life_s=2.0 * spec.control_period, release_half_life_s=spec.scale_down_half_life)
+
+
 def smooth_demand(dstate: DemandState, observed: MetricsSnapshot, levels: list[str], now: float,
-                  period: float, release_half_life: float) -> tuple[float, dict[str, float], DemandState]:
-    """Demand with headroom and h_k through the EWMA: rises followed at once, drops with
-    `release_half_life` (the spec's scaleDownHalfLife), h_k with a half-life of two control periods."""
+                  settings: DemandSettings) -> tuple[float, dict[str, float], DemandState]:
+    """Demand with headroom and h_k through the EWMA (see demand_settings)."""
     if dstate.at is not None and dstate.at > now or dstate.shares_at is not None and dstate.shares_at > now:
         dstate = DemandState()  # clock went backwards (another replica's clock): start over
-    settings = DemandSettings(half_life_s=2.0 * period, release_half_life_s=release_half_life)
     demand, dstate = estimate(dstate, max(0.0, observed.demand), now, settings)
     shares, dstate = estimate_shares(dstate, _shares(observed.h, levels), now, settings)
     h = _shares(shares, levels)

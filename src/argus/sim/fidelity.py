@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from argus.policy.demand import DemandSettings
+from argus.control.loop import demand_settings
 from argus.policy.profile import LevelProfile
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import Optimized, Service, make_policy
@@ -283,7 +283,7 @@ def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...
     period = spec.control_period
     plan_svc = Service(gpus=spec.gpus, levels=tuple(plan[lv] for lv in levels), quality_floor=spec.quality_floor,
                        latency_slo=spec.latency_slo, throughput_target=spec.throughput_target,
-                       demand=DemandSettings(half_life_s=2.0 * period, release_half_life_s=spec.scale_down_half_life),
+                       demand=demand_settings(spec),
                        control_period_s=period)
     policy = _KeyedAtFullQuality(Optimized("argus", plan_svc), levels.index("cache-k0"))
     t_sent = np.array([r["t_sent"] for r in records])
