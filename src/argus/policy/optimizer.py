@@ -137,7 +137,7 @@ def _with_spare(s: Snapshot, f: milp.Formulation, x: np.ndarray) -> np.ndarray:
 
 
 def _overloaded(f: milp.Formulation, sol: milp.Solution) -> bool:
-    return bool(_degraded(f, sol) > 1e-6 or sol.shed.sum() > 1e-6 or sol.backlog_excess.sum() > 1e-6)
+    return _degraded(f, sol) > 1e-6 or _short(sol)
 
 
 def _short(sol: milp.Solution) -> bool:

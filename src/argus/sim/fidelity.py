@@ -201,12 +201,16 @@ def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: 
                    SimConfig(drop=True, period_s=wl.curve.duration + timeout + 1.0, drain_s=timeout,
                              dispatch=dispatch))
     duration = float(summary.get("duration_s") or (t_sent.max() + slo)) - since
+    return _comparison(records, res.summary, duration, overhead_s)
+
+
+def _comparison(records: list[dict], sim, duration: float, overhead_s: float) -> Comparison:
+    """Throughput and p50/p99 of the run's served requests against the simulator's summary `sim`."""
     ok = np.array([r["latency"] for r in records if r.get("status") == 200])
     measured = {"throughput_rps": len(ok) / duration, "p50_s": float(np.percentile(ok, 50)),
                 "p99_s": float(np.percentile(ok, 99))}
-    s = res.summary
-    simulated = {"throughput_rps": s.completed / duration, "p50_s": s.p50_s + overhead_s,
-                 "p99_s": s.p99_s + overhead_s}
+    simulated = {"throughput_rps": sim.completed / duration, "p50_s": sim.p50_s + overhead_s,
+                 "p99_s": sim.p99_s + overhead_s}
     return Comparison(measured=measured, simulated=simulated)
 
 
@@ -293,20 +297,15 @@ def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...
                              drain_s=timeout, dispatch="least-pending"))
     summary = report.get("summary", {})
     duration = float(summary.get("duration_s") or (t_sent.max() + spec.latency_slo))
-    ok = [r for r in records if r.get("status") == 200]
-    lat = np.array([r["latency"] for r in ok])
-    measured = {"throughput_rps": len(ok) / duration, "p50_s": float(np.percentile(lat, 50)),
-                "p99_s": float(np.percentile(lat, 99))}
     s = res.summary
-    simulated = {"throughput_rps": s.completed / duration, "p50_s": s.p50_s + overhead_s,
-                 "p99_s": s.p99_s + overhead_s}
+    ok = [r for r in records if r.get("status") == 200]
     served = {lv: sum(1 for r in ok if r.get("level") == lv) / len(ok) for lv in levels}
     detail = {"served_share": {"measured": served, "simulated": {lv: s.served_share.get(lv, 0.0) for lv in levels}},
               "allocation": {"measured": _changes(report.get("allocation") or []),
                              "simulated": [(round(t, 1), reps) for t, reps in res.replicas]},
               "fits": {lv: {"a_s": round(f[0], 3), "c_s": round(f[1], 3), "batches": f[2]} for lv, f in fits.items()},
               "cache_k0_speed_vs_plan": round(speed, 3)}
-    return Comparison(measured=measured, simulated=simulated), detail
+    return _comparison(records, s, duration, overhead_s), detail
 
 
 def _changes(samples: list[dict] | dict) -> list[tuple[float, dict[str, int]]]:
