@@ -74,6 +74,23 @@ def saturation_throughput(system: LocalSystem, prompts: list[str], *, requests: 
     return best
 
 
+def wait_for_ready(system: LocalSystem, want: dict[str, int], *, timeout_s: float, poll_s: float = 1.0) -> float | None:
+    """Seconds until exactly `want` replicas per level are ready (levels not named: none), or None at timeout.
+
+    How a test asks "did the controller give capacity back after the burst" without depending on how
+    long the replay's tail happens to be on this machine: a move back decided in the last seconds of a
+    replay still needs a replica load (10-40 s here) before it shows.
+    """
+    t0 = time.monotonic()
+    while True:
+        ready = {k: n for k, n in system.counts(ready_only=True).items() if n}
+        if ready == {k: n for k, n in want.items() if n}:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 >= timeout_s:
+            return None
+        time.sleep(poll_s)
+
+
 @dataclass
 class Action:
     """Something done to the running system `at` seconds into a replay (fault injection)."""
