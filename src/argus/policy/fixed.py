@@ -28,6 +28,7 @@ class SafeEvaluator:
         for k, j, safe in pairs:
             if safe:
                 reach[k] |= 1 << j
+        self.reach, self.demand = reach, demand  # for the covering search (argus.policy.cover)
         unions = {0}
         for k in sources:
             unions |= {u | reach[k] for u in unions}
@@ -39,7 +40,8 @@ class SafeEvaluator:
         beyond = (reach_bits[None, :] & ~masks[:, None]) != 0  # (unions, sources)
         self.outside = beyond.astype(float) @ demand[src] if sources else np.zeros(len(masks))
         self.order = np.argsort(-quality, kind="stable")  # greedy: best quality first
-        member = ((masks[:, None] >> np.arange(n)[None, :]) & 1).astype(float)[:, self.order]
+        self.member = ((masks[:, None] >> np.arange(n)[None, :]) & 1).astype(float)  # (unions, levels)
+        member = self.member[:, self.order]
         # prefix[t', (u, t)] = [level t' is in union u and among the t+1 best]: capacity inside every
         # union and greedy prefix in one matrix product.
         prefix = member.T[:, :, None] * np.tri(n).T[:, None, :]  # (t', unions, t)

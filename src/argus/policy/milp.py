@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from argus.policy import allocations
+from argus.policy import allocations, cover
 from argus.policy.bnb import LpModel, branch_and_bound, outer_approximation
 from argus.policy.fixed import SafeEvaluator
 from argus.policy.redirection import NEVER, SAFE, relation_table
@@ -35,7 +35,7 @@ P_DEGRADE = 50.0  # value lost per request/s served below its prompt's floor (ov
 P_SHED = 1000.0  # value lost per request/s shed, beyond its quality: serving comes first
 REL_TOL = 1e-3  # optimality tolerance, relative to serving all planned load at 100% quality
 MAX_NODES = 48  # branch-and-bound nodes per solve; the decision reports the gap if this binds
-GIVE_UP = 32  # safe search: nodes without any integer point before the overload search takes over
+GIVE_UP = 16  # safe search: nodes without any integer point before the covering search (policy.cover) takes over
 MAX_NODES_OVERLOAD = 64  # the overload model's bound is weaker (shedding is priced high): search longer
 MAX_NODES_SETTLE = 4000  # safety cap of the search that closes the gap to the hysteresis threshold
 LIST_LIMIT = 5000  # allocations in the box up to which every one is scored (safe) or bounded (overload)
@@ -256,6 +256,12 @@ def _best_listed(f: Formulation, xs: np.ndarray) -> Solution | None:
     if r is None:  # on the feasibility edge HiGHS disagrees: search instead
         return run(f.with_listing_off())
     return _solution(f, -r[0], -r[0], r[1], integral=True)
+
+
+def safe_allocation(f: Formulation) -> cover.Cover:
+    """The safe model's covering search: an allocation that serves all planned load safely, or a proof
+    that none exists (argus.policy.cover); the box on x loses no safe allocation (see build)."""
+    return cover.safe_allocation(f.evaluator(), f.bounds_lo[:f.n], f.bounds_hi[:f.n], f.gpus)
 
 
 def _scorer(f: Formulation):

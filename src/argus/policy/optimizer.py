@@ -21,8 +21,9 @@ def solve(s: Snapshot) -> Decision:
     """Best allocation and redirection for the snapshot, keeping the current one unless a change pays."""
     start = np.array([s.current.get(k, 0) for k in s.levels], dtype=float) if s.current else None
     # The safe model first: most snapshots are not overloaded, and when even its LP relaxation is
-    # infeasible this costs one LP. If its short search finds no safe allocation, the overload model
-    # (always feasible, its prices steer to the least shedding and degrading) searches; a safe answer
+    # infeasible this costs one LP. If its short search finds no safe allocation, the covering search
+    # (policy.cover) finds one to restart it from or proves that none exists. Failing that, the overload
+    # model (always feasible, its prices steer to the least shedding and degrading) searches; a safe answer
     # from it, or one a single replica move repairs, is polished by the safe model again. Overload is
     # declared only when all of that finds no safe allocation. A running allocation that no change
     # could beat by the hysteresis threshold is kept after two LPs (_steady); an answer whose search
@@ -36,6 +37,14 @@ def solve(s: Snapshot) -> Decision:
         # Certain: no safe allocation exists, because not even fractional replicas serve it all safely or
         # because the safe search exhausted its tree (the box on x loses no safe allocation: see milp.build).
         certain = f.lp().no_integer_point or milp.run(f, relax=True) is None
+        if not certain:
+            # Fractional replicas would do: the covering search (argus.policy.cover) finds an allocation
+            # that serves everything safely, to start the safe search from, or proves that none exists.
+            cover = milp.safe_allocation(f)
+            certain = cover.proven
+            if cover.x is not None:
+                best = milp.run(f, start=cover.x)
+    if best is None:
         fo = milp.build(s, overload=True, certain=certain)
         over = milp.run(fo, start=start)
         assert over is not None  # feasible by construction: shedding absorbs everything
