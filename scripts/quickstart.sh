@@ -2,7 +2,8 @@
 # README command 1: set up (idempotent), bring the whole system up locally (Prometheus, Envoy, router,
 # Triton workers, the control loop), replay a short bursty trace against it, print the report, shut down.
 # Extra arguments go to `argus up` (e.g. -f service.yaml). Environment: QUICKSTART_DURATION (s, default 240),
-# QUICKSTART_RATE / QUICKSTART_PEAK (req/s off-peak / during the burst, default 0.15 / 1.3).
+# QUICKSTART_RATE / QUICKSTART_PEAK (req/s off-peak / during the burst, default 0.15 / 1.3, on the machine the
+# demo profile was measured on: `argus up --calibrate` measures this one and `--machine-scaled` rescales them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,7 +14,7 @@ DURATION=${QUICKSTART_DURATION:-240}
 mkdir -p "$WORK" "$OUT"
 LOG="$WORK/argus-up.log"
 
-.venv/bin/argus up --workdir "$WORK" "$@" >"$LOG" 2>&1 &
+.venv/bin/argus up --calibrate --workdir "$WORK" "$@" >"$LOG" 2>&1 &
 UP=$!
 stop() {
   if kill -0 "$UP" 2>/dev/null; then
@@ -36,7 +37,7 @@ grep "ready in" "$LOG"
 
 echo "[quickstart] replaying a bursty trace for ${DURATION}s: off-peak, a burst in the middle third, off-peak again"
 .venv/bin/argus load bursty --workdir "$WORK" --duration "$DURATION" --rate "${QUICKSTART_RATE:-0.15}" \
-  --peak-rate "${QUICKSTART_PEAK:-1.3}" --out "$OUT" --label argus
+  --peak-rate "${QUICKSTART_PEAK:-1.3}" --machine-scaled --out "$OUT" --label argus
 
 echo "[quickstart] what the control loop did (reallocations):"
 grep "^\[argus\]" "$LOG" | grep -v "ready in\|starting\|press Ctrl-C" || echo "  (no reallocation)"

@@ -18,7 +18,7 @@ from argus.control.observed import MetricsSnapshot
 from argus.control.profiles import service_profiles
 from argus.control.state import ControlState
 from argus.local.defaults import DEMO_MANIFEST
-from argus.local.demo_profile import LOCAL_SWITCH_S, demo_profile, published_quality
+from argus.local.demo_profile import LOCAL_SWITCH_S, demo_profile, published_quality, rescaled
 from argus.local.experiment import MEASURED_PROFILE, default_profile
 from argus.loadgen import Record, Sample
 from argus.policy.profile import Profile, load_default_profile, load_profile
@@ -90,3 +90,17 @@ def test_report_level_quality_and_flags():
     assert tl["level_quality"] == [100.0, 84.25]
     assert tl["overload"] == [False, True] and tl["degraded"] == [False, True]
     assert tl["allocation"] == {"cache-k0": [2, 1], "steps-5": [0, 1]}
+
+
+def test_rescaled_scales_throughput_and_service_time_only():
+    base = default_profile(parse_manifest(DEMO_MANIFEST)[1])
+    fast = rescaled(base, 2.5, "measured here")
+    for a, b in zip(base.levels, fast.levels):
+        assert b.throughput == pytest.approx({k: 2.5 * v for k, v in a.throughput.items()})
+        assert b.service_time == pytest.approx(a.service_time / 2.5)
+        assert (b.level, b.quality, b.load_time, b.model) == (a.level, a.quality, a.load_time, a.model)
+    assert fast.assumptions[:-1] == base.assumptions
+    assert "x 2.5: measured here" in fast.assumptions[-1]
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="factor"):
+            rescaled(base, bad, "x")

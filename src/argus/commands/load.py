@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float, default=180, help="seconds of replay")
     p.add_argument("--rate", type=float, default=0.5, help="mean requests/s (file traces) or base rate (bursty)")
     p.add_argument("--peak-rate", type=float, help="bursty: plateau rate (default 4x --rate)")
+    p.add_argument("--machine-scaled", action="store_true",
+                   help="multiply --rate and --peak-rate by the running system's calibration factor (`argus up "
+                        "--calibrate`): rates given for the machine the profile was measured on")
     p.add_argument("--offset", type=float, default=0, help="start this many seconds into a file trace")
     p.add_argument("--prompts", type=Path, help="prompt file (default: shipped DiffusionDB subset)")
     p.add_argument("--size", default="64x64")
@@ -49,6 +52,15 @@ def run(args) -> int:
         state = read_state(args.workdir)
     url = args.url or state["url"]
     slo = args.slo or state.get("latency_slo_s") or 30.0
+    if args.machine_scaled:
+        cal = (state.get("status") or {}).get("calibration")
+        if not cal:
+            raise ValueError("--machine-scaled: the running system has no calibration (start it with "
+                             "`argus up --calibrate`)")
+        args.peak_rate = (args.peak_rate or 4 * args.rate) * cal["factor"]
+        args.rate *= cal["factor"]
+        print(f"[load] rates x {cal['factor']:.2f} (this machine's calibration): {args.rate:.2f} req/s, "
+              f"peak {args.peak_rate:.2f} req/s", flush=True)
     arrivals = arrivals_for(args)
     prompts = load_prompts(args.prompts)
     print(f"[load] {len(arrivals)} requests over {args.duration:.0f}s against {url} (SLO {slo}s)", flush=True)

@@ -30,6 +30,10 @@ def register(sub) -> None:
     p.add_argument("--predictor", type=Path, help="per-prompt level predictor artifact for the router "
                    "(e.g. src/argus/data/predictors/demo-tiny.predictor.json for the demo service; default: none, "
                    "every prompt's optimal level is full quality)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="before the control loop starts, measure what the starting replicas serve saturated on this "
+                        "machine (~20-40 s) and rescale the profile's throughputs to it; for the built-in demo also "
+                        "its throughput target (its numbers are for the machine its profile was measured on)")
     p.set_defaults(func=run)
 
 
@@ -37,6 +41,18 @@ def load_service(path: Path | None):
     """(name, spec) from a manifest file, or the built-in demo."""
     doc = DEMO_MANIFEST if path is None else yaml.safe_load(path.read_text())
     return parse_manifest(doc)
+
+
+def _demo_scaler(is_demo: bool):
+    """For the built-in demo, scale its throughput target by the calibration factor: the demo's load numbers
+    are for the machine its profile was measured on. A user's manifest is left as written."""
+    if not is_demo:
+        return None
+
+    def scale(system, ctl) -> None:
+        f = ctl.calibration["factor"]
+        system.spec = system.spec.model_copy(update={"throughput_target": system.spec.throughput_target * f})
+    return scale
 
 
 def run(args) -> int:
@@ -48,7 +64,19 @@ def run(args) -> int:
         print(f"[argus] starting service {name!r} (levels: {', '.join(spec.levels)}) in {args.workdir.resolve()}",
               flush=True)
         profile = load_profile(args.profile) if args.profile else default_profile(spec)
-        system, ctl = boot(name, spec, args.workdir, mode=args.mode, profile=profile, predictor=args.predictor)
+        prompts = None
+        if args.calibrate:
+            from argus.workload import load_prompts
+            prompts = load_prompts()
+            print("[argus] calibrating: measuring the starting replicas saturated on this machine", flush=True)
+        system, ctl = boot(name, spec, args.workdir, mode=args.mode, profile=profile, predictor=args.predictor,
+                           calibrate_with=prompts, on_calibrated=_demo_scaler(args.file is None))
+        if ctl.calibration:
+            c = ctl.calibration
+            print(f"[argus] calibrated: {c['measuredRps']:.2f} req/s measured where the profile says "
+                  f"{c['profiledRps']:.2f}: throughputs x {c['factor']:.2f}"
+                  + (f", demo target {system.spec.throughput_target:.2f} req/s" if args.file is None else ""),
+                  flush=True)
         print(f"[argus] ready in {time.monotonic() - t0:.0f}s: {system.url}/v1/images/generations "
               f"(logs: {system.workdir / 'logs'})", flush=True)
         if args.demo:

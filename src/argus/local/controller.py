@@ -68,6 +68,7 @@ class LocalController:
     clock: object = time.time
     state: ControlState = field(default_factory=ControlState)
     events: list[str] = field(default_factory=list)
+    calibration: dict | None = None  # what `argus.local.experiment.calibrate` measured, when it ran
 
     def __post_init__(self):
         self.actuator = ProcessActuator(self.system)
@@ -155,6 +156,9 @@ class LocalController:
                               "events": self.events, "updated": self.clock(),
                               # What the plans assume each level's quality is, and where that came from.
                               "levelQuality": {lp.level: lp.quality for lp in levels},
+                              "calibration": self.calibration,
+                              # every slot at full quality, saturated, by the profile in use
+                              "fullQualityCapacityRps": round(self.system.spec.gpus * levels[0].peak_throughput, 4),
                               "profileAssumptions": list(self.profile.assumptions)}
         self.system.write_state()
 

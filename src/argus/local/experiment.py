@@ -13,14 +13,16 @@ from typing import Callable
 
 from argus.adapters.prometheus_source import PrometheusSource
 from argus.loadgen import records_to_json, replay
+from argus.control.profiles import service_profiles
 from argus.local.controller import LocalController
-from argus.local.demo_profile import demo_profile
+from argus.local.demo_profile import demo_profile, rescaled
 from argus.local.runtime import LocalSystem
 from argus.policy.profile import Profile, load_default_profile, load_profile
 from argus.report import summarize, timeline
 from argus.spec import T2IServiceSpec
 
 MEASURED_PROFILE = Path(__file__).resolve().parents[1] / "data" / "predictors" / "demo-tiny.levels.json"
+WORKER_MAX_BATCH = 8  # worker_image/model_repository/argus_t2i/config.pbtxt max_batch_size
 
 
 def default_profile(spec: T2IServiceSpec) -> Profile:
@@ -29,13 +31,23 @@ def default_profile(spec: T2IServiceSpec) -> Profile:
 
 
 def boot(name: str, spec: T2IServiceSpec, workdir: Path, *, mode: str = "argus", profile: Profile | None = None,
-         window: str = "20s", predictor: Path | None = None) -> tuple[LocalSystem, LocalController]:
-    """Start workers, router, Envoy, Prometheus and the control loop (in a thread); stop all on failure."""
+         window: str = "20s", predictor: Path | None = None, calibrate_with: list[str] | None = None,
+         on_calibrated: Callable[[LocalSystem, LocalController], None] | None = None
+         ) -> tuple[LocalSystem, LocalController]:
+    """Start workers, router, Envoy, Prometheus and the control loop (in a thread); stop all on failure.
+
+    With `calibrate_with` (prompts), the profile is first rescaled to this machine (`calibrate`), then
+    `on_calibrated` runs, then the loop starts.
+    """
     system = LocalSystem(name, spec, workdir, sizes=(f"{spec.model.width}x{spec.model.height}",),
                          predictor=predictor)
     ctl = LocalController(system, profile or default_profile(spec), PrometheusSource(window=window), mode=mode)
     try:
         system.start(ctl.initial_allocation(), with_prometheus=True)
+        if calibrate_with is not None:
+            ctl.calibration = calibrate(system, ctl, calibrate_with, settle_s=_seconds(window) + 5)
+            if on_calibrated is not None:
+                on_calibrated(system, ctl)
         ctl.period()
         ctl.start()
     except BaseException:
@@ -89,6 +101,39 @@ def wait_for_ready(system: LocalSystem, want: dict[str, int], *, timeout_s: floa
         if time.monotonic() - t0 >= timeout_s:
             return None
         time.sleep(poll_s)
+
+
+def calibrate(system: LocalSystem, ctl: LocalController, prompts: list[str], *, settle_s: float) -> dict:
+    """Rescale the controller's profile to this machine: the running allocation's saturated rate, measured,
+    over what the profile says it serves. Before the loop's first period; returns what was measured.
+
+    The bundled demo throughputs were measured on one machine; machines of the same kind run the tiny
+    model 1-3x as fast, and a loop that plans with another machine's numbers moves capacity at the
+    wrong loads. Exact when the running allocation is one level (the demo starts at full quality);
+    with a mix, least-pending dispatch makes the slowest level set the pace and the factor is low.
+    The probe's requests then leave Prometheus's rate window (`settle_s`) so the loop does not read
+    them as demand.
+    """
+    alloc = system.counts()
+    profiles = {lp.level: lp for lp in service_profiles(system.spec, ctl.profile)}
+    planned = sum(n * profiles[lv].peak_throughput for lv, n in alloc.items())
+    measured = saturation_throughput(system, prompts, requests=WORKER_MAX_BATCH * sum(alloc.values()))
+    factor = measured / planned
+    ctl.profile = rescaled(ctl.profile, factor, f"calibrated: {_alloc_text(alloc)} served {measured:.2f} req/s "
+                                                f"saturated on this machine, the bundled profile says {planned:.2f}")
+    time.sleep(settle_s)
+    return {"allocation": alloc, "measuredRps": round(measured, 4), "profiledRps": round(planned, 4),
+            "factor": round(factor, 4)}
+
+
+def _alloc_text(alloc: dict[str, int]) -> str:
+    return " + ".join(f"{n} {lv}" for lv, n in sorted(alloc.items()))
+
+
+def _seconds(window: str) -> float:
+    """Seconds in a Prometheus duration like "20s" or "1m" (the forms this module uses)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(window[:-1]) * units[window[-1]]
 
 
 @dataclass
