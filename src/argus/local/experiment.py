@@ -152,6 +152,7 @@ def replay_report(system: LocalSystem, arrivals, prompts: list[str], *, label: s
     """Replay `arrivals` open loop against the system's Envoy, run `actions` on time; the report document."""
     duration = float(arrivals[-1]) if len(arrivals) else 0.0
     stop = threading.Event()
+    acted = threading.Event()  # every action has run
     t0 = time.monotonic()
 
     def act():
@@ -163,6 +164,7 @@ def replay_report(system: LocalSystem, arrivals, prompts: list[str], *, label: s
             except Exception as e:  # reported in the document, never kills the replay
                 a.result = e
             a.done_at = time.monotonic() - t0
+        acted.set()
         # Stay alive until the replay ends: children get PR_SET_PDEATHSIG, which fires when the *thread*
         # that started them exits, so a process an action starts (a restarted Prometheus) lives as long
         # as this thread.
@@ -174,6 +176,10 @@ def replay_report(system: LocalSystem, arrivals, prompts: list[str], *, label: s
         records, samples = asyncio.run(replay(system.url, arrivals, prompts, size=system.sizes[0],
                                               timeout_s=max(4 * slo_s, 60), state_file=system.workdir / "state.json",
                                               progress=progress))
+        # The last answers can come before the last action's time on a fast machine: the actions
+        # still run on time (they are part of the experiment), then the replay ends.
+        last = max((a.at for a in actions), default=0.0)
+        acted.wait(max(0.0, last - (time.monotonic() - t0)) + 60)
     finally:
         stop.set()
         th.join(30)
