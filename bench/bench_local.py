@@ -5,7 +5,12 @@ Modes: argus (the control loop), ha (Clipper-HA: loop off, all full quality), ht
 the cheapest level), nirvana (cache levels only). Prints SLO violations, quality, throughput and the
 ratios against Clipper-HA; writes bench/plots/local_burst.json and bench/plots/local_burst.png.
 
-    .venv/bin/python bench/bench_local.py [--modes argus,ha,ht,nirvana] [--peak-len 150]
+    .venv/bin/python bench/bench_local.py [--modes argus,ha,ht,nirvana] [--peak-len 150] [--calibrate]
+
+--calibrate: first measure what the two full-quality slots serve saturated on this machine (a separate
+boot, `argus.local.experiment.calibrate`) and multiply the rates, the throughput target and the loop's
+profile by measured/profiled, as `argus up --calibrate` and `argus load --machine-scaled` do: the
+default rates are for the machine the demo profile was measured on.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 from pathlib import Path
 
 from argus.local.defaults import DEMO_MANIFEST
-from argus.local.experiment import boot, replay_report
+from argus.local.experiment import boot, default_profile, replay_report
 from argus.report import plot, ratios
 from argus.spec import parse_manifest
 from argus.workload import bursty_arrivals, load_prompts
@@ -40,18 +45,32 @@ def main() -> int:
     ap.add_argument("--slo", type=float, default=12.0)
     ap.add_argument("--levels", default=",".join(DEMO_MANIFEST["spec"]["levels"]))
     ap.add_argument("--out", type=Path, default=PLOTS / "local_burst")
+    ap.add_argument("--calibrate", action="store_true", help="scale rates, target and profile to this machine")
     a = ap.parse_args()
     m = copy.deepcopy(DEMO_MANIFEST)
     m["spec"].update(levels=a.levels.split(","), latencySLO=a.slo, controlPeriod=5, throughputTarget=1.0)
     name, spec = parse_manifest(m)
+    prompts = load_prompts()
+    profile, calibration = default_profile(spec), None
+    if a.calibrate:
+        with tempfile.TemporaryDirectory(prefix="argus-bench-calibrate-") as wd:
+            system, ctl = boot(name, spec, Path(wd), mode="ha", calibrate_with=prompts)
+            ctl.stop()
+            system.stop()
+        calibration = ctl.calibration
+        f = calibration["factor"]
+        profile = ctl.profile
+        a.base, a.peak = a.base * f, a.peak * f
+        m["spec"]["throughputTarget"] = 1.0 * f
+        name, spec = parse_manifest(m)
+        print(f"calibrated: {calibration}; rates {a.base:.2f} -> {a.peak:.2f} req/s, target {1.0 * f:.2f}", flush=True)
     arrivals = bursty_arrivals(base_rate=a.base, peak_rate=a.peak, duration=a.lead + a.peak_len + a.tail,
                                peak_start=a.lead, peak_len=a.peak_len, seed=1)
-    prompts = load_prompts()
     docs = {}
     for mode in a.modes.split(","):
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"argus-bench-{mode}-") as wd:
-            system, ctl = boot(name, spec, Path(wd), mode=mode)
+            system, ctl = boot(name, spec, Path(wd), mode=mode, profile=profile)
             try:
                 docs[mode] = replay_report(system, arrivals, prompts, label=mode, trace="bursty", slo_s=a.slo,
                                            bin_s=10, progress=False)
@@ -68,11 +87,11 @@ def main() -> int:
             print(f"{mode:8s} vs ha: {json.dumps(d['ratios_vs_ha'])}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     setup = {"spec": spec.model_dump(by_alias=True), "arrivals": len(arrivals), "base_rps": a.base, "peak_rps": a.peak,
-             "lead_s": a.lead, "peak_len_s": a.peak_len, "tail_s": a.tail}
+             "lead_s": a.lead, "peak_len_s": a.peak_len, "tail_s": a.tail, "calibration": calibration}
     slim = {k: {kk: v for kk, v in d.items() if kk != "records"} for k, d in docs.items()}
     a.out.with_suffix(".json").write_text(json.dumps({"setup": setup, "runs": slim}, indent=1, default=str))
     png = plot({k: d["timeline"] for k, d in docs.items()}, a.out.with_suffix(".png"),
-               f"local system, bursty trace ({a.base}->{a.peak}->{a.base} req/s), SLO {a.slo}s")
+               f"local system, bursty trace ({a.base:.2f}->{a.peak:.2f}->{a.base:.2f} req/s), SLO {a.slo}s")
     print(f"wrote {a.out.with_suffix('.json')} and {png}")
     return 0
 
