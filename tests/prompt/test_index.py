@@ -275,3 +275,33 @@ def test_search_many_equals_search(cross):
     assert (many[3] is None) == (not cross)
     with pytest.raises(SimilarityIndexError, match="for 2 tenants"):
         idx.search_many(q[:3], ["t0", "t1"])
+
+
+def test_sync_keeps_keys_recorded_after_its_listing(tmp_path):
+    """The router lists the store, then applies the listing on the planner thread; a full run recorded in
+    between is not in the listing and must survive (it was removed, and the repeated prompt missed)."""
+    import time
+
+    from argus.worker.latent_store import DirectoryLatentStore
+
+    store = DirectoryLatentStore(tmp_path / "latents", budget_bytes=10_000_000)
+    _put(store, "t/p1", "p1")
+    emb = DictEmbedder()
+    idx = SimilarityIndex(T, DIM)
+    idx.sync(store, emb)
+    _put(store, "t/p2", "p2")
+    idx.add("t/p2", "t", e(2), (5, 10))  # recorded before the listing below
+    listed_at = time.monotonic()
+    listing = [en for en in store.list_entries() if en.key != "t/p2"]  # ... but evicted from the store since
+    _put(store, "t/p3", "p3")
+    idx.add("t/p3", "t", e(3), (5, 10))  # recorded after the listing started: not in it
+
+    class Listed:
+        def list_entries(self):
+            return listing
+
+    assert idx.sync(Listed(), emb, since=listed_at) == (0, 1)
+    assert idx.keys() == {"t/p1", "t/p3"}
+    assert idx.search(e(3), "t").key == "t/p3"
+    # without `since` (a plain reconcile) the listing is the truth
+    assert idx.sync(Listed(), emb) == (0, 1) and idx.keys() == {"t/p1"}

@@ -16,6 +16,7 @@ import bisect
 import json
 import os
 import tempfile
+import time
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -190,6 +191,7 @@ class SimilarityIndex:
         self._ns: dict[str, _Namespace] = {}
         self._where: dict[str, tuple[str, int]] = {}  # key -> (tenant, row)
         self._age: OrderedDict[str, None] = OrderedDict()  # insertion order: the oldest is evicted when full
+        self._added_at: dict[str, float] = {}  # time.monotonic() of each key's last add (see sync's `since`)
 
     def __len__(self) -> int:
         """Number of entries."""
@@ -224,6 +226,7 @@ class SimilarityIndex:
             ns = self._ns[tenant] = _Namespace(self.dim)
         self._where[key] = (tenant, ns.append(vec, key, tuple(sorted(int(s) for s in steps))))
         self._age[key] = None
+        self._added_at[key] = time.monotonic()
         return evicted
 
     def remove(self, key: str) -> bool:
@@ -232,6 +235,7 @@ class SimilarityIndex:
         if loc is None:
             return False
         self._age.pop(key, None)
+        self._added_at.pop(key, None)
         tenant, row = loc
         ns = self._ns[tenant]
         moved = ns.keys[ns.n - 1]
@@ -295,17 +299,23 @@ class SimilarityIndex:
         return Neighbour(key=ns.keys[row], tenant=name, similarity=float(sim), k=usable)
 
     def sync(self, source: LatentEntrySource, embedder: Embedder, model: str | None = None,
-             batch: int = 64) -> tuple[int, int]:
+             batch: int = 64, since: float | None = None) -> tuple[int, int]:
         """Reconcile with the store: drop keys it no longer holds, refresh stored K, embed new ones; (added, removed).
 
         With `model`, entries of another model identity are ignored (their latents cannot be resumed).
+        `since` is the time.monotonic() at which `source` was listed: keys added at or after it are kept
+        although the listing lacks them (a full run recorded while the listing was being applied; removing
+        it made the next similar prompt miss its own fresh latent).
         """
         entries = {e.key: e for e in source.list_entries()
                    if model is None or getattr(e, "model", model) == model}
-        gone = [k for k in self._where if k not in entries]
+        gone = [k for k in self._where
+                if k not in entries and (since is None or self._added_at.get(k, float("-inf")) < since)]
         for k in gone:
             self.remove(k)
         for k, (tenant, row) in self._where.items():
+            if k not in entries:  # added after the listing
+                continue
             steps = tuple(sorted(int(s) for s in entries[k].steps))
             if self._ns[tenant].steps[row] != steps:  # the store evicted some of this prompt's checkpoints
                 self._ns[tenant].steps[row] = steps

@@ -90,13 +90,14 @@ class PredictivePlanner:
         sp = self.services.get(service)
         if sp is not None:
             loop = asyncio.get_running_loop()
-            emb = await loop.run_in_executor(self.executor, self.embedder.encode, [prompt])
-            sp.index.add(key, tenant or "default", emb[0], steps)
+            # On the planner thread, like every other use of the index (plan batches, sync): never concurrent.
+            await loop.run_in_executor(self.executor, lambda: sp.index.add(
+                key, tenant or "default", self.embedder.encode([prompt])[0], steps))
 
-    def sync(self, service: str, store: LatentEntrySource) -> tuple[int, int]:
+    def sync(self, service: str, store: LatentEntrySource, since: float | None = None) -> tuple[int, int]:
         """Reconcile a service's index with its latent store (after a restart, and periodically for evictions).
 
         Blocking (it embeds new entries): call it from a worker thread, not the event loop.
         """
         sp = self.services[service]
-        return sp.index.sync(store, self.embedder, model=sp.predictor.model)
+        return sp.index.sync(store, self.embedder, model=sp.predictor.model, since=since)

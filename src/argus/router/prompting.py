@@ -98,7 +98,7 @@ class PromptPlanning:
             # is locked per call); the sync below then hits the embedding cache.
             for i in range(0, len(new), SYNC_CHUNK):
                 self.planner.embedder.encode(new[i:i + SYNC_CHUNK])
-            out[name] = self.executor.submit(self.planner.sync, name, _Listed(entries)).result()
+            out[name] = self.executor.submit(self.planner.sync, name, _Listed(entries), listed_at).result()
         self.syncs += 1
         return out
 
