@@ -46,9 +46,11 @@ def main() -> int:
     ap.add_argument("--levels", default=",".join(DEMO_MANIFEST["spec"]["levels"]))
     ap.add_argument("--out", type=Path, default=PLOTS / "local_burst")
     ap.add_argument("--calibrate", action="store_true", help="scale rates, target and profile to this machine")
+    ap.add_argument("--target", type=float, default=1.0, help="the service's throughput target, req/s (scaled "
+                    "with --calibrate like the rates)")
     a = ap.parse_args()
     m = copy.deepcopy(DEMO_MANIFEST)
-    m["spec"].update(levels=a.levels.split(","), latencySLO=a.slo, controlPeriod=5, throughputTarget=1.0)
+    m["spec"].update(levels=a.levels.split(","), latencySLO=a.slo, controlPeriod=5, throughputTarget=a.target)
     name, spec = parse_manifest(m)
     prompts = load_prompts()
     profile, calibration = default_profile(spec), None
@@ -61,9 +63,9 @@ def main() -> int:
         f = calibration["factor"]
         profile = ctl.profile
         a.base, a.peak = a.base * f, a.peak * f
-        m["spec"]["throughputTarget"] = 1.0 * f
+        m["spec"]["throughputTarget"] = a.target * f
         name, spec = parse_manifest(m)
-        print(f"calibrated: {calibration}; rates {a.base:.2f} -> {a.peak:.2f} req/s, target {1.0 * f:.2f}", flush=True)
+        print(f"calibrated: {calibration}; rates {a.base:.2f} -> {a.peak:.2f} req/s, target {a.target * f:.2f}", flush=True)
     arrivals = bursty_arrivals(base_rate=a.base, peak_rate=a.peak, duration=a.lead + a.peak_len + a.tail,
                                peak_start=a.lead, peak_len=a.peak_len, seed=1)
     docs = {}
