@@ -33,7 +33,8 @@ import pytest
 
 from argus.local.defaults import DEMO_MANIFEST
 from argus.local.demo_profile import rescaled
-from argus.local.experiment import boot, default_profile, replay_report, saturation_throughput, wait_for_ready, warm_up
+from argus.local.experiment import (WORKER_MAX_BATCH, boot, default_profile, replay_report, saturation_throughput,
+                                    wait_for_ready, warm_up)
 from argus.spec import parse_manifest
 from argus.workload import bursty_arrivals, load_prompts
 
@@ -44,7 +45,6 @@ pytestmark = [pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which
 SLO = 12.0
 BASE = 0.15
 PEAK_FACTOR = 1.5  # burst rate / measured saturated full-quality rate of the 2 slots
-MAX_BATCH = 8  # worker_image/model_repository/argus_t2i/config.pbtxt
 PEAK_START, PEAK_LEN, TAIL = 30.0, 100.0, 40.0
 SETTLE_S = 120.0  # after the replay: dwell (60 s) + a replica load (10-40 s) + a control period, with margin
 FULL, CHEAP = "cache-k0", "steps-5"
@@ -86,7 +86,7 @@ def runs(tmp_path_factory):
         system, ctl = boot(name, spec, workdir, mode=mode, profile=profile)
         try:
             if arrivals is None:
-                capacity = saturation_throughput(system, prompts, requests=MAX_BATCH * spec.gpus)
+                capacity = saturation_throughput(system, prompts, requests=WORKER_MAX_BATCH * spec.gpus)
                 arrivals = bursty_arrivals(base_rate=BASE, peak_rate=PEAK_FACTOR * capacity,
                                            duration=PEAK_START + PEAK_LEN + TAIL, peak_start=PEAK_START,
                                            peak_len=PEAK_LEN, seed=1)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from argus.adapters.prometheus_source import PrometheusSource
-from argus.loadgen import records_to_json, replay
 from argus.control.profiles import service_profiles
+from argus.loadgen import records_to_json, replay
 from argus.local.controller import LocalController
 from argus.local.demo_profile import demo_profile, rescaled
 from argus.local.runtime import LocalSystem
