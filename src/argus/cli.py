@@ -16,6 +16,7 @@ COMMANDS = [
     "argus.commands.solve",
     "argus.commands.profile",
     "argus.commands.train",
+    "argus.commands.train_model",
     "argus.commands.simulate",
 ]
 
