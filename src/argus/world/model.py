@@ -106,3 +106,14 @@ def build(tokenizer_dir: Path, seed: int = 0):
                                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                                         **TEXT_CONFIG))
     return vae, unet, text, tok
+
+
+GUIDANCE_FILE = "argus_model.json"  # sidecar in the pipeline directory: settings the model was measured with
+
+
+def recommended_guidance(path: str | Path, default: float = 7.5) -> float:
+    """The guidance scale recorded beside a pipeline directory (`argus_model.json`), else `default`."""
+    p = Path(path) / GUIDANCE_FILE
+    if p.is_file():
+        return float(json.loads(p.read_text()).get("guidance_scale", default))
+    return default
