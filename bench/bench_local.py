@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from argus.local.defaults import DEMO_MANIFEST
+from argus.local.defaults import TINY_MANIFEST
 from argus.local.experiment import boot, default_profile, replay_report
 from argus.report import plot, ratios
 from argus.spec import parse_manifest
@@ -43,13 +43,13 @@ def main() -> int:
     ap.add_argument("--peak-len", type=float, default=150)
     ap.add_argument("--tail", type=float, default=50, help="off-peak seconds after the burst")
     ap.add_argument("--slo", type=float, default=12.0)
-    ap.add_argument("--levels", default=",".join(DEMO_MANIFEST["spec"]["levels"]))
+    ap.add_argument("--levels", default=",".join(TINY_MANIFEST["spec"]["levels"]))
     ap.add_argument("--out", type=Path, default=PLOTS / "local_burst")
     ap.add_argument("--calibrate", action="store_true", help="scale rates, target and profile to this machine")
     ap.add_argument("--target", type=float, default=1.0, help="the service's throughput target, req/s (scaled "
                     "with --calibrate like the rates)")
     a = ap.parse_args()
-    m = copy.deepcopy(DEMO_MANIFEST)
+    m = copy.deepcopy(TINY_MANIFEST)
     m["spec"].update(levels=a.levels.split(","), latencySLO=a.slo, controlPeriod=5, throughputTarget=a.target)
     name, spec = parse_manifest(m)
     prompts = load_prompts()

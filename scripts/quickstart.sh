@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # README command 1: set up (idempotent), bring the whole system up locally (Prometheus, Envoy, router,
-# Triton workers, the control loop), replay a short bursty trace against it, print the report, shut down.
+# Triton workers, the control loop) serving the world model (argus/data/models/world-sd, trained here by
+# `argus train-model`), replay a short bursty trace of held-out world prompts against it, print the report
+# (with the quality of every returned image measured by the exact scorer), shut down.
 # Extra arguments go to `argus up` (e.g. -f service.yaml). Environment: QUICKSTART_DURATION (s, default 240),
 # QUICKSTART_RATE / QUICKSTART_PEAK (req/s off-peak / during the burst, default 0.15 / 1.3, on the machine the
 # demo profile was measured on: `argus up --calibrate` measures this one and `--machine-scaled` rescales them).
@@ -37,7 +39,7 @@ grep "ready in" "$LOG"
 
 echo "[quickstart] replaying a bursty trace for ${DURATION}s: off-peak, a burst in the middle third, off-peak again"
 .venv/bin/argus load bursty --workdir "$WORK" --duration "$DURATION" --rate "${QUICKSTART_RATE:-0.15}" \
-  --peak-rate "${QUICKSTART_PEAK:-1.3}" --machine-scaled --out "$OUT" --label argus
+  --peak-rate "${QUICKSTART_PEAK:-1.3}" --machine-scaled --prompts world-held-out --out "$OUT" --label argus
 
 echo "[quickstart] what the control loop did (reallocations):"
 grep "^\[argus\]" "$LOG" | grep -v "ready in\|starting\|press Ctrl-C" || echo "  (no reallocation)"

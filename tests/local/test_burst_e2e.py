@@ -31,7 +31,7 @@ import shutil
 
 import pytest
 
-from argus.local.defaults import DEMO_MANIFEST
+from argus.local.defaults import TINY_MANIFEST
 from argus.local.demo_profile import rescaled
 from argus.local.experiment import (WORKER_MAX_BATCH, boot, default_profile, replay_report, saturation_throughput,
                                     wait_for_ready, warm_up)
@@ -52,7 +52,7 @@ FULL, CHEAP = "cache-k0", "steps-5"
 
 def service(target: float = 1.0):
     """The demo service, scaled for the test."""
-    m = copy.deepcopy(DEMO_MANIFEST)
+    m = copy.deepcopy(TINY_MANIFEST)
     m["spec"].update(levels=[FULL, CHEAP], latencySLO=SLO, controlPeriod=5, gpus=2, throughputTarget=target)
     return parse_manifest(m)
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from argus import cli
-from argus.local.defaults import DEMO_MANIFEST
+from argus.local.defaults import TINY_MANIFEST
 from argus.local.experiment import boot
 from argus.local.runtime import read_state
 from argus.spec import parse_manifest
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    m = copy.deepcopy(DEMO_MANIFEST)
+    m = copy.deepcopy(TINY_MANIFEST)
     m["spec"].update(levels=["cache-k0", "steps-5"], controlPeriod=2, gpus=2, throughputTarget=0.5)
     name, spec = parse_manifest(m)
     system, ctl = boot(name, spec, tmp_path_factory.mktemp("cal"), mode="argus", window="10s",

@@ -17,7 +17,7 @@ from argus.control.loop import plan
 from argus.control.observed import MetricsSnapshot
 from argus.control.profiles import service_profiles
 from argus.control.state import ControlState
-from argus.local.defaults import DEMO_MANIFEST
+from argus.local.defaults import TINY_MANIFEST
 from argus.local.demo_profile import LOCAL_SWITCH_S, demo_profile, published_quality, rescaled
 from argus.local.experiment import MEASURED_PROFILE, default_profile
 from argus.loadgen import Record, Sample
@@ -62,7 +62,7 @@ def test_demo_profile_keeps_measurements():
 
 
 def _alloc(profile: Profile, demand: float, queues=None) -> dict:
-    manifest = {**DEMO_MANIFEST, "spec": {**DEMO_MANIFEST["spec"], "throughputTarget": 3.0}}
+    manifest = {**TINY_MANIFEST, "spec": {**TINY_MANIFEST["spec"], "throughputTarget": 3.0}}
     name, spec = parse_manifest(manifest)
     p = plan(name, spec, service_profiles(spec, profile), MetricsSnapshot(demand=demand, h={"cache-k0": 1.0},
                                                                           queues=queues or {}),
@@ -71,7 +71,7 @@ def _alloc(profile: Profile, demand: float, queues=None) -> dict:
 
 
 def test_loop_trades_quality_for_throughput_with_demo_profile():
-    _, spec = parse_manifest(DEMO_MANIFEST)
+    _, spec = parse_manifest(TINY_MANIFEST)
     demo = default_profile(spec)
     assert _alloc(demo, 0.3) == {"cache-k0": 2}
     busy = _alloc(demo, 2.0)
@@ -93,7 +93,7 @@ def test_report_level_quality_and_flags():
 
 
 def test_rescaled_scales_throughput_and_service_time_only():
-    base = default_profile(parse_manifest(DEMO_MANIFEST)[1])
+    base = default_profile(parse_manifest(TINY_MANIFEST)[1])
     fast = rescaled(base, 2.5, "measured here")
     for a, b in zip(base.levels, fast.levels):
         assert b.throughput == pytest.approx({k: 2.5 * v for k, v in a.throughput.items()})

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from argus import cli
-from argus.local.defaults import DEMO_MANIFEST
+from argus.local.defaults import TINY_MANIFEST
 from argus.local.experiment import Action, boot, replay_report
 from argus.local.runtime import read_state
 from argus.spec import parse_manifest
@@ -53,7 +53,7 @@ def status_output(system):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One replay with the faults injected on time; the report and what the actions saw."""
-    m = copy.deepcopy(DEMO_MANIFEST)
+    m = copy.deepcopy(TINY_MANIFEST)
     m["spec"].update(levels=["cache-k0", "steps-5"], latencySLO=30, controlPeriod=3, gpus=2, throughputTarget=1.0)
     name, spec = parse_manifest(m)
     # Off-peak 0.25 req/s, plus six requests just before the kill so both replicas are busy then.

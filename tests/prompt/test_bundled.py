@@ -9,7 +9,7 @@ Cases:
 
 from __future__ import annotations
 
-from argus.local.defaults import DEMO_MANIFEST
+from argus.local.defaults import TINY_MANIFEST
 from argus.prompt.embedder import MINILM_NAME
 from argus.prompt.predictor import demo_predictor_path, load_predictor
 from argus.prompt.profile_data import read_profile
@@ -25,7 +25,7 @@ def test_demo_predictor_fits_the_demo_service():
     from argus.policy.profile import load_profile
     from argus.worker.tiny import tiny_identity
 
-    spec = DEMO_MANIFEST["spec"]
+    spec = TINY_MANIFEST["spec"]
     path = demo_predictor_path()
     pred = load_predictor(path, encoder=MINILM_NAME, model=tiny_identity(), levels=spec["levels"],
                           steps=spec["model"]["steps"])

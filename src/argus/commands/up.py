@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from argus.local.controller import MODES
-from argus.local.defaults import DEMO_MANIFEST
+from argus.local.defaults import DEMO_MANIFEST, WORLD_PREDICTOR
 from argus.local.experiment import boot, default_profile
 from argus.policy.profile import load_profile
 from argus.spec import parse_manifest
@@ -20,15 +20,16 @@ def register(sub) -> None:
     p = sub.add_parser("up", help="start the local system (Triton workers, router, Envoy) on loopback")
     p.add_argument("-f", "--file", type=Path, help="T2IService manifest (default: the built-in demo service)")
     p.add_argument("--workdir", type=Path, default=Path("run"), help="logs, state and latent store (default ./run)")
-    p.add_argument("--demo", metavar="PROMPT", nargs="?", const="a watercolor painting of a lighthouse at dawn",
+    p.add_argument("--demo", metavar="PROMPT", nargs="?", const="a photo of a red circle to the left of a blue square",
                    help="generate one image through Envoy, save it, print where, and shut down")
     p.add_argument("--out", type=Path, default=Path("out/argus-demo.png"), help="where --demo saves its image")
     p.add_argument("--mode", choices=MODES, default="argus",
                    help="argus: the control loop; ha/ht/nirvana: the baselines' fixed policies (comparison runs)")
-    p.add_argument("--profile", type=Path, help="level profile JSON (default: the tiny model's measured CPU "
-                   "throughputs with the published per-level quality, see argus/local/demo_profile.py)")
+    p.add_argument("--profile", type=Path, help="level profile JSON (default: the model's bundled profile: for the "
+                   "demo's world-sd, throughputs and per-level quality measured by `argus profile --scorer exact`; for "
+                   "tiny-sd, measured throughputs with the published per-level quality, see argus/local/demo_profile.py)")
     p.add_argument("--predictor", type=Path, help="per-prompt level predictor artifact for the router "
-                   "(e.g. src/argus/data/predictors/demo-tiny.predictor.json for the demo service; default: none, "
+                   "(default for the built-in demo: its bundled world-sd predictor; otherwise none, "
                    "every prompt's optimal level is full quality)")
     p.add_argument("--calibrate", action="store_true",
                    help="before the control loop starts, measure what the starting replicas serve saturated on this "
@@ -67,9 +68,13 @@ def run(args) -> int:
         prompts = None
         if args.calibrate:
             from argus.workload import load_prompts
-            prompts = load_prompts()
+            from argus.world.prompt_sets import world_prompts
+            prompts = load_prompts() if args.file is not None else world_prompts("world-train", 64)
             print("[argus] calibrating: measuring the starting replicas saturated on this machine", flush=True)
-        system, ctl = boot(name, spec, args.workdir, mode=args.mode, profile=profile, predictor=args.predictor,
+        predictor = args.predictor
+        if predictor is None and args.file is None and WORLD_PREDICTOR.is_file():
+            predictor = WORLD_PREDICTOR  # the demo's own measured predictor
+        system, ctl = boot(name, spec, args.workdir, mode=args.mode, profile=profile, predictor=predictor,
                            calibrate_with=prompts, on_calibrated=_demo_scaler(args.file is None))
         if ctl.calibration:
             c = ctl.calibration

@@ -1,6 +1,24 @@
-"""The built-in demo service for `argus up` without `-f`: tiny model, few steps, two process slots."""
+"""The built-in demo service for `argus up` without `-f`, and the tiny service fast tests use.
 
-DEMO_MANIFEST = {
+The demo serves the world model (`argus/data/models/world-sd`, trained by `argus train-model` on the
+compositional world, `argus.world`) with its measured level profile and per-prompt predictor
+(`argus/data/predictors/world-sd.*`): every quality number it shows is measured by the exact scorer.
+`TINY_MANIFEST` is the same service on the seeded random-weight tiny model, for tests where quality is
+not the point.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+WORLD_MODEL = DATA / "models" / "world-sd"
+WORLD_LEVELS = DATA / "predictors" / "world-sd.levels.json"
+WORLD_PREDICTOR = DATA / "predictors" / "world-sd.predictor.json"
+TINY_LEVELS = DATA / "predictors" / "demo-tiny.levels.json"
+
+TINY_MANIFEST = {
     "apiVersion": "argus.dev/v1alpha1",
     "kind": "T2IService",
     "metadata": {"name": "demo"},
@@ -16,3 +34,16 @@ DEMO_MANIFEST = {
         "scaleDownHalfLife": 10,
     },
 }
+
+
+def world_manifest() -> dict:
+    """The demo service on the world model (weights loaded through `model.weightsPath`, like real SD)."""
+    from argus.world.model import recommended_guidance
+
+    m = copy.deepcopy(TINY_MANIFEST)
+    m["spec"]["model"] = {"name": "world-sd", "steps": 20, "height": 64, "width": 64,
+                          "weightsPath": str(WORLD_MODEL), "guidanceScale": recommended_guidance(WORLD_MODEL)}
+    return m
+
+
+DEMO_MANIFEST = world_manifest()

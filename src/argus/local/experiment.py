@@ -15,18 +15,26 @@ from argus.adapters.prometheus_source import PrometheusSource
 from argus.control.profiles import service_profiles
 from argus.loadgen import records_to_json, replay
 from argus.local.controller import LocalController
+from argus.local.defaults import TINY_LEVELS, WORLD_LEVELS
 from argus.local.demo_profile import demo_profile, rescaled
 from argus.local.runtime import LocalSystem
 from argus.policy.profile import Profile, load_default_profile, load_profile
 from argus.report import summarize, timeline
 from argus.spec import T2IServiceSpec
 
-MEASURED_PROFILE = Path(__file__).resolve().parents[1] / "data" / "predictors" / "demo-tiny.levels.json"
+MEASURED_PROFILE = TINY_LEVELS
 WORKER_MAX_BATCH = 8  # worker_image/model_repository/argus_t2i/config.pbtxt max_batch_size
 
 
 def default_profile(spec: T2IServiceSpec) -> Profile:
-    """The demo's profile: the tiny model's measured CPU throughputs, published per-level quality (an assumption)."""
+    """The bundled profile of the service's model.
+
+    The world model's (`world-sd`) is all measured: throughputs on the dev machine, each level's quality by
+    the exact scorer. The tiny random-weight model's keeps its measured throughputs and takes each level's
+    quality from the published SDXL numbers (an assumption, stated in the profile).
+    """
+    if spec.model.name == "world-sd":
+        return load_profile(WORLD_LEVELS)
     return demo_profile(load_profile(MEASURED_PROFILE), load_default_profile(), spec.model.steps)
 
 
