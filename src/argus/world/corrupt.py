@@ -9,7 +9,8 @@ states, so every corrupted image should be caught (judged not fully correct). Ki
 - object_added: one more object (any shape and colour) where it touches nothing;
 - object_removed: one object is left out;
 - shape_changed: an object becomes another shape;
-- positions_swapped: the two objects of a position prompt swap centres.
+- positions_swapped: the two objects of a position prompt swap centres (unless they look the same:
+  "a cyan triangle left of a triangle" whose second triangle happens to be cyan too).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def applicable(scene: Scene, objs: list[Obj]) -> list[str]:
         # same-shape objects swapping colours change nothing the prompt states, except where they are
         if len(objs) == 2 and a.colour != b.colour and (a.shape != b.shape or scene.task == "position"):
             kinds.append("colour_swapped")
-    if scene.task == "position":
-        kinds.append("positions_swapped")
+    if scene.task == "position" and (objs[0].shape, objs[0].colour) != (objs[1].shape, objs[1].colour):
+        kinds.append("positions_swapped")  # two identical-looking objects swapped: the same image
     return kinds
 
 

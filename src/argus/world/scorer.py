@@ -272,6 +272,27 @@ def score_image(image: np.ndarray, prompt: str, params: Params = Params()) -> Sc
     return score_scene(image, scene, prompt, params)
 
 
+def score_b64_png(b64: str, prompt: str, params: Params = Params()) -> ScoreResult:
+    """Score an image given as base64 PNG text (the API's `b64_json`); the prompt is parsed first, so
+    an image of a prompt outside the grammar is never decoded. An undecodable image scores 0."""
+    scene = parse(prompt)
+    if scene is None:
+        return ScoreResult(prompt, False, None, reason="the prompt is outside the world's grammar")
+    import base64
+    import binascii
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(b64, validate=True))) as im:
+            image = np.asarray(im.convert("RGB"))
+    except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as e:
+        cons = (Constraint("image", "image: a decodable PNG", False, f"{type(e).__name__}: {e}"[:200]),)
+        return ScoreResult(prompt, True, 0.0, cons, task=scene.task)
+    return score_scene(image, scene, prompt, params)
+
+
 def score_scene(image: np.ndarray, scene: Scene, prompt: str = "", params: Params = Params()) -> ScoreResult:
     """Parse `image` and check it against `scene`."""
     objs = detect(image, params)
