@@ -6,7 +6,8 @@ Cases:
   (>= 98 %), both clean and blurred + noisy (150 + 150 each, tasks evenly);
 - each constraint kind fails alone when only it is broken: present, colour, count, colour of a
   counted group, relation, binding (color_attr), total (an extra object); the score is the share;
-- shapes and colours of single objects at every size and colour, also blurred;
+- shapes and colours of single objects at every size and colour, also blurred; a colour drifted
+  40 % toward its palette neighbour stays one object; touching objects of distant colours are two;
 - an empty or noisy grey image has no objects; a 2x upscaled image gets the same verdict;
 - a free-form prompt is not scorable (no exception), and ExactScorer gives NaN for it;
 - the relative quality rule (cap at 1, full score 0), and the profile-facing ExactScorer.
@@ -160,3 +161,19 @@ def test_relative_quality_rule(score, full, want):
 def test_relative_quality_rejects_nan():
     with pytest.raises(ValueError):
         scorer.relative_quality(float("nan"), 100)
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_colour_drift_keeps_one_object(k):
+    """A model's colour drifts toward a palette neighbour: still one object, of its majority colour."""
+    names = list(COLOURS)
+    c, d = names[k], names[(k + 1) % 8]
+    rgb = tuple(int(0.6 * a + 0.4 * b) for a, b in zip(COLOURS[c], COLOURS[d]))
+    img = draw([Obj(SHAPES[k % 4], c, rgb, 30, 30, 8)], BG)
+    found = scorer.detect(corrupt.degrade(img, np.random.default_rng(k), blur_sigma=1.0, noise=10))
+    assert [(o.shape, o.colour) for o in found] == [(SHAPES[k % 4], c)]
+
+
+def test_touching_objects_of_distant_colours_are_two():
+    found = scorer.detect(draw([obj("circle", "red", 20, 30), obj("square", "blue", 34, 30)], BG))
+    assert sorted((o.colour, o.shape) for o in found) == [("blue", "square"), ("red", "circle")]

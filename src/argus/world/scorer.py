@@ -6,11 +6,14 @@ Parsing (any image size, HxWx3 uint8):
    `MARGIN` pixels off the edge; a model's border is background too).
 2. Object pixels: chroma (max - min of RGB) of at least `Params.chroma_min`; the grey background has
    chroma <= 12. Each object pixel is named by the nearest palette hue (HSV hue, circular distance).
-3. Objects: 8-connected components per colour name. A component is kept if its area is at least
+3. Objects: 8-connected components of the object pixels, kept if their area is at least
    `Params.min_area_frac` of the image (20 pixels at 64x64; the smallest drawn object has ~70), so
-   blur and anti-aliasing fringes, whose hue drifts to a neighbouring name, are not objects. Within
-   a component, pixels under half its 90th-percentile chroma are dropped (the half-maximum contour is
-   where a blurred edge lies).
+   blur fringes and specks are not objects. A component is one object of its majority colour name:
+   a model's colour drifts across an object, and pixel-wise names would cut an orange-yellow object
+   into an orange and a yellow one. Only where a colour far in hue (>= 60 degrees, not a palette
+   neighbour) holds a quarter of the pixels is it split, per colour (two touching objects of
+   distant colours). Within an object, pixels under half its 90th-percentile chroma are dropped
+   (the half-maximum contour is where a blurred edge lies).
 4. Shape, by geometry that survives blur (`shape_features`): a mass centre well below the box centre
    is a triangle (apex up, widest at the bottom); otherwise the ratio of the extent along the
    diagonals to the extent along the axes separates diamond (0.71), circle (~0.93) and square
@@ -66,6 +69,8 @@ class Params:
     triangle_asym: float = 0.14  # mass centre this far below the box centre (half-heights): a triangle
     diamond_rho: float = 0.875  # diagonal / axis extent at most this: a diamond
     square_rho: float = 1.15  # ... at least this: a square (between: a circle)
+    split_hue_gap: float = 60.0  # a component splits into objects only for colours this far apart in hue
+    split_share: float = 0.25  # ... and only if the second colour holds this share of its pixels
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,32 @@ def classify(mask: np.ndarray, params: Params = Params()) -> str:
     return "circle"
 
 
+def _hue_gap(i: int, j: int) -> float:
+    d = abs(float(_PALETTE_HUE[i] - _PALETTE_HUE[j]))
+    return min(d, 360.0 - d)
+
+
+def _pieces(comp: np.ndarray, names: np.ndarray, params: Params, min_area: int) -> list[tuple[int, np.ndarray]]:
+    """A foreground component as (colour index, mask) objects: one object of its main colour, unless a
+    colour far from it in hue holds a large share (two touching objects of distant colours)."""
+    from scipy import ndimage
+
+    counts = np.bincount(names[comp], minlength=len(_NAMES))
+    main = int(np.argmax(counts))
+    far = [c for c in range(len(_NAMES)) if c != main and _hue_gap(c, main) >= params.split_hue_gap
+           and counts[c] >= max(min_area, params.split_share * comp.sum())]
+    if not far:
+        return [(main, comp)]
+    out = []
+    eight = np.ones((3, 3), bool)
+    for c in [main, *far]:
+        # pixels of hue-neighbours of c go with c: one object's hue varies across its pixels
+        near = [k for k in range(len(_NAMES)) if k == c or _hue_gap(k, c) < params.split_hue_gap / 2]
+        lab, n = ndimage.label(comp & np.isin(names, near), structure=eight)
+        out += [(c, lab == k) for k in range(1, n + 1) if (lab == k).sum() >= min_area]
+    return out
+
+
 def detect(image: np.ndarray, params: Params = Params()) -> list[Detected]:
     """The objects of an image, largest first."""
     from scipy import ndimage
@@ -177,25 +208,21 @@ def detect(image: np.ndarray, params: Params = Params()) -> list[Detected]:
     names = np.full(chroma.shape, -1)
     names[fg] = colour_names(f[fg])
     min_area = max(4, int(round(params.min_area_frac * a.shape[0] * a.shape[1])))
-    eight = np.ones((3, 3), bool)
+    lab, _ = ndimage.label(fg, structure=np.ones((3, 3), bool))
     out: list[Detected] = []
-    counts = np.bincount(names[fg], minlength=len(_NAMES))
-    for ci in np.nonzero(counts >= min_area)[0]:
-        cname = _NAMES[ci]
-        lab, n = ndimage.label(names == ci, structure=eight)
-        for k, sl in enumerate(ndimage.find_objects(lab), start=1):
-            comp = lab[sl] == k
-            if comp.sum() < min_area:
-                continue
-            ch = chroma[sl][comp]
-            comp = comp & (chroma[sl] >= params.edge_frac * np.percentile(ch, 90))
-            ys, xs = np.nonzero(comp)
+    for k, sl in enumerate(ndimage.find_objects(lab), start=1):
+        comp = lab[sl] == k
+        if comp.sum() < min_area:
+            continue
+        for ci, piece in _pieces(comp, names[sl], params, min_area):
+            piece = piece & (chroma[sl] >= params.edge_frac * np.percentile(chroma[sl][piece], 90))
+            ys, xs = np.nonzero(piece)
             if len(ys) < min_area:
                 continue
             y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
-            crop = comp[y0:y1 + 1, x0:x1 + 1]
+            crop = piece[y0:y1 + 1, x0:x1 + 1]
             oy, ox = sl[0].start, sl[1].start
-            out.append(Detected(cname, classify(crop, params), ox + (x0 + x1) / 2, oy + (y0 + y1) / 2,
+            out.append(Detected(_NAMES[ci], classify(crop, params), ox + (x0 + x1) / 2, oy + (y0 + y1) / 2,
                                 int(len(ys)), (int(ox + x0), int(oy + y0), int(ox + x1), int(oy + y1)),
                                 shape_features(crop)))
     out.sort(key=lambda d: -d.area)
