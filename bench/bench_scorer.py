@@ -5,10 +5,11 @@
 - corrupted: the same prompts and seeds, one stated constraint broken (`corrupt.corrupted`: colour
   changed / swapped, object added / removed, shape changed, positions swapped): the share caught
   (not fully correct), overall, per task and per corruption kind;
-- each variant also blurred + noisy (`corrupt.degrade`: Gaussian sigma 0.8, noise sd 6), a stand-in
-  for a small diffusion model's softness; and the scorer's time per image.
+- variants: clean; blurred (`corrupt.degrade`: Gaussian sigma 0.8, noise sd 6), a stand-in for a
+  small diffusion model's softness; drifted (every object's colour 35 % of the way toward a palette
+  neighbour, `corrupt.drifted`, then sigma 1.0 and noise sd 10); and the scorer's time per image.
 
-Run: PYTHONPATH=src .venv/bin/python bench/bench_scorer.py [--n 2000] [--variants clean,blurred]
+Run: PYTHONPATH=src .venv/bin/python bench/bench_scorer.py [--n 2000] [--variants clean,blurred,drifted]
 """
 
 from __future__ import annotations
@@ -25,16 +26,23 @@ from argus.world import corrupt, grammar, render, scorer
 
 
 def run_variant(prompts: list[grammar.Prompt], variant: str, progress: bool = True) -> dict:
-    """Accuracy counts for one image variant ('clean' or 'blurred')."""
+    """Accuracy counts for one image variant ('clean', 'blurred' or 'drifted')."""
     gt_ok, gt_n, bad_ok, bad_n, kind_ok, kind_n = (Counter() for _ in range(6))
     misses: list[str] = []
     secs = 0.0
     for i, p in enumerate(tqdm(prompts, desc=f"score {variant}", unit="prompt", disable=not progress)):
-        img = render.render(p.scene, i)
-        kind, bad = corrupt.corrupted(p.scene, i)
+        objs = render.layout(p.scene, i)
+        kind, bad_objs = corrupt.corrupted_layout(p.scene, i)
+        if variant == "drifted":
+            objs = corrupt.drifted(objs, np.random.default_rng([i, 12]))
+            bad_objs = corrupt.drifted(bad_objs, np.random.default_rng([i, 13]))
+        img, bad = render.draw(objs, render.background(i)), render.draw(bad_objs, render.background(i))
         if variant == "blurred":
             img = corrupt.degrade(img, np.random.default_rng([i, 10]))
             bad = corrupt.degrade(bad, np.random.default_rng([i, 11]))
+        elif variant == "drifted":
+            img = corrupt.degrade(img, np.random.default_rng([i, 10]), blur_sigma=1.0, noise=10)
+            bad = corrupt.degrade(bad, np.random.default_rng([i, 11]), blur_sigma=1.0, noise=10)
         t0 = time.perf_counter()
         good_res = scorer.score_image(img, p.text)
         bad_res = scorer.score_image(bad, p.text)
@@ -62,7 +70,7 @@ def run_variant(prompts: list[grammar.Prompt], variant: str, progress: bool = Tr
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="prompts (one ground-truth and one corrupted image each)")
-    ap.add_argument("--variants", default="clean,blurred")
+    ap.add_argument("--variants", default="clean,blurred,drifted")
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()

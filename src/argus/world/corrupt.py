@@ -107,16 +107,33 @@ def corrupt_layout(scene: Scene, objs: list[Obj], kind: str, rng: np.random.Gene
     raise ValueError(f"unknown corruption {kind!r}: expected one of {', '.join(KINDS)}")
 
 
-def corrupted(scene: Scene, seed: int, size: int = SIZE) -> tuple[str, np.ndarray]:
-    """A corrupted image of `scene`: a kind drawn uniformly among those that apply, deterministic per seed."""
+def corrupted_layout(scene: Scene, seed: int, size: int = SIZE) -> tuple[str, list[Obj]]:
+    """The objects of a corrupted image of `scene`: a kind drawn uniformly among those that apply."""
     rng = np.random.default_rng([seed, 3])
     objs = layout(scene, seed, size)
     kinds = applicable(scene, objs)
     for kind in rng.permutation(kinds):
         bad = corrupt_layout(scene, objs, str(kind), rng, size)
         if bad is not None:
-            return str(kind), draw(bad, background(seed), size)
+            return str(kind), bad
     raise RuntimeError(f"no corruption applies to {scene.text()!r} (seed {seed})")
+
+
+def corrupted(scene: Scene, seed: int, size: int = SIZE) -> tuple[str, np.ndarray]:
+    """A corrupted image of `scene` and its kind, deterministic per seed."""
+    kind, objs = corrupted_layout(scene, seed, size)
+    return kind, draw(objs, background(seed), size)
+
+
+def drifted(objs: list[Obj], rng: np.random.Generator, amount: float = 0.35) -> list[Obj]:
+    """Each object's colour moved `amount` of the way toward a palette neighbour in hue (either side)."""
+    names = list(COLOURS)  # in hue order, red .. pink
+    out = []
+    for o in objs:
+        i = names.index(o.colour)
+        other = COLOURS[names[(i + (1 if rng.random() < 0.5 else -1)) % len(names)]]
+        out.append(replace(o, rgb=tuple(int(round((1 - amount) * a + amount * b)) for a, b in zip(o.rgb, other))))
+    return out
 
 
 def degrade(image: np.ndarray, rng: np.random.Generator, blur_sigma: float = 0.8, noise: float = 6.0) -> np.ndarray:

@@ -10,16 +10,17 @@ Parsing (any image size, HxWx3 uint8):
    `Params.min_area_frac` of the image (20 pixels at 64x64; the smallest drawn object has ~70), so
    blur fringes and specks are not objects. A component is one object of its majority colour name:
    a model's colour drifts across an object, and pixel-wise names would cut an orange-yellow object
-   into an orange and a yellow one. Only where a colour far in hue (>= 60 degrees, not a palette
+   into an orange and a yellow one. Only where a colour far in hue (>= 80 degrees, never a palette
    neighbour) holds a quarter of the pixels is it split, per colour (two touching objects of
-   distant colours). Within an object, pixels under half its 90th-percentile chroma are dropped
-   (the half-maximum contour is where a blurred edge lies).
-4. Shape, by geometry that survives blur (`shape_features`): a mass centre well below the box centre
-   is a triangle (apex up, widest at the bottom); otherwise the ratio of the extent along the
-   diagonals to the extent along the axes separates diamond (0.71), circle (~0.93) and square
-   (1.36). (The box's fill ratio, square 1 / circle 0.78 / others 0.5, is not used: blur cuts a
-   diamond's tips and fills its box like a circle's.) An object's centre is its bounding-box centre
-   (the renderer's centre for every shape; a triangle's mass centre lies lower).
+   distant colours). Within a component, pixels under half its 90th-percentile chroma are dropped
+   first (the half-maximum contour is where a blurred edge lies), and what stays connected is an
+   object: blur and noise can bridge the 3-pixel gap between two objects at the low threshold.
+4. Shape, by geometry that survives blur and noise (`shape_features`, moments of the mask): a
+   strongly negative vertical skewness is a triangle (apex up, widest at the bottom); otherwise the
+   axis-minus-diagonal kurtosis separates square (-0.6), circle (0) and diamond (+0.6). (Extremes
+   such as the box's fill ratio or extents are not used: blur cuts a diamond's tips and fills its
+   box like a circle's, and one noisy pixel moves an extent.) An object's centre is its
+   bounding-box centre (the renderer's centre for every shape; a triangle's mass centre is lower).
 
 Constraints of a scene (`constraints_of`), each satisfied or not:
 
@@ -66,10 +67,10 @@ class Params:
     chroma_min: float = 45.0  # an object pixel's max-min of RGB (background <= 12, palette >= ~120)
     min_area_frac: float = 20 / 4096  # smallest object, as a share of the image's pixels
     edge_frac: float = 0.5  # within an object, keep pixels of at least this share of its p90 chroma
-    triangle_asym: float = 0.14  # mass centre this far below the box centre (half-heights): a triangle
-    diamond_rho: float = 0.875  # diagonal / axis extent at most this: a diamond
-    square_rho: float = 1.15  # ... at least this: a square (between: a circle)
-    split_hue_gap: float = 60.0  # a component splits into objects only for colours this far apart in hue
+    triangle_skew: float = -0.28  # vertical skewness at most this: a triangle (-0.6 drawn, others 0)
+    diamond_kurt: float = 0.2  # axis - diagonal kurtosis at least this: a diamond (+0.6 drawn)
+    square_kurt: float = -0.3  # ... at most this: a square (-0.6 drawn; between: a circle, 0)
+    split_hue_gap: float = 80.0  # a component splits into objects only for colours this far apart in hue
     split_share: float = 0.25  # ... and only if the second colour holds this share of its pixels
 
 
@@ -143,28 +144,39 @@ def colour_names(rgb: np.ndarray) -> np.ndarray:
 
 
 def shape_features(mask: np.ndarray) -> tuple[float, float, float]:
-    """(diagonal / axis extent, vertical asymmetry, fill of the box) of a non-empty boolean mask.
+    """(axis minus diagonal kurtosis, vertical skewness, fill of the box) of a non-empty boolean mask.
 
-    Diagonal / axis extent: the mean width along the two diagonals over the mean of width and height
-    (square 1.36, circle ~0.93, diamond 0.71, triangle 1.04). Asymmetry: how far the mass centre lies
-    below the box centre, in half-heights (triangle 0.33, the others 0). Both survive blur.
+    Fourth moments tell the three symmetric shapes apart where second moments cannot (they are
+    isotropic for all three): a square projects onto an axis as a uniform distribution (kurtosis
+    1.8) and onto a diagonal as a triangular one (2.4), a diamond the other way round, a circle the
+    same both ways (2.0). So the mean axis kurtosis minus the mean diagonal kurtosis is -0.6 for a
+    square, 0 for a circle, +0.6 for a diamond. A triangle (apex up) has its mass low: the vertical
+    skewness is -0.6 (0 for the others). Moments use every pixel, so blur and noise, which move a
+    shape's extreme pixels, barely move them.
     """
     ys, xs = np.nonzero(mask)
+    x, y = xs - xs.mean(), ys - ys.mean()
+
+    def kurt(p: np.ndarray) -> float:
+        v = float((p * p).mean())
+        return float((p ** 4).mean()) / (v * v) if v > 0 else 0.0
+
+    axis = (kurt(x) + kurt(y)) / 2
+    diag = (kurt((x + y) / math.sqrt(2)) + kurt((x - y) / math.sqrt(2))) / 2
+    vy = float((y * y).mean())
+    skew = float((y ** 3).mean()) / vy ** 1.5 if vy > 0 else 0.0
     w, h = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
-    d1, d2 = xs + ys, xs - ys
-    diag = (int(d1.max() - d1.min()) + int(d2.max() - d2.min())) / 2 / math.sqrt(2) + math.sqrt(2) / 2
-    asym = (ys.mean() - (ys.min() + ys.max()) / 2) / (h / 2)
-    return float(diag / ((w + h) / 2)), float(asym), float(len(ys) / (w * h))
+    return axis - diag, skew, float(len(ys) / (w * h))
 
 
 def classify(mask: np.ndarray, params: Params = Params()) -> str:
     """The shape of a non-empty boolean mask (see `shape_features`)."""
-    rho, asym, _ = shape_features(mask)
-    if asym >= params.triangle_asym:
+    kdiff, skew, _ = shape_features(mask)
+    if skew <= params.triangle_skew:
         return "triangle"
-    if rho <= params.diamond_rho:
+    if kdiff >= params.diamond_kurt:
         return "diamond"
-    if rho >= params.square_rho:
+    if kdiff <= params.square_kurt:
         return "square"
     return "circle"
 
@@ -208,17 +220,20 @@ def detect(image: np.ndarray, params: Params = Params()) -> list[Detected]:
     names = np.full(chroma.shape, -1)
     names[fg] = colour_names(f[fg])
     min_area = max(4, int(round(params.min_area_frac * a.shape[0] * a.shape[1])))
-    lab, _ = ndimage.label(fg, structure=np.ones((3, 3), bool))
+    eight = np.ones((3, 3), bool)
+    lab, _ = ndimage.label(fg, structure=eight)
     out: list[Detected] = []
     for k, sl in enumerate(ndimage.find_objects(lab), start=1):
         comp = lab[sl] == k
         if comp.sum() < min_area:
             continue
-        for ci, piece in _pieces(comp, names[sl], params, min_area):
-            piece = piece & (chroma[sl] >= params.edge_frac * np.percentile(chroma[sl][piece], 90))
+        # the half-maximum contour; it also cuts blurred bridges between close objects
+        core = comp & (chroma[sl] >= params.edge_frac * np.percentile(chroma[sl][comp], 90))
+        sub, n = ndimage.label(core, structure=eight)
+        pieces = [p for j in range(1, n + 1) if (part := sub == j).sum() >= min_area
+                  for p in _pieces(part, names[sl], params, min_area)]
+        for ci, piece in pieces:
             ys, xs = np.nonzero(piece)
-            if len(ys) < min_area:
-                continue
             y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
             crop = piece[y0:y1 + 1, x0:x1 + 1]
             oy, ox = sl[0].start, sl[1].start
