@@ -8,7 +8,8 @@ Cases:
   counted group, relation, binding (color_attr), total (an extra object); the score is the share;
 - shapes and colours of single objects at every size and colour, also blurred; a colour drifted
   40 % toward its palette neighbour stays one object; touching objects of distant colours are two;
-- an empty or noisy grey image has no objects; a 2x upscaled image gets the same verdict;
+- an empty or noisy grey image has no objects, a tinted background none either; a 2x upscaled
+  image gets the same verdict;
 - a free-form prompt is not scorable (no exception), and ExactScorer gives NaN for it;
 - the relative quality rule (cap at 1, full score 0), and the profile-facing ExactScorer.
 """
@@ -177,3 +178,8 @@ def test_colour_drift_keeps_one_object(k):
 def test_touching_objects_of_distant_colours_are_two():
     found = scorer.detect(draw([obj("circle", "red", 20, 30), obj("square", "blue", 34, 30)], BG))
     assert sorted((o.colour, o.shape) for o in found) == [("blue", "square"), ("red", "circle")]
+
+
+def test_tinted_background_is_background():
+    img = draw([obj("circle", "green", 20, 20), obj("diamond", "purple", 44, 44)], (150, 120, 100))  # chroma 50
+    assert [(o.shape, o.colour) for o in scorer.detect(img)] == [("circle", "green"), ("diamond", "purple")]

@@ -3,7 +3,9 @@
 Parsing (any image size, HxWx3 uint8):
 
 1. Background: the per-channel median of the image's one-pixel border (the renderer keeps objects
-   `MARGIN` pixels off the edge; a model's border is background too).
+   `MARGIN` pixels off the edge; a model's border is background too). Its tint (its difference
+   from its own grey level) is subtracted before chroma is measured, so a tinted background is
+   not an object; colours are named from the pixels as they are (objects are drawn untinted).
 2. Object pixels: chroma (max - min of RGB) of at least `Params.chroma_min`; the grey background has
    chroma <= 12. Each object pixel is named by the nearest palette hue (HSV hue, circular distance).
 3. Objects: 8-connected components of the object pixels, kept if their area is at least
@@ -53,7 +55,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from argus.world.grammar import COLOURS, SHAPES, Group, Scene, parse
+from argus.world.grammar import COLOURS, Group, Scene, parse
 from argus.world.render import relation_holds
 
 KIND = "exact"
@@ -181,6 +183,12 @@ def classify(mask: np.ndarray, params: Params = Params()) -> str:
     return "circle"
 
 
+def background_of(image: np.ndarray) -> np.ndarray:
+    """The background colour: the per-channel median of the one-pixel border."""
+    border = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+    return np.median(border, axis=0)
+
+
 def _hue_gap(i: int, j: int) -> float:
     d = abs(float(_PALETTE_HUE[i] - _PALETTE_HUE[j]))
     return min(d, 360.0 - d)
@@ -215,7 +223,9 @@ def detect(image: np.ndarray, params: Params = Params()) -> list[Detected]:
     if a.ndim != 3 or a.shape[-1] != 3:
         raise ValueError(f"image must be HxWx3, got shape {a.shape}")
     f = a.astype(float)
-    chroma = f.max(-1) - f.min(-1)
+    bg = background_of(f)
+    g = f - (bg - bg.mean())  # for telling object from background: the background's tint removed
+    chroma = g.max(-1) - g.min(-1)
     fg = chroma >= params.chroma_min
     names = np.full(chroma.shape, -1)
     names[fg] = colour_names(f[fg])
@@ -245,14 +255,6 @@ def detect(image: np.ndarray, params: Params = Params()) -> list[Detected]:
 
 
 # --- checking the scene --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Slot:
-    """A single-object group the assignment fills."""
-
-    group: int
-    spec: Group
-
 
 def _label(g: Group) -> str:
     return g.text().split(" ", 1)[1] if g.count == 1 else g.text()
