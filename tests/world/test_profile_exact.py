@@ -21,6 +21,7 @@ from argus.world.grammar import TASKS, parse, split_of
 from argus.world.prompt_sets import world_prompts
 
 
+@pytest.mark.timeout(600)  # loads the tiny pipeline and MiniLM: ~100 s on the shared 2-core machine, more under load
 def test_profile_with_exact_scorer(tmp_path):
     import torch
 
@@ -28,7 +29,7 @@ def test_profile_with_exact_scorer(tmp_path):
     threads = torch.get_num_threads()
     try:
         rc = main(["profile", "--scorer", "exact", "--prompts", "world-held-out", "--limit", "4", "--steps", "4",
-                   "--levels", "cache-k0,cache-k2,steps-2", "--height", "32", "--width", "32", "--batch-sizes", "1",
+                   "--levels", "cache-k0,cache-k2", "--height", "32", "--width", "32", "--batch-sizes", "1",
                    "--repeats", "1", "--no-warmup", "--threads", "1", "--no-progress", "--out", str(out)])
     finally:
         torch.set_num_threads(threads)
