@@ -24,7 +24,8 @@ from pathlib import Path
 
 from argus.local.defaults import TINY_MANIFEST
 from argus.local.experiment import boot, default_profile, replay_report
-from argus.report import plot, ratios
+from argus.loadgen import Record
+from argus.report import full_scores_of, measured_quality, plot, ratios
 from argus.spec import parse_manifest
 from argus.workload import bursty_arrivals, load_prompts
 
@@ -43,6 +44,8 @@ def main() -> int:
     ap.add_argument("--peak-len", type=float, default=150)
     ap.add_argument("--tail", type=float, default=50, help="off-peak seconds after the burst")
     ap.add_argument("--slo", type=float, default=12.0)
+    ap.add_argument("--prompts", help="world-held-out / world-train (scored by the exact scorer) or a prompt file "
+                                      "(default: the shipped DiffusionDB subset, not scorable)")
     ap.add_argument("--levels", default=",".join(TINY_MANIFEST["spec"]["levels"]))
     ap.add_argument("--out", type=Path, default=PLOTS / "local_burst")
     ap.add_argument("--calibrate", action="store_true", help="scale rates, target and profile to this machine")
@@ -52,7 +55,10 @@ def main() -> int:
     m = copy.deepcopy(TINY_MANIFEST)
     m["spec"].update(levels=a.levels.split(","), latencySLO=a.slo, controlPeriod=5, throughputTarget=a.target)
     name, spec = parse_manifest(m)
-    prompts = load_prompts()
+    from argus.world.prompt_sets import is_world_set, world_prompts
+
+    prompts = (world_prompts(a.prompts, 1000) if is_world_set(a.prompts)
+               else load_prompts(Path(a.prompts) if a.prompts else None))
     profile, calibration = default_profile(spec), None
     if a.calibrate:
         with tempfile.TemporaryDirectory(prefix="argus-bench-calibrate-") as wd:
@@ -87,6 +93,12 @@ def main() -> int:
         for mode, d in docs.items():
             d["ratios_vs_ha"] = ratios(d["summary"], base["summary"])
             print(f"{mode:8s} vs ha: {json.dumps(d['ratios_vs_ha'])}")
+            # same arrivals, prompts and seeds in every mode: HA's full-quality scores give every mode's
+            # cheaper answers a measured relative quality
+            ok = [Record(**r) for r in d["records"] if r["status"] == 200]
+            d["summary"]["measured_quality_vs_ha"] = mq = measured_quality(ok, full_scores_of(base["records"]))
+            print(f"{mode:8s} measured: exact score {mq['mean_exact_score']}, relative to HA's images "
+                  f"{mq['mean_relative_quality']} % over {mq['relative_known']}, not scorable {mq['not_scorable']}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     setup = {"spec": spec.model_dump(by_alias=True), "arrivals": len(arrivals), "base_rps": a.base, "peak_rps": a.peak,
              "lead_s": a.lead, "peak_len_s": a.peak_len, "tail_s": a.tail, "calibration": calibration}

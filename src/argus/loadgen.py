@@ -12,6 +12,8 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +34,22 @@ class Record:
     error: str | None = None
     retries: int | None = None  # worker calls the router retried (another replica or a safer level)
     replica: str | None = None  # the worker replica that served it (per-replica batch fits, sim fidelity)
+    prompt: str | None = None
+    seed: int | None = None
+    scorable: bool | None = None  # the exact scorer could score the prompt (None: not scored)
+    exact_score: float | None = None  # the exact scorer's 0-100 score of the returned image
+
+
+# (base64 PNG, prompt) -> (scorable, score): the exact scorer, run off the event loop
+Measure = Callable[[str, str], tuple[bool, float | None]]
+
+
+def exact_measure(b64: str, prompt: str) -> tuple[bool, float | None]:
+    """The world's exact scorer on one returned image (scorable False for prompts outside the grammar)."""
+    from argus.world.scorer import score_b64_png
+
+    res = score_b64_png(b64, prompt)
+    return res.scorable, res.score
 
 
 @dataclass
@@ -46,8 +64,12 @@ class Sample:
 
 async def replay(url: str, arrivals, prompts: list[str], *, size: str, timeout_s: float, seed: int = 0,
                  state_file: Path | None = None, api_key: str | None = None,
-                 progress: bool = True) -> tuple[list[Record], list[Sample]]:
-    """Send one request per arrival time (seconds), prompts drawn at random; return records and allocation samples."""
+                 progress: bool = True, measure: Measure | None = None) -> tuple[list[Record], list[Sample]]:
+    """Send one request per arrival time (seconds), prompts drawn at random; return records and allocation samples.
+
+    With `measure`, every returned image is scored after its response arrives, on one worker thread
+    (never on the event loop that sends), and the records carry the scores once all are done.
+    """
     rng = random.Random(seed)
     records: list[Record] = []
     samples: list[Sample] = []
@@ -55,6 +77,8 @@ async def replay(url: str, arrivals, prompts: list[str], *, size: str, timeout_s
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     start = time.monotonic()
     total = len(arrivals)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argus-score") if measure else None
+    scoring: list[tuple[Record, asyncio.Future]] = []
 
     async def one(at: float, prompt: str, i: int):
         delay = at - (time.monotonic() - start)
@@ -66,14 +90,19 @@ async def replay(url: str, arrivals, prompts: list[str], *, size: str, timeout_s
             r = await client.post(f"{url}/v1/images/generations", json=body, headers=headers, timeout=timeout_s)
             lat = time.monotonic() - t0
             if r.status_code == 200:
-                rep = r.json()["argus"][0]
-                records.append(Record(t0 - start, lat, 200, rep.get("level"), rep.get("optimal_level"),
-                                      rep.get("predicted_quality"), rep.get("cache_hit"), retries=rep.get("retries"),
-                                      replica=rep.get("replica")))
+                doc = r.json()
+                rep = doc["argus"][0]
+                rec = Record(t0 - start, lat, 200, rep.get("level"), rep.get("optimal_level"),
+                             rep.get("predicted_quality"), rep.get("cache_hit"), retries=rep.get("retries"),
+                             replica=rep.get("replica"), prompt=prompt, seed=i)
+                records.append(rec)
+                if pool is not None:
+                    fut = asyncio.get_running_loop().run_in_executor(pool, measure, doc["data"][0]["b64_json"], prompt)
+                    scoring.append((rec, fut))
             else:
-                records.append(Record(t0 - start, lat, r.status_code, error=r.text[:200]))
+                records.append(Record(t0 - start, lat, r.status_code, error=r.text[:200], prompt=prompt, seed=i))
         except httpx.HTTPError as e:
-            records.append(Record(t0 - start, time.monotonic() - t0, 0, error=type(e).__name__))
+            records.append(Record(t0 - start, time.monotonic() - t0, 0, error=type(e).__name__, prompt=prompt, seed=i))
 
     tty = sys.stderr.isatty()
     ticks = 0
@@ -105,10 +134,19 @@ async def replay(url: str, arrivals, prompts: list[str], *, size: str, timeout_s
         now = time.monotonic() - start
         return sum(1 for a in arrivals if a <= now)
 
-    async with httpx.AsyncClient(limits=limits) as client:
-        task = asyncio.create_task(sampler())
-        await asyncio.gather(*(one(float(a), rng.choice(prompts), i) for i, a in enumerate(arrivals)))
-        task.cancel()
+    try:
+        async with httpx.AsyncClient(limits=limits) as client:
+            task = asyncio.create_task(sampler())
+            await asyncio.gather(*(one(float(a), rng.choice(prompts), i) for i, a in enumerate(arrivals)))
+            task.cancel()
+        for rec, fut in scoring:
+            try:
+                rec.scorable, rec.exact_score = await fut
+            except Exception as e:  # a scorer bug must not lose the replay's records
+                rec.error = f"scoring failed: {type(e).__name__}: {e}"[:200]
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     if progress and tty:
         print(file=sys.stderr)
     records.sort(key=lambda r: r.t_sent)

@@ -1,4 +1,7 @@
-"""`argus profile`: run a prompt set through every level with the real pipeline and the CLIP scorer.
+"""`argus profile`: run a prompt set through every level with the real pipeline and a scorer.
+
+Scorers: CLIPScore (`--scorer clip`, the default) or the world's exact scorer (`--scorer exact`,
+argus.world.scorer), which needs every prompt in the world's grammar (e.g. `--prompts world-train`).
 
 Writes the quality profile (JSON Lines, format in argus.prompt.profile_data) and, next to it,
 `<stem>.levels.json`: per-level latency by batch size in the optimizer's profile format.
@@ -16,12 +19,16 @@ from argus.levels import DEFAULT_LEVELS
 def register(sub) -> None:
     """Add the `profile` subcommand."""
     p = sub.add_parser("profile", help="measure per-prompt relative quality and per-level latency (offline)")
-    p.add_argument("--prompts", type=Path, help="prompt file (.txt/.tsv/.jsonl; default: bundled 300 DiffusionDB prompts)")
+    p.add_argument("--prompts", help="prompt file (.txt/.tsv/.jsonl), or world-train / world-held-out (the world's "
+                                      "grammar, tasks evenly; --limit prompts, default 300); default: bundled 300 "
+                                      "DiffusionDB prompts")
     p.add_argument("--out", type=Path, required=True, help="quality profile to write (.jsonl)")
     p.add_argument("--levels", help=f"comma list of levels (default for 50 steps: {','.join(DEFAULT_LEVELS)})")
     p.add_argument("--steps", type=int, default=50, help="N, the full-quality schedule")
     p.add_argument("--weights", help="diffusers checkpoint directory (default: the tiny random model)")
     p.add_argument("--model-name", default="tiny-sd", help="model identity when --weights is given")
+    p.add_argument("--scorer", default="clip", choices=["clip", "exact"],
+                   help="clip: CLIPScore; exact: the world's exact scorer (prompts must be in its grammar)")
     p.add_argument("--scorer-weights", help="CLIP model directory for scoring (default: tiny random CLIP)")
     p.add_argument("--encoder", default="minilm", choices=["minilm", "clip"],
                    help="prompt embedding: MiniLM (default) or the served model's CLIP text encoder (needs --weights)")
@@ -51,12 +58,32 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
     return vals
 
 
+def prompt_set(args) -> list[str]:
+    """The prompts to profile; with --scorer exact every one must be in the world's grammar."""
+    from argus.prompt.prompt_sets import bundled_prompts_path, load_prompts
+    from argus.world.prompt_sets import is_world_set, unscorable, world_prompts
+
+    if is_world_set(args.prompts):
+        n = args.limit or 300
+        if n > args.max_prompts:
+            raise ValueError(f"--limit {n}: more than --max-prompts {args.max_prompts}")
+        prompts = world_prompts(args.prompts, n, args.seed)
+    else:
+        prompts = load_prompts(Path(args.prompts) if args.prompts else bundled_prompts_path(),
+                               max_prompts=args.max_prompts, limit=args.limit)
+    if args.scorer == "exact":
+        bad = unscorable(prompts)
+        if bad:
+            raise ValueError(f"--scorer exact: {len(bad)} of {len(prompts)} prompts are outside the world's grammar "
+                             f"(first: {prompts[bad[0]]!r}); use --prompts world-train or a file of grammar prompts")
+    return prompts
+
+
 def run(args) -> int:
     """Profile and print where the files are."""
     from argus.levels import parse_levels
     from argus.prompt.embedder import make_embedder
     from argus.prompt.profiling import ProfileRun, levels_path, run_profile
-    from argus.prompt.prompt_sets import bundled_prompts_path, load_prompts
 
     levels = [s.strip() for s in args.levels.split(",")] if args.levels else list(DEFAULT_LEVELS)
     try:
@@ -68,9 +95,11 @@ def run(args) -> int:
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
     if args.encoder == "clip" and not args.weights:
         raise ValueError("--encoder clip: needs --weights (the CLIP text encoder of the served model)")
+    if args.scorer == "exact" and args.scorer_weights:
+        raise ValueError("--scorer-weights: only for --scorer clip (the exact scorer has no weights)")
     if args.out.exists():  # checked before loading any model: refusing must be instant
         raise ValueError(f"{args.out}: already exists (a finished profile); choose another --out or delete it")
-    prompts = load_prompts(args.prompts or bundled_prompts_path(), max_prompts=args.max_prompts, limit=args.limit)
+    prompts = prompt_set(args)
     from argus.prompt.scorer import ClipScorer
     from argus.worker.pipeline import DiffusionPipeline, PipelineSettings
 
@@ -82,7 +111,12 @@ def run(args) -> int:
     pipe = DiffusionPipeline(PipelineSettings(steps=args.steps, weights_path=args.weights,
                                               model_name=args.model_name, device=args.device))
     load_time = time.perf_counter() - t0
-    scorer = ClipScorer.from_path(args.scorer_weights) if args.scorer_weights else ClipScorer.tiny()
+    if args.scorer == "exact":
+        from argus.world.scorer import ExactScorer
+
+        scorer = ExactScorer()
+    else:
+        scorer = ClipScorer.from_path(args.scorer_weights) if args.scorer_weights else ClipScorer.tiny()
     embedder = make_embedder(args.encoder, args.weights if args.encoder == "clip" else args.encoder_weights)
     device = args.device
     if device.startswith("cuda"):

@@ -13,7 +13,7 @@ from typing import Callable
 
 from argus.adapters.prometheus_source import PrometheusSource
 from argus.control.profiles import service_profiles
-from argus.loadgen import records_to_json, replay
+from argus.loadgen import exact_measure, records_to_json, replay
 from argus.local.controller import LocalController
 from argus.local.defaults import TINY_LEVELS, WORLD_LEVELS
 from argus.local.demo_profile import demo_profile, rescaled
@@ -183,7 +183,7 @@ def replay_report(system: LocalSystem, arrivals, prompts: list[str], *, label: s
     try:
         records, samples = asyncio.run(replay(system.url, arrivals, prompts, size=system.sizes[0],
                                               timeout_s=max(4 * slo_s, 60), state_file=system.workdir / "state.json",
-                                              progress=progress))
+                                              progress=progress, measure=exact_measure))
         # The last answers can come before the last action's time on a fast machine: the actions
         # still run on time (they are part of the experiment), then the replay ends.
         last = max((a.at for a in actions), default=0.0)

@@ -4,12 +4,12 @@ Format `argus-quality-profile`, version 1. One JSON object per line; the first i
 
     {"type": "header", "format": "argus-quality-profile", "version": 1,
      "model": <pipeline identity>, "steps": N, "levels": [level names], "encoder": <embedder name>,
-     "scorer": <scorer name>, "score_kind": "clipscore" | "clip-cosine", "height": H, "width": W,
+     "scorer": <scorer name>, "score_kind": "clipscore" | "clip-cosine" | "exact", "height": H, "width": W,
      "seed": <base seed>, "prompts_sha256": <hash of the prompt list>, "n_prompts": n,
      "batch_sizes": [..], "device": "cpu" | "cuda:0 (<card>)"}
     {"type": "prompt", "i": <index>, "prompt": str, "seed": int,
      "neighbour": <index of the most similar other prompt> | null, "similarity": float | null,
-     "scores": {level: CLIP score}, "quality": {level: score / full score in percent, or null}}
+     "scores": {level: score}, "quality": {level: relative quality in percent (the scorer's rule), or null}}
     {"type": "latency", "level": name, "batch_size": b, "seconds": <median wall time of one batch>,
      "repeats": r}
 

@@ -23,7 +23,6 @@ from argus.prompt.predictor import atomic_write_text
 from argus.prompt.profile_data import (HEADER_KEYS, ProfileDataError, PromptRecord, QualityProfile,
                                        header_line, read_profile)
 from argus.prompt.prompt_sets import prompts_sha256
-from argus.prompt.scorer import relative_quality
 
 FULL = "cache-k0"
 
@@ -181,8 +180,7 @@ def _profile_batch(idx: list[int], prompts: list[str], nb: np.ndarray, sim: np.n
     out = []
     for k, i in enumerate(idx):
         sc = {name: col[k] for name, col in scores.items() if col[k] is not None}
-        q = {name: (relative_quality(s, sc[FULL]) if name != FULL else (100.0 if sc[FULL] > 0 else None))
-             for name, s in sc.items()}
+        q = {name: scorer.relative_quality(s, sc[FULL]) for name, s in sc.items()}
         out.append(PromptRecord(i=i, prompt=prompts[i], seed=run.seed + i,
                                 neighbour=int(nb[i]) if nb[i] >= 0 else None,
                                 similarity=None if nb[i] < 0 else float(sim[i]), scores=sc, quality=q))

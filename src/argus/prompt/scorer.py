@@ -96,6 +96,10 @@ class ClipScorer:
             return (50.0 * (1.0 + cos)).double().numpy()
         return (100.0 * cos.clamp(min=0)).double().numpy()
 
+    def relative_quality(self, score: float, full_score: float) -> float | None:
+        """Relative quality in percent (`relative_quality`): the profile's rule for CLIP scores."""
+        return relative_quality(score, full_score)
+
     def _pixels(self, image: np.ndarray):
         import torch
 
