@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--levels", help=f"comma list of levels (default for 50 steps: {','.join(DEFAULT_LEVELS)})")
     p.add_argument("--steps", type=int, default=50, help="N, the full-quality schedule")
     p.add_argument("--weights", help="diffusers checkpoint directory (default: the tiny random model)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the one recorded beside "
+                   "--weights in argus_model.json, else 7.5, the serving default)")
     p.add_argument("--model-name", default="tiny-sd", help="model identity when --weights is given")
     p.add_argument("--scorer", default="clip", choices=["clip", "exact"],
                    help="clip: CLIPScore; exact: the world's exact scorer (prompts must be in its grammar)")
@@ -108,7 +110,11 @@ def run(args) -> int:
 
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    pipe = DiffusionPipeline(PipelineSettings(steps=args.steps, weights_path=args.weights,
+    from argus.world.model import recommended_guidance
+
+    guidance = args.guidance if args.guidance is not None else (
+        recommended_guidance(args.weights) if args.weights else PipelineSettings.guidance_scale)
+    pipe = DiffusionPipeline(PipelineSettings(steps=args.steps, weights_path=args.weights, guidance_scale=guidance,
                                               model_name=args.model_name, device=args.device))
     load_time = time.perf_counter() - t0
     if args.scorer == "exact":
