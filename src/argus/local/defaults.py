@@ -1,10 +1,10 @@
-"""The built-in demo service for `argus up` without `-f`, and the tiny service fast tests use.
+"""The built-in demo service for `argus up` without `-f` (the tiny random-weight model, `TINY_MANIFEST`), and
+the same service on the world model (`world_manifest()`).
 
-The demo serves the world model (`argus/data/models/world-sd`, trained by `argus train-model` on the
-compositional world, `argus.world`) with its measured level profile and per-prompt predictor
-(`argus/data/predictors/world-sd.*`): every quality number it shows is measured by the exact scorer.
-`TINY_MANIFEST` is the same service on the seeded random-weight tiny model, for tests where quality is
-not the point.
+The world model is trained by `argus train-model` on the compositional world (`argus.world`) and loaded
+through `model.weightsPath` like real SD weights. It becomes the demo's default once a trained model that
+meets its quality target is bundled under `argus/data/models/world-sd` with its measured level profile and
+predictor (`argus/data/predictors/world-sd.*`); see bench/RESULTS.md, "World model".
 """
 
 from __future__ import annotations
@@ -46,4 +46,4 @@ def world_manifest() -> dict:
     return m
 
 
-DEMO_MANIFEST = world_manifest()
+DEMO_MANIFEST = TINY_MANIFEST
