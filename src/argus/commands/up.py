@@ -72,8 +72,8 @@ def run(args) -> int:
             prompts = load_prompts() if args.file is not None else world_prompts("world-train", 64)
             print("[argus] calibrating: measuring the starting replicas saturated on this machine", flush=True)
         predictor = args.predictor
-        if predictor is None and args.file is None and WORLD_PREDICTOR.is_file():
-            predictor = WORLD_PREDICTOR  # the demo's own measured predictor
+        if predictor is None and spec.model.name == "world-sd" and WORLD_PREDICTOR.is_file():
+            predictor = WORLD_PREDICTOR  # the world model's own measured predictor
         system, ctl = boot(name, spec, args.workdir, mode=args.mode, profile=profile, predictor=predictor,
                            calibrate_with=prompts, on_calibrated=_demo_scaler(args.file is None))
         if ctl.calibration:
