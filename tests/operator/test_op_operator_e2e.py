@@ -258,7 +258,7 @@ def test_peering_only_one_replica_acts(api, operator, prom, routers):
     api.apply_t2i("beta", spec(prom.url))
     wait_until(lambda: len(api.deployments("beta")) == 4, 30, what="the active replica to act")
     time.sleep(PERIOD)
-    assert "reconcile_spec" in high.logs() and "reconcile_spec" not in low.logs()
+    assert "default/beta: Planned" in high.logs() and "default/beta" not in low.logs()
     assert "Resuming the watch-stream for t2iservices" not in low.logs()  # it stayed paused
     high.stop()
     wait_until(lambda: "Resuming operations" in low.logs(), 60, what="the standby to take over")
