@@ -197,6 +197,10 @@ class Fleet:
             self._failed(key, rec, body, e)
         finally:
             rec.busy = False
+            with self._lock:
+                gone = self._records.get(key) is not rec
+            if gone:  # deleted while in flight: drop the series this period set after forget()
+                self.metrics.forget(key[1])
 
     def _unblock(self, rec: Record, body: dict[str, Any]) -> None:
         meta = body["metadata"]

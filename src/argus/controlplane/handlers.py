@@ -12,6 +12,7 @@ cache current and wake the loop when a spec is created or edited.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tracemalloc
 from typing import Any
@@ -50,7 +51,7 @@ def api_client(cfg: OperatorSettings) -> Any:
     try:
         config.load_incluster_config(client_configuration=conf)
     except config.ConfigException:
-        config.load_kube_config(client_configuration=conf)
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=conf)
     conf.connection_pool_maxsize = cfg.api_pool_size
     return client.ApiClient(conf)
 
