@@ -274,6 +274,7 @@ class Fleet:
                         return
                     raise
                 self.metrics.status_writes.inc()
+                log.debug(f"{ns}/{name}: status written: {patch}")
             rec.written, rec.written_at = dict(rec.status), now
         involved = {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "name": name, "namespace": ns,
                     "uid": (body.get("metadata") or {}).get("uid", "")}

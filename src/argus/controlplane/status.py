@@ -30,33 +30,39 @@ def condition(conditions: list[dict[str, Any]] | None, ctype: str) -> dict[str, 
 
 # Status fields that move every period without meaning a change: written with the heartbeat only.
 HEARTBEAT_FIELDS = ("lastDecision", "demandEstimate")
-REL_TOLERANCE, ABS_TOLERANCE = 0.05, 0.01  # a number changed when it moved by more than both
-_DECIMAL = re.compile(r"-?\d+\.\d+")
+# A number changed when it moved by more than both: scrape-to-scrape jitter of a rate over a short window
+# is ~5 %; the heartbeat writes exact values once a minute anyway.
+REL_TOLERANCE, ABS_TOLERANCE = 0.10, 0.01
+QUALITY_TOLERANCE = 0.5  # quality fields are percent: half a point
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
-def _differs(a: Any, b: Any) -> bool:
+def _differs(a: Any, b: Any, key: str = "") -> bool:
     if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
         return a != b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         if isinstance(a, int) and isinstance(b, int):
             return a != b
+        if key.endswith("Quality"):
+            return abs(a - b) > QUALITY_TOLERANCE
         return abs(a - b) > max(ABS_TOLERANCE, REL_TOLERANCE * max(abs(a), abs(b)))
     if isinstance(a, str) and isinstance(b, str):  # numbers in messages follow the fields they come from
-        return _DECIMAL.sub("#", a) != _DECIMAL.sub("#", b)
+        return _NUMBER.sub("#", a) != _NUMBER.sub("#", b)
     if isinstance(a, dict) and isinstance(b, dict):
         keys = (set(a) | set(b)) - {"lastTransitionTime"}
-        return any(_differs(a.get(k), b.get(k)) for k in keys)
+        return any(_differs(a.get(k), b.get(k), k) for k in keys)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) != len(b) or any(_differs(x, y) for x, y in zip(a, b))
+        return len(a) != len(b) or any(_differs(x, y, key) for x, y in zip(a, b))
     return a != b
 
 
 def materially_different(written: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether `new` is worth a status write over `written`: heartbeat fields left out; a number counts
-    when it moved by more than 5 % (and 0.01), decimals inside messages not at all; anything else exactly.
+    when it moved by more than 10 % (and 0.01; quality percentages by half a point), numbers inside messages not at all (the fields they come
+    from count); anything else exactly.
     Rates and quality jitter every period; without this every period would write the status."""
     keys = (set(written) | set(new)) - set(HEARTBEAT_FIELDS)
-    return any(_differs(written.get(k), new.get(k)) for k in keys)
+    return any(_differs(written.get(k), new.get(k), k) for k in keys)
 
 
 def merge(old: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
