@@ -7,8 +7,10 @@ counted by verb and resource. Measures:
   resource (LISTs called out), requests/s, status writes, operator CPU and RSS (max);
 - spec edits acted on (edit -> observedGeneration);
 - deletion of every service: each one's time from its DELETE until it and its children are gone;
-- memory: operator RSS and its Python heap (tracemalloc, ARGUS_OPERATOR_TRACE_HEAP=1) idle before the
-  services were created and after every one was deleted.
+- memory: operator RSS and its Python heap (tracemalloc from interpreter start, PYTHONTRACEMALLOC=1) idle
+  before the services were created and after every one was deleted; "warm" is after one service was
+  created and deleted first (one-time lazy imports and pools), "cold" before anything ran.
+  Tracing slows every allocation (~3x the CPU of a Prometheus read): `--no-trace` for CPU numbers.
 Usage: .venv/bin/python bench/bench_operator.py [--services 500] [--period 15] [--steady 3] [--json out.json]
 Targets at 500 services: <= 2 requests per service per period, no LIST; RSS <= 250 MiB; heap after deleting
 all within 5 % of before; every deletion within 5 s.
@@ -99,24 +101,38 @@ def main() -> int:
     ap.add_argument("--steady", type=float, default=3, help="steady-state window, in control periods")
     ap.add_argument("--edits", type=int, default=10)
     ap.add_argument("--json", type=Path, help="write the results here too")
+    ap.add_argument("--no-trace", action="store_true", help="no tracemalloc (CPU and RSS without its overhead)")
     a = ap.parse_args()
     names = [f"svc{i:03d}" for i in range(a.services)]
     work = Path(tempfile.mkdtemp(prefix="bench-operator-"))
-    router = FakeRouter(names)
+    router = FakeRouter(["solo", *names], tick_s=1.0)  # Prometheus scrapes every second
     router.set(demand=0.5, h={"cache-k0": 0.5, "cache-k10": 0.5}, served={"cache-k0": 0.5}, quality=98.0)
     prom = Prometheus(work, [f"127.0.0.1:{router.port}"])
     api = KMockApi(work, audit=True)
+    trace = {} if a.no_trace else {"PYTHONTRACEMALLOC": "1", "ARGUS_OPERATOR_TRACE_HEAP": "1"}
     op = Operator(api, work, tick_s=1.0, window="10s", verbosity="info",
-                  extra_env={"ARGUS_OPERATOR_TRACE_HEAP": "1", "ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "5"})
+                  extra_env={**trace, "ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "5"})
     spec = {"throughputTarget": 2, "gpus": 4, "levels": LEVELS, "controlPeriod": a.period,
             "prometheusUrl": prom.url, "scaleDownHalfLife": 5}
     r: dict = {"services": a.services, "levels": len(LEVELS), "period_s": a.period}
     try:
-        wait_until(lambda: op.metrics(), 30, what="operator up")
+        wait_until(lambda: op.metrics(), 180, 1, what="operator up")
         time.sleep(3)
+        r["rss_cold_mib"] = rss_mib(op.proc.pid)
+        r["heap_cold_bytes"] = gauge(op.metrics(), "argus_operator_traced_heap_bytes")
+        t = time.monotonic()
+        api.apply_t2i("solo", spec)
+        wait_until(lambda: "solo-policy" in children(api)[0] and children(api)[1].get("solo") == len(LEVELS),
+                   60, 0.1, what="solo planned")
+        r["create_solo_s"] = time.monotonic() - t
+        time.sleep(min(a.period, 10) + 1)
+        api.delete_t2i("solo")
+        wait_until(lambda: "solo" not in children(api)[2], 30, 0.5, what="solo deleted")
+        time.sleep(5)
         r["rss_idle_mib"] = rss_mib(op.proc.pid)
         r["heap_idle_bytes"] = gauge(op.metrics(), "argus_operator_traced_heap_bytes")
         log0 = len(op.logs().splitlines())
+        n_before = len(operator_requests(api.audit()))
 
         created = {}
         t_create = time.monotonic()
@@ -136,8 +152,9 @@ def main() -> int:
         lat = list(done.values())
         r.update(created=len(done), create_p50_s=pct(lat, .5), create_p95_s=pct(lat, .95),
                  create_all_s=time.monotonic() - t_create if len(done) == len(names) else float("nan"))
-        n_create = len(operator_requests(api.audit()))
-        r["requests_to_create_per_service"] = n_create / a.services
+        creation = operator_requests(api.audit())[n_before:]
+        r["requests_to_create_per_service"] = len(creation) / a.services
+        r["create_requests"] = census(creation)
 
         time.sleep(a.period + 2)  # every service through one period with metrics
         n0, log1 = len(api.audit()), len(op.logs().splitlines())
@@ -182,7 +199,7 @@ def main() -> int:
             for n in names:
                 if n not in gone and n not in live and n not in anyc:
                     gone[n] = now - deleted[n]
-            time.sleep(0.5)
+            time.sleep(1.0)
         dl = list(gone.values())
         r.update(deleted=len(gone), delete_p50_s=pct(dl, .5), delete_max_s=max(dl) if dl else float("nan"),
                  deletions_over_5s=sum(1 for x in dl if x > 5.0) + len(names) - len(gone))
@@ -203,21 +220,24 @@ def main() -> int:
         prom.stop()
         router.stop()
 
-    hi, ha = r.get("heap_idle_bytes"), r.get("heap_after_delete_bytes")
-    heap = f"{hi / 2**20:.1f} MiB -> {ha / 2**20:.1f} MiB ({(ha - hi) / hi * 100:+.1f} %)" if hi and ha else "n/a"
+    hc, hi, ha = r.get("heap_cold_bytes"), r.get("heap_idle_bytes"), r.get("heap_after_delete_bytes")
+    heap = (f"cold {hc / 2**20:.1f} MiB, warm {hi / 2**20:.1f} MiB -> {ha / 2**20:.1f} MiB after "
+            f"({(ha - hi) / hi * 100:+.1f} % of warm, {(ha - hc) / hc * 100:+.1f} % of cold)") if hc and hi and ha else "n/a"
     rows = [
         ("services", f"{a.services}, {len(LEVELS)} levels each, controlPeriod {a.period:g} s, tick 1 s"),
-        ("creation: all created -> all planned", f"{r['create_all_s']:.1f} s (per service p50 {r['create_p50_s']:.1f} s,"
-                                                 f" p95 {r['create_p95_s']:.1f} s); "
-                                                 f"{r['requests_to_create_per_service']:.1f} requests per service"),
+        ("creation: one alone; N at once -> all planned",
+         f"{r['create_solo_s']:.1f} s; {r['create_all_s']:.1f} s (per service p50 {r['create_p50_s']:.1f} s,"
+         f" p95 {r['create_p95_s']:.1f} s); {r['requests_to_create_per_service']:.1f} requests per service "
+         f"{r['create_requests']}"),
         ("steady: operator requests per service per period",
          f"{r['steady_requests_per_service_period']:.2f} ({r['steady_requests_per_s']:.2f} req/s; "
          f"{r['steady_lists']} LIST, {r['steady_status_writes']} status writes) {r['steady_requests']}"),
         ("steady: operator CPU / KMock CPU", f"{r['steady_cpu_operator'] * 100:.1f} % / {r['steady_cpu_kmock'] * 100:.1f} %"
                                             " of one core"),
         ("steady: lines logged at INFO", f"{r['steady_info_lines']} in {r['steady_s']:.0f} s"),
-        ("RSS idle / steady (max) / after deleting all",
-         f"{r['rss_idle_mib']:.0f} / {r['rss_steady_mib']:.0f} / {r['rss_after_delete_mib']:.0f} MiB"),
+        ("RSS cold / warm idle / steady (max) / after deleting all" + ("" if a.no_trace else " (tracemalloc on)"),
+         f"{r['rss_cold_mib']:.0f} / {r['rss_idle_mib']:.0f} / {r['rss_steady_mib']:.0f} / "
+         f"{r['rss_after_delete_mib']:.0f} MiB"),
         ("Python heap (tracemalloc) idle -> after deleting all", heap),
         ("spec edit acted on p50 / max", f"{r['edit_p50_s']:.2f} / {r['edit_max_s']:.2f} s"),
         ("deletion (DELETE -> it and its children gone) p50 / max",

@@ -219,7 +219,9 @@ class Operator:
 class FakeRouter:
     """Exports the router's metrics at rates the test sets (per second), on a loopback HTTP port."""
 
-    def __init__(self, service: str | list[str]):
+    def __init__(self, service: str | list[str], tick_s: float = 0.1):
+        """Serve the metrics of `service`(s); counters advance every `tick_s` seconds."""
+        self.tick_s = tick_s
         self.services = [service] if isinstance(service, str) else list(service)
         self.metrics = RouterMetrics()
         self.rates: dict[str, Any] = {"demand": 0.0, "h": {}, "served": {}, "quality": 95.0, "slo": 0.0}
@@ -241,7 +243,7 @@ class FakeRouter:
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._stop = threading.Event()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        threading.Thread(target=self._tick, daemon=True).start()
+        threading.Thread(target=self._tick, args=(tick_s,), daemon=True).start()
 
     def set(self, demand: float, h: dict[str, float], served: dict[str, float] | None = None,
             quality: float = 95.0, slo: float = 0.0) -> None:

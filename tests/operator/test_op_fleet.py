@@ -43,7 +43,7 @@ class Clock:
 
 
 class Kube:
-    """Records writes; what it creates or patches appears in the cache, as the watch would show it."""
+    """Records writes; returns what it creates as the API server would (the actuator caches it)."""
 
     def __init__(self, cache: ObjectCache):
         self.cache, self.statuses, self.events, self.patches = cache, [], [], []
@@ -54,8 +54,7 @@ class Kube:
         if obj["kind"] in self.fail:
             raise self.fail[obj["kind"]]
         self.writes.append((obj["kind"], obj["metadata"]["name"]))
-        self.cache.put(obj["kind"], obj)
-        return "created"
+        return "created", obj  # the actuator puts it in the cache
 
     def delete(self, kind, namespace, name):
         self.writes.append(("DELETE " + kind, name))
@@ -106,7 +105,7 @@ def t2i(name="a", generation=1, spec=None, **meta):
 def run(fleet: Fleet) -> list:
     """One tick, and wait for its work."""
     submitted = fleet.tick()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120
     while fleet.in_flight() and time.monotonic() < deadline:
         time.sleep(0.01)
     return [kind for _, kind in submitted]
@@ -253,3 +252,16 @@ def test_api_client_pool_holds_a_connection_per_worker(tmp_path, monkeypatch):
         cfg = OperatorSettings(workers=workers)
         client = api_client(cfg)
         assert client.rest_client.pool_manager.connection_pool_kw["maxsize"] >= workers
+
+
+def test_cache_keeps_the_newest_version_and_indexes_by_service():
+    cache = ObjectCache()
+    dep = {"kind": "Deployment", "metadata": {"name": "a-x", "namespace": "ns", "resourceVersion": "5",
+                                              "labels": {"argus.dev/service": "a"}}}
+    cache.put("Deployment", dep)
+    cache.put("Deployment", {**dep, "metadata": {**dep["metadata"], "resourceVersion": "4"}})  # late write-through
+    assert cache.get("Deployment", "ns", "a-x")["metadata"]["resourceVersion"] == "5"
+    assert [d["metadata"]["name"] for d in cache.owned("Deployment", "ns", "a")] == ["a-x"]
+    cache.drop("Deployment", dep)
+    assert cache.get("Deployment", "ns", "a-x") is None and cache.owned("Deployment", "ns", "a") == []
+    assert cache.size() == 0

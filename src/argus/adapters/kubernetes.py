@@ -56,9 +56,12 @@ UNKNOWN: Any = object()  # `current` not given: read the object by name
 
 
 class ObjectReader(Protocol):
-    """What the actuator reads existing objects from (controlplane.cache.ObjectCache)."""
+    """What the actuator reads existing objects from (controlplane.cache.ObjectCache); what it writes is
+    put there at once (the watch brings the same object moments later)."""
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def put(self, kind: str, body: dict[str, Any]) -> Any: ...
 
     def owned(self, kind: str, namespace: str, service: str) -> list[dict[str, Any]]: ...
 
@@ -119,8 +122,9 @@ class KubernetesAdapter:
         return self.request("PATCH", self.path(kind, namespace, name), body,
                             query={"fieldManager": self._manager}, content_type="application/merge-patch+json")
 
-    def ensure(self, obj: dict[str, Any], current: Any = UNKNOWN) -> str:
-        """Create the object or merge-patch it to match; returns 'created', 'patched' or 'unchanged'.
+    def ensure(self, obj: dict[str, Any], current: Any = UNKNOWN) -> tuple[str, dict[str, Any] | None]:
+        """Create the object or merge-patch it to match: ('created' | 'patched' | 'unchanged', the object
+        as the server now has it, or None when unchanged).
 
         `current` is the object as last seen (None: absent); when not given it is read by name.
         """
@@ -129,17 +133,16 @@ class KubernetesAdapter:
             current = self.read(kind, meta["namespace"], meta["name"])
         if current is None:
             try:
-                self.request("POST", self.path(kind, meta["namespace"]), obj, query={"fieldManager": self._manager})
-                return "created"
+                return "created", self.request("POST", self.path(kind, meta["namespace"]), obj,
+                                               query={"fieldManager": self._manager})
             except KubeApiError as e:
                 if e.status != 409:  # created meanwhile by another writer: fall through to patch
                     raise
                 current = self.read(kind, meta["namespace"], meta["name"]) or {}
         obj = keep_immutable(current, obj)
         if covers(current, obj):
-            return "unchanged"
-        self.patch(kind, meta["namespace"], meta["name"], obj)
-        return "patched"
+            return "unchanged", None
+        return "patched", self.patch(kind, meta["namespace"], meta["name"], obj)
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         """JSON merge-patch the status subresource."""
@@ -203,7 +206,10 @@ class KubernetesActuator:
 
     def _ensure(self, obj: dict[str, Any]) -> str:
         meta = obj["metadata"]
-        return self.kube.ensure(obj, self.cache.get(obj["kind"], meta["namespace"], meta["name"]))
+        result, now = self.kube.ensure(obj, self.cache.get(obj["kind"], meta["namespace"], meta["name"]))
+        if now:  # write-through: the next period must not think it missing while the watch catches up
+            self.cache.put(obj["kind"], now)
+        return result
 
     def apply(self, service: str, spec: T2IServiceSpec, plan: Plan, *, full: bool) -> None:
         """Ensure every object when `full`; otherwise patch only replicas that changed and a new policy."""

@@ -20,6 +20,14 @@ def _key(body: dict[str, Any]) -> tuple[str, str]:
     return meta.get("namespace") or "", meta.get("name") or ""
 
 
+def _older(body: dict[str, Any], than: dict[str, Any]) -> bool:
+    """Whether `body` is an older version than `than` (resourceVersions compared when both are numbers,
+    as etcd revisions are; otherwise the newest arrival wins)."""
+    a = str((body.get("metadata") or {}).get("resourceVersion", ""))
+    b = str((than.get("metadata") or {}).get("resourceVersion", ""))
+    return a.isdigit() and b.isdigit() and int(a) < int(b)
+
+
 class ObjectCache:
     """Latest known body of every watched object, by kind; children also by (namespace, service)."""
 
@@ -29,11 +37,14 @@ class ObjectCache:
         self._owned: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}  # (kind, ns, service) -> name -> body
 
     def put(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Store an ADDED/MODIFIED body; returns the body it replaced (None when new)."""
+        """Store an ADDED/MODIFIED body (or one the operator just wrote); returns the body it replaced
+        (None when new). A body older than the cached one (lower numeric resourceVersion) is ignored."""
         ns, name = _key(body)
         service = ((body.get("metadata") or {}).get("labels") or {}).get(SERVICE_LABEL)
         with self._lock:
             old = self._objects.setdefault(kind, {}).get((ns, name))
+            if old is not None and _older(body, old):
+                return old
             self._objects[kind][(ns, name)] = body
             old_service = ((old or {}).get("metadata", {}).get("labels") or {}).get(SERVICE_LABEL)
             if old_service and old_service != service:
@@ -46,7 +57,10 @@ class ObjectCache:
         """Forget an object (a DELETED event)."""
         ns, name = _key(body)
         with self._lock:
-            old = self._objects.get(kind, {}).pop((ns, name), None)
+            objs = self._objects.get(kind, {})
+            old = objs.pop((ns, name), None)
+            if not objs:
+                self._objects.pop(kind, None)  # an emptied dict keeps its peak size: let it go
             for b in (old, body):
                 service = ((b or {}).get("metadata", {}).get("labels") or {}).get(SERVICE_LABEL)
                 if service:
@@ -58,6 +72,19 @@ class ObjectCache:
             owned.pop(name, None)
             if not owned:
                 del self._owned[(kind, ns, service)]
+
+    def forget_service(self, namespace: str, service: str) -> int:
+        """Drop every cached child of a deleted service (its own DELETED events may come later, or, for an
+        object written by a period still in flight, may have come before); returns how many."""
+        with self._lock:
+            n = 0
+            for key in [k for k in self._owned if k[1] == namespace and k[2] == service]:
+                for name in self._owned.pop(key):
+                    objs = self._objects.get(key[0], {})
+                    n += objs.pop((namespace, name), None) is not None
+                    if not objs:
+                        self._objects.pop(key[0], None)
+            return n
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The cached body, or None when the watch has not seen it (or saw it deleted)."""

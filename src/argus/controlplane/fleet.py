@@ -111,9 +111,12 @@ class Fleet:
             time.sleep(0.05)
 
     def forget(self, namespace: str, name: str) -> None:
-        """The service is gone: drop everything kept about it."""
+        """The service is gone: drop everything kept about it (record, metric series, cached children)."""
         with self._lock:
             gone = self._records.pop((namespace, name), None)
+            if not self._records:
+                self._records = {}  # an emptied dict keeps its peak size: let it go
+        self.cache.forget_service(namespace, name)
         if gone is not None:
             self.metrics.forget(name)
             self.metrics.services.set(len(self._records))
@@ -199,8 +202,9 @@ class Fleet:
             rec.busy = False
             with self._lock:
                 gone = self._records.get(key) is not rec
-            if gone:  # deleted while in flight: drop the series this period set after forget()
+            if gone:  # deleted while in flight: drop what this period set or cached after forget()
                 self.metrics.forget(key[1])
+                self.cache.forget_service(*key)
 
     def _unblock(self, rec: Record, body: dict[str, Any]) -> None:
         meta = body["metadata"]
