@@ -1,16 +1,27 @@
-"""Operator benchmark: the real `kopf run` process with N T2IServices against KMock and a real Prometheus.
+"""Operator benchmark at fleet scale: the real `kopf run` process with N T2IServices on KMock and a real Prometheus.
 
-Measures (baselines from the same run): operator RSS idle (0 services) vs steady state with N; reconcile
-latency (create -> policy ConfigMap and all Deployments present) of 1 service alone vs N created at once;
-spec-change latency (edit -> replicas re-planned, observedGeneration advanced) vs the control period;
-CPU share of the operator (and of the KMock emulator) in steady state; cleanup time after deleting all.
-Usage: .venv/bin/python bench/bench_operator.py [--services 50] [--period 5] [--steady 30]
+KMock records every request (tests/chart/kmock_audit_server.py), so the operator's request pattern is
+counted by verb and resource. Measures:
+- creation: N services created at once -> each planned (policy ConfigMap + every Deployment), p50/p95/max;
+- steady state over `--steady` control periods: operator requests per service per period by verb and
+  resource (LISTs called out), requests/s, status writes, operator CPU and RSS (max);
+- spec edits acted on (edit -> observedGeneration);
+- deletion of every service: each one's time from its DELETE until it and its children are gone;
+- memory: operator RSS and its Python heap (tracemalloc from interpreter start, PYTHONTRACEMALLOC=1) idle
+  before the services were created and after every one was deleted; "warm" is after one service was
+  created and deleted first (one-time lazy imports and pools), "cold" before anything ran.
+  Tracing slows every allocation (~3x the CPU of a Prometheus read): `--no-trace` for CPU numbers.
+Usage: .venv/bin/python bench/bench_operator.py [--services 500] [--period 15] [--steady 3] [--json out.json]
+Targets at 500 services: <= 2 requests per service per period, no LIST; RSS <= 250 MiB; heap after deleting
+all within 5 % of before; every deletion within 5 s.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import collections
+import json
+import re
 import sys
 import tempfile
 import time
@@ -22,6 +33,8 @@ sys.path.insert(0, str(ROOT / "tests/operator"))
 from op_harness import FakeRouter, KMockApi, Operator, Prometheus, wait_until  # noqa: E402
 
 LEVELS = ["cache-k0", "cache-k10", "cache-k20", "steps-25"]
+NS = "default"
+BENCH_AGENT = "python-requests"
 
 
 def rss_mib(pid: int) -> float:
@@ -39,115 +52,205 @@ def cpu_s(pid: int) -> float:
 
 
 def pct(xs: list[float], q: float) -> float:
-    """q-quantile (nearest rank)."""
+    """q-quantile (nearest rank); nan for no data."""
+    if not xs:
+        return float("nan")
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+def gauge(text: str, name: str) -> float | None:
+    """A plain gauge's value from a /metrics text (None when absent: an older operator)."""
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def operator_requests(entries: list[dict]) -> list[dict]:
+    """The operator's requests (kopf's and the adapter's), without the long-lived watches."""
+    return [e for e in entries if not e["agent"].startswith(BENCH_AGENT) and str(e["action"]).lower() != "watch"]
+
+
+def census(entries: list[dict]) -> dict[str, int]:
+    """Requests by verb and resource, e.g. 'PATCH t2iservices/status' or 'GET deployments (list)'."""
+    out = collections.Counter()
+    for e in entries:
+        action = str(e["action"]).lower()
+        what = e["plural"] + (f"/{e['subresource']}" if e["subresource"] else "")
+        out[f"{e['method']} {what}" + (" (list)" if action == "list" else "")] += 1
+    return dict(sorted(out.items()))
+
+
+def children(api: KMockApi) -> tuple[set[str], dict[str, int], set[str]]:
+    """(policy ConfigMap names, Deployments per service, services with any child) from three lists."""
+    cms = {c["metadata"]["name"] for c in api.items(f"/api/v1/namespaces/{NS}/configmaps")}
+    per: dict[str, int] = collections.Counter()
+    anyc = set()
+    for d in api.items(f"/apis/apps/v1/namespaces/{NS}/deployments"):
+        s = d["metadata"].get("labels", {}).get("argus.dev/service")
+        per[s] += 1
+        anyc.add(s)
+    for s in api.items(f"/api/v1/namespaces/{NS}/services"):
+        anyc.add(s["metadata"].get("labels", {}).get("argus.dev/service"))
+    return cms, per, anyc
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--services", type=int, default=50)
-    ap.add_argument("--period", type=float, default=5.0)
-    ap.add_argument("--steady", type=float, default=30.0)
+    ap.add_argument("--services", type=int, default=500)
+    ap.add_argument("--period", type=float, default=15.0, help="spec.controlPeriod, s")
+    ap.add_argument("--steady", type=float, default=3, help="steady-state window, in control periods")
     ap.add_argument("--edits", type=int, default=10)
+    ap.add_argument("--json", type=Path, help="write the results here too")
+    ap.add_argument("--no-trace", action="store_true", help="no tracemalloc (CPU and RSS without its overhead)")
     a = ap.parse_args()
     names = [f"svc{i:03d}" for i in range(a.services)]
     work = Path(tempfile.mkdtemp(prefix="bench-operator-"))
-    router = FakeRouter(["solo", *names])
+    router = FakeRouter(["solo", *names], tick_s=1.0)  # Prometheus scrapes every second
     router.set(demand=0.5, h={"cache-k0": 0.5, "cache-k10": 0.5}, served={"cache-k0": 0.5}, quality=98.0)
     prom = Prometheus(work, [f"127.0.0.1:{router.port}"])
-    api = KMockApi(work)
-    op = Operator(api, work, tick_s=1.0, window="10s")
+    api = KMockApi(work, audit=True)
+    trace = {} if a.no_trace else {"PYTHONTRACEMALLOC": "1", "ARGUS_OPERATOR_TRACE_HEAP": "1"}
+    op = Operator(api, work, tick_s=1.0, window="10s", verbosity="info",
+                  extra_env={**trace, "ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "5"})
     spec = {"throughputTarget": 2, "gpus": 4, "levels": LEVELS, "controlPeriod": a.period,
-            "prometheusUrl": prom.url}
-
-    def planned(n: str) -> bool:
-        return api.get(f"/api/v1/namespaces/default/configmaps/{n}-policy") is not None and \
-            len(api.deployments(n)) == len(LEVELS)
-
+            "prometheusUrl": prom.url, "scaleDownHalfLife": 5}
+    r: dict = {"services": a.services, "levels": len(LEVELS), "period_s": a.period}
     try:
-        wait_until(lambda: "operator metrics" in op.logs() or op.metrics(), 30, what="operator up")
+        wait_until(lambda: op.metrics(), 180, 1, what="operator up")
         time.sleep(3)
-        rss_idle = rss_mib(op.proc.pid)
+        r["rss_cold_mib"] = rss_mib(op.proc.pid)
+        r["heap_cold_bytes"] = gauge(op.metrics(), "argus_operator_traced_heap_bytes")
         t = time.monotonic()
         api.apply_t2i("solo", spec)
-        wait_until(lambda: planned("solo"), 60, 0.05, what="solo planned")
-        solo_s = time.monotonic() - t
+        wait_until(lambda: "solo-policy" in children(api)[0] and children(api)[1].get("solo") == len(LEVELS),
+                   60, 0.1, what="solo planned")
+        r["create_solo_s"] = time.monotonic() - t
+        time.sleep(min(a.period, 10) + 1)
+        api.delete_t2i("solo")
+        wait_until(lambda: "solo" not in children(api)[2], 30, 0.5, what="solo deleted")
+        time.sleep(5)
+        r["rss_idle_mib"] = rss_mib(op.proc.pid)
+        r["heap_idle_bytes"] = gauge(op.metrics(), "argus_operator_traced_heap_bytes")
+        log0 = len(op.logs().splitlines())
+        n_before = len(operator_requests(api.audit()))
 
         created = {}
+        t_create = time.monotonic()
         for n in names:
             created[n] = time.monotonic()
             api.apply_t2i(n, spec)
+        r["create_calls_s"] = time.monotonic() - t_create
         done: dict[str, float] = {}
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600
         while len(done) < len(names) and time.monotonic() < deadline:
-            cms = {c["metadata"]["name"] for c in api.items("/api/v1/namespaces/default/configmaps")}
-            deps = api.items("/apis/apps/v1/namespaces/default/deployments")
-            per = {}
-            for d in deps:
-                s = d["metadata"]["labels"]["argus.dev/service"]
-                per[s] = per.get(s, 0) + 1
+            cms, per, _ = children(api)
             now = time.monotonic()
             for n in names:
                 if n not in done and f"{n}-policy" in cms and per.get(n, 0) == len(LEVELS):
                     done[n] = now - created[n]
-            time.sleep(1.0)  # the emulator is single-threaded: the bench must not be its main load
+            time.sleep(2.0)  # the emulator is single-threaded: the bench must not be its main load
         lat = list(done.values())
-        all_s = max(lat) if lat else float("nan")
+        r.update(created=len(done), create_p50_s=pct(lat, .5), create_p95_s=pct(lat, .95),
+                 create_all_s=time.monotonic() - t_create if len(done) == len(names) else float("nan"))
+        creation = operator_requests(api.audit())[n_before:]
+        r["requests_to_create_per_service"] = len(creation) / a.services
+        r["create_requests"] = census(creation)
 
-        # steady state: every service runs its control loop each period against Prometheus
+        time.sleep(a.period + 2)  # every service through one period with metrics
+        n0, log1 = len(api.audit()), len(op.logs().splitlines())
         c0, k0, t0 = cpu_s(op.proc.pid), cpu_s(api.proc.pid), time.monotonic()
         samples = []
-        while time.monotonic() - t0 < a.steady:
+        while time.monotonic() - t0 < a.steady * a.period:
             samples.append(rss_mib(op.proc.pid))
             time.sleep(1)
-        cpu_share = (cpu_s(op.proc.pid) - c0) / (time.monotonic() - t0)
-        kmock_share = (cpu_s(api.proc.pid) - k0) / (time.monotonic() - t0)
-        rss_steady = max(samples)
-        decisions = sum(float(line.split()[-1]) for line in op.metrics().splitlines()
-                        if line.startswith("argus_operator_decisions_total{"))
+        dt = time.monotonic() - t0
+        window = operator_requests(api.audit()[n0:])
+        lines = op.logs().splitlines()[log1:]
+        r.update(steady_s=dt, steady_cpu_operator=(cpu_s(op.proc.pid) - c0) / dt,
+                 steady_cpu_kmock=(cpu_s(api.proc.pid) - k0) / dt, rss_steady_mib=max(samples),
+                 steady_requests=census(window), steady_requests_per_s=len(window) / dt,
+                 steady_requests_per_service_period=len(window) / (a.services * dt / a.period),
+                 steady_lists=sum(1 for e in window if str(e["action"]).lower() == "list"),
+                 steady_status_writes=sum(1 for e in window if e["subresource"] == "status"),
+                 steady_info_lines=len(lines), steady_info_sample=lines[:3],
+                 log_lines_creation=log1 - log0)
 
-        # spec edits: time until the new generation is planned and replicas follow the new budget
         edit_lat = []
         for n in names[: a.edits]:
             t = time.monotonic()
             api.edit_t2i(n, {"gpus": 6})
             wait_until(lambda: (api.t2i(n) or {}).get("status", {}).get("observedGeneration") == 2,
-                       60, 0.25, what=f"{n} re-planned")
+                       60, 0.1, what=f"{n} re-planned")
             edit_lat.append(time.monotonic() - t)
+        r.update(edit_p50_s=pct(edit_lat, .5), edit_max_s=max(edit_lat) if edit_lat else float("nan"))
 
-        t = time.monotonic()
-        for n in ["solo", *names]:
+        deleted = {}
+        t_del = time.monotonic()
+        for n in names:
+            deleted[n] = time.monotonic()
             api.delete_t2i(n)
-        wait_until(lambda: not api.items("/apis/apps/v1/namespaces/default/deployments"), 300, 0.2,
-                   what="cleanup")
-        cleanup_s = time.monotonic() - t
-        alive = op.alive()
+        r["delete_calls_s"] = time.monotonic() - t_del
+        gone: dict[str, float] = {}
+        deadline = time.monotonic() + 300
+        while len(gone) < len(names) and time.monotonic() < deadline:
+            live = {t["metadata"]["name"] for t in api.items(f"/apis/argus.dev/v1alpha1/namespaces/{NS}/t2iservices")}
+            _, _, anyc = children(api)
+            now = time.monotonic()
+            for n in names:
+                if n not in gone and n not in live and n not in anyc:
+                    gone[n] = now - deleted[n]
+            time.sleep(1.0)
+        dl = list(gone.values())
+        r.update(deleted=len(gone), delete_p50_s=pct(dl, .5), delete_max_s=max(dl) if dl else float("nan"),
+                 deletions_over_5s=sum(1 for x in dl if x > 5.0) + len(names) - len(gone))
+
+        wait_until(lambda: gauge(op.metrics(), "argus_operator_services") in (0.0, None), 60, 1,
+                   what="the operator to forget every service")
+        time.sleep(10)  # let in-flight work and the garbage collector settle
+        text = op.metrics()
+        r["rss_after_delete_mib"] = rss_mib(op.proc.pid)
+        r["heap_after_delete_bytes"] = gauge(text, "argus_operator_traced_heap_bytes")
+        r["series_left"] = sum(1 for line in text.splitlines() if 'service="svc' in line)
+        r["alive"] = op.alive()
     finally:
+        t = time.monotonic()
         op.stop()
+        r["shutdown_s"] = time.monotonic() - t
         api.stop()
         prom.stop()
         router.stop()
 
+    hc, hi, ha = r.get("heap_cold_bytes"), r.get("heap_idle_bytes"), r.get("heap_after_delete_bytes")
+    heap = (f"cold {hc / 2**20:.1f} MiB, warm {hi / 2**20:.1f} MiB -> {ha / 2**20:.1f} MiB after "
+            f"({(ha - hi) / hi * 100:+.1f} % of warm, {(ha - hc) / hc * 100:+.1f} % of cold)") if hc and hi and ha else "n/a"
     rows = [
-        ("services", f"{a.services} (+1 solo), {len(LEVELS)} levels each, controlPeriod {a.period:g} s, tick 1 s"),
-        ("operator RSS idle / steady (max over %gs)" % a.steady,
-         f"{rss_idle:.0f} MiB / {rss_steady:.0f} MiB (x{rss_steady / rss_idle:.2f}; target <= 250 MiB)"),
-        ("reconcile latency, 1 service alone", f"{solo_s * 1000:.0f} ms"),
-        (f"reconcile latency, {a.services} created at once p50 / p95 / max",
-         f"{pct(lat, .5):.2f} / {pct(lat, .95):.2f} / {all_s:.2f} s (p50 x{pct(lat, .5) / solo_s:.1f} of solo)"),
-        ("spec change acted on (edit -> observedGeneration) p50 / max",
-         f"{pct(edit_lat, .5):.2f} / {max(edit_lat):.2f} s = {max(edit_lat) / a.period:.2f} control periods"),
-        ("steady-state operator CPU", f"{cpu_share * 100:.0f}% of one core "
-                                      f"({decisions:.0f} decisions counted)"),
-        ("steady-state KMock emulator CPU", f"{kmock_share * 100:.0f}% of one core"),
-        ("cleanup after deleting all", f"{cleanup_s:.1f} s"),
-        ("operator alive at the end", str(alive)),
+        ("services", f"{a.services}, {len(LEVELS)} levels each, controlPeriod {a.period:g} s, tick 1 s"),
+        ("creation: one alone; N at once -> all planned",
+         f"{r['create_solo_s']:.1f} s; {r['create_all_s']:.1f} s (per service p50 {r['create_p50_s']:.1f} s,"
+         f" p95 {r['create_p95_s']:.1f} s); {r['requests_to_create_per_service']:.1f} requests per service "
+         f"{r['create_requests']}"),
+        ("steady: operator requests per service per period",
+         f"{r['steady_requests_per_service_period']:.2f} ({r['steady_requests_per_s']:.2f} req/s; "
+         f"{r['steady_lists']} LIST, {r['steady_status_writes']} status writes) {r['steady_requests']}"),
+        ("steady: operator CPU / KMock CPU", f"{r['steady_cpu_operator'] * 100:.1f} % / {r['steady_cpu_kmock'] * 100:.1f} %"
+                                            " of one core"),
+        ("steady: lines logged at INFO", f"{r['steady_info_lines']} in {r['steady_s']:.0f} s"),
+        ("RSS cold / warm idle / steady (max) / after deleting all" + ("" if a.no_trace else " (tracemalloc on)"),
+         f"{r['rss_cold_mib']:.0f} / {r['rss_idle_mib']:.0f} / {r['rss_steady_mib']:.0f} / "
+         f"{r['rss_after_delete_mib']:.0f} MiB"),
+        ("Python heap (tracemalloc) idle -> after deleting all", heap),
+        ("spec edit acted on p50 / max", f"{r['edit_p50_s']:.2f} / {r['edit_max_s']:.2f} s"),
+        ("deletion (DELETE -> it and its children gone) p50 / max",
+         f"{r['delete_p50_s']:.1f} / {r['delete_max_s']:.1f} s; over 5 s: {r['deletions_over_5s']}"),
+        ("per-service metric series left after deleting all", str(r["series_left"])),
+        ("shutdown (SIGTERM -> exit)", f"{r['shutdown_s']:.1f} s"),
     ]
     print("| measure | value |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")
-    return 0 if alive else 1
+    if a.json:
+        a.json.write_text(json.dumps(r, indent=1, default=str))
+    return 0 if r.get("alive") else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ the port to PORT_FILE and serves until killed. On top of KMock 0.8 it adds what 
 does and the operator relies on: metadata.uid, creationTimestamp, resourceVersion, and
 metadata.generation bumped on spec changes, names from generateName; it also works around KMock's parse of the
 cluster-scoped /api/v1/namespaces path (PLATFORM.md) and declares the resources in discovery.
+It also plays kube-controller-manager's garbage collector: every GC_INTERVAL_S, an object whose
+ownerReferences all name objects that no longer exist is deleted (background propagation), so a
+deleted T2IService takes its children with it, with no operator involved.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from kmock._internal import parsing
 from kmock._internal.apps import Server
 
 _parse_path = parsing.parse_path
+GC_INTERVAL_S = 0.5
 
 
 def _fixed_parse_path(path: str) -> parsing.ParsedPath:
@@ -101,6 +105,30 @@ class Emulator(kmock.KubernetesEmulator):
             payload._requests.clear()
 
 
+    async def collect_garbage(self) -> int:
+        """Delete every object whose owners are all gone; returns how many (one pass)."""
+        async with self._lock:
+            live = {(o.raw.get("metadata") or {}).get("uid") for o in self._objects.values() if not o.deleted}
+            orphans = []
+            for key, obj in self._objects.items():
+                if obj.deleted:
+                    continue
+                owners = (obj.raw.get("metadata") or {}).get("ownerReferences") or []
+                if owners and not any(o.get("uid") in live for o in owners):
+                    orphans.append((key, obj))
+            for key, obj in orphans:
+                raw = obj.raw
+                obj.delete()
+                await self._buses[key[0]].put({"type": "DELETED", "object": raw})
+        return len(orphans)
+
+
+async def _gc_forever(emu: Emulator) -> None:
+    while True:
+        await asyncio.sleep(GC_INTERVAL_S)
+        await emu.collect_garbage()
+
+
 async def serve(port_file: Path) -> None:
     """Start the emulator, declare resources, create the default namespace and the CRD, then wait."""
     async with Emulator() as emu, Server(emu) as server:
@@ -115,7 +143,11 @@ async def serve(port_file: Path) -> None:
         crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds/t2iservice.yaml").read_text())
         emu.objects["apiextensions.k8s.io/v1/customresourcedefinitions", None, crd["metadata"]["name"]] = crd
         port_file.write_text(str(server.port))
-        await asyncio.Event().wait()
+        gc_task = asyncio.create_task(_gc_forever(emu))
+        try:
+            await asyncio.Event().wait()
+        finally:
+            gc_task.cancel()
 
 
 def _profiled(port_file: Path, out: Path) -> None:

@@ -6,6 +6,7 @@ on its own registry) at rates the test sets, so Prometheus scrapes exactly the s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -63,12 +64,17 @@ def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 class KMockApi:
     """KMock's KubernetesEmulator in a child process, with a tiny JSON client for assertions."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, audit: bool = False):
+        """Start the emulator; with `audit`, every request is also logged (tests/chart/kmock_audit_server.py)."""
         self.workdir = workdir
         port_file = workdir / "kmock.port"
         self.log = open(workdir / "kmock.log", "w")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests/operator/kmock_server.py"), str(port_file)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.audit_path = workdir / "audit.jsonl" if audit else None
+        cmd = [sys.executable, str(ROOT / "tests/operator/kmock_server.py"), str(port_file)]
+        if self.audit_path is not None:
+            self.audit_path.touch()
+            cmd = [sys.executable, str(ROOT / "tests/chart/kmock_audit_server.py"), str(port_file), str(self.audit_path)]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: port_file.exists() and port_file.read_text(), 30, what="KMock to listen")
         self.url = f"http://127.0.0.1:{port_file.read_text()}"
         self.http = requests.Session()
@@ -84,6 +90,11 @@ class KMockApi:
         """Stop the server."""
         _stop(self.proc)
         self.log.close()
+
+    def audit(self) -> list[dict]:
+        """Every request served so far, oldest first (needs audit=True)."""
+        assert self.audit_path is not None, "KMockApi(audit=True) records requests"
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line.strip()]
 
     def get(self, path: str) -> dict | None:
         """GET; None on 404."""
@@ -162,14 +173,19 @@ class Operator:
     """`kopf run -m argus.controlplane.handlers` against the KMock API, as the real operator process."""
 
     def __init__(self, api: KMockApi, workdir: Path, *, tick_s: float = 0.5, window: str = "5s",
-                 peering: str | None = None, priority: int = 0, tag: str = "op", extra_env: dict | None = None):
+                 peering: str | None = None, priority: int = 0, tag: str = "op", extra_env: dict | None = None,
+                 verbosity: str | None = None):
+        """Start `kopf run`; `verbosity` 'quiet', 'info' (kopf's default) or 'verbose' (default: verbose
+        with peering, else quiet)."""
         self.metrics_port = free_port()
         env = {**os.environ, "KUBECONFIG": str(api.kubeconfig), "ARGUS_OPERATOR_TICK_S": str(tick_s),
                "ARGUS_OPERATOR_RATE_WINDOW": window, "ARGUS_OPERATOR_METRICS_PORT": str(self.metrics_port),
                "ARGUS_OPERATOR_METRICS_HOST": "127.0.0.1", "ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "1",
                "ARGUS_OPERATOR_RETRY_DELAY_S": "0.5", **(extra_env or {})}
         args = [str(VENV_BIN / "kopf"), "run", "-m", "argus.controlplane.handlers", "-n", "default", "-n", "argus",
-                "--log-format=plain", "--verbose" if peering else "--quiet"]
+                "--log-format=plain"]
+        verbosity = verbosity or ("verbose" if peering else "quiet")
+        args += [] if verbosity == "info" else [f"--{verbosity}"]
         args += ["--peering", peering, "--priority", str(priority)] if peering else ["--standalone"]
         self.log_path = workdir / f"{tag}.log"
         self.log = open(self.log_path, "w")
@@ -203,7 +219,9 @@ class Operator:
 class FakeRouter:
     """Exports the router's metrics at rates the test sets (per second), on a loopback HTTP port."""
 
-    def __init__(self, service: str | list[str]):
+    def __init__(self, service: str | list[str], tick_s: float = 0.1):
+        """Serve the metrics of `service`(s); counters advance every `tick_s` seconds."""
+        self.tick_s = tick_s
         self.services = [service] if isinstance(service, str) else list(service)
         self.metrics = RouterMetrics()
         self.rates: dict[str, Any] = {"demand": 0.0, "h": {}, "served": {}, "quality": 95.0, "slo": 0.0}
@@ -225,7 +243,7 @@ class FakeRouter:
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._stop = threading.Event()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        threading.Thread(target=self._tick, daemon=True).start()
+        threading.Thread(target=self._tick, args=(tick_s,), daemon=True).start()
 
     def set(self, demand: float, h: dict[str, float], served: dict[str, float] | None = None,
             quality: float = 95.0, slo: float = 0.0) -> None:
@@ -300,3 +318,38 @@ class Prometheus:
             _stop(self.proc)
             self.proc = None
             self.log.close()
+
+
+class SlowPrometheus:
+    """A Prometheus query endpoint that answers every query with one sample (`value`), after `delay`
+    seconds: a fault injector that holds a control period in flight. `pending` counts queries being held."""
+
+    def __init__(self, value: float = 0.5):
+        self.value, self.delay, self.pending = value, 0.0, 0
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server API)
+                outer.pending += 1
+                try:
+                    time.sleep(outer.delay)
+                    body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+                        {"metric": {}, "value": [time.time(), str(outer.value)]}]}}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(body)
+                finally:
+                    outer.pending -= 1
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()

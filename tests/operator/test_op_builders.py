@@ -11,6 +11,8 @@ Cases:
 - the weights volume (weightsPvc or weightsHostPath) is mounted read-only at weightsPath, nothing without one;
   both at once, or a volume without weightsPath, is an invalid spec naming spec.model;
 - the policy ConfigMap holds a PolicyDocument that parses back unchanged;
+- level Services are headless (clusterIP None: the router reads EndpointSlices, no ClusterIP is used),
+  and an existing Service keeps the ClusterIP it has (immutable) instead of a refused patch;
 - RBAC_RULES cover every kind the adapter writes.
 """
 
@@ -142,3 +144,16 @@ def test_rbac_rules_cover_written_kinds():
         assert {"get", "list", "create", "patch", "delete"} <= rules[(group, plural)], kind
     assert {"patch"} <= rules[("argus.dev", "t2iservices/status")]
     assert {"create"} <= rules[("", "events")]
+
+
+def test_level_services_are_headless_and_existing_cluster_ips_are_kept():
+    from argus.adapters.kubernetes import covers, keep_immutable
+
+    services = [o for o in OBJS if o["kind"] == "Service"]
+    assert len(services) == len(SPEC.levels)
+    assert all(s["spec"]["clusterIP"] == "None" for s in services)
+    old = {**services[0], "spec": {**services[0]["spec"], "clusterIP": "10.0.0.7"}}  # made before headless
+    kept = keep_immutable(old, services[0])
+    assert "clusterIP" not in kept["spec"] and covers(old, kept)
+    assert keep_immutable({"spec": {"clusterIP": "None"}}, services[0]) is services[0]
+    assert keep_immutable({}, services[0]) is services[0]  # a new Service is created headless

@@ -1,16 +1,19 @@
 """The one module that talks to the Kubernetes API server (through the official `kubernetes` client).
 
-Generic JSON requests (create, read, merge-patch, list by label, delete) on the few kinds the
-operator owns, plus the Kubernetes Actuator that turns a control Plan into those objects.
-API errors become KubeApiError (retryable or not), translated to kopf's errors in the handlers.
-`RBAC_RULES` lists every (apiGroup, resource, verbs) used here and by kopf, for the Helm chart.
+Generic JSON requests (create, read by name, merge-patch, delete, Events, status) on the few kinds the
+operator owns, plus the Kubernetes Actuator that turns a control Plan into those objects. The actuator
+reads what exists from the watch-fed ObjectCache (controlplane.cache), never by listing: a control
+period costs no read request. API errors become KubeApiError (retryable or not), translated once in
+the control loop (controlplane.fleet). `RBAC_RULES` lists every (apiGroup, resource, verbs) used here
+and by kopf, for the Helm chart.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from argus.control.actuator import Readiness
 from argus.control.builders import build_all, build_policy_configmap, build_worker_deployment, policy_name, \
@@ -42,11 +45,25 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "ConfigMap": ("/api/v1", "configmaps"),
     "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
-    "T2IService": ("/apis/argus.dev/v1alpha1", "t2iservices"),  # read only: the timer's freshness check
+    "T2IService": ("/apis/argus.dev/v1alpha1", "t2iservices"),  # status and the legacy finalizer only
 }
-# Objects of a service, in the order they are removed (workers before the store they mount).
+# The kinds a service owns (garbage-collected through their ownerReference when it is deleted).
 OWNED_KINDS = ("Deployment", "Service", "ConfigMap", "PersistentVolumeClaim")
 RETRYABLE = {409, 429, 500, 502, 503, 504}
+# Fields the API server refuses to change once set: an existing object keeps its value.
+IMMUTABLE = {"Service": ("clusterIP",)}
+UNKNOWN: Any = object()  # `current` not given: read the object by name
+
+
+class ObjectReader(Protocol):
+    """What the actuator reads existing objects from (controlplane.cache.ObjectCache); what it writes is
+    put there at once (the watch brings the same object moments later)."""
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def put(self, kind: str, body: dict[str, Any]) -> Any: ...
+
+    def owned(self, kind: str, namespace: str, service: str) -> list[dict[str, Any]]: ...
 
 
 class KubeApiError(Exception):
@@ -105,34 +122,63 @@ class KubernetesAdapter:
         return self.request("PATCH", self.path(kind, namespace, name), body,
                             query={"fieldManager": self._manager}, content_type="application/merge-patch+json")
 
-    def ensure(self, obj: dict[str, Any]) -> str:
-        """Create the object or merge-patch it to match; returns 'created', 'patched' or 'unchanged'."""
+    def ensure(self, obj: dict[str, Any], current: Any = UNKNOWN) -> tuple[str, dict[str, Any] | None]:
+        """Create the object or merge-patch it to match: ('created' | 'patched' | 'unchanged', the object
+        as the server now has it, or None when unchanged).
+
+        `current` is the object as last seen (None: absent); when not given it is read by name.
+        """
         kind, meta = obj["kind"], obj["metadata"]
-        current = self.read(kind, meta["namespace"], meta["name"])
+        if current is UNKNOWN:
+            current = self.read(kind, meta["namespace"], meta["name"])
         if current is None:
             try:
-                self.request("POST", self.path(kind, meta["namespace"]), obj, query={"fieldManager": self._manager})
-                return "created"
+                return "created", self.request("POST", self.path(kind, meta["namespace"]), obj,
+                                               query={"fieldManager": self._manager})
             except KubeApiError as e:
                 if e.status != 409:  # created meanwhile by another writer: fall through to patch
                     raise
                 current = self.read(kind, meta["namespace"], meta["name"]) or {}
+        obj = keep_immutable(current, obj)
         if covers(current, obj):
-            return "unchanged"
-        self.patch(kind, meta["namespace"], meta["name"], obj)
-        return "patched"
+            return "unchanged", None
+        return "patched", self.patch(kind, meta["namespace"], meta["name"], obj)
 
-    def list_owned(self, kind: str, namespace: str, service: str) -> list[dict[str, Any]]:
-        """Objects of `kind` labelled as belonging to the service (label filter re-checked client-side)."""
-        out = self.request("GET", self.path(kind, namespace),
-                           query={"labelSelector": f"argus.dev/service={service}"}) or {}
-        return [o for o in out.get("items", [])
-                if (o.get("metadata", {}).get("labels") or {}).get("argus.dev/service") == service]
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        """JSON merge-patch the status subresource."""
+        return self.request("PATCH", self.path(kind, namespace, name) + "/status", {"status": status},
+                            query={"fieldManager": self._manager}, content_type="application/merge-patch+json")
+
+    def post_event(self, involved: dict[str, Any], etype: str, reason: str, message: str,
+                   component: str = "argus-operator") -> None:
+        """Post a core/v1 Event about `involved` (apiVersion, kind, name, namespace, uid)."""
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ns = involved["namespace"]
+        self.request("POST", f"/api/v1/namespaces/{ns}/events", {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": ns},
+            "involvedObject": involved, "type": etype, "reason": reason, "message": message[:1024],
+            "source": {"component": component}, "reportingComponent": component,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1})
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete one object (background propagation); False when it was already gone."""
         return self.request("DELETE", self.path(kind, namespace, name),
                             body={"propagationPolicy": "Background"}) is not None
+
+
+def keep_immutable(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """`desired` without the immutable spec fields `current` already has with another value.
+
+    An existing Service keeps its ClusterIP (the builders now ask for headless Services): patching
+    it would be refused; it becomes headless when it is re-created.
+    """
+    fields = IMMUTABLE.get(desired.get("kind", ""), ())
+    cur, want = current.get("spec") or {}, desired.get("spec") or {}
+    drop = [f for f in fields if f in want and cur.get(f) not in (None, want[f])]
+    if not drop:
+        return desired
+    return {**desired, "spec": {k: v for k, v in want.items() if k not in drop}}
 
 
 def covers(current: Any, desired: Any) -> bool:
@@ -147,31 +193,43 @@ def covers(current: Any, desired: Any) -> bool:
 
 @dataclass
 class KubernetesActuator:
-    """The Actuator of one T2IService's namespace: Plans become Deployments, Services and a ConfigMap."""
+    """The Actuator of one T2IService's namespace: Plans become Deployments, Services and a ConfigMap.
+
+    Existing objects are read from `cache` (watch-fed); only writes, and reads of objects the
+    cache has not seen, go to the API server.
+    """
 
     kube: KubernetesAdapter
     namespace: str
+    cache: ObjectReader
     owner: dict[str, Any] | None = None  # ownerReference to the T2IService
+
+    def _ensure(self, obj: dict[str, Any]) -> str:
+        meta = obj["metadata"]
+        result, now = self.kube.ensure(obj, self.cache.get(obj["kind"], meta["namespace"], meta["name"]))
+        if now:  # write-through: the next period must not think it missing while the watch catches up
+            self.cache.put(obj["kind"], now)
+        return result
 
     def apply(self, service: str, spec: T2IServiceSpec, plan: Plan, *, full: bool) -> None:
         """Ensure every object when `full`; otherwise patch only replicas that changed and a new policy."""
         if full:
             for obj in build_all(service, self.namespace, spec, plan.allocation, plan.policy, self.owner):
-                self.kube.ensure(obj)
+                self._ensure(obj)
             self.prune_levels(service, spec)
             return
         if plan.changed:
             for level in spec.levels:
-                self.kube.ensure(build_worker_deployment(service, self.namespace, spec, level,
-                                                         plan.allocation.get(level, 0), self.owner))
+                self._ensure(build_worker_deployment(service, self.namespace, spec, level,
+                                                     plan.allocation.get(level, 0), self.owner))
         if plan.policy_changed:
-            self.kube.ensure(build_policy_configmap(service, self.namespace, plan.policy, self.owner))
+            self._ensure(build_policy_configmap(service, self.namespace, plan.policy, self.owner))
 
     def prune_levels(self, service: str, spec: T2IServiceSpec) -> list[str]:
         """Delete the Deployments and Services of levels the spec no longer has; returns their names."""
         gone = []
         for kind in ("Deployment", "Service"):
-            for obj in self.kube.list_owned(kind, self.namespace, service):
+            for obj in self.cache.owned(kind, self.namespace, service):
                 level = obj["metadata"].get("labels", {}).get("argus.dev/level")
                 if level and level not in spec.levels:
                     self.kube.delete(kind, self.namespace, obj["metadata"]["name"])
@@ -179,11 +237,10 @@ class KubernetesActuator:
         return gone
 
     def readiness(self, service: str, spec: T2IServiceSpec) -> Readiness:
-        """Wanted and ready replicas per level, from one list of the service's Deployments."""
-        by_name = {d["metadata"]["name"]: d for d in self.kube.list_owned("Deployment", self.namespace, service)}
+        """Wanted and ready replicas per level, from the cached Deployments."""
         wanted, ready, missing = {}, {}, []
         for level in spec.levels:
-            d = by_name.get(worker_name(service, level))
+            d = self.cache.get("Deployment", self.namespace, worker_name(service, level))
             if d is None:
                 missing.append(level)
                 continue
@@ -193,10 +250,4 @@ class KubernetesActuator:
 
     def policy_present(self, service: str) -> bool:
         """Whether the policy ConfigMap exists (it is re-created when someone deleted it)."""
-        return self.kube.read("ConfigMap", self.namespace, policy_name(service)) is not None
-
-    def remove(self, service: str) -> None:
-        """Delete every object labelled as the service's (what ownerReferences would garbage-collect)."""
-        for kind in OWNED_KINDS:
-            for obj in self.kube.list_owned(kind, self.namespace, service):
-                self.kube.delete(kind, self.namespace, obj["metadata"]["name"])
+        return self.cache.get("ConfigMap", self.namespace, policy_name(service)) is not None

@@ -140,11 +140,13 @@ def build_worker_deployment(service: str, namespace: str, spec: T2IServiceSpec, 
 
 def build_worker_service(service: str, namespace: str, level: str,
                          owner: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The Service of one level; the router reads its EndpointSlices to find ready workers."""
+    """The headless Service of one level: the router reads its EndpointSlices to find ready workers, so
+    it needs no ClusterIP (four per T2IService exhausted a /24 service range at ~62 services)."""
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": _meta(worker_name(service, level), namespace, worker_labels(service, level), owner),
         "spec": {
+            "clusterIP": "None",
             "selector": {"argus.dev/service": service, "argus.dev/level": level},
             "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT},
                       {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT},

@@ -1,7 +1,7 @@
 """One reconcile or control period of one T2IService: parse → read metrics → plan → actuate → status.
 
-Called by the kopf handlers (handlers.py), which own the translation of the Outcome into a status
-patch and Events and of errors into kopf's retry semantics. Everything stateful comes in as arguments.
+Called by the control loop (fleet.py), which owns the translation of the Outcome into a status
+patch and Events and of errors into retries. Everything stateful comes in as arguments.
 """
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generati
     p = plan(name, spec, service_profiles(spec, deps.profile), observed, state, now, generation, epoch=uid)
     if p.decision is not None:
         deps.metrics.solve.observe(time.perf_counter() - t0)
-        deps.metrics.decisions.labels(name, str(p.changed).lower()).inc()
+        deps.metrics.decided(name, p.changed)
     deps.actuator.apply(name, spec, p, full=full or not state.allocation)
     for level, n in p.allocation.items():
-        deps.metrics.replicas.labels(name, level).set(n)
+        deps.metrics.allocated(name, level, n)
     ready = deps.actuator.readiness(name, spec)
     if ready.missing or (not full and not deps.actuator.policy_present(name)):
         deps.actuator.apply(name, spec, p, full=True)  # someone deleted an object: put it back

@@ -11,14 +11,16 @@ from typing import Mapping
 class OperatorSettings:
     """How the operator process runs; every field has an ARGUS_OPERATOR_* environment variable."""
 
-    tick_s: float = 1.0  # seconds between timer wake-ups; each service acts once per its controlPeriod
+    tick_s: float = 1.0  # seconds between control-loop passes; each service acts once per its controlPeriod
     rate_window: str = "1m"  # PromQL rate window; at least two Prometheus scrape intervals
     prometheus_timeout_s: float = 5.0  # per query; a slow Prometheus counts as unreachable
     api_timeout_s: float = 10.0  # per Kubernetes API request
     metrics_port: int = 8080  # the operator's own /metrics (0 = off)
     metrics_host: str = "0.0.0.0"
     profile_path: str = ""  # level profile JSON; empty = the bundled SDXL profile
-    workers: int = 16  # threads for the sync handlers (API and Prometheus calls block); spec edits queue behind timers otherwise
+    workers: int = 16  # control-loop worker threads (API and Prometheus calls block); the API client's pool matches
+    heartbeat_s: float = 60.0  # status written at least this often; otherwise only when it changes materially
+    trace_heap: int = 0  # 1: trace the Python heap (tracemalloc; argus_operator_traced_heap_bytes), for the benchmark
     retry_delay_s: float = 2.0  # first backoff after a transient API error (doubles per retry, max 60 s)
 
     @classmethod
@@ -36,4 +38,11 @@ class OperatorSettings:
         s = cls(**kwargs)
         if s.tick_s <= 0:
             raise ValueError(f"ARGUS_OPERATOR_TICK_S={s.tick_s}: must be > 0")
+        if s.workers < 1:
+            raise ValueError(f"ARGUS_OPERATOR_WORKERS={s.workers}: must be >= 1")
         return s
+
+    @property
+    def api_pool_size(self) -> int:
+        """Connections the Kubernetes client keeps: one per worker thread, plus the loop's own calls."""
+        return self.workers + 2
