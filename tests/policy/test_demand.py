@@ -92,3 +92,28 @@ def test_release_half_life_slows_drops_only():
     shares, st = estimate_shares(st, {"cache-k0": 1.0}, 310.0, cfg)
     shares, st = estimate_shares(st, {"steps-20": 1.0}, 340.0, cfg)  # shares: half_life_s (30 s)
     assert shares["steps-20"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("noise", [0.05, 0.1])
+def test_steady_noisy_load_is_planned_at_the_documented_headroom(noise):
+    """Issue 17: a steady load whose windowed rate fluctuates is planned at 1.2x its mean, not on the
+    noise's upper envelope (rises taken at once, drops released over 300 s gave ~1.3x)."""
+    import numpy as np
+
+    cfg = DemandSettings(half_life_s=30.0, release_half_life_s=300.0)
+    rng = np.random.default_rng(0)
+    st, planned = DemandState(), []
+    for i in range(480):  # 2 h of 15 s control periods at a mean of 6.5 req/s
+        est, st = estimate(st, 6.5 * (1 + rng.normal(0.0, noise)), 15.0 * i, cfg)
+        if i >= 40:
+            planned.append(est)
+    assert 1.17 <= np.mean(planned) / 6.5 <= 1.23
+
+
+def test_burst_beyond_headroom_followed_at_once_and_released_slowly():
+    cfg = DemandSettings(half_life_s=30.0, release_half_life_s=300.0)
+    _, st = estimate(DemandState(), 1.0, 0.0, cfg)
+    est, st = estimate(st, 6.5, 15.0, cfg)  # 6.5x: beyond the band
+    assert est == pytest.approx(1.2 * 6.5)
+    est, st = estimate(st, 1.0, 315.0, cfg)  # a drop beyond the band squared: one release half-life
+    assert est == pytest.approx(1.2 * (6.5 - 0.5 * 5.5))

@@ -1,5 +1,14 @@
 """Demand estimation: time-aware EWMA of the observed arrival rate times a headroom factor.
 
+Planned demand = headroom (1.2) x the smoothed rate. The headroom is the band the estimate tolerates
+without reacting: an observation within [rate / headroom, rate x headroom] (the noise of a steady load)
+moves the EWMA with `half_life_s` both ways, so a steady load is planned at headroom x its mean, as
+documented. A rise beyond the band is taken at once (`burst_follow`); a drop beyond twice the band
+(headroom^2: a spike taken at once leaves the steady level one band below) is followed with
+`release_half_life_s` (capacity is given back slowly after a burst). Before this rule, every
+upward fluctuation was taken at once and released slowly, so the plan sat on the noise's upper
+envelope: ~1.3x the mean at the simulated plateau, not 1.2x (tests/policy/test_demand.py).
+
 Ray Serve style: the policy is pure, `(state, observation, now) -> (estimate, new_state)`; the
 caller keeps the state (the control loop stores it with the service) and passes it back next time.
 """
@@ -65,13 +74,16 @@ def estimate(state: DemandState, observed_rate: float, now: float,
     elif now < state.at:
         raise DemandError(f"now: {now} is before the state's time {state.at}")
     else:
+        band = settings.headroom
         half_life = settings.half_life_s
-        if observed_rate < state.rate and settings.release_half_life_s is not None:
+        if observed_rate * band * band < state.rate and settings.release_half_life_s is not None:
+            # a drop beyond the band, and beyond the band above a rise just taken at once (a noise spike
+            # past the band is followed at once, so the steady level is one band below it): release slowly
             half_life = settings.release_half_life_s
         alpha = 1.0 - 0.5 ** ((now - state.at) / half_life)
         smoothed = state.rate + alpha * (observed_rate - state.rate)
-        if settings.burst_follow:
-            smoothed = max(smoothed, float(observed_rate))
+        if settings.burst_follow and observed_rate > state.rate * band:
+            smoothed = max(smoothed, float(observed_rate))  # a rise beyond the band: at once
     return smoothed * settings.headroom, DemandState(rate=smoothed, at=now, shares=dict(state.shares),
                                                      shares_at=state.shares_at)
 
