@@ -190,7 +190,7 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
     quality = float((served * qual).sum() / throughput) if throughput > EPS else None
     T = np.array([p.peak_throughput for p in prof])
     latency: dict[str, float | None] = {}
-    q = [s.queues.get(k, 0.0) for k in names]
+    q = milp.waiting(s, f.current)  # requests in service are not queued
     for j, name in enumerate(names):
         cap = x[j] * T[j]
         if x[j] == 0:
