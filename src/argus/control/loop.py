@@ -204,6 +204,8 @@ def _digest(doc: PolicyDocument) -> str:
     body = doc.model_dump(exclude={"version", "generated_at", "reason"})
     body["redirection"] = {k: {d: round(p, 3) for d, p in row.items()} for k, row in body["redirection"].items()}
     body["shed_rate"] = round(body["shed_rate"], 3)
+    body["prices"] = {k: round(v, 1) for k, v in body.get("prices", {}).items()}
+    body["shares"] = {k: round(v, 2) for k, v in body.get("shares", {}).items()}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -82,6 +82,15 @@ class LpModel:
         self.memo[key] = r
         return r
 
+    def row_duals(self, x: np.ndarray) -> np.ndarray | None:
+        """Row duals of the LP with x fixed (HiGHS's signs: <= 0 on a binding <= row when minimizing);
+        None when infeasible. Solves again (not memoized): the memo keeps column values only."""
+        self.h.changeColsBounds(self.n_int, self.idx, x, x)
+        self.h.run()
+        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        return np.array(self.h.getSolution().row_dual)
+
     def slope(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Reduced costs of x at the LP with these x bounds (solved before, feasible)."""
         return self.slopes[np.asarray(lo, dtype=float).tobytes() + np.asarray(hi, dtype=float).tobytes()]

@@ -29,6 +29,8 @@ class Decision:
     changed: bool  # replicas differ from the snapshot's current allocation
     reason: str  # what bound is active and what was traded, for people
     notes: list[str] = field(default_factory=list)  # the reason's parts, one per line
+    prices: dict[str, float] = field(default_factory=dict)  # quality points a request at each level costs the plan
+    shares: dict[str, float] = field(default_factory=dict)  # each level's share of planned capacity
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with deterministic ordering of levels as given."""
@@ -38,7 +40,8 @@ class Decision:
                 "backlog_excess": self.backlog_excess, "planned": self.planned,
                 "served_by_level": dict(self.served_by_level), "objective": self.objective, "gap": self.gap,
                 "tolerance": self.tolerance,
-                "changed": self.changed, "reason": self.reason}
+                "changed": self.changed, "reason": self.reason, "prices": dict(self.prices),
+                "shares": dict(self.shares)}
 
 
 def to_policy_document(decision: Decision, *, service: str, version: int, quality_floor: float,
@@ -49,4 +52,5 @@ def to_policy_document(decision: Decision, *, service: str, version: int, qualit
                           quality_floor=quality_floor, levels=list(decision.replicas),
                           allocation=dict(decision.replicas), redirection=decision.redirection,
                           overload=decision.overload, shed_rate=decision.shed_rate, reason=decision.reason,
-                          level_quality=dict(level_quality or {}))
+                          level_quality=dict(level_quality or {}), prices=dict(decision.prices),
+                          shares=dict(decision.shares))

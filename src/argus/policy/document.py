@@ -38,6 +38,13 @@ class PolicyDocument(BaseModel):
     level_quality: dict[str, float] = Field(default_factory=dict, description=(
         "Mean relative quality (%) of each level in the profile the plan used; the router reports it for a "
         "request whose prompt has no per-level prediction (no predictor, or a level it does not cover)."))
+    prices: dict[str, float] = Field(default_factory=dict, description=(
+        "Per-prompt placement (issue 17): what a request at each level costs the plan, in quality points. The "
+        "router sends a prompt with per-level predictions to the allowed level maximizing predicted quality "
+        "minus price (argus.router.assign.place). Empty: draw from the redirection row."))
+    shares: dict[str, float] = Field(default_factory=dict, description=(
+        "Each level's share of the planned capacity: per-prompt placement sends no level more than this share "
+        "of the arrivals (beyond a small burst)."))
     reason: str = ""
 
     @model_validator(mode="after")
@@ -51,6 +58,12 @@ class PolicyDocument(BaseModel):
                 raise ValueError(f"level_quality: unknown level {lv!r}")
             if not 0.0 <= q <= 100.0:
                 raise ValueError(f"level_quality[{lv}]: {q} outside [0, 100]")
+        for name, table in (("prices", self.prices), ("shares", self.shares)):
+            for lv, v in table.items():
+                if lv not in known:
+                    raise ValueError(f"{name}: unknown level {lv!r}")
+                if not (v >= 0.0 and v < float("inf")) or (name == "shares" and v > 1.0 + 1e-9):
+                    raise ValueError(f"{name}[{lv}]: {v} out of range")
         for src, row in self.redirection.items():
             if src not in known:
                 raise ValueError(f"redirection: unknown source level {src!r}")

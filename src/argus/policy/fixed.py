@@ -8,6 +8,8 @@ max-flow/min-cut, f(S) = min over closed source sets A of D(sources outside A) +
 where C_j = T_j x_j - backlog_j and N(A) are the levels A may use; a closed set is every source
 whose levels lie in a union U of sources' level sets, so the minimum runs over those unions.
 Evaluating a batch is a few numpy operations, where HiGHS costs ~0.1-0.4 ms per allocation.
+With prompt classes (Snapshot.classes) the value of a level depends on the class it serves: Hall's
+condition still decides feasibility, and a feasible allocation's value is its LP (`exact`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class SafeEvaluator:
 
     def __init__(self, n: int, sources: list[int], pairs: list[tuple[int, int, bool]], demand: np.ndarray,
                  throughput: np.ndarray, backlog: np.ndarray, quality: np.ndarray, switch_cost: np.ndarray,
-                 current: np.ndarray):
+                 current: np.ndarray, exact=None):
         reach = {k: 0 for k in sources}  # bitmask of the levels each source may use
         for k, j, safe in pairs:
             if safe:
@@ -51,6 +53,9 @@ class SafeEvaluator:
         self.q_sorted = quality[self.order]
         self.throughput, self.backlog = throughput, backlog
         self.switch_cost, self.current = switch_cost, current
+        # With prompt classes a level's value depends on whom it serves, so greedy by level quality is not
+        # exact: `exact(x)` gives a feasible allocation's value (its LP); feasibility stays combinatorial.
+        self.exact = exact
 
     def values(self, xs: np.ndarray) -> np.ndarray:
         """Objective (maximized) per row of xs; -inf where the allocation cannot serve the demand safely."""
@@ -61,6 +66,10 @@ class SafeEvaluator:
         served = (cap @ self.member_t + self.outside).min(axis=1, initial=self.total)
         ok = np.flatnonzero(drained & (served >= self.total - FEAS_TOL))
         value = np.full(len(xs), -np.inf)
+        if self.exact is not None:
+            for i in ok:
+                value[i] = self.exact(np.asarray(xs[i], dtype=float))
+            return value
         for part in np.array_split(ok, -(-ok.size // CHUNK)) if ok.size else []:  # bounded memory
             # f(S_t) for every prefix S_t of the greedy order: min over unions of outside demand + capacity inside.
             inside = (cap[part] @ self.prefix).reshape(part.size, self.n_unions, -1)  # (cand, unions, t)

@@ -29,7 +29,8 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from argus.policy import allocations, cover
 from argus.policy.bnb import LpModel, branch_and_bound, outer_approximation
 from argus.policy.fixed import SafeEvaluator
-from argus.policy.redirection import NEVER, SAFE, relation_table
+from argus.levels import parse_level
+from argus.policy.redirection import NEVER, relation_table
 from argus.policy.snapshot import Snapshot
 
 P_DEGRADE = 50.0  # value lost per request/s served below its prompt's floor (overload model only)
@@ -59,12 +60,17 @@ class Formulation:
     bounds_hi: np.ndarray
     gpus: int
     planned: float  # requests/s the plan must serve: min(demand, target)
-    demand_by_level: np.ndarray  # D_k
+    demand_by_level: np.ndarray  # D_r per demand row (optimal level k, or prompt class c when the snapshot has classes)
     backlog_rate: np.ndarray  # q_j / (SLO - s_j), requests/s
     usable: np.ndarray  # bool: service time below the SLO
     current: np.ndarray
     switch_cost: np.ndarray  # c_j per added replica (0 on cold start)
     throughput: np.ndarray  # T_j, requests/s per replica
+    row_level: np.ndarray = None  # optimal level of each demand row (identity without classes)
+    row_quality: np.ndarray = None  # expected quality (%) of each demand row at each level (rows x levels)
+    classed: bool = False  # demand rows are the snapshot's prompt classes
+    weight: float = 1.0  # the snapshot's quality_weight
+    level_names: tuple = ()
     # One warm HiGHS model per formulation, shared by every search, relaxation and fixed-x evaluation.
     cache: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -81,10 +87,17 @@ class Formulation:
             for i, (k, j, safe) in enumerate(self.pairs):
                 if safe:
                     q[j] = -self.c[self.off_y + i]
+            # With classes a level's value depends on the class it serves: feasibility stays combinatorial,
+            # the value of a feasible allocation is its transportation LP (exact, as HiGHS computes it).
+            exact = self._lp_value if self.classed else None
             self.cache["eval"] = SafeEvaluator(self.n, self.sources, self.pairs, self.demand_by_level,
                                                self.throughput, self.backlog_rate, q, self.switch_cost,
-                                               self.current)
+                                               self.current, exact=exact)
         return self.cache["eval"]
+
+    def _lp_value(self, x: np.ndarray) -> float:
+        r = self.lp().solve(x, x)
+        return -np.inf if r is None else -r[0]
 
     def listing(self) -> np.ndarray | None:
         """Every allocation in the search box within the budget, if there are at most LIST_LIMIT."""
@@ -118,7 +131,8 @@ class Formulation:
         plus a quarter of the shedding price when overload is certain (proven: no safe allocation exists,
         even with fractional replicas or after a complete search): the search then stops sooner, once
         shedding is nearly settled."""
-        scale = 100.0 + (P_DEGRADE if self.overload else 0.0) + (P_SHED / 4 if self.certain else 0.0)
+        scale = (100.0 * self.weight + (P_DEGRADE if self.overload and not self.classed else 0.0)
+                 + (P_SHED / 4 if self.certain else 0.0))
         return REL_TOL * (scale * self.planned + 1.0)
 
 
@@ -129,8 +143,8 @@ class Solution:
     objective: float  # maximization objective (see module docstring)
     bound: float  # proven upper bound on the objective (== objective when solved to tolerance)
     x: np.ndarray  # replicas (integers unless relaxed)
-    flows: np.ndarray  # n x n: y[k, j]
-    shed: np.ndarray  # per optimal level k
+    flows: np.ndarray  # rows x n: y[r, j], r a demand row (optimal level, or prompt class)
+    shed: np.ndarray  # per demand row
     backlog_excess: np.ndarray  # per level j
 
 
@@ -144,19 +158,20 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     slack = s.latency_slo - np.array([p.service_time for p in prof])
     usable = slack > 0
     planned = min(s.demand, s.throughput_target)
-    D = np.array([planned * s.h.get(k, 0.0) for k in names])
+    w = float(s.quality_weight)
+    rows = _rows(s, Q)
+    row_level, V, allowed, D = rows[0], rows[1], rows[2], planned * rows[3]
     x0 = np.array([s.current.get(k, 0) for k in names], dtype=float)
     q = waiting(s, x0)
     backlog = np.where(usable, q / np.where(usable, slack, 1.0), 0.0)
     cold = x0.sum() == 0  # nothing runs yet: every replica loads anyway, so no level is cheaper to reach
     load = np.array([p.load_time for p in prof])
     # A reload idles the replica's capacity for load_time; charged over the amortization horizon.
-    switch = np.zeros(n) if cold else Q * T * load / s.hysteresis.amortize_s
+    switch = np.zeros(n) if cold else w * Q * T * load / s.hysteresis.amortize_s
 
-    table = relation_table(names)
-    sources = [k for k in range(n) if D[k] > 0]
-    pairs = [(k, j, table[k][j] == SAFE) for k in sources for j in range(n)
-             if table[k][j] != NEVER and usable[j] and (overload or table[k][j] == SAFE)]
+    sources = [k for k in range(len(D)) if D[k] > 0]
+    pairs = [(k, j, j <= row_level[k]) for k in sources for j in range(n)
+             if allowed[k, j] and usable[j] and (overload or j <= row_level[k])]
     n_y, n_s = len(pairs), len(sources)
     nv = 2 * n + n_y + n_s + n
     off_y, off_s, off_v = 2 * n, 2 * n + n_y, 2 * n + n_y + n_s
@@ -164,7 +179,8 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     c = np.zeros(nv)  # minimize -objective
     c[n:2 * n] = switch
     for i, (k, j, safe) in enumerate(pairs):
-        c[off_y + i] = -Q[j] + (0.0 if safe else P_DEGRADE)
+        # With classes a degraded request costs what its class loses there; without, a flat price.
+        c[off_y + i] = -w * V[k, j] + (0.0 if safe or s.classes else P_DEGRADE)
     c[off_s:off_v] = P_SHED
     c[off_v:] = P_SHED
 
@@ -206,7 +222,40 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     return Formulation(n=n, overload=overload, certain=overload and certain, pairs=pairs, sources=sources,
                        c=c, A=A, lb=lo, ub=hi, bounds_lo=b_lo, bounds_hi=b_hi, gpus=s.gpus, planned=planned,
                        demand_by_level=D,
-                       backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch, throughput=T)
+                       backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch, throughput=T,
+                       row_level=row_level, row_quality=V, classed=bool(s.classes), weight=w,
+                       level_names=tuple(names))
+
+
+def _rows(s: Snapshot, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Demand rows: (optimal level, quality per level, allowed levels, share) per row.
+
+    Without classes a row is an optimal level k worth the level mean Q_j anywhere, and a cache level
+    with K > 0 takes only rows that had a hit (redirection.relation). With classes a row is a prompt
+    class worth its expected quality, and every cache level no deeper than its hit is open to it."""
+    names = s.levels
+    n = len(names)
+    if not s.classes:
+        table = relation_table(names)
+        allowed = np.array([[table[k][j] != NEVER for j in range(n)] for k in range(n)])
+        return (np.arange(n), np.tile(Q, (n, 1)), allowed, np.array([s.h.get(k, 0.0) for k in names]))
+    skip = np.array([_cache_skip(lv) for lv in names])
+    R = len(s.classes)
+    V = np.zeros((R, n))
+    allowed = np.zeros((R, n), dtype=bool)
+    for r, c in enumerate(s.classes):
+        for lv, q in c.quality.items():
+            j = names.index(lv)
+            V[r, j] = q
+            allowed[r, j] = skip[j] <= c.hit
+    return (np.array([names.index(c.optimal) for c in s.classes]), V, allowed,
+            np.array([c.share for c in s.classes]))
+
+
+def _cache_skip(name: str) -> int:
+    """K of a cache-kK level (its depth of resumption), 0 for any other level."""
+    lv = parse_level(name, 1000)
+    return lv.skip if lv.family == "cache" else 0
 
 
 def waiting(s: Snapshot, current: np.ndarray) -> np.ndarray:
@@ -240,13 +289,13 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
         start = None  # below the full-quality floor or on a level too slow for the SLO
     tol = f.tolerance if tol is None else tol
     xs = f.listing()
-    if xs is not None and not f.overload:
+    if xs is not None and not f.overload and not f.classed:
         return _best_listed(f, xs)
     if xs is not None:
         r = outer_approximation(lp, xs, tol, limit, start)
     else:
         # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.fixed), not by HiGHS.
-        evaluate = None if f.overload else _scorer(f)
+        evaluate = None if f.overload or f.classed else _scorer(f)
         r = branch_and_bound(lp, tol, f.gpus, limit, start, give_up, evaluate)
     if r is None:
         return None
@@ -292,10 +341,10 @@ def run_highs_milp(f: Formulation) -> Solution | None:
 
 
 def _solution(f: Formulation, objective: float, bound: float, xs: np.ndarray, integral: bool) -> Solution:
-    flows = np.zeros((f.n, f.n))
+    flows = np.zeros((len(f.demand_by_level), f.n))
     for i, (k, j, _) in enumerate(f.pairs):
         flows[k, j] = max(xs[f.off_y + i], 0.0)
-    shed = np.zeros(f.n)
+    shed = np.zeros(len(f.demand_by_level))
     for si, k in enumerate(f.sources):
         shed[k] = max(xs[f.off_shed + si], 0.0)
     x = np.round(xs[:f.n]) if integral else xs[:f.n].copy()

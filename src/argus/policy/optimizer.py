@@ -88,7 +88,7 @@ def _steady(s: Snapshot, f: milp.Formulation) -> Decision | None:
         if cur is None:
             return None
     bound = milp.run(f, relax=True)
-    threshold = max(s.hysteresis.min_gain * max(_served_quality(s, cur), 1.0), f.tolerance)
+    threshold = max(s.hysteresis.min_gain * max(_served_quality(f, cur), 1.0), f.tolerance)
     if bound is None or bound.objective - cur.objective > threshold:
         return None
     note = (f"hysteresis: kept current allocation; no change can gain more than "
@@ -114,8 +114,9 @@ def _settle(s: Snapshot, f: milp.Formulation, best: milp.Solution) -> milp.Solut
     return more if more is not None and more.objective >= best.objective else best
 
 
-def _served_quality(s: Snapshot, sol: milp.Solution) -> float:
-    return float((sol.flows.sum(axis=0) * [p.quality for p in s.profiles]).sum())
+def _served_quality(f: milp.Formulation, sol: milp.Solution) -> float:
+    """Served requests/s x their expected quality (%), times the quality weight: the objective's scale."""
+    return float((sol.flows * f.row_quality).sum()) * f.weight
 
 
 def objective_of(s: Snapshot, replicas: dict[str, int], overload: bool) -> float | None:
@@ -161,7 +162,7 @@ def _degraded(f: milp.Formulation, sol: milp.Solution) -> float:
 def _keep_current(s: Snapshot, f: milp.Formulation, best: milp.Solution,
                   cur: milp.Solution) -> tuple[bool, str]:
     """Hysteresis: keep a working allocation within its dwell time or when a change gains too little."""
-    served_q = _served_quality(s, cur)
+    served_q = _served_quality(f, cur)
     gain = best.objective - cur.objective
     # A gain within the search tolerance is noise, not a reason to reload replicas.
     threshold = max(s.hysteresis.min_gain * max(served_q, 1.0), f.tolerance)
@@ -186,8 +187,8 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
     x = [int(v) for v in replicas]
     served = sol.flows.sum(axis=0)
     throughput = float(served.sum())
-    qual = np.array([p.quality for p in prof])
-    quality = float((served * qual).sum() / throughput) if throughput > EPS else None
+    quality = float((sol.flows * f.row_quality).sum() / throughput) if throughput > EPS else None
+    flows = _by_level(f, sol.flows)
     T = np.array([p.peak_throughput for p in prof])
     latency: dict[str, float | None] = {}
     q = milp.waiting(s, f.current)  # requests in service are not queued
@@ -206,30 +207,60 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
     shed = float(sol.shed.sum())
     excess = float(sol.backlog_excess.sum())
     overload = _overloaded(f, sol)
-    notes = _reason(s, f, sol, x, throughput, quality, degraded, shed, excess)
+    notes = _reason(s, f, sol, flows, x, throughput, quality, degraded, shed, excess)
+    cap = np.array([x[j] * T[j] if f.usable[j] else 0.0 for j in range(len(names))])
     if kept_note:
         notes.insert(0, kept_note)
     return Decision(
         replicas={n: x[j] for j, n in enumerate(names)},
-        redirection=matrix(names, x, sol.flows.tolist(), shed=_unplanned(s, f, sol).tolist(),
-                           capacity=[x[j] * T[j] if f.usable[j] else 0.0 for j in range(len(names))],
-                           degraded_ok=overload),
+        redirection=matrix(names, x, flows.tolist(), shed=_unplanned(s, f, sol).tolist(),
+                           capacity=cap.tolist(), degraded_ok=overload),
         throughput=throughput, quality=quality, latency=latency, overload=overload,
         shed_rate=shed if shed > 1e-6 else 0.0, degraded_rate=degraded if degraded > 1e-6 else 0.0,
         backlog_excess=excess if excess > 1e-6 else 0.0, planned=f.planned,
         served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
         gap=max(sol.bound - sol.objective, 0.0), tolerance=f.tolerance,
-        changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes)
+        changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes,
+        prices=_prices(f, replicas), shares=_shares(names, cap - f.backlog_rate))
+
+
+def _by_level(f: milp.Formulation, rows: np.ndarray) -> np.ndarray:
+    """Flows (or shed) of demand rows summed by the rows' optimal levels (the redirection matrix's rows)."""
+    out = np.zeros((f.n,) + rows.shape[1:])
+    np.add.at(out, f.row_level, rows)
+    return out
+
+
+def _prices(f: milp.Formulation, replicas: np.ndarray) -> dict[str, float]:
+    """What one more request/s at each level costs the plan, in quality points (its capacity row's dual at
+    the decided replicas, divided by the quality weight). The router sends each prompt to the allowed level
+    with the highest predicted quality minus price (argus.router.assign.place): at these prices every class
+    the plan splits is indifferent between the levels it uses, so prompts sort themselves by their own
+    predictions within the class. Empty when the fixed-replica LP is infeasible."""
+    duals = f.lp().row_duals(np.asarray(replicas, dtype=float))
+    if duals is None:
+        return {}
+    cap_row = 1 + len(f.sources)
+    names = f.level_names
+    return {names[j]: round(max(-float(duals[cap_row + j]), 0.0) / f.weight, 4) for j in range(f.n)}
+
+
+def _shares(names: list[str], capacity: np.ndarray) -> dict[str, float]:
+    """Each level's share of the planned capacity (net of backlog drain): the router's per-level ceiling."""
+    cap = np.maximum(capacity, 0.0)
+    total = float(cap.sum())
+    return {n: round(float(c) / total, 6) for n, c in zip(names, cap) if c > 0} if total > 0 else {}
 
 
 def _unplanned(s: Snapshot, f: milp.Formulation, sol: milp.Solution) -> np.ndarray:
     """Load per optimal level that arrives but the plan does not serve: planned shedding plus demand
     beyond the throughput target (the router routes it all, so the matrix must place it)."""
     beyond = max(s.demand - f.planned, 0.0)
-    return sol.shed + np.array([beyond * s.h.get(k, 0.0) for k in s.levels])
+    h = s.level_shares()
+    return _by_level(f, sol.shed) + np.array([beyond * h.get(k, 0.0) for k in s.levels])
 
 
-def _reason(s: Snapshot, f: milp.Formulation, sol: milp.Solution, x: list[int], throughput: float,
+def _reason(s: Snapshot, f: milp.Formulation, sol: milp.Solution, flows: np.ndarray, x: list[int], throughput: float,
             quality: float | None, degraded: float, shed: float, excess: float) -> list[str]:
     """Say which bound is active and what was traded, in order of importance."""
     names = s.levels
@@ -270,12 +301,12 @@ def _reason(s: Snapshot, f: milp.Formulation, sol: milp.Solution, x: list[int], 
                      + ", ".join(f"{names[j]} {f.backlog_rate[j]:.3g} req/s"
                                  for j in range(len(names)) if f.backlog_rate[j] > 0))
     if throughput > EPS:
-        own = float(np.trace(sol.flows))
+        own = float(np.trace(flows))
         fam = {"cache": 0.0, "steps": 0.0, "model": 0.0}
         for j, n in enumerate(names):
             lv = parse_level(n, 1000)
-            fam[lv.family] += float(sol.flows[:, j].sum())
-        full = float(sol.flows[:, names.index("cache-k0")].sum())
+            fam[lv.family] += float(flows[:, j].sum())
+        full = float(flows[:, names.index("cache-k0")].sum())
         notes.append(f"{own / throughput:.0%} of load at its optimal level, "
                      f"{(throughput - own - degraded) / throughput:.0%} at a safer one")
         notes.append(f"strategy: full quality {full / throughput:.0%}, approximate caching "

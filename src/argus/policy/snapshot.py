@@ -34,6 +34,29 @@ class Hysteresis:
 
 
 @dataclass(frozen=True)
+class PromptClass:
+    """Prompts the optimizer plans for together: what they may use and how good each level is for them.
+
+    A class is keyed by both the cache-hit depth its prompts have (the deepest cache-kK their most
+    similar cached prompt allows) and their sensitivity to step reduction (argus.policy.classes), not
+    only by their optimal level: two prompts with the same optimal level may lose very different
+    amounts at another level. `quality` is the class's expected relative quality at each level,
+    estimated from profiled per-prompt qualities; a level missing from it is not offered to the class.
+    """
+
+    name: str
+    share: float  # fraction of demand in this class
+    optimal: str  # the predictor's optimal level for the class (levels at least as safe are "safe" for it)
+    hit: int  # deepest cache-kK allowed (0: no hit); deeper cache levels are never offered
+    quality: dict[str, float]  # expected relative quality (%) per level
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict."""
+        return {"name": self.name, "share": self.share, "optimal": self.optimal, "hit": self.hit,
+                "quality": dict(self.quality)}
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything one optimizer run needs; `now` is the decision time (seconds, any epoch)."""
 
@@ -50,6 +73,13 @@ class Snapshot:
     last_change: float | None = None  # time the allocation last changed
     min_full_quality: int = 1  # replicas of cache-k0 always kept
     hysteresis: Hysteresis = field(default_factory=Hysteresis)
+    # Per-class planning (issue 17): when given, demand is split by class share (h is then only reported)
+    # and serving class c at level j is worth the class's expected quality there.
+    classes: tuple[PromptClass, ...] = ()
+    # The user's quality/violation trade (T2IService spec `qualityWeight`): the plan values quality this
+    # many times more against unserved planned demand (P_SHED per req/s). 1 serves the planned demand
+    # (headroom included) first; larger values give up some headroom for quality at peak.
+    quality_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -69,7 +99,17 @@ class Snapshot:
                 "h": dict(self.h), "throughput_target": self.throughput_target,
                 "quality_floor": self.quality_floor, "latency_slo": self.latency_slo, "now": self.now,
                 "current": dict(self.current), "queues": dict(self.queues), "last_change": self.last_change,
-                "min_full_quality": self.min_full_quality, "hysteresis": self.hysteresis.to_dict()}
+                "min_full_quality": self.min_full_quality, "hysteresis": self.hysteresis.to_dict(),
+                "classes": [c.to_dict() for c in self.classes], "quality_weight": self.quality_weight}
+
+    def level_shares(self) -> dict[str, float]:
+        """Share of demand per optimal level: h, or the classes' shares summed by optimal level."""
+        if not self.classes:
+            return dict(self.h)
+        out: dict[str, float] = {}
+        for c in self.classes:
+            out[c.optimal] = out.get(c.optimal, 0.0) + c.share
+        return out
 
     @classmethod
     def from_dict(cls, raw: Any, profile: Profile | None = None) -> "Snapshot":
@@ -77,11 +117,12 @@ class Snapshot:
         if not isinstance(raw, dict):
             raise SnapshotError(f"snapshot: expected an object, got {type(raw).__name__}")
         known = {"gpus", "levels", "demand", "h", "throughput_target", "quality_floor", "latency_slo", "now",
-                 "current", "queues", "last_change", "min_full_quality", "hysteresis"}
+                 "current", "queues", "last_change", "min_full_quality", "hysteresis", "classes",
+                 "quality_weight"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise SnapshotError(f"{unknown[0]}: unknown field")
-        for req in ("gpus", "levels", "demand", "h", "throughput_target", "latency_slo"):
+        for req in ("gpus", "levels", "demand", "throughput_target", "latency_slo"):
             if req not in raw:
                 raise SnapshotError(f"{req}: is required")
         levels = raw["levels"]
@@ -106,12 +147,30 @@ class Snapshot:
             raise SnapshotError(f"hysteresis.{bad[0]}: unknown field")
         for k, v in hyst.items():
             _finite(v, f"hysteresis.{k}")
-        return cls(gpus=raw["gpus"], profiles=tuple(profiles), demand=raw["demand"], h=_mapping(raw["h"], "h"),
+        if "h" not in raw and not raw.get("classes"):
+            raise SnapshotError("h: is required (or classes)")
+        classes = raw.get("classes", [])
+        if not isinstance(classes, list):
+            raise SnapshotError("classes: must be a list of prompt classes")
+        parsed = []
+        for i, c in enumerate(classes):
+            if not isinstance(c, dict):
+                raise SnapshotError(f"classes[{i}]: must be an object")
+            bad = sorted(set(c) - {"name", "share", "optimal", "hit", "quality"})
+            if bad:
+                raise SnapshotError(f"classes[{i}].{bad[0]}: unknown field")
+            for req in ("name", "share", "optimal", "quality"):
+                if req not in c:
+                    raise SnapshotError(f"classes[{i}].{req}: is required")
+            parsed.append(PromptClass(name=c["name"], share=c["share"], optimal=c["optimal"], hit=c.get("hit", 0),
+                                      quality=_mapping(c["quality"], f"classes[{i}].quality")))
+        return cls(gpus=raw["gpus"], profiles=tuple(profiles), demand=raw["demand"], h=_mapping(raw.get("h", {}), "h"),
                    throughput_target=raw["throughput_target"], quality_floor=raw.get("quality_floor", 90.0),
                    latency_slo=raw["latency_slo"], now=raw.get("now", 0.0),
                    current=_mapping(raw.get("current", {}), "current"),
                    queues=_mapping(raw.get("queues", {}), "queues"), last_change=raw.get("last_change"),
-                   min_full_quality=raw.get("min_full_quality", 1), hysteresis=Hysteresis(**hyst))
+                   min_full_quality=raw.get("min_full_quality", 1), hysteresis=Hysteresis(**hyst),
+                   classes=tuple(parsed), quality_weight=raw.get("quality_weight", 1.0))
 
 
 def _mapping(v: Any, where: str) -> dict:
@@ -166,8 +225,11 @@ def _validate(s: Snapshot) -> None:
         if _finite(v, f"h[{k}]") < 0:
             raise SnapshotError(f"h[{k}]: share {v} must be >= 0")
     total = sum(s.h.values())
-    if s.demand > 0 and abs(total - 1.0) > H_TOLERANCE:
+    if s.demand > 0 and not s.classes and abs(total - 1.0) > H_TOLERANCE:
         raise SnapshotError(f"h: shares sum to {total:.6f}, not 1")
+    _validate_classes(s, known)
+    if not (_finite(s.quality_weight, "quality_weight") > 0):
+        raise SnapshotError(f"quality_weight: {s.quality_weight} must be > 0")
     for k, v in s.current.items():
         if k not in known:
             raise SnapshotError(f"current: unknown level {k!r}")
@@ -188,3 +250,30 @@ def _validate(s: Snapshot) -> None:
         raise SnapshotError(f"hysteresis.min_gain: {hy.min_gain} must be >= 0")
     if hy.amortize_s <= 0:
         raise SnapshotError(f"hysteresis.amortize_s: {hy.amortize_s} must be > 0")
+
+
+def _validate_classes(s: Snapshot, known: set[str]) -> None:
+    seen = set()
+    for i, c in enumerate(s.classes):
+        where = f"classes[{i}]"
+        if not isinstance(c.name, str) or not c.name:
+            raise SnapshotError(f"{where}.name: must be a non-empty string")
+        if c.name in seen:
+            raise SnapshotError(f"{where}.name: class {c.name!r} appears twice")
+        seen.add(c.name)
+        if _finite(c.share, f"{where}.share") < 0:
+            raise SnapshotError(f"{where}.share: {c.share} must be >= 0")
+        if c.optimal not in known:
+            raise SnapshotError(f"{where}.optimal: unknown level {c.optimal!r}")
+        if _int(c.hit, f"{where}.hit") < 0:
+            raise SnapshotError(f"{where}.hit: {c.hit} must be >= 0")
+        for lv, q in c.quality.items():
+            if lv not in known:
+                raise SnapshotError(f"{where}.quality: unknown level {lv!r}")
+            if not 0 <= _finite(q, f"{where}.quality[{lv}]") <= 100:
+                raise SnapshotError(f"{where}.quality[{lv}]: {q} must be in [0, 100]")
+        if "cache-k0" not in c.quality:
+            raise SnapshotError(f"{where}.quality: must include the full-quality level 'cache-k0'")
+    total = sum(c.share for c in s.classes)
+    if s.classes and s.demand > 0 and abs(total - 1.0) > H_TOLERANCE:
+        raise SnapshotError(f"classes: shares sum to {total:.6f}, not 1")
