@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from argus.levels import DEFAULT_LEVELS, LevelError, parse_levels
-from argus.policy.demand import RELEASE_HALF_LIFE_S
+from argus.policy.demand import DEFAULT_HEADROOM, RELEASE_HALF_LIFE_S
 
 API_GROUP = "argus.dev"
 API_VERSION = "v1alpha1"
@@ -92,6 +92,12 @@ class T2IServiceSpec(_Model):
                     "moves back to full quality gradually (rises are followed at once). Like the HPA's "
                     "scale-down stabilization window: a reload idles a GPU, so giving capacity back "
                     "sooner buys churn.")
+    headroom: float = Field(
+        DEFAULT_HEADROOM, ge=1.0, le=3.0,
+        description="The quality/violation trade: capacity is planned for this multiple of the smoothed "
+                    "arrival rate. Less headroom leaves the optimizer more capacity for slower, better "
+                    "levels at peak, at the cost of more SLO violations in bursts (bench/RESULTS.md, Pareto "
+                    "table); 1.2 is DiffServe's.")
     min_full_quality_replicas: int = Field(1, ge=0, description="Replicas of cache-k0 always kept.")
     prometheus_url: str = Field("http://argus-prometheus:9090", description="Where the operator reads metrics.")
     cache: CacheSpec = Field(default_factory=CacheSpec)

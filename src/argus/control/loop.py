@@ -15,7 +15,7 @@ from argus.control.narrate import reallocation_message
 from argus.control.observed import MetricsSnapshot
 from argus.control.state import ControlState
 from argus.policy.decision import Decision, to_policy_document
-from argus.policy.demand import DemandSettings, DemandState, estimate, estimate_shares
+from argus.policy.demand import NOISE_BAND, DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
 from argus.policy.optimizer import solve
 from argus.policy.profile import LevelProfile
@@ -170,9 +170,10 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
 
 
 def demand_settings(spec: T2IServiceSpec) -> DemandSettings:
-    """The loop's demand EWMA for a service: rises followed at once, drops with the spec's
-    scaleDownHalfLife, h_k with a half-life of two control periods."""
-    return DemandSettings(half_life_s=2.0 * spec.control_period, release_half_life_s=spec.scale_down_half_life)
+    """The loop's demand EWMA for a service: the spec's headroom on the smoothed rate, rises beyond the noise
+    band followed at once, drops with the spec's scaleDownHalfLife, h_k with a half-life of two control periods."""
+    return DemandSettings(half_life_s=2.0 * spec.control_period, release_half_life_s=spec.scale_down_half_life,
+                          headroom=spec.headroom, band=NOISE_BAND)
 
 
 def smooth_demand(dstate: DemandState, observed: MetricsSnapshot, levels: list[str], now: float,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 # The release half-life the simulator measured best for the paper setup (bench/RESULTS.md, simulator):
 # it equals Hysteresis.amortize_s, the horizon over which the optimizer charges a reload.
 RELEASE_HALF_LIFE_S = 300.0
+DEFAULT_HEADROOM = 1.2  # DiffServe's; the T2IService field `headroom` sets it per service
+NOISE_BAND = 1.2  # the band a steady load's windowed rate moves in without the estimate following at once
 
 
 class DemandError(ValueError):
@@ -33,7 +35,7 @@ class DemandSettings:
     """How quickly the estimate follows the observations and how much headroom it adds."""
 
     half_life_s: float = 30.0  # an observation's weight halves after this many seconds
-    headroom: float = 1.2  # multiplier on the smoothed rate (DiffServe's 1.2x)
+    headroom: float = DEFAULT_HEADROOM  # multiplier on the smoothed rate (DiffServe's 1.2x)
     burst_follow: bool = True  # a rate above the smoothed one is taken at once: under-provisioning costs SLOs
     # Half-life of decreases of the rate (None: half_life_s): how fast capacity is given back after a
     # burst. A replica reload idles a GPU for its load time and the optimizer amortizes that over
@@ -41,6 +43,10 @@ class DemandSettings:
     # (Kubernetes' HPA keeps a 300 s scale-down stabilization window for the same reason). The h_k
     # shares keep half_life_s: a shift in the prompt mix must still switch strategies quickly.
     release_half_life_s: float | None = None
+    # Noise band (None: the headroom): observations within [rate / band, rate x band] only move the EWMA.
+    # Apart from the headroom so that a service planning with little headroom (T2IService `headroom`, the
+    # quality/violation trade) still ignores the windowed rate's noise.
+    band: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.half_life_s) and self.half_life_s > 0):
@@ -50,6 +56,9 @@ class DemandSettings:
             raise DemandError(f"release_half_life_s: {r} must be > 0 (or None)")
         if not (math.isfinite(self.headroom) and self.headroom >= 1.0):
             raise DemandError(f"headroom: {self.headroom} must be >= 1")
+        if self.band is not None and not (isinstance(self.band, (int, float)) and math.isfinite(self.band)
+                                          and self.band >= 1.0):
+            raise DemandError(f"band: {self.band} must be >= 1 (or None)")
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,7 @@ def estimate(state: DemandState, observed_rate: float, now: float,
     elif now < state.at:
         raise DemandError(f"now: {now} is before the state's time {state.at}")
     else:
-        band = settings.headroom
+        band = settings.headroom if settings.band is None else settings.band
         half_life = settings.half_life_s
         if observed_rate * band * band < state.rate and settings.release_half_life_s is not None:
             # a drop beyond the band, and beyond the band above a rise just taken at once (a noise spike

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from argus.router.assign import safer_levels, served_level
+from argus.router.assign import Ledger, assigned_level, safer_levels
 from argus.router.dispatch import Dispatcher
 from argus.router.errors import BadRequest, Overloaded, RouterError, Unauthorized, UnknownService, to_http
 from argus.router.metrics import RouterMetrics
@@ -63,6 +63,7 @@ class Router:
         self.planner = planner or (planning.planner if planning else FullQualityPlanner())
         self.dispatcher = dispatcher or Dispatcher(endpoints)
         self.rng = rng or random.Random()
+        self.ledgers: dict[str, Ledger] = {}  # per-prompt placement's per-level credit, per service
         self.policies = PolicyStore(settings.policy_dir,
                                     on_rejected=lambda p, e: metrics.policy_rejected.inc(),
                                     on_loaded=lambda d: metrics.policy_version.labels(d.service).set(d.version))
@@ -123,8 +124,9 @@ class Router:
         plan = await self.planner.plan(service, req.prompt, req.user or "default", floor)
         self.metrics.optimal.labels(service, plan.optimal_level).inc()
         levels = policy.levels if policy else [plan.optimal_level]
-        level = served_level(plan.optimal_level, policy, self.rng,
-                             self.dispatcher.available_levels(service, levels))
+        level = assigned_level(plan.optimal_level, plan.predicted_quality, policy, self.rng,
+                               self.ledgers.setdefault(service, Ledger()),
+                               self.dispatcher.available_levels(service, levels))
         order = [level] + safer_levels(level, policy)
         self.metrics.pending.labels(service, level).inc()
         try:

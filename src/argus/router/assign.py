@@ -1,10 +1,22 @@
-"""Per-prompt level assignment: pure functions of the prompt's optimal level and the policy in force."""
+"""Per-prompt level assignment: pure functions of the prompt, the policy in force and a per-level ledger.
+
+With prices in the policy (argus.policy.optimizer._prices) and a per-level quality prediction for the
+prompt, the prompt goes to the allowed level with the highest predicted quality minus price, among the
+levels still within their planned share of the arrivals (`place`); cache levels are open to every prompt
+whose hit is deep enough (the predictor predicts exactly those). Otherwise its level is drawn from the
+redirection row of its optimal level (`served_level`).
+"""
 
 from __future__ import annotations
 
+import math
 import random
 
+import numpy as np
+
 from argus.policy.document import PolicyDocument
+
+BURST = 4.0  # requests a level may take beyond its share of the arrivals before it counts as full
 
 
 def served_level(optimal: str, policy: PolicyDocument | None, rng: random.Random,
@@ -35,3 +47,82 @@ def safer_levels(level: str, policy: PolicyDocument | None) -> list[str]:
         return []
     idx = policy.levels.index(level)
     return list(reversed(policy.levels[:idx]))
+
+
+def place_rows(scores: np.ndarray, share: np.ndarray, credit: np.ndarray, burst: float = BURST) -> np.ndarray:
+    """Level index per prompt (row): the best score among levels with credit left, else the best score.
+
+    `scores[i, j]` is prompt i's predicted quality at level j minus the level's price (-inf: not allowed).
+    Every arrival gives each level `share[j]` credit (at most `burst`); a placement takes one. So no level
+    receives more than its share of the arrivals beyond `burst` requests, whatever the prompts prefer.
+    `credit` is updated in place (the caller keeps it between calls). -1 for a prompt with no allowed level.
+    Plain loops over arrays: the simulator compiles this very function with numba.
+    """
+    n, m = scores.shape
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        best, best_s, top, top_s = -1, -math.inf, -1, -math.inf
+        for j in range(m):
+            c = credit[j] + share[j]
+            credit[j] = c if c < burst else burst
+            v = scores[i, j]
+            if v > top_s:
+                top, top_s = j, v
+            if credit[j] > 0.0 and v > best_s:
+                best, best_s = j, v
+        if best < 0:
+            best = top
+        if best >= 0:
+            credit[best] -= 1.0
+        out[i] = best
+    return out
+
+
+class Ledger:
+    """Per-level credit of one service's placements (see place_rows); lives in the router, one per service."""
+
+    def __init__(self) -> None:
+        self.credit: dict[str, float] = {}
+
+
+def score_rows(predicted: np.ndarray, policy: PolicyDocument, available: np.ndarray | None = None) -> np.ndarray:
+    """Predicted quality minus price, (prompts x policy levels); -inf where a prompt may not go: no prediction
+    (NaN: a cache level deeper than its hit), no replica planned or ready (`available`, per level), or
+    below the quality floor outside overload (cache-k0 always allowed)."""
+    levels = policy.levels
+    price = np.array([policy.prices.get(lv, 0.0) for lv in levels])
+    ok = np.array([policy.allocation.get(lv, 0) > 0 for lv in levels])
+    if available is not None:
+        ok &= available
+    allowed = ~np.isnan(predicted) & ok[None, :]
+    if not policy.overload:
+        full = np.array([lv == "cache-k0" for lv in levels])
+        allowed &= (predicted >= policy.quality_floor) | full[None, :]
+    return np.where(allowed, np.nan_to_num(predicted) - price[None, :], -math.inf)
+
+
+def place(predicted: dict[str, float], policy: PolicyDocument, ledger: Ledger,
+          available: set[str] | None = None) -> str | None:
+    """The level for one prompt with per-level predictions under a policy with prices; None if it has none."""
+    if not policy.prices or not predicted:
+        return None
+    row = np.array([[predicted.get(lv, np.nan) for lv in policy.levels]])
+    avail = None if available is None else np.array([lv in available for lv in policy.levels])
+    scores = score_rows(row, policy, avail)[0]
+    if not np.isfinite(scores).any():
+        return None
+    share = np.array([policy.shares.get(lv, 0.0) for lv in policy.levels])
+    credit = np.array([ledger.credit.get(lv, 0.0) for lv in policy.levels])
+    j = int(place_rows(scores[None, :], share, credit)[0])
+    ledger.credit = dict(zip(policy.levels, credit.tolist()))
+    return policy.levels[j]
+
+
+def assigned_level(optimal: str, predicted: dict[str, float], policy: PolicyDocument | None, rng: random.Random,
+                   ledger: Ledger, available: set[str] | None = None) -> str:
+    """Per-prompt placement when the policy has prices and the prompt has predictions, else the redirection row."""
+    if policy is not None:
+        level = place(predicted, policy, ledger, available)
+        if level is not None:
+            return level
+    return served_level(optimal, policy, rng, available)

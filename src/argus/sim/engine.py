@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from argus.policy.document import PolicyDocument
-from argus.router.assign import served_level
+from argus.router.assign import BURST, place_rows, score_rows, served_level
 from argus.sim.cluster import Cluster
-from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, run_level, run_level_least_pending
+from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, njit, run_level, run_level_least_pending
 from argus.sim.metrics import Recorder, Summary
 from argus.sim.policies import Observation, Plan, Policy, Service
 from argus.sim.prompts import PromptModel, draw
@@ -27,6 +27,7 @@ from argus.sim.trace import Workload
 
 
 DISPATCH = {"queue": run_level, "least-pending": run_level_least_pending}
+_place_rows = njit(cache=True)(place_rows)  # the router's own placement loop, compiled
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,18 @@ class Result:
     starts: int = 0  # replica start-ups (model loads)
 
 
+def place(doc: PolicyDocument, names: list[str], predicted: np.ndarray, available: list[bool],
+          credit: np.ndarray) -> np.ndarray:
+    """Per-prompt placement (argus.router.assign.place, vectorized): served level index per prompt in
+    `names`, -1 where the prompt has no allowed level; `credit` (per doc level) is the router's ledger."""
+    cols = [names.index(lv) for lv in doc.levels]
+    avail = np.array([available[c] for c in cols])
+    scores = score_rows(predicted[:, cols], doc, avail)
+    share = np.array([doc.shares.get(lv, 0.0) for lv in doc.levels])
+    j = _place_rows(scores, share, credit, BURST)
+    return np.where(j >= 0, np.array(cols)[np.maximum(j, 0)], -1)
+
+
 def route(doc: PolicyDocument, names: list[str], keys: np.ndarray, available: list[bool],
           rng: np.random.Generator) -> np.ndarray:
     """Served level per prompt: draw from P(key -> level), then the router's no-replica fallback."""
@@ -87,6 +100,8 @@ class _Levels:
     def __init__(self, n: int) -> None:
         self.t = [np.empty(0) for _ in range(n)]
         self.q = [np.empty(0) for _ in range(n)]
+        self.credit = np.zeros(n)  # the router's per-level placement ledger (argus.router.assign.place_rows)
+        self.classes: dict[str, float] = {}  # arrivals per prompt class in the last period
 
 
 def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptModel,
@@ -105,6 +120,7 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptMode
     plan = policy.tick(Observation(now=0.0, rate=0.0, keys={}, queues={}, replicas={}))
     cluster = Cluster(svc.gpus, [lp.load_time for lp in levels], [plan.replicas.get(n, 0) for n in names])
     backlog = _Levels(n_lv)
+    backlog.credit = np.zeros(n_lv)
     decisions = [(0.0, dict(plan.replicas))]
     solve_s = [plan.solve_s] if plan.solve_s else []
     t0 = 0.0
@@ -120,7 +136,7 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptMode
             cluster.apply(target, t0)
         counts, in_flight = _period(workload, svc, policy, model, plan, cluster, backlog, rec, bt, rng, cfg,
                                     t0, min(t1, duration) if t0 < duration else t0, t1)
-        history.append((t1, counts, in_flight))
+        history.append((t1, counts, in_flight, backlog.classes))
         t0 = t1
     for j in range(n_lv):  # whatever is still queued after the drain never gets served
         if len(backlog.t[j]):
@@ -140,9 +156,14 @@ def _observe(history, now: float, cfg: SimConfig, names: list[str], cluster: Clu
         return Observation(now=now, rate=0.0, keys={}, queues={}, replicas=reps)
     counts = sum(h[1] for h in win)
     span = min(cfg.rate_window_s, len(win) * cfg.period_s)
+    classes: dict[str, float] = {}
+    for h in win:
+        for k, v in h[3].items():
+            classes[k] = classes.get(k, 0.0) + v
     return Observation(now=now, rate=float(counts.sum() / span),
                        keys={n: float(c) for n, c in zip(names, counts) if c > 0},
-                       queues={n: float(q) for n, q in zip(names, win[-1][2]) if q > 0}, replicas=reps)
+                       queues={n: float(q) for n, q in zip(names, win[-1][2]) if q > 0}, replicas=reps,
+                       classes=classes)
 
 
 def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog: _Levels, rec: Recorder,
@@ -157,12 +178,24 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
     in_flight = np.zeros(n_lv)
     dest = np.empty(0, dtype=np.int64)
     qual = np.empty(0)
+    backlog.classes = {}
     if len(arr):
         rec.arrivals(arr)
         prompts = draw(model, svc.levels, svc.quality_floor, len(arr), rng)
         keys = policy.keys(prompts)
         counts = np.bincount(keys, minlength=n_lv).astype(float)
-        dest = route(plan.doc, names, keys, cluster.available(t0), rng)
+        classify = getattr(policy, "classify", None)
+        cls = classify(prompts) if classify is not None else None
+        if cls is not None:
+            u, c = np.unique(np.array(cls), return_counts=True)
+            backlog.classes = {str(k): float(v) for k, v in zip(u, c)}
+        avail = cluster.available(t0)
+        dest = route(plan.doc, names, keys, avail, rng)
+        if plan.doc.prices and prompts.predicted is not None:
+            if len(backlog.credit) != len(plan.doc.levels):
+                backlog.credit = np.zeros(len(plan.doc.levels))
+            placed = place(plan.doc, names, prompts.predicted, avail, backlog.credit)
+            dest = np.where(placed >= 0, placed, dest)
         qual = prompts.quality[np.arange(len(arr)), dest]
     for j in range(n_lv):
         m = dest == j

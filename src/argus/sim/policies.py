@@ -18,14 +18,18 @@ import numpy as np
 from argus.control.loop import dwell_s, solve_releasing_idle
 from argus.levels import parse_level
 from argus.policy.decision import to_policy_document
-from argus.policy.demand import RELEASE_HALF_LIFE_S, DemandSettings, DemandState, estimate, estimate_shares
+from argus.policy.demand import NOISE_BAND, RELEASE_HALF_LIFE_S, DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
 from argus.policy.optimizer import solve
 from argus.policy.profile import LevelProfile
-from argus.policy.snapshot import Hysteresis, Snapshot
-from argus.sim.prompts import PromptModel, Prompts, cache_allowed
+from argus.policy import classes as prompt_classes
+from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
+from argus.sim.prompts import PromptModel, Prompts, cache_allowed, draw
 
-POLICY_NAMES = ("argus", "argus-u<utilization>", "clipper-ha", "clipper-ht", "nirvana", "proteus",
+PROFILED_PROMPTS = 40_000  # the simulated "profiled" population the class table is estimated from
+PROFILE_SEED = 12345
+
+POLICY_NAMES = ("argus", "argus-u<utilization>", "argus-w<quality weight>", "argus-rows", "clipper-ha", "clipper-ht", "nirvana", "proteus",
                 "static:<level>=<n>,...")
 
 
@@ -43,7 +47,8 @@ class Service:
     latency_slo: float = 30.0
     throughput_target: float = 1e6  # requests/s; effectively "serve all demand"
     # Rises followed at once, capacity given back with a 300 s half-life (argus.policy.demand).
-    demand: DemandSettings = field(default_factory=lambda: DemandSettings(release_half_life_s=RELEASE_HALF_LIFE_S))
+    demand: DemandSettings = field(default_factory=lambda: DemandSettings(release_half_life_s=RELEASE_HALF_LIFE_S,
+                                                                          band=NOISE_BAND))
     # None: what the production loop derives for this service (argus.control.loop.dwell_s: 4 control periods,
     # at least 3 reloads of the slowest level)
     hysteresis: Hysteresis | None = None
@@ -70,6 +75,7 @@ class Observation:
     keys: dict[str, float]  # arrivals per routing-key level over the window (the optimal levels)
     queues: dict[str, float]  # requests in flight (waiting or in service) per level at the last scrape
     replicas: dict[str, int]  # replicas per level (the Deployments' spec, loading ones included)
+    classes: dict[str, float] = field(default_factory=dict)  # arrivals per prompt class over the window
 
 
 @dataclass(frozen=True)
@@ -132,12 +138,22 @@ class Optimized:
 
     `levels` restricts the levels the optimizer may use; `agnostic` makes it prompt-agnostic
     (Proteus-like): every prompt is one class, keyed at the most approximate level, so any level may
-    serve it and the MILP only trades mean quality against capacity.
+    serve it and the MILP only trades mean quality against capacity. With `model` (Argus) the optimizer
+    plans per prompt class (argus.policy.classes: hit depth x step sensitivity, expected qualities from a
+    profiled sample of the population) and the router places each prompt by its own predictions and
+    the plan's prices (argus.router.assign.place); without it, by the redirection rows.
     """
 
     def __init__(self, name: str, svc: Service, levels: list[str] | None = None, agnostic: bool = False,
-                 utilization: float = 1.0) -> None:
+                 utilization: float = 1.0, model: PromptModel | None = None, quality_weight: float = 1.0) -> None:
         self.name, self.svc, self.agnostic = name, svc, agnostic
+        self.quality_weight = quality_weight
+        self.table: dict[str, PromptClass] | None = None
+        if model is not None and not agnostic:
+            p = draw(model, svc.levels, svc.quality_floor, PROFILED_PROMPTS, np.random.default_rng(PROFILE_SEED))
+            self.table = prompt_classes.table(p.kmax, p.quality, np.nan_to_num(p.predicted, nan=0.0), p.optimal,
+                                              svc.levels)
+        self.cstate = DemandState()
         use = levels or svc.names
         # utilization < 1: the optimizer plans with derated per-GPU throughput (a what-if for a
         # utilization cap the production MILP does not have yet); service times stay the profile's
@@ -158,6 +174,21 @@ class Optimized:
             return np.full(prompts.optimal.shape, self.agnostic_key)
         return prompts.optimal
 
+    def classify(self, prompts: Prompts) -> list[str] | None:
+        """Class of each prompt (per-class planning only), from its hit and its predicted qualities."""
+        if self.table is None:
+            return None
+        return prompt_classes.keys(prompts.kmax, np.nan_to_num(prompts.predicted, nan=0.0), self.svc.levels)
+
+    def _classes(self, obs: Observation) -> tuple[PromptClass, ...]:
+        counts = {k: v for k, v in obs.classes.items() if k in self.table}
+        shares, self.cstate = estimate_shares(self.cstate, counts, obs.now, self.svc.demand)
+        if not shares:
+            shares = {k: c.share for k, c in self.table.items()}
+        keep = set(self.sub_names)
+        return tuple(replace(self.table[k], share=v, quality={lv: q for lv, q in self.table[k].quality.items()
+                                                             if lv in keep}) for k, v in sorted(shares.items()))
+
     def tick(self, obs: Observation) -> Plan:
         """Estimate demand and shares, build the snapshot, call the production optimizer."""
         demand, self.state = estimate(self.state, obs.rate, obs.now, self.svc.demand)
@@ -170,7 +201,9 @@ class Optimized:
                         throughput_target=self.svc.throughput_target, quality_floor=self.svc.quality_floor,
                         latency_slo=self.svc.latency_slo, now=obs.now, current=current,
                         queues={k: obs.queues.get(k, 0.0) for k in self.sub_names},
-                        last_change=self.last_change, hysteresis=self.svc.loop_hysteresis())
+                        last_change=self.last_change, hysteresis=self.svc.loop_hysteresis(),
+                        classes=self._classes(obs) if self.table is not None else (),
+                        quality_weight=self.quality_weight)
         t = time.perf_counter()
         dec = solve_releasing_idle(snap)
         took = time.perf_counter() - t
@@ -180,6 +213,8 @@ class Optimized:
         self.version += 1
         doc = to_policy_document(dec, service="sim", version=self.version,
                                  quality_floor=self.svc.quality_floor, generated_at=obs.now)
+        if self.table is None:  # no per-prompt placement: the router draws from the redirection rows
+            doc = doc.model_copy(update={"prices": {}, "shares": {}})
         return Plan(dict(dec.replicas), doc, took, dec.overload)
 
 
@@ -207,7 +242,17 @@ def make_policy(spec: str, svc: Service, model: PromptModel) -> Policy:
     tput = {lp.level: lp.peak_throughput for lp in svc.levels}
     fastest = max(agnostic, key=lambda n: tput[n])
     if spec == "argus":
-        return Optimized("argus", svc)
+        return Optimized("argus", svc, model=model)
+    if spec == "argus-rows":  # before issue 17: level-mean values, redirection rows, classes = optimal levels
+        return Optimized("argus-rows", svc)
+    if spec.startswith("argus-w"):
+        try:
+            w = float(spec[len("argus-w"):])
+        except ValueError:
+            raise PolicyError(f"{spec!r}: expected argus-w<quality weight > 0>") from None
+        if not w > 0:
+            raise PolicyError(f"{spec!r}: quality weight must be > 0")
+        return Optimized(spec, svc, model=model, quality_weight=w)
     if spec.startswith("argus-u"):
         try:
             u = float(spec[len("argus-u"):])
@@ -215,7 +260,7 @@ def make_policy(spec: str, svc: Service, model: PromptModel) -> Policy:
             raise PolicyError(f"{spec!r}: expected argus-u<utilization in (0, 1]>") from None
         if not 0 < u <= 1:
             raise PolicyError(f"{spec!r}: utilization must be in (0, 1]")
-        return Optimized(spec, svc, utilization=u)
+        return Optimized(spec, svc, utilization=u, model=model)
     if spec == "proteus":
         return Optimized("proteus", svc, levels=agnostic, agnostic=True)
     if spec == "clipper-ha":

@@ -1,8 +1,8 @@
 """Synthetic prompt population: per-prompt cache hits, per-prompt quality per level, optimal level.
 
 Stands in for the router's predictor (argus.prompt has no predictor yet): each simulated prompt
-draws the deepest cache level its most similar cached prompt allows (NIRVANA's published hit
-distribution by default) and a sensitivity to step reduction. Its relative quality per level:
+draws the deepest cache level its most similar cached prompt allows (by default the split the Argus
+prototype's published 20k-prompt log gives with its CLIP thresholds, ARGUS_LOG_HITS) and a sensitivity to step reduction. Its relative quality per level:
 
 - cache-k0: 100; cache-kK with K <= its hit: the profile's mean quality of level K (the published
   per-level means are over hits); deeper than its hit: that mean minus `overreach_pp` per 5 steps;
@@ -26,8 +26,12 @@ from argus.policy.profile import LevelProfile
 from argus.prompt.index import Thresholds
 from argus.prompt.predictor import Predictor, level_costs
 
-# NIRVANA / Argus prototype: 77.5% hits on a 20k-prompt DiffusionDB-like log, mean K about 7.
-# The split over K is our assumption (skewed to shallow hits), giving mean K 7.1 over all prompts.
+# The Argus prototype's published 20k-prompt log with its CLIP thresholds: K = 0, 5, ..., 25 for
+# 22.5 / 42.6 / 21.3 / 4.6 / 3.2 / 5.9 % of prompts (77.5 % hits; the published figures sum to 100.1 %,
+# normalized here). Mean K 7.1.
+_LOG = {0: 22.5, 5: 42.6, 10: 21.3, 15: 4.6, 20: 3.2, 25: 5.9}
+ARGUS_LOG_HITS = {k: v / sum(_LOG.values()) for k, v in _LOG.items()}
+# The split this simulator assumed before the log's numbers were used (NIRVANA's 77.5 % hits, mean K 7.1).
 NIRVANA_HITS = {0: 0.225, 5: 0.42, 10: 0.18, 15: 0.095, 20: 0.045, 25: 0.035}
 DEFAULT_STEPS_SHAPE = 2.0  # assumption: Gamma shape of per-prompt step-reduction sensitivity
 DEFAULT_OVERREACH_PP = 3.0  # assumption: quality lost per 5 steps resumed beyond the prompt's own hit
@@ -41,7 +45,7 @@ class PromptModelError(ValueError):
 class PromptModel:
     """How simulated prompts are drawn and how good each level is for each of them."""
 
-    hits: dict[int, float] = field(default_factory=lambda: dict(NIRVANA_HITS))  # K -> share (0 = miss)
+    hits: dict[int, float] = field(default_factory=lambda: dict(ARGUS_LOG_HITS))  # K -> share (0 = miss)
     steps_shape: float = DEFAULT_STEPS_SHAPE
     overreach_pp: float = DEFAULT_OVERREACH_PP
     predictor_noise_pp: float = 0.0  # std of the predictor's error, percentage points
@@ -73,6 +77,7 @@ class Prompts:
     quality: np.ndarray  # (n, L) true relative quality at each level, percent
     optimal: np.ndarray  # (n,) index of the optimal level under the floor
     kmax: np.ndarray  # (n,) deepest cache level the prompt's most similar cached prompt allows (0: miss)
+    predicted: np.ndarray | None = None  # (n, L) the predictor's quality per level; NaN where it predicts none
 
 
 def quality_table(model: PromptModel, levels: tuple[LevelProfile, ...], kmax: np.ndarray,
@@ -144,4 +149,5 @@ def draw(model: PromptModel, levels: tuple[LevelProfile, ...], floor: float, n: 
     z = rng.gamma(model.steps_shape, 1.0 / model.steps_shape, size=n)
     q = quality_table(model, levels, kmax, z)
     pred = q if model.predictor_noise_pp == 0 else q + rng.normal(0.0, model.predictor_noise_pp, q.shape)
-    return Prompts(quality=q, optimal=optimal_levels(pred, levels, floor, kmax), kmax=kmax)
+    shown = np.where(cache_allowed(levels, kmax), pred, np.nan)  # it predicts cache levels up to the hit only
+    return Prompts(quality=q, optimal=optimal_levels(pred, levels, floor, kmax), kmax=kmax, predicted=shown)

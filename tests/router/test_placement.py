@@ -1,0 +1,88 @@
+"""Per-prompt placement (argus.router.assign.place, issue 17).
+
+Cases:
+- a prompt goes to the allowed level with the highest predicted quality minus price;
+- cache levels: only those the prediction covers (the predictor predicts cache levels up to the hit);
+- below the floor only under declared overload (cache-k0 always allowed); levels without replicas or
+  not ready are skipped; no prices or no predictions: the redirection row decides;
+- the ledger keeps every level within its share of the arrivals (beyond a small burst);
+- a decision's p99 stays within 1 ms (CPU time of the call).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+
+from argus.policy.document import PolicyDocument
+from argus.router.assign import BURST, Ledger, assigned_level, place, place_rows
+
+LEVELS = ["cache-k0", "cache-k10", "steps-25", "steps-20"]
+
+
+def doc(prices=None, shares=None, overload=False, alloc=None):
+    return PolicyDocument(version=1, service="s", quality_floor=90.0, levels=LEVELS,
+                          allocation=alloc or {"cache-k0": 1, "cache-k10": 1, "steps-25": 1, "steps-20": 5},
+                          redirection={"steps-20": {"steps-20": 1.0}}, overload=overload,
+                          prices=prices if prices is not None else
+                          {"cache-k0": 20.0, "cache-k10": 12.0, "steps-25": 5.0, "steps-20": 0.0},
+                          shares=shares or {lv: 0.25 for lv in LEVELS})
+
+
+def test_best_quality_minus_price():
+    p = doc()
+    # 100-20=80, 96-12=84, 94-5=89, 92-0=92: steps-20
+    assert place({"cache-k0": 100, "cache-k10": 96, "steps-25": 94, "steps-20": 92}, p, Ledger()) == "steps-20"
+    # a step-sensitive prompt: 100-20=80 vs 96-12=84 vs 91-5=86 vs 90.5: steps-20... at 80 it falls below floor
+    assert place({"cache-k0": 100, "cache-k10": 96, "steps-25": 91, "steps-20": 80}, p, Ledger()) == "steps-25"
+
+
+def test_cache_levels_only_with_a_prediction():
+    p = doc(prices={"cache-k0": 20.0, "cache-k10": 0.0, "steps-25": 5.0, "steps-20": 3.0})
+    hit = {"cache-k0": 100, "cache-k10": 96, "steps-25": 94, "steps-20": 92}
+    miss = {"cache-k0": 100, "steps-25": 94, "steps-20": 92}  # no hit deep enough: no cache-k10 prediction
+    assert place(hit, p, Ledger()) == "cache-k10"
+    assert place(miss, p, Ledger()) == "steps-25"
+
+
+def test_floor_replicas_and_readiness():
+    pred = {"cache-k0": 100, "cache-k10": 96, "steps-25": 88, "steps-20": 88}
+    assert place(pred, doc(), Ledger()) == "cache-k10"  # 96-12 = 84 > 80; 88 is below the 90 % floor
+    assert place(pred, doc(overload=True), Ledger()) == "steps-20"  # under overload: 88 - 0 beats 84
+    no_k10 = doc(alloc={"cache-k0": 1, "cache-k10": 0, "steps-25": 1, "steps-20": 6})
+    assert place(pred, no_k10, Ledger()) == "cache-k0"
+    assert place(pred, doc(), Ledger(), available={"cache-k0", "steps-20"}) == "cache-k0"
+    rng = random.Random(0)
+    assert assigned_level("steps-20", pred, doc(prices={}), rng, Ledger()) == "steps-20"  # the row
+    assert assigned_level("steps-20", {}, doc(), rng, Ledger()) == "steps-20"
+
+
+def test_ledger_keeps_levels_within_their_shares():
+    rng = np.random.default_rng(0)
+    n = 4000
+    scores = np.column_stack([rng.normal(10, 3, n), rng.normal(5, 3, n), np.zeros(n)])  # everyone wants level 0
+    share = np.array([0.1, 0.3, 0.6])
+    credit = np.zeros(3)
+    got = place_rows(scores, share, credit)
+    counts = np.bincount(got, minlength=3)
+    assert counts[0] <= 0.1 * n + BURST and counts[1] <= 0.3 * n + BURST + 1
+    # within its share, level 0 goes to the prompts that want it most
+    took = scores[got == 0, 0] - scores[got == 0, 2]
+    assert counts[0] >= 0.1 * n - BURST and np.mean(took) > np.mean(scores[:, 0])
+
+
+def test_decision_p99_within_1ms():
+    p = doc()
+    ledger = Ledger()
+    rng = np.random.default_rng(1)
+    preds = [{lv: float(q) for lv, q in zip(LEVELS, 100 - rng.gamma(2, 3, 4))} for _ in range(2000)]
+    times = []
+    for pred in preds:
+        # CPU time of the decision itself: on a shared machine (load 10 on 2 cores here) wall time measures the
+        # scheduler, not the code (its p99 was 20 ms while the mean CPU cost was a fraction of a millisecond)
+        t = time.thread_time_ns()
+        place(pred, p, ledger)
+        times.append((time.thread_time_ns() - t) * 1e-9)
+    assert np.percentile(times, 99) < 1e-3, np.percentile(times, 99)
