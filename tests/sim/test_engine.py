@@ -126,3 +126,23 @@ def test_observed_queue_counts_requests_in_service():
     assert at[5.0] == {"cache-k0": 2.0}  # one in service (started at 1.0), one waiting
     assert at[25.0] == {"cache-k0": 1.0}  # the first finished at 21; the second is in service until 41
     assert at[45.0] == {}
+
+
+def test_vectorized_placement_is_the_routers():
+    """The simulator places prompts with the router's own rule and ledger (argus.router.assign.place)."""
+    from argus.policy.document import PolicyDocument
+    from argus.router.assign import Ledger, place as router_place
+    from argus.sim.engine import place as sim_place
+
+    names = ["cache-k0", "cache-k10", "steps-20"]
+    doc = PolicyDocument(version=1, service="s", quality_floor=90.0, levels=names,
+                         allocation={"cache-k0": 1, "cache-k10": 1, "steps-20": 4},
+                         prices={"cache-k0": 12.0, "cache-k10": 4.0, "steps-20": 0.0},
+                         shares={"cache-k0": 0.1, "cache-k10": 0.2, "steps-20": 0.7})
+    rng = np.random.default_rng(0)
+    pred = np.column_stack([np.full(300, 100.0), rng.uniform(90, 98, 300), rng.uniform(80, 99, 300)])
+    pred[rng.random(300) < 0.4, 1] = np.nan  # no hit deep enough
+    got = sim_place(doc, names, pred, [True, True, True], np.zeros(3))
+    ledger = Ledger()
+    want = [router_place({n: q for n, q in zip(names, row) if not np.isnan(q)}, doc, ledger) for row in pred]
+    assert [names[j] for j in got] == want

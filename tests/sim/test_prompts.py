@@ -20,10 +20,13 @@ NAMES = [lp.level for lp in LEVELS]
 TPUT = np.array([lp.peak_throughput for lp in LEVELS])
 
 
-def test_default_hits_match_nirvana():
+def test_default_hits_are_the_prototype_logs():
+    """Issue 17: the Argus prototype's 20k-prompt log with its CLIP thresholds, K = 0..25."""
     m = PromptModel()
-    assert m.hit_rate == pytest.approx(0.775)
-    assert m.mean_k == pytest.approx(7.0, abs=0.2)
+    published = [22.5, 42.6, 21.3, 4.6, 3.2, 5.9]  # percent; they sum to 100.1, so normalized
+    assert [round(100 * m.hits[k], 1) for k in (0, 5, 10, 15, 20, 25)] == published
+    assert m.hit_rate == pytest.approx(0.775, abs=1e-3)
+    assert m.mean_k == pytest.approx(7.1, abs=0.1)
 
 
 def test_sampled_quality_keeps_profile_means():

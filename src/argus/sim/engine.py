@@ -158,7 +158,7 @@ def _observe(history, now: float, cfg: SimConfig, names: list[str], cluster: Clu
     span = min(cfg.rate_window_s, len(win) * cfg.period_s)
     classes: dict[str, float] = {}
     for h in win:
-        for k, v in h[3].items():
+        for k, v in (h[3] if len(h) > 3 else {}).items():  # arrivals per prompt class, when the policy has classes
             classes[k] = classes.get(k, 0.0) + v
     return Observation(now=now, rate=float(counts.sum() / span),
                        keys={n: float(c) for n, c in zip(names, counts) if c > 0},
