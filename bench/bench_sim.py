@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_sim.py paper   # table, ratios to each baseline, plots in bench/plots/
     .venv/bin/python bench/bench_sim.py whatif  # Argus with one production default changed at a time
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
+    .venv/bin/python bench/bench_sim.py per-prompt mooncake 1.2:1 1.1:1 1.0:1 1.0:30
+        # issue 17: Argus vs Proteus-like at peak, then a Pareto front over headroom:qualityWeight
     .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json [SINCE_S] [--calibration=CAL.json]
         [--fit-from=OTHER/report.json ...]
         # sim vs `argus load`; CAL.json from bench/fidelity_calibrate.py on the same running system
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from argus.policy.demand import DemandSettings
+from argus.policy.demand import NOISE_BAND, DemandSettings
 from argus.policy.profile import load_default_profile
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import Observation, Service, make_policy
@@ -123,6 +125,79 @@ def whatif() -> dict:
               f"{s.peak_violations_per_min:.1f} | {r.starts} |")
         out[label] = s.row()
     return out
+
+
+def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None) -> dict:
+    """Issue 17: Argus (per-class plan, per-prompt placement) vs Proteus-like and Clipper-HA at peak, the
+    pre-issue Argus (argus-rows), and a Pareto front of Argus settings (headroom, quality weight)."""
+    profile = load_default_profile()
+    model = PromptModel()
+    wl = Workload(_trace(trace_name), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
+
+    def svc(headroom: float = 1.2) -> Service:
+        return Service(gpus=8, levels=profile.levels, demand=DemandSettings(
+            release_half_life_s=300.0, headroom=headroom, band=NOISE_BAND))
+    out: dict = {"runs": {}, "pareto": {}}
+    print(f"\n### issue 17, 8 GPUs, SDXL, bursty shape on {trace_name} arrivals (at peak)\n")
+    print("| policy | peak tput q/min | peak q % | peak viol/min | replica starts | solve ms mean / p99 | sim s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name in ["proteus", "clipper-ha", "argus-rows", "argus"]:
+        r = simulate(wl, svc(), make_policy(name, svc(), model), model, SimConfig(seed=0))
+        out["runs"][name] = _line(name, r)
+    a, p_ = out["runs"]["argus"], out["runs"]["proteus"]
+    ha = out["runs"]["clipper-ha"]
+    print(f"\nArgus - Proteus-like: {a['peak_quality'] - p_['peak_quality']:+.2f} points, violations "
+          f"{a['peak_violations_per_min']:.2f} vs {p_['peak_violations_per_min']:.2f}/min; vs Clipper-HA: "
+          f"throughput {a['peak_throughput_qpm'] / ha['peak_throughput_qpm']:.2f}x, violations "
+          f"{a['peak_violations_per_min'] / max(ha['peak_violations_per_min'], 1e-9):.3f}x")
+    if pareto:
+        print("\n| Argus setting | peak tput q/min | peak q % | peak viol/min | replica starts | solve ms mean / p99 | sim s |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        out["pareto"]["headroom 1.2, qualityWeight 1"] = a  # the default: the run above
+        print("| headroom 1.2, qualityWeight 1 (default, above) | | | | | | |")
+        for headroom, weight in pareto:
+            label = f"headroom {headroom:g}, qualityWeight {weight:g}"
+            spec = "argus" if weight == 1 else f"argus-w{weight:g}"
+            r = simulate(wl, svc(headroom), make_policy(spec, svc(headroom), model), model, SimConfig(seed=0))
+            out["pareto"][label] = _line(label, r)
+        out["plot"] = str(_plot_pareto(out, trace_name).relative_to(ROOT.parent))
+        print("plot: " + out["plot"])
+    return out
+
+
+def _line(label: str, r) -> dict:
+    s = r.summary
+    solve = (f"{np.mean(r.solve_s) * 1e3:.0f} / {np.percentile(r.solve_s, 99) * 1e3:.0f}" if r.solve_s else "-")
+    print(f"| {label} | {s.peak_throughput_qpm:.1f} | {s.peak_quality:.2f} | {s.peak_violations_per_min:.2f} | "
+          f"{r.starts} | {solve} | {r.wall_s:.0f} |", flush=True)
+    return {**s.row(), "starts": r.starts}
+
+
+def _plot_pareto(out: dict, trace_name: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    pts = sorted((v["peak_violations_per_min"], v["peak_quality"], k) for k, v in out["pareto"].items())
+    ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "o-", label="Argus settings")
+    for x, y, k in pts:
+        ax.annotate(k.replace("headroom ", "h").replace(", qualityWeight ", ", w"), (x, y), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    for name, marker in (("proteus", "s"), ("argus-rows", "^")):
+        v = out["runs"][name]
+        ax.plot(v["peak_violations_per_min"], v["peak_quality"], marker, label=name)
+    ax.set_xlabel("SLO violations / min at peak")
+    ax.set_ylabel("mean relative quality at peak, %")
+    ax.set_title(f"8 GPUs, SDXL, bursty {trace_name}: quality vs violations", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = ROOT / "plots" / f"sim_pareto_{trace_name}.png"
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def redirection_check() -> None:
@@ -358,6 +433,13 @@ def main(argv: list[str]) -> int:
         fidelity(Path(args[0]), float(args[1]) if len(args) > 1 else 0.0, opt.get("--calibration"), fits)
         return 0
     doc = {}
+    if what == "per-prompt":
+        # bench_sim.py per-prompt TRACE [H:W ...]: Argus vs Proteus-like, then Argus at each headroom:weight
+        pts = [tuple(float(v) for v in a.split(":")) for a in argv[3:]]
+        doc = per_prompt(argv[2], pts)
+        (ROOT / "plots").mkdir(exist_ok=True)
+        (ROOT / "plots" / f"sim_per_prompt_{argv[2]}.json").write_text(json.dumps(doc, indent=1, default=float))
+        return 0
     if what in ("paper", "all"):
         for name in TRACES:
             doc[f"paper_{name}"] = paper(name)

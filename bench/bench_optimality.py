@@ -1,0 +1,92 @@
+"""Issue 17 optimality check: the per-class plan against a per-prompt fluid LP at the same per-level load.
+
+For each random snapshot: draw N simulated prompts (argus.sim.prompts: per-prompt quality at every level,
+cache-hit depth, the predictor's optimal level), build their classes (argus.policy.classes) from that very
+sample, plan with `solve()`; then assign the individual prompts to levels by an LP that serves exactly the
+plan's load at every level (same per-level utilization) with the same pair rules (cache levels up to the
+prompt's hit; levels at least as safe as its optimal one unless the plan declares overload), maximizing
+quality. Reported: the LP's mean quality minus the plan's expected one (the class model's loss; target
+<= 0.5 points), and the quality the router's per-prompt placement (prices + shares, argus.router.assign)
+reaches on the same prompts.
+
+Usage: .venv/bin/python bench/bench_optimality.py [--n 200] [--prompts 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from scipy.optimize import linprog
+
+from argus.policy import classes as prompt_classes
+from argus.policy.decision import to_policy_document
+from argus.policy.optimizer import solve
+from argus.policy.profile import load_default_profile
+from argus.policy.snapshot import Snapshot
+from argus.router.assign import place_rows, score_rows
+from argus.sim.prompts import PromptModel, cache_allowed, draw
+
+
+def one(rng: np.random.Generator, levels, n_prompts: int) -> dict:
+    names = [lp.level for lp in levels]
+    T = np.array([lp.peak_throughput for lp in levels])
+    p = draw(PromptModel(), levels, 90.0, n_prompts, rng)
+    pred = np.nan_to_num(p.predicted, nan=0.0)
+    table = prompt_classes.table(p.kmax, p.quality, pred, p.optimal, levels)
+    gpus = int(rng.integers(4, 33))
+    demand = float(gpus * T[0] * rng.uniform(0.8, 2.6))  # 0.8..2.6x the full-quality capacity
+    s = Snapshot(gpus=gpus, profiles=levels, demand=demand, h={}, throughput_target=1e6, quality_floor=90.0,
+                 latency_slo=30.0, classes=tuple(table.values()))
+    d = solve(s)
+    load = np.array([d.served_by_level[n] for n in names])
+    # per-prompt fluid LP: prompt i carries demand/N; serve exactly `load` at each level
+    ok = cache_allowed(levels, p.kmax)
+    if not d.overload:
+        ok &= np.arange(len(names))[None, :] <= p.optimal[:, None]
+    ok &= load[None, :] > 1e-9
+    ii, jj = np.nonzero(ok)
+    m = demand / n_prompts
+    a_eq = np.zeros((len(names), len(ii)))
+    a_eq[jj, np.arange(len(ii))] = m
+    a_ub = np.zeros((n_prompts, len(ii)))
+    a_ub[ii, np.arange(len(ii))] = 1.0
+    res = linprog(-p.quality[ii, jj] * m, A_ub=a_ub, b_ub=np.ones(n_prompts), A_eq=a_eq, b_eq=load,
+                  bounds=(0, None), method="highs")
+    lp_q = -res.fun / load.sum() if res.status == 0 else float("nan")
+    # the router: prices and shares of the decision, the prompts in random order
+    doc = to_policy_document(d, service="s", version=1, quality_floor=90.0, generated_at=0.0)
+    scores = score_rows(p.predicted, doc)
+    j = place_rows(scores, np.array([doc.shares.get(n, 0.0) for n in names]), np.zeros(len(names)))
+    placed = p.quality[np.arange(n_prompts), np.where(j >= 0, j, 0)].mean()
+    return {"plan": d.quality, "lp": lp_q, "router": float(placed), "overload": d.overload, "lp_ok": res.status == 0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--prompts", type=int, default=1500)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    levels = load_default_profile().levels
+    rng = np.random.default_rng(args.seed)
+    t = time.perf_counter()
+    rows = [one(rng, levels, args.prompts) for _ in range(args.n)]
+    ok = [r for r in rows if r["lp_ok"] and r["plan"] is not None]
+    gap = np.array([r["lp"] - r["plan"] for r in ok])
+    over = np.array([r["overload"] for r in ok])
+    print(f"{len(ok)} of {args.n} snapshots ({over.mean():.0%} overloaded), {args.prompts} prompts each, "
+          f"{time.perf_counter() - t:.0f} s")
+    print("| quantity | median | p90 | max |")
+    print("| --- | --- | --- | --- |")
+    print(f"| per-prompt LP quality - plan's expected quality (points) | {np.median(gap):.3f} | "
+          f"{np.percentile(gap, 90):.3f} | {gap.max():.3f} |")
+    rg = np.array([r["lp"] - r["router"] for r in ok])
+    print(f"| per-prompt LP quality - router placement's (points; the router also serves what the plan sheds) | "
+          f"{np.median(rg):.3f} | {np.percentile(rg, 90):.3f} | {rg.max():.3f} |")
+    print(f"within 0.5 points: {np.mean(gap <= 0.5):.0%} of snapshots")
+
+
+if __name__ == "__main__":
+    main()
