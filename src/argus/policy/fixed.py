@@ -57,14 +57,19 @@ class SafeEvaluator:
         # exact: `exact(x)` gives a feasible allocation's value (its LP); feasibility stays combinatorial.
         self.exact = exact
 
-    def values(self, xs: np.ndarray) -> np.ndarray:
-        """Objective (maximized) per row of xs; -inf where the allocation cannot serve the demand safely."""
+    def feasible(self, xs: np.ndarray) -> np.ndarray:
+        """Whether each row of xs serves the planned demand safely (Hall's condition over the unions)."""
         cap = xs * self.throughput - self.backlog  # (candidates, levels)
         drained = (cap >= -FEAS_TOL).all(axis=1)  # capacity covers each level's backlog drain
         cap = np.maximum(cap, 0.0)[:, self.order]
         # Feasible iff every closed source set fits in its levels: f(all levels) = the planned demand.
         served = (cap @ self.member_t + self.outside).min(axis=1, initial=self.total)
-        ok = np.flatnonzero(drained & (served >= self.total - FEAS_TOL))
+        return drained & (served >= self.total - FEAS_TOL)
+
+    def values(self, xs: np.ndarray) -> np.ndarray:
+        """Objective (maximized) per row of xs; -inf where the allocation cannot serve the demand safely."""
+        ok = np.flatnonzero(self.feasible(xs))
+        cap = np.maximum(xs * self.throughput - self.backlog, 0.0)[:, self.order]
         value = np.full(len(xs), -np.inf)
         if self.exact is not None:
             for i in ok:

@@ -291,6 +291,13 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
     xs = f.listing()
     if xs is not None and not f.overload and not f.classed:
         return _best_listed(f, xs)
+    if xs is not None and not f.overload:
+        # With classes the listed allocations are bounded by LPs (outer approximation); those that cannot
+        # serve the load safely are dropped first, combinatorially, or each would cost an LP for nothing.
+        xs = xs[f.evaluator().feasible(xs)]
+        if not len(xs):
+            lp.no_integer_point = True
+            return None
     if xs is not None:
         r = outer_approximation(lp, xs, tol, limit, start)
     else:
