@@ -82,14 +82,19 @@ class LpModel:
         self.memo[key] = r
         return r
 
-    def row_duals(self, x: np.ndarray) -> np.ndarray | None:
-        """Row duals of the LP with x fixed (HiGHS's signs: <= 0 on a binding <= row when minimizing);
-        None when infeasible. Solves again (not memoized): the memo keeps column values only."""
+    def row_duals(self, x: np.ndarray, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                  restore: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
+        """Row duals (HiGHS's signs: <= 0 on a binding <= row when minimizing) of the LP with x fixed and the
+        bounds of `rows` set to [lo, hi]; those rows get `restore` (their bounds in the model) back after.
+        None when infeasible. Not memoized: the memo is for the model's own rows."""
+        idx = np.asarray(rows, dtype=np.int32)
+        self.h.changeRowsBounds(len(idx), idx, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float))
         self.h.changeColsBounds(self.n_int, self.idx, x, x)
         self.h.run()
-        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return None
-        return np.array(self.h.getSolution().row_dual)
+        ok = self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        duals = np.array(self.h.getSolution().row_dual) if ok else None
+        self.h.changeRowsBounds(len(idx), idx, np.asarray(restore[0], dtype=float), np.asarray(restore[1], dtype=float))
+        return duals
 
     def slope(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Reduced costs of x at the LP with these x bounds (solved before, feasible)."""

@@ -7,7 +7,6 @@ between calls (the previous allocation and its time come in with the snapshot).
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linprog
 
 from argus.levels import parse_level
 from argus.policy import milp
@@ -234,37 +233,25 @@ def _by_level(f: milp.Formulation, rows: np.ndarray) -> np.ndarray:
 
 def _prices(f: milp.Formulation, replicas: np.ndarray) -> dict[str, float]:
     """What one more request/s at each level is worth to the plan, in quality points: the capacity duals of
-    the assignment of the planned demand rows to the decided capacity (net of backlog drain), the demand
-    scaled down to what that capacity can take so that no request is shed. (The plan's own duals under
-    overload are set by whichever row it sheds, at P_SHED: they say nothing about who should have the
-    scarce levels.) The router sends each prompt to the allowed level with the highest predicted quality
-    minus price (argus.router.assign.place): at these prices every row the assignment splits is
-    indifferent between the levels it uses, so prompts sort themselves by their own predictions."""
+    the plan's LP at the decided replicas with the demand rows scaled down to what that capacity can take,
+    so that nothing is shed. (At the planned demand, under overload, the duals are set by whichever row the
+    plan sheds, at P_SHED: they say nothing about who should have the scarce levels.) The router sends each
+    prompt to the allowed level with the highest predicted quality minus price (argus.router.assign.place):
+    at these prices every row the assignment splits is indifferent between the levels it uses, so prompts
+    sort themselves by their own predictions. Empty when that LP is infeasible."""
+    x = np.asarray(replicas, dtype=float)
+    cap = np.maximum(x * f.throughput - f.backlog_rate, 0.0) * f.usable
+    rows = np.arange(1, 1 + len(f.sources))
+    if not len(rows):
+        return {}
+    D = f.demand_by_level[f.sources]
+    scale = min(1.0, float(cap.sum()) / max(float(D.sum()), 1e-12)) * (1 - 1e-9)
+    duals = f.lp().row_duals(x, rows, D * scale, D * scale, (f.lb[rows], f.ub[rows]))
+    if duals is None:
+        return {}
+    cap_row = 1 + len(f.sources)
     names = f.level_names
-    cap = np.maximum(np.asarray(replicas, dtype=float) * f.throughput - f.backlog_rate, 0.0) * f.usable
-    pairs = [(k, j) for k, j, _ in f.pairs if cap[j] > 0]
-    rows = sorted({k for k, _ in pairs})
-    if not pairs or not rows:
-        return {}
-    D = f.demand_by_level[rows]
-    scale = min(1.0, float(cap.sum()) / max(float(D.sum()), 1e-12))
-    r_of = {k: i for i, k in enumerate(rows)}
-    c = np.array([-f.row_quality[k, j] for k, j in pairs])
-    a_eq = np.zeros((len(rows), len(pairs)))
-    a_ub = np.zeros((f.n, len(pairs)))
-    for t, (k, j) in enumerate(pairs):
-        a_eq[r_of[k], t] = 1.0
-        a_ub[j, t] = 1.0
-    # Rows that cannot reach enough capacity (cache levels only for hits) may fall short, at a price
-    # above any quality: they never set a level's price below another row's willingness to pay.
-    c = np.concatenate([c, np.full(len(rows), 1000.0)])
-    a_eq = np.hstack([a_eq, np.eye(len(rows))])
-    a_ub = np.hstack([a_ub, np.zeros((f.n, len(rows)))])
-    res = linprog(c, A_ub=a_ub, b_ub=cap, A_eq=a_eq, b_eq=D * scale * (1 - 1e-9), bounds=(0, None), method="highs")
-    if res.status != 0:
-        return {}
-    price = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0)
-    return {names[j]: round(float(price[j]), 4) for j in range(f.n)}
+    return {names[j]: round(max(-float(duals[cap_row + j]), 0.0) / f.weight, 4) for j in range(f.n)}
 
 
 def _shares(names: list[str], capacity: np.ndarray) -> dict[str, float]:
