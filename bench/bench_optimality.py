@@ -9,7 +9,10 @@ quality. Reported: the LP's mean quality minus the plan's expected one (the clas
 <= 0.5 points), and the quality the router's per-prompt placement (prices + shares, argus.router.assign)
 reaches on the same prompts.
 
-Usage: .venv/bin/python bench/bench_optimality.py [--n 200] [--prompts 1500]
+`--fixed`: instead, the per-prompt fluid quality of a few fixed allocations of the paper setup (8 GPUs,
+6.5 req/s): what placement alone can reach on each.
+
+Usage: .venv/bin/python bench/bench_optimality.py [--n 200] [--prompts 1500] [--fixed]
 """
 
 from __future__ import annotations
@@ -63,12 +66,41 @@ def one(rng: np.random.Generator, levels, n_prompts: int) -> dict:
     return {"plan": d.quality, "lp": lp_q, "router": float(placed), "overload": d.overload, "lp_ok": res.status == 0}
 
 
+def fixed_allocations(n_prompts: int = 4000, rate: float = 6.5) -> None:
+    """Per-prompt fluid LP (each prompt anywhere its hit allows, at its true quality) on fixed allocations."""
+    levels = load_default_profile().levels
+    names = [lp.level for lp in levels]
+    T = np.array([lp.peak_throughput for lp in levels])
+    p = draw(PromptModel(), levels, 90.0, n_prompts, np.random.default_rng(1))
+    ok = cache_allowed(levels, p.kmax)
+    print(f"| allocation (8 GPUs) | capacity req/s | utilization at {rate} req/s | per-prompt fluid quality % |")
+    print("| --- | --- | --- | --- |")
+    for alloc in ({"cache-k0": 1, "steps-20": 7}, {"cache-k0": 1, "steps-25": 1, "steps-20": 6},
+                  {"cache-k0": 1, "cache-k15": 1, "steps-20": 6}, {"cache-k0": 1, "cache-k10": 1, "steps-20": 6},
+                  {"cache-k0": 1, "cache-k5": 1, "steps-20": 6}, {"cache-k0": 2, "steps-20": 6}):
+        x = np.array([alloc.get(n, 0) for n in names], dtype=float)
+        ii, jj = np.nonzero(ok & (x[None, :] > 0))
+        a_eq = np.zeros((n_prompts, len(ii)))
+        a_eq[ii, np.arange(len(ii))] = 1.0
+        a_ub = np.zeros((len(names), len(ii)))
+        a_ub[jj, np.arange(len(ii))] = rate / n_prompts
+        res = linprog(-p.quality[ii, jj], A_ub=a_ub, b_ub=x * T, A_eq=a_eq, b_eq=np.ones(n_prompts),
+                      bounds=(0, None), method="highs")
+        q = -res.fun / n_prompts if res.status == 0 else float("nan")
+        label = " + ".join(f"{v} {k}" for k, v in alloc.items())
+        print(f"| {label} | {x @ T:.2f} | {rate / (x @ T):.0%} | {q:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--prompts", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--fixed", action="store_true", help="fixed allocations of the paper setup instead")
     args = ap.parse_args()
+    if args.fixed:
+        fixed_allocations()
+        return
     levels = load_default_profile().levels
     rng = np.random.default_rng(args.seed)
     t = time.perf_counter()
