@@ -246,22 +246,3 @@ def test_demand_beyond_target_stays_on_safe_levels_without_overload():
     assert not d.overload and d.replicas == {"cache-k0": 2, "steps-20": 1}
     assert violations(s.levels, d.redirection, {"cache-k0": s.demand}) == []
     assert d.redirection["cache-k0"] == {"cache-k0": 1.0}
-
-
-def test_requests_in_service_are_not_backlog():
-    """Issue 17: the queue the loop observes is requests in flight; those the running replicas hold in
-    service (one full batch each) finish within their service time and reserve no drain capacity."""
-    from argus.policy import milp
-
-    h = {"steps-20": 1.0}
-    running = {"cache-k0": 1, "steps-20": 7}
-    batch = 8  # the published profile's largest batch
-    j = snap(demand=5.0, h=h).levels.index("steps-20")
-    in_service = snap(demand=5.0, h=h, gpus=8, current=running, queues={"steps-20": 7.0 * batch})
-    assert milp.build(in_service, overload=False).backlog_rate.sum() == 0.0
-    assert solve(in_service).backlog_excess == 0.0
-    waiting = snap(demand=5.0, h=h, gpus=8, current=running, queues={"steps-20": 7.0 * batch + 30.0})
-    slack = 30.0 - waiting.profiles[j].service_time
-    assert milp.build(waiting, overload=False).backlog_rate[j] == pytest.approx(30.0 / slack)
-    cold = snap(demand=5.0, h=h, gpus=8, queues={"steps-20": 30.0})  # nothing running: all of it waits
-    assert milp.build(cold, overload=False).backlog_rate[j] == pytest.approx(30.0 / slack)

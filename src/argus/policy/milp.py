@@ -6,8 +6,7 @@ y_kj >= 0 whose optimal level is k served at level j; shed_k (planned demand not
     sum_kj y_kj V_kj - sum_k P_shed shed_k - sum_j P_shed v_j - sum_j c_j u_j
 subject to  sum x <= GPUs;  sum_j y_kj + shed_k = D_k;  x_0 >= min full-quality replicas;
             sum_k y_kj + q_j / (SLO - s_j) - v_j <= T_j x_j    (Little's law: capacity covers the
-            arrivals and drains the queue q_j within the latency slack, so waiting <= SLO; q_j counts the
-            requests waiting for a replica, not those in service: see waiting()).
+            arrivals and drains the observed queue q_j within the latency slack, so waiting <= SLO).
 V_kj = Q_j when j is at least as safe as k. Two models share this layout:
   - safe: only safe pairs, no shedding, no backlog excess; feasible iff no overload is needed;
   - overload: degraded pairs too, valued Q_j - P_DEGRADE, and shedding; always feasible.
@@ -162,7 +161,7 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     rows = _rows(s, Q)
     row_level, V, allowed, D = rows[0], rows[1], rows[2], planned * rows[3]
     x0 = np.array([s.current.get(k, 0) for k in names], dtype=float)
-    q = waiting(s, x0)
+    q = np.array([s.queues.get(k, 0.0) for k in names])
     backlog = np.where(usable, q / np.where(usable, slack, 1.0), 0.0)
     cold = x0.sum() == 0  # nothing runs yet: every replica loads anyway, so no level is cheaper to reach
     load = np.array([p.load_time for p in prof])
@@ -256,15 +255,6 @@ def _cache_skip(name: str) -> int:
     """K of a cache-kK level (its depth of resumption), 0 for any other level."""
     lv = parse_level(name, 1000)
     return lv.skip if lv.family == "cache" else 0
-
-
-def waiting(s: Snapshot, current: np.ndarray) -> np.ndarray:
-    """Requests per level that wait for a replica: in flight minus what the running replicas hold in
-    service (one full batch each). Requests in service finish within their service time, so they are
-    not backlog; counting them reserved ~2 req/s (28 % of capacity) at the simulated plateau (issue 17)."""
-    q = np.array([s.queues.get(k, 0.0) for k in s.levels])
-    batch = np.array([max(p.throughput) for p in s.profiles], dtype=float)
-    return np.maximum(q - current * batch, 0.0)
 
 
 def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,

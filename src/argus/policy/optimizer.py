@@ -191,7 +191,7 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
     flows = _by_level(f, sol.flows)
     T = np.array([p.peak_throughput for p in prof])
     latency: dict[str, float | None] = {}
-    q = milp.waiting(s, f.current)  # requests in service are not queued
+    q = [s.queues.get(k, 0.0) for k in names]
     for j, name in enumerate(names):
         cap = x[j] * T[j]
         if x[j] == 0:
