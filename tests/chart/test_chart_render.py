@@ -140,9 +140,9 @@ def test_namespaced_rbac_has_roles_per_namespace_and_no_cluster_write():
     _, op = _container(objects, "argus-operator", "operator")
     assert "--namespace=team-a" in op["args"] and "--namespace=team-b" in op["args"]
     assert "--all-namespaces" not in op["args"]
-    peerings = by_kind(objects, "KopfPeering")
-    assert {p["metadata"]["namespace"] for p in peerings} == {"team-a", "team-b"}
-    assert not by_kind(objects, "ClusterKopfPeering")
+    # Rendered offline (as `helm template`) kopf.dev/v1 is not a known API, so no peering object; with the
+    # CRDs served there is one KopfPeering per namespace (test_chart_dry_run.py).
+    assert not by_kind(objects, "KopfPeering") and not by_kind(objects, "ClusterKopfPeering")
 
 
 def test_namespaced_without_cluster_discovery_creates_nothing_cluster_scoped():
@@ -155,7 +155,8 @@ def test_cluster_mode_watches_all_namespaces_with_peering():
     objects = render("defaults")
     _, op = _container(objects, "argus-operator", "operator")
     assert "--all-namespaces" in op["args"] and "--peering=argus" in op["args"]
-    assert [p["metadata"]["name"] for p in by_kind(objects, "ClusterKopfPeering")] == ["argus"]
+    # The ClusterKopfPeering needs kopf.dev/v1 served (test_chart_dry_run.py); offline it is left out.
+    assert not by_kind(objects, "ClusterKopfPeering")
 
 
 def test_standalone_operator_has_no_peering_object():
