@@ -149,6 +149,14 @@ def test_namespaced_without_cluster_discovery_creates_nothing_cluster_scoped():
     objects = render("namespaced-no-cluster-role")
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
     assert {r["metadata"]["namespace"] for r in by_kind(objects, "Role")} == {NAMESPACE}
+    _, op = _container(objects, "argus-operator", "operator")
+    assert {"name": "ARGUS_OPERATOR_CLUSTER_DISCOVERY", "value": "false"} in op["env"]  # kopf scanning off
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "namespaced-rbac"])
+def test_cluster_discovery_stays_on_where_rbac_grants_it(scenario):
+    _, op = _container(render(scenario), "argus-operator", "operator")
+    assert all(e["name"] != "ARGUS_OPERATOR_CLUSTER_DISCOVERY" for e in op["env"])
 
 
 def test_cluster_mode_watches_all_namespaces_with_peering():

@@ -20,6 +20,11 @@ class OperatorSettings:
     profile_path: str = ""  # level profile JSON; empty = the bundled SDXL profile
     workers: int = 16  # threads for the sync handlers (API and Prometheus calls block); spec edits queue behind timers otherwise
     retry_delay_s: float = 2.0  # first backoff after a transient API error (doubles per retry, max 60 s)
+    # kopf lists and watches namespaces and CRDs cluster-wide to notice new ones; without that RBAC
+    # (chart: rbac.clusterDiscovery=false) each of those requests is retried on 403 for ~54 s before
+    # kopf falls back to the namespaces it was given. False turns that scanning off (kopf's
+    # settings.scanning.disabled): the watched namespaces and the CRDs present at start are used as they are.
+    cluster_discovery: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
@@ -30,10 +35,22 @@ class OperatorSettings:
             key = f"ARGUS_OPERATOR_{name.upper()}"
             if key in env:
                 try:
-                    kwargs[name] = type(f.default)(env[key])
+                    kwargs[name] = _parse(type(f.default), env[key])
                 except ValueError:
                     raise ValueError(f"{key}={env[key]!r}: expected {type(f.default).__name__}") from None
         s = cls(**kwargs)
         if s.tick_s <= 0:
             raise ValueError(f"ARGUS_OPERATOR_TICK_S={s.tick_s}: must be > 0")
         return s
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _parse(kind: type, text: str):
+    """One environment value as the field's type (bool("false") is True, so booleans are read by word)."""
+    if kind is bool:
+        if text.strip().lower() not in _BOOLS:
+            raise ValueError(text)
+        return _BOOLS[text.strip().lower()]
+    return kind(text)
