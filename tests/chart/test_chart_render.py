@@ -211,3 +211,15 @@ def test_long_names_are_truncated_to_63():
     assert any(n.endswith("-router") for n in names) and any(n.endswith("-operator") for n in names)
     svc = next(s for s in by_kind(objects, "Service") if s["metadata"]["name"].endswith("-router"))
     assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["nodePort"] == 30080
+
+
+def test_latent_cache_storage_class_reaches_the_operator():
+    """latentCache.storageClassName is the operator's default class for latent-store PVCs (empty: not set)."""
+    from argus.adapters import helm_chart
+
+    objects = helm_chart.render(ROOT, {"latentCache": {"storageClassName": "cephfs"}}, release="argus",
+                                namespace=NAMESPACE)
+    _, op = _container(objects, "argus-operator", "operator")
+    assert {"name": "ARGUS_OPERATOR_LATENT_STORAGE_CLASS", "value": "cephfs"} in op["env"]
+    _, op = _container(render("defaults"), "argus-operator", "operator")
+    assert all(e["name"] != "ARGUS_OPERATOR_LATENT_STORAGE_CLASS" for e in op["env"])

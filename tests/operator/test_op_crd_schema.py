@@ -124,6 +124,8 @@ BAD = [
      "spec.tolerations.0.operator", "enum"),
     ("node selector value not a string", _with({"nodeSelector": {"gpu": 1}}), "spec.nodeSelector.gpu", "type"),
     ("tiny cache", _with({"cache.maxBytes": 1000}), "spec.cache.maxBytes", "minimum"),
+    ("storage class not a DNS name", _with({"cache.storageClassName": "Fast_SSD"}), "spec.cache.storageClassName",
+     "pattern"),
     ("spec not an object", {**BASE, "spec": "big"}, "spec", "type"),
 ]
 
@@ -205,7 +207,7 @@ def cel_violations(doc: dict) -> list[str]:
 def test_cel_rules_compile_and_cover_the_operator_cross_field_checks():
     rules = _rules()
     assert {p for p, _ in rules} == {".spec", ".spec.model", ".spec.levels"}
-    assert len(rules) == 4
+    assert len(rules) == 5
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -225,6 +227,8 @@ CEL_BAD = [
      "minFullQualityReplicas=2 exceeds gpus=1"),
     ("levels without cache-k0", _with({"levels": ["cache-k5", "steps-20"]}),
      "must include the full-quality level 'cache-k0'"),
+    ("cache levels with the cache off", _with({"cache.enabled": False}),
+     "need the latent cache, which cache.enabled=false turns off"),
 ]
 
 
@@ -265,3 +269,9 @@ def test_cel_rules_do_not_fail_on_a_missing_gpus():
 @pytest.mark.parametrize("levels", [["cache-k0"], ["steps-20", "cache-k0"], ["model-tiny", "cache-k0", "cache-k5"]])
 def test_cel_accepts_levels_with_cache_k0_anywhere(levels):
     assert cel_violations(_with({"levels": levels})) == []
+
+
+def test_cache_off_with_only_uncached_levels_passes_cel():
+    doc = _with({"cache.enabled": False, "levels": ["cache-k0", "steps-10"], "cache.storageClassName": "nfs"})
+    assert errors(doc) == [] and cel_violations(doc) == []
+    parse_manifest(doc)

@@ -63,7 +63,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Lo
 def _deps(memo: kopf.Memo, name: str, namespace: str, uid: str) -> reconcile.Deps:
     actuator = KubernetesActuator(memo.kube, namespace, owner_reference(name, uid) if uid else None)
     return reconcile.Deps(actuator=actuator, prometheus=memo.prometheus, profile=memo.profile,
-                          metrics=memo.metrics)
+                          metrics=memo.metrics, latent_storage_class=memo.cfg.latent_storage_class)
 
 
 def _publish(out: reconcile.Outcome, body: Any, patch: kopf.Patch) -> None:

@@ -25,6 +25,9 @@ class OperatorSettings:
     # kopf falls back to the namespaces it was given. False turns that scanning off (kopf's
     # settings.scanning.disabled): the watched namespaces and the CRDs present at start are used as they are.
     cluster_discovery: bool = True
+    # StorageClass of the latent-store PVC of a T2IService whose spec.cache names none (chart value
+    # latentCache.storageClassName); empty = the cluster's default class.
+    latent_storage_class: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
