@@ -8,6 +8,7 @@ Errors are SpecError with the offending field's path in camelCase, as users wrot
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -58,12 +59,33 @@ class ModelSpec(_Model):
         return self
 
 
+class LatentCacheMode(str, Enum):
+    """Where the workers keep latents (README: "Storage for the latent cache"); the LatentCache condition's reason."""
+
+    SHARED_VOLUME = "SharedVolume"  # one ReadWriteMany PVC mounted by every worker: needs an RWX storage class
+    DISABLED = "Disabled"  # no latent store at all: runs on any cluster, only cache-k0/steps-/model- levels
+
+
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+
+
 class CacheSpec(_Model):
     """Approximate-cache behaviour."""
 
-    enabled: bool = Field(True, description="Serve cache levels (resume from similar prompts' latents).")
+    enabled: bool = Field(True, description="Serve cache levels (resume from similar prompts' latents); false "
+                                            "runs without a latent store (no volume: any cluster) and serves no "
+                                            "cache-k<K> level but cache-k0.")
     cross_tenant: bool = Field(False, description="Allow one tenant's prompts to reuse another's latents.")
     max_bytes: int = Field(2 * 1024**3, ge=1024**2, description="Byte budget of the shared latent store.")
+    storage_class_name: str | None = Field(
+        None, min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN,
+        description="StorageClass of the shared latent store's ReadWriteMany PVC; unset = the cluster's default "
+                    "class (often ReadWriteOnce only: the PVC then stays Pending).")
+
+    @property
+    def mode(self) -> LatentCacheMode:
+        """The latent-cache mode this spec asks for."""
+        return LatentCacheMode.SHARED_VOLUME if self.enabled else LatentCacheMode.DISABLED
 
 
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
@@ -111,6 +133,10 @@ class T2IServiceSpec(_Model):
             parse_levels(self.levels, self.model.steps)
         except LevelError as e:
             raise ValueError(str(e)) from None
+        cached = [lv for lv in self.levels if lv.startswith("cache-") and lv != "cache-k0"]
+        if not self.cache.enabled and cached:
+            raise ValueError(f"levels: {', '.join(cached)} need the latent cache, which cache.enabled=false turns "
+                             "off; list only cache-k0, steps-<S> and model-<name> levels")
         if self.min_full_quality_replicas > self.gpus:
             raise ValueError(
                 f"minFullQualityReplicas={self.min_full_quality_replicas} exceeds gpus={self.gpus}")
@@ -119,6 +145,13 @@ class T2IServiceSpec(_Model):
     def parsed_levels(self):
         """The level objects, in spec order."""
         return parse_levels(self.levels, self.model.steps)
+
+    def with_default_storage_class(self, name: str) -> "T2IServiceSpec":
+        """This spec with `name` as cache.storageClassName when it names none and caches (the operator's
+        default: chart value latentCache.storageClassName); unchanged otherwise."""
+        if not name or not self.cache.enabled or self.cache.storage_class_name:
+            return self
+        return self.model_copy(update={"cache": self.cache.model_copy(update={"storage_class_name": name})})
 
 
 def parse_spec(raw: dict[str, Any]) -> T2IServiceSpec:

@@ -6,10 +6,13 @@ the operator tests' KMock API server with an audit log; a T2IService (the laptop
 applied, edited to drop a level, and deleted. Every request the operator sent, mapped to
 (apiGroup, resource[/subresource], verb), must be granted by the operator's ClusterRole/Role of that mode.
 The run must have exercised the main paths (watch, create, patch, delete of children, status).
+Namespaced without cluster discovery (no ClusterRole), with KMock enforcing the rendered Role (403
+otherwise): the operator acts on a T2IService within 20 s of its start and is refused nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -99,14 +102,18 @@ def _granted(objects: list[dict]) -> set[tuple[str, str, str]]:
             and o["metadata"].get("namespace", NS) == NS for t in kp.flatten(o["rules"])}
 
 
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_operator_calls_only_what_the_chart_grants(tmp_path, mode):
-    objects = helm_chart.render(ROOT, MODES[mode], release="argus", namespace=NS)
+@contextlib.contextmanager
+def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | None = None):
+    """KMock (with an audit log, enforcing `grants` if given) and the operator as the chart starts it;
+    yields (API URL, operator process, audit path); stops both."""
     port_file, audit = tmp_path / "port", tmp_path / "audit.jsonl"
+    extra = []
+    if grants is not None:
+        (tmp_path / "grants.json").write_text(json.dumps(grants))
+        extra = [str(tmp_path / "grants.json")]
     server_log = open(tmp_path / "kmock.log", "w")
     server = subprocess.Popen([sys.executable, str(ROOT / "tests/chart/kmock_audit_server.py"), str(port_file),
-                               str(audit), "argus"], stdout=server_log, stderr=subprocess.STDOUT)
+                               str(audit), "argus", *extra], stdout=server_log, stderr=subprocess.STDOUT)
     operator = None
     try:
         _wait(lambda: port_file.exists() and port_file.read_text(), 30, "KMock to listen")
@@ -120,28 +127,40 @@ def test_operator_calls_only_what_the_chart_grants(tmp_path, mode):
         cmd, env = _operator_command(objects, kubeconfig)
         op_log = open(tmp_path / "operator.log", "w")
         operator = subprocess.Popen(cmd, env=env, stdout=op_log, stderr=subprocess.STDOUT, cwd=tmp_path)
-
-        example = yaml.safe_load((ROOT / "manifests/examples/laptop.yaml").read_text())
-        example["metadata"]["namespace"] = NS
-        example["spec"]["prometheusUrl"] = f"http://127.0.0.1:{_free_port()}"  # nothing there: NoMetrics path
-        name, levels = example["metadata"]["name"], example["spec"]["levels"]
-        requests.post(url + T2I, json=example, timeout=10).raise_for_status()
-
-        def deployment_names():
-            return {d["metadata"]["name"] for d in requests.get(url + DEPLOYMENTS, timeout=10).json()["items"]}
-
-        _wait(lambda: deployment_names() >= {f"{name}-{lv}" for lv in levels}, 90, "worker Deployments")
-        requests.patch(url + f"{T2I}/{name}", json={"spec": {"levels": levels[:-1]}}, timeout=10,
-                       headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
-        _wait(lambda: f"{name}-{levels[-1]}" not in deployment_names(), 60, "the dropped level's Deployment to go")
-        requests.delete(url + f"{T2I}/{name}", timeout=10).raise_for_status()
-        _wait(lambda: requests.get(url + f"{T2I}/{name}", timeout=10).status_code == 404, 60, "the T2IService to go")
-        assert operator.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
+        yield url, operator, audit
     finally:
         if operator is not None:
             _stop(operator)
         _stop(server)
         server_log.close()
+
+
+def _example() -> dict:
+    example = yaml.safe_load((ROOT / "manifests/examples/laptop.yaml").read_text())
+    example["metadata"]["namespace"] = NS
+    example["spec"]["prometheusUrl"] = f"http://127.0.0.1:{_free_port()}"  # nothing there: NoMetrics path
+    return example
+
+
+def _deployment_names(url: str) -> set[str]:
+    return {d["metadata"]["name"] for d in requests.get(url + DEPLOYMENTS, timeout=10).json()["items"]}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_operator_calls_only_what_the_chart_grants(tmp_path, mode):
+    objects = helm_chart.render(ROOT, MODES[mode], release="argus", namespace=NS)
+    with _operator_against_kmock(tmp_path, objects) as (url, operator, audit):
+        example = _example()
+        name, levels = example["metadata"]["name"], example["spec"]["levels"]
+        requests.post(url + T2I, json=example, timeout=10).raise_for_status()
+        _wait(lambda: _deployment_names(url) >= {f"{name}-{lv}" for lv in levels}, 90, "worker Deployments")
+        requests.patch(url + f"{T2I}/{name}", json={"spec": {"levels": levels[:-1]}}, timeout=10,
+                       headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+        _wait(lambda: f"{name}-{levels[-1]}" not in _deployment_names(url), 60, "the dropped level's Deployment to go")
+        requests.delete(url + f"{T2I}/{name}", timeout=10).raise_for_status()
+        _wait(lambda: requests.get(url + f"{T2I}/{name}", timeout=10).status_code == 404, 60, "the T2IService to go")
+        assert operator.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
 
     used, granted = _triples(audit), _granted(objects)
     assert used <= granted, f"called but not granted: {sorted(used - granted)}"
@@ -151,3 +170,39 @@ def test_operator_calls_only_what_the_chart_grants(tmp_path, mode):
             ("argus.dev", "t2iservices/status", "patch"), ("apps", "deployments", "create"),
             ("apps", "deployments", "delete"), ("", "configmaps", "create"), ("kopf.dev", peering, "patch")} <= used, \
         sorted(used)
+
+
+def _grants(objects: list[dict]) -> dict:
+    """The operator's RBAC as the audit server enforces it: ClusterRole rules everywhere, Role rules in their namespace."""
+    grants: dict = {"cluster": [], "namespaces": {}}
+    for o in objects:
+        if o["kind"] in ("ClusterRole", "Role") and o["metadata"]["labels"]["app.kubernetes.io/component"] == "operator":
+            rules = [list(t) for t in kp.flatten(o["rules"])]
+            if o["kind"] == "ClusterRole":
+                grants["cluster"] += rules
+            else:
+                grants["namespaces"].setdefault(o["metadata"]["namespace"], []).extend(rules)
+    return grants
+
+
+@pytest.mark.timeout(120)
+def test_namespaced_operator_without_cluster_discovery_starts_at_once(tmp_path):
+    """rbac.clusterDiscovery=false: no ClusterRole, and KMock answers 403 to what the Role does not grant,
+    as an API server would. The operator must act on a T2IService within 20 s of its start (kopf's
+    scanning of namespaces and CRDs, retried on 403 through its backoffs, held it ~54 s) and must not
+    be refused anything."""
+    objects = helm_chart.render(ROOT, {"rbac": {"scope": "namespace", "clusterDiscovery": False}},
+                                release="argus", namespace=NS)
+    grants = _grants(objects)
+    assert grants["cluster"] == [] and set(grants["namespaces"]) == {NS}
+    with _operator_against_kmock(tmp_path, objects, grants) as (url, operator, audit):
+        started = time.monotonic()
+        example = _example()
+        requests.post(url + T2I, json=example, timeout=10).raise_for_status()
+        wanted = {f"{example['metadata']['name']}-{lv}" for lv in example["spec"]["levels"]}
+        _wait(lambda: _deployment_names(url) >= wanted, 20, "worker Deployments within 20 s of the operator's start")
+        took = time.monotonic() - started
+        assert operator.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
+    refused = [json.loads(line) for line in audit.read_text().splitlines() if json.loads(line)["status"] == 403]
+    assert refused == [], refused[:5]
+    print(f"worker Deployments {took:.1f} s after the operator started")

@@ -32,6 +32,7 @@ INVALID = [
     ({"router": {"resources": {"requests": None}}}, "/router/resources", "missing property 'requests'"),
     ({"router": {"resources": {"requests": {"cpu": "lots"}}}}, "/router/resources/requests/cpu", "pattern"),
     ({"envoy": {"port": 70000}}, "/envoy/port", "maximum: got 70,000, want 65,535"),
+    ({"latentCache": {"storageClassName": "Fast_SSD"}}, "/latentCache/storageClassName", "does not match pattern"),
     ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser", "minimum: got 0, want 1"),
     ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot", "value must be true"),
     ({"containerSecurityContext": {"privileged": True}}, "/containerSecurityContext/privileged", "value must be false"),

@@ -22,7 +22,8 @@ import kubernetes_validate
 import pytest
 
 from argus.adapters.kubernetes import KINDS, OWNED_KINDS, RBAC_RULES
-from argus.control.builders import build_all, build_policy_configmap, build_worker_deployment, owner_reference
+from argus.control.builders import (build_all, build_policy_configmap, build_worker_deployment, latent_cache_condition,
+                                    owner_reference)
 from argus.policy.document import PolicyDocument, parse_policy
 from argus.spec import SpecError, parse_spec
 
@@ -157,3 +158,58 @@ def test_level_services_are_headless_and_existing_cluster_ips_are_kept():
     assert "clusterIP" not in kept["spec"] and covers(old, kept)
     assert keep_immutable({"spec": {"clusterIP": "None"}}, services[0]) is services[0]
     assert keep_immutable({}, services[0]) is services[0]  # a new Service is created headless
+
+
+# --- the latent cache's storage (README "Storage for the latent cache") ---
+
+def _spec(**cache):
+    levels = ["cache-k0", "cache-k10", "steps-25"] if cache.get("enabled", True) else ["cache-k0", "steps-25"]
+    return parse_spec({"levels": levels, "throughputTarget": 2, "gpus": 4, "cache": cache})
+
+
+def test_storage_class_goes_on_the_claim_and_names_it():
+    spec = _spec(storageClassName="cephfs")
+    objs = build_all("svc", "prod", spec, {"cache-k0": 2}, POLICY, OWNER)
+    pvc = next(o for o in objs if o["kind"] == "PersistentVolumeClaim")
+    kubernetes_validate.validate(pvc, "1.30", strict=True)
+    assert pvc["spec"]["storageClassName"] == "cephfs" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    # a claim's class is immutable: another class is another claim, which the workers mount
+    assert pvc["metadata"]["name"] == "svc-latents-cephfs"
+    pod = build_worker_deployment("svc", "prod", spec, "cache-k10", 1)["spec"]["template"]["spec"]
+    assert {"name": "latents", "persistentVolumeClaim": {"claimName": "svc-latents-cephfs"}} in pod["volumes"]
+    assert latent_cache_condition("svc", spec)[:2] == (True, "SharedVolume")
+    assert "svc-latents-cephfs" in latent_cache_condition("svc", spec)[2]
+
+
+def test_default_class_keeps_the_old_claim_name_and_sets_no_class():
+    pvc = next(o for o in build_all("svc", "prod", _spec(), {}, POLICY, OWNER) if o["kind"] == "PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == "svc-latents" and "storageClassName" not in pvc["spec"]
+    assert "cluster default storage class" in latent_cache_condition("svc", _spec())[2]
+
+
+def test_cache_disabled_needs_no_volume_at_all():
+    spec = _spec(enabled=False)
+    objs = build_all("svc", "prod", spec, {"cache-k0": 2, "steps-25": 2}, POLICY, OWNER)
+    assert not [o for o in objs if o["kind"] == "PersistentVolumeClaim"]
+    for d in (o for o in objs if o["kind"] == "Deployment"):
+        kubernetes_validate.validate(d, "1.30", strict=True)
+        pod = d["spec"]["template"]["spec"]
+        assert all("persistentVolumeClaim" not in v for v in pod["volumes"])
+        env = {e["name"] for e in pod["containers"][0]["env"]}
+        assert "ARGUS_LATENT_STORE" not in env and "ARGUS_LATENT_STORE_BYTES" not in env
+    status, reason, message = latent_cache_condition("svc", spec)
+    assert (status, reason) == (False, "Disabled") and "any cluster" in message
+
+
+def test_cache_levels_need_the_cache():
+    with pytest.raises(SpecError) as e:
+        parse_spec({"levels": ["cache-k0", "cache-k10", "steps-25"], "throughputTarget": 2, "gpus": 4,
+                    "cache": {"enabled": False}})
+    assert e.value.field == "levels" and "cache-k10 need the latent cache" in str(e.value)
+
+
+@pytest.mark.parametrize("bad", ["Fast_SSD", "-x", "a" * 254, ""])
+def test_bad_storage_class_names_are_refused(bad):
+    with pytest.raises(SpecError) as e:
+        _spec(storageClassName=bad)
+    assert e.value.field == "cache.storageClassName"

@@ -124,6 +124,8 @@ BAD = [
      "spec.tolerations.0.operator", "enum"),
     ("node selector value not a string", _with({"nodeSelector": {"gpu": 1}}), "spec.nodeSelector.gpu", "type"),
     ("tiny cache", _with({"cache.maxBytes": 1000}), "spec.cache.maxBytes", "minimum"),
+    ("storage class not a DNS name", _with({"cache.storageClassName": "Fast_SSD"}), "spec.cache.storageClassName",
+     "pattern"),
     ("spec not an object", {**BASE, "spec": "big"}, "spec", "type"),
 ]
 
@@ -147,9 +149,8 @@ def test_unknown_fields_are_not_errors_but_are_not_in_the_schema():
 # --- CEL rules (x-kubernetes-validations), evaluated with a real CEL interpreter (cel-python) ---
 
 def _rules():
-    """(schema path, rule, message) for every CEL rule in the CRD."""
-    return [(path, r["rule"], r["message"]) for path, sub in _walk(SCHEMA)
-            for r in sub.get("x-kubernetes-validations", [])]
+    """(schema path, rule) for every CEL rule (x-kubernetes-validations entry) in the CRD."""
+    return [(path, r) for path, sub in _walk(SCHEMA) for r in sub.get("x-kubernetes-validations", [])]
 
 
 def _at(doc: dict, path: str):
@@ -161,25 +162,52 @@ def _at(doc: dict, path: str):
     return node
 
 
+def defaulted(doc: dict, schema: dict = SCHEMA) -> dict:
+    """The manifest as the API server validates it: the schema's defaults filled in (structural defaulting)."""
+    doc = copy.deepcopy(doc)
+
+    def fill(node, sub):
+        if isinstance(node, dict) and sub.get("properties"):
+            for k, prop in sub["properties"].items():
+                if k not in node and "default" in prop:
+                    node[k] = copy.deepcopy(prop["default"])
+                if k in node:
+                    fill(node[k], prop)
+        elif isinstance(node, list) and isinstance(sub.get("items"), dict):
+            for item in node:
+                fill(item, sub["items"])
+
+    fill(doc, schema)
+    return doc
+
+
 def cel_violations(doc: dict) -> list[str]:
-    """Messages of the CEL rules a manifest breaks (rules whose object is absent do not run, as in Kubernetes)."""
+    """Messages of the CEL rules a manifest breaks, after defaulting (as in Kubernetes); rules whose object is
+    absent do not run; a rule that fails to evaluate counts as broken; messageExpression wins over message."""
     import celpy
 
     env = celpy.Environment()
+    doc = defaulted(doc)
     broken = []
-    for path, rule, message in _rules():
+    for path, rule in _rules():
         obj = _at(doc, path)
         if obj is None:
             continue
-        if not env.program(env.compile(rule)).evaluate({"self": celpy.json_to_cel(obj)}):
-            broken.append(message)
+        activation = {"self": celpy.json_to_cel(obj)}
+        try:
+            ok = env.program(env.compile(rule["rule"])).evaluate(activation)
+        except celpy.CELEvalError as e:  # Kubernetes rejects the object when a rule cannot be evaluated
+            ok = e
+        if not (isinstance(ok, celpy.celtypes.BoolType) and bool(ok)):
+            expr = rule.get("messageExpression")
+            broken.append(str(env.program(env.compile(expr)).evaluate(activation)) if expr else rule["message"])
     return broken
 
 
 def test_cel_rules_compile_and_cover_the_operator_cross_field_checks():
     rules = _rules()
-    assert {p for p, _, _ in rules} == {".spec", ".spec.model"}
-    assert len(rules) == 3
+    assert {p for p, _ in rules} == {".spec", ".spec.model", ".spec.levels"}
+    assert len(rules) == 5
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -194,7 +222,13 @@ CEL_BAD = [
                                    "model.weightsHostPath": "/data/w"}), "exclusive"),
     ("weights volume without mount point", _with({"model.weightsPvc": "weights"}), "weightsPath is required"),
     ("more full-quality replicas than GPUs", _with({"gpus": 2, "minFullQualityReplicas": 3}),
-     "exceeds gpus"),
+     "minFullQualityReplicas=3 exceeds gpus=2"),
+    ("one GPU, the default full-quality replica plus one", _with({"gpus": 1, "minFullQualityReplicas": 2}),
+     "minFullQualityReplicas=2 exceeds gpus=1"),
+    ("levels without cache-k0", _with({"levels": ["cache-k5", "steps-20"]}),
+     "must include the full-quality level 'cache-k0'"),
+    ("cache levels with the cache off", _with({"cache.enabled": False}),
+     "need the latent cache, which cache.enabled=false turns off"),
 ]
 
 
@@ -212,3 +246,32 @@ def test_cel_rules_accept_one_weights_volume_and_equal_replicas():
     ok = _with({"model.weightsPath": "/w", "model.weightsPvc": "weights", "gpus": 2, "minFullQualityReplicas": 2})
     assert errors(ok) == [] and cel_violations(ok) == []
     parse_manifest(ok)
+
+
+@pytest.mark.parametrize("gpus", [0, -1, -100])
+def test_bad_gpus_is_one_precise_error(gpus):
+    """`gpus: 0` is the schema's minimum error alone: the CEL rule does not also blame
+    minFullQualityReplicas, which the user never set (it defaults to 1)."""
+    doc = _with({"gpus": gpus})
+    assert "minFullQualityReplicas" not in doc["spec"] and defaulted(doc)["spec"]["minFullQualityReplicas"] == 1
+    found = {(".".join(str(p) for p in e.absolute_path), e.validator) for e in errors(defaulted(doc))}
+    assert found == {("spec.gpus", "minimum")}
+    assert cel_violations(doc) == []
+    with pytest.raises(ValueError, match="spec.gpus"):
+        parse_manifest(doc)
+
+
+def test_cel_rules_do_not_fail_on_a_missing_gpus():
+    """A missing gpus is the schema's `required` error; the CEL rule must not fail to evaluate on it."""
+    assert cel_violations(_with(drop="gpus")) == []
+
+
+@pytest.mark.parametrize("levels", [["cache-k0"], ["steps-20", "cache-k0"], ["model-tiny", "cache-k0", "cache-k5"]])
+def test_cel_accepts_levels_with_cache_k0_anywhere(levels):
+    assert cel_violations(_with({"levels": levels})) == []
+
+
+def test_cache_off_with_only_uncached_levels_passes_cel():
+    doc = _with({"cache.enabled": False, "levels": ["cache-k0", "steps-10"], "cache.storageClassName": "nfs"})
+    assert errors(doc) == [] and cel_violations(doc) == []
+    parse_manifest(doc)

@@ -14,7 +14,9 @@ Cases:
   field, the last allocation kept, the operator alive; fixing the spec recovers;
 - metrics missing: a service without series gets Degraded/NoMetrics; Prometheus stopped -> allocation kept,
   Degraded/PrometheusUnreachable; Prometheus back -> Degraded False and a MetricsRecovered Event;
-- peering: two operator replicas with kopf peering; only the higher-priority one acts.
+- peering: two operator replicas with kopf peering; only the higher-priority one acts;
+- latent-cache storage: cache.storageClassName goes on the claim (named by its class); cache.enabled=false
+  creates no claim and no volume; the LatentCache condition names the mode in force.
 """
 
 from __future__ import annotations
@@ -122,7 +124,9 @@ def test_lifecycle(api, operator, prom, routers):
                     20, what="a control period with metrics")
     assert st["observedGeneration"] == 1 and sum(st["allocation"].values()) <= 4
     assert st["allocation"] == api.replicas("alpha") and st["averageQuality"] > 0
-    assert {c["type"] for c in st["conditions"]} == {"Ready", "Progressing", "Degraded"}
+    assert {c["type"] for c in st["conditions"]} == {"Ready", "Progressing", "Degraded", "LatentCache"}
+    assert (cond(api, "alpha", "LatentCache")["status"], cond(api, "alpha", "LatentCache")["reason"]) == \
+        ("True", "SharedVolume")
     assert cond(api, "alpha", "Ready")["status"] == "False"
     def ready_after_marking():
         api.mark_ready("alpha")  # play the Deployment controller (again, if the loop re-planned meanwhile)
@@ -266,3 +270,21 @@ def test_peering_only_one_replica_acts(api, operator, prom, routers):
     wait_until(lambda: "Resuming operations" in low.logs(), 60, what="the standby to take over")
     api.edit_t2i("beta", {"gpus": 6})
     wait_until(lambda: status(api, "beta").get("observedGeneration") == 2, 30, what="standby acts on an edit")
+
+
+def test_latent_cache_storage_modes(api, operator, prom, routers):
+    operator()
+    api.apply_t2i("beta", spec(prom.url, cache={"storageClassName": "cephfs"}))
+    api.apply_t2i("delta", spec(prom.url, cache={"enabled": False}, levels=["cache-k0", "steps-25"]))
+    wait_until(lambda: cond(api, "beta", "LatentCache") and cond(api, "delta", "LatentCache"), 60,
+               what="LatentCache conditions")
+    pvc = api.get("/api/v1/namespaces/default/persistentvolumeclaims/beta-latents-cephfs")
+    assert pvc["spec"]["storageClassName"] == "cephfs" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert cond(api, "beta", "LatentCache")["reason"] == "SharedVolume"
+    assert "storage class cephfs" in cond(api, "beta", "LatentCache")["message"]
+    assert not api.owned("/api/v1/namespaces/{ns}/persistentvolumeclaims", "delta")
+    wait_until(lambda: len(api.deployments("delta")) == 2, 60, what="delta's workers")
+    for d in api.deployments("delta").values():
+        assert all("persistentVolumeClaim" not in v for v in d["spec"]["template"]["spec"]["volumes"])
+    c = cond(api, "delta", "LatentCache")
+    assert (c["status"], c["reason"]) == ("False", "Disabled") and "any cluster" in c["message"]

@@ -6,18 +6,22 @@ Cases:
 - the PromQL uses the names of argus.telemetry and selects the service;
 - against the real `prometheus` binary scraping the router's real metric classes (fake rates):
   demand, h_k and per-level throughput come out within 25% of what the exporter produces;
-- a service with no series -> NoMetrics; an unreachable Prometheus -> PrometheusUnreachable.
+- a service with no series -> NoMetrics; an unreachable Prometheus -> PrometheusUnreachable;
+- the cause of a failure is kept whole and first (refused connection, read timeout): the status
+  condition's message names it, not 200 characters of the query URL.
 """
 
 from __future__ import annotations
 
 import shutil
+import socket
 
 import pytest
 
 from argus import telemetry as t
 from argus.adapters.prometheus_source import PrometheusSource, parse, queries
 from argus.control.observed import MetricsUnavailable
+from argus.controlplane.status import condition, set_conditions
 from op_harness import FakeRouter, Prometheus, free_port, wait_until
 
 
@@ -79,3 +83,28 @@ def test_real_prometheus(tmp_path):
     finally:
         prom.stop()
         router.stop()
+
+
+def _degraded_message(url: str, timeout_s: float = 2.0) -> str:
+    """The Degraded condition's message the operator writes for a failed fetch (as reconcile.run words it)."""
+    with pytest.raises(MetricsUnavailable) as e:
+        PrometheusSource(timeout_s=timeout_s).snapshot(url, "svc")
+    assert e.value.reason == "PrometheusUnreachable"
+    conds = set_conditions([], {"Degraded": (True, e.value.reason, f"{e.value}; keeping the last allocation")}, "now")
+    return condition(conds, "Degraded")["message"]
+
+
+def test_refused_connection_cause_is_kept_in_status():
+    url = f"http://127.0.0.1:{free_port()}"
+    msg = _degraded_message(url)
+    assert "Connection refused" in msg and "NewConnectionError" in msg and url in msg, msg
+    assert "(demand query)" in msg and "%28" not in msg, msg  # the query is named, its URL-encoded text is not
+    assert msg.endswith("; keeping the last allocation"), msg
+
+
+def test_read_timeout_cause_is_kept_in_status():
+    with socket.socket() as listener:  # accepts connections (the kernel's backlog) and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        msg = _degraded_message(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout_s=0.5)
+    assert "ReadTimeoutError" in msg and "Read timed out" in msg, msg

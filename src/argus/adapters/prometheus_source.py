@@ -73,6 +73,34 @@ def parse(raw: dict[str, list[dict[str, Any]]], service: str = "") -> MetricsSna
     )
 
 
+_SYSTEM_ERRORS = {"builtins", "socket", "ssl"}  # modules of OS-level errors (their text is in the library's)
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """`e` and what caused it, outermost first: requests wraps urllib3's MaxRetryError in args[0],
+    which names the connection error in .reason, which chains the socket error."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and all(cur is not c for c in chain):
+        chain.append(cur)
+        reason = getattr(cur, "reason", None)
+        wrapped = next((a for a in cur.args if isinstance(a, BaseException)), None)
+        cur = (reason if isinstance(reason, BaseException) else wrapped) or cur.__cause__ or cur.__context__
+    return chain
+
+
+def failure_cause(e: BaseException) -> str:
+    """What went wrong, cause first and whole: `Outer: Cause: message`, where Cause is the innermost
+    error of a library (urllib3's NewConnectionError, NameResolutionError, ReadTimeoutError), whose
+    message names the host and the system error; the outer messages repeat the query URL (hundreds
+    of characters of PromQL) and bury the cause at their end."""
+    chain = _chain(e)
+    cause = next((c for c in reversed(chain) if type(c).__module__ not in _SYSTEM_ERRORS), chain[-1])
+    if cause is e:
+        return f"{type(e).__name__}: {e}"
+    return f"{type(e).__name__}: {type(cause).__name__}: {cause}"
+
+
 @dataclass
 class PrometheusSource:
     """Reads snapshots from Prometheus servers (one client per URL, made on first use)."""
@@ -97,7 +125,7 @@ class PrometheusSource:
                 raw[key] = prom.custom_query(q)
             except Exception as e:  # requests' connection errors and PrometheusApiClientException
                 raise MetricsUnavailable("PrometheusUnreachable",
-                                         f"Prometheus at {url} failed: {type(e).__name__}: {str(e)[:200]}") from None
+                                         f"Prometheus at {url} failed ({key} query): {failure_cause(e)}") from None
         return raw
 
     def snapshot(self, url: str, service: str) -> MetricsSnapshot:

@@ -2,7 +2,8 @@
 
 Names, labels and ports follow the contract in the team brief: per level a Deployment and a
 Service `<svc>-<level>`, the router's policy ConfigMap `<svc>-policy`, the latent-store PVC
-`<svc>-latents`; every object carries an ownerReference to the T2IService.
+`<svc>-latents` (`<svc>-latents-<class>` with cache.storageClassName; none with cache.enabled=false);
+every object carries an ownerReference to the T2IService.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 from typing import Any
 
 from argus.policy.document import PolicyDocument
-from argus.spec import API_GROUP, API_VERSION, KIND, T2IServiceSpec
+from argus.spec import API_GROUP, API_VERSION, KIND, LatentCacheMode, T2IServiceSpec
 
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 LATENT_DIR = "/var/lib/argus/latents"
@@ -54,8 +55,9 @@ def _meta(name: str, namespace: str, labels: dict[str, str], owner: dict[str, An
 
 def _worker_env(spec: T2IServiceSpec, level: str) -> list[dict[str, str]]:
     env = {"ARGUS_LEVEL": level, "ARGUS_MODEL_NAME": spec.model.name, "ARGUS_STEPS": str(spec.model.steps),
-           "ARGUS_LEVELS": ",".join(spec.levels), "ARGUS_LATENT_STORE": LATENT_DIR,
-           "ARGUS_LATENT_STORE_BYTES": str(spec.cache.max_bytes)}
+           "ARGUS_LEVELS": ",".join(spec.levels)}
+    if spec.cache.mode is LatentCacheMode.SHARED_VOLUME:
+        env |= {"ARGUS_LATENT_STORE": LATENT_DIR, "ARGUS_LATENT_STORE_BYTES": str(spec.cache.max_bytes)}
     if spec.model.weights_path:
         env["ARGUS_WEIGHTS_PATH"] = spec.model.weights_path
     return [{"name": k, "value": v} for k, v in env.items()]
@@ -69,8 +71,11 @@ def _security_context() -> dict[str, Any]:
 
 def _volumes(service: str, spec: T2IServiceSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(pod volumes, container mounts): latent store, scratch emptyDirs, and the weights read-only."""
-    volumes: list[dict[str, Any]] = [{"name": "latents", "persistentVolumeClaim": {"claimName": latents_name(service)}}]
-    mounts: list[dict[str, Any]] = [{"name": "latents", "mountPath": LATENT_DIR}]
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if spec.cache.mode is LatentCacheMode.SHARED_VOLUME:
+        volumes.append({"name": "latents", "persistentVolumeClaim": {"claimName": latents_name(service, spec)}})
+        mounts.append({"name": "latents", "mountPath": LATENT_DIR})
     for name, path, medium in SCRATCH_MOUNTS:
         volumes.append({"name": name, "emptyDir": {"medium": medium} if medium else {}})
         mounts.append({"name": name, "mountPath": path})
@@ -169,9 +174,14 @@ def build_policy_configmap(service: str, namespace: str, policy: PolicyDocument,
             "data": {"policy.json": policy.to_json()}}
 
 
-def latents_name(service: str) -> str:
-    """`<svc>-latents`: the shared latent store's PVC."""
-    return f"{service}-latents"
+def latents_name(service: str, spec: T2IServiceSpec | None = None) -> str:
+    """The shared latent store's PVC: `<svc>-latents`, or `<svc>-latents-<class>` with a storage class.
+
+    A PVC's storage class cannot change once created; naming the claim by its class makes a class
+    change a new claim (the workers roll over to it) instead of a patch the API server rejects.
+    """
+    cls = spec.cache.storage_class_name if spec is not None else None
+    return f"{service}-latents-{cls}" if cls else f"{service}-latents"
 
 
 def build_latents_pvc(service: str, namespace: str, spec: T2IServiceSpec,
@@ -179,15 +189,33 @@ def build_latents_pvc(service: str, namespace: str, spec: T2IServiceSpec,
     """The ReadWriteMany PVC every worker of the service mounts as its latent store."""
     gib = max(1, math.ceil(spec.cache.max_bytes / 1024**3))
     labels = {**service_labels(service), "app.kubernetes.io/component": "latent-store"}
+    pvc_spec: dict[str, Any] = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": f"{gib}Gi"}}}
+    if spec.cache.storage_class_name:
+        pvc_spec["storageClassName"] = spec.cache.storage_class_name
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": _meta(latents_name(service), namespace, labels, owner),
-            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": f"{gib}Gi"}}}}
+            "metadata": _meta(latents_name(service, spec), namespace, labels, owner), "spec": pvc_spec}
+
+
+def latent_cache_condition(service: str, spec: T2IServiceSpec) -> tuple[bool, str, str]:
+    """The LatentCache condition (status, reason, message): which latent-cache mode is in force and what it costs."""
+    if spec.cache.mode is LatentCacheMode.DISABLED:
+        return (False, LatentCacheMode.DISABLED.value,
+                "cache.enabled=false: no latent store and no volume (runs on any cluster); no cache-k<K> level is "
+                "served, so a prompt near a cached one still pays for every denoising step")
+    cls = spec.cache.storage_class_name
+    return (True, LatentCacheMode.SHARED_VOLUME.value,
+            f"latents in PVC {latents_name(service, spec)} (ReadWriteMany, "
+            f"{f'storage class {cls}' if cls else 'the cluster default storage class'}), shared by every worker; "
+            "it stays Pending, and so do the workers, unless the class provisions ReadWriteMany volumes "
+            "(set cache.storageClassName, or cache.enabled=false)")
 
 
 def build_all(service: str, namespace: str, spec: T2IServiceSpec, allocation: dict[str, int],
               policy: PolicyDocument, owner: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every object of the service, PVC first (pods need it), policy last (after workers exist)."""
-    objs = [build_latents_pvc(service, namespace, spec, owner)]
+    """Every object of the service, PVC first (pods need it; none without a latent cache), policy last
+    (after workers exist)."""
+    objs = [build_latents_pvc(service, namespace, spec, owner)] if spec.cache.mode is LatentCacheMode.SHARED_VOLUME \
+        else []
     for level in spec.levels:
         objs.append(build_worker_deployment(service, namespace, spec, level, allocation.get(level, 0), owner))
         objs.append(build_worker_service(service, namespace, level, owner))

@@ -221,7 +221,7 @@ class Fleet:
         now = self.clock()
         actuator = KubernetesActuator(self.kube, ns, self.cache, owner_reference(name, uid) if uid else None)
         deps = reconcile.Deps(actuator=actuator, prometheus=self.prometheus, profile=self.profile,
-                              metrics=self.metrics)
+                              metrics=self.metrics, latent_storage_class=self.cfg.latent_storage_class)
         try:
             out = reconcile.run(name=name, raw_spec=dict(body.get("spec") or {}), status=dict(rec.status),
                                 generation=gen, deps=deps, now=now, full=kind != "period",

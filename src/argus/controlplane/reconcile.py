@@ -13,6 +13,7 @@ from typing import Any
 
 from argus.adapters.kubernetes import KubernetesActuator
 from argus.adapters.prometheus_source import PrometheusSource
+from argus.control.builders import latent_cache_condition
 from argus.control.loop import Plan, plan
 from argus.control.observed import MetricsSnapshot, MetricsUnavailable
 from argus.control.profiles import service_profiles
@@ -31,6 +32,7 @@ class Deps:
     prometheus: PrometheusSource
     profile: Profile
     metrics: OperatorMetrics
+    latent_storage_class: str = ""  # for specs whose cache names no storage class (OperatorSettings)
 
 
 @dataclass
@@ -60,7 +62,7 @@ def invalid_outcome(err: SpecError, status: dict[str, Any], generation: int | No
 def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generation: int | None, deps: Deps,
         now: float, full: bool, use_metrics: bool = True, uid: str = "") -> Outcome:
     """One period; raises SpecError for an invalid spec and KubeApiError for API failures."""
-    spec = parse_spec(dict(raw_spec))
+    spec = parse_spec(dict(raw_spec)).with_default_storage_class(deps.latent_storage_class)
     state = ControlState.from_status(status)
     observed: MetricsSnapshot | None = None
     unavailable: MetricsUnavailable | None = None
@@ -98,6 +100,7 @@ def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generati
     else:
         updates["Degraded"] = (False, "AsExpected", "metrics flowing and demand served" if observed else
                                "planned without metrics")
+    updates["LatentCache"] = latent_cache_condition(name, spec)  # which latent-cache mode is in force
     conds = set_conditions(old, updates, _iso(now))
     out.status = {**p.state.to_status(list((status.get("allocation") or {}).keys())), **p.status,
                   "conditions": conds, "readyReplicas": sum(ready.ready.values())}

@@ -22,6 +22,14 @@ class OperatorSettings:
     heartbeat_s: float = 60.0  # status written at least this often; otherwise only when it changes materially
     trace_heap: int = 0  # 1: trace the Python heap (tracemalloc; argus_operator_traced_heap_bytes), for the benchmark
     retry_delay_s: float = 2.0  # first backoff after a transient API error (doubles per retry, max 60 s)
+    # kopf lists and watches namespaces and CRDs cluster-wide to notice new ones; without that RBAC
+    # (chart: rbac.clusterDiscovery=false) each of those requests is retried on 403 for ~54 s before
+    # kopf falls back to the namespaces it was given. False turns that scanning off (kopf's
+    # settings.scanning.disabled): the watched namespaces and the CRDs present at start are used as they are.
+    cluster_discovery: bool = True
+    # StorageClass of the latent-store PVC of a T2IService whose spec.cache names none (chart value
+    # latentCache.storageClassName); empty = the cluster's default class.
+    latent_storage_class: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
@@ -32,7 +40,7 @@ class OperatorSettings:
             key = f"ARGUS_OPERATOR_{name.upper()}"
             if key in env:
                 try:
-                    kwargs[name] = type(f.default)(env[key])
+                    kwargs[name] = _parse(type(f.default), env[key])
                 except ValueError:
                     raise ValueError(f"{key}={env[key]!r}: expected {type(f.default).__name__}") from None
         s = cls(**kwargs)
@@ -46,3 +54,15 @@ class OperatorSettings:
     def api_pool_size(self) -> int:
         """Connections the Kubernetes client keeps: one per worker thread, plus the loop's own calls."""
         return self.workers + 2
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _parse(kind: type, text: str):
+    """One environment value as the field's type (bool("false") is True, so booleans are read by word)."""
+    if kind is bool:
+        if text.strip().lower() not in _BOOLS:
+            raise ValueError(text)
+        return _BOOLS[text.strip().lower()]
+    return kind(text)

@@ -160,8 +160,13 @@ class Router:
 
 
 def _json(doc) -> bytes:
-    """JSON bytes exactly as Starlette's JSONResponse renders them."""
-    return json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
+    """JSON bytes exactly as Starlette's JSONResponse renders them; text UTF-8 cannot hold (a lone
+    surrogate echoed in an error) is written as ASCII escapes instead of failing the answer."""
+    text = json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(doc, ensure_ascii=True, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
 async def answer_images(r: Router, authorization: str | None, body: bytes) -> tuple[int, bytes, dict[str, str]]:

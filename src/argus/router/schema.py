@@ -47,6 +47,7 @@ def parse_request(body: bytes, limits: Limits) -> ImageRequest:
         raise BadRequest(f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object")
+    _check_unicode(doc)
     allowed = {"prompt", "n", "size", "response_format", "seed", "quality_floor", "model", "user"} | KNOWN_IGNORED
     unknown = sorted(set(doc) - allowed)
     if unknown:
@@ -92,8 +93,47 @@ def parse_request(body: bytes, limits: Limits) -> ImageRequest:
     user = doc.get("user", "")
     if not isinstance(user, str) or len(user) > 256:
         raise BadRequest("'user' must be a string of at most 256 characters", "user")
+    if any(ord(c) < 32 or ord(c) == 127 for c in user):
+        raise BadRequest("'user' must not contain control characters (it names the tenant's cache)", "user")
     return ImageRequest(prompt=prompt, n=n, height=height, width=width, seed=seed,
                         quality_floor=None if floor is None else float(floor), service=service, user=user)
+
+
+def _surrogate_at(text: str) -> int | None:
+    """Index of the first lone surrogate in `text` (a JSON \\uD800-\\uDFFF escape not in a valid pair), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
+
+
+def _strings(value):
+    """Every string inside a JSON value (keys and values of nested objects and arrays included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+
+
+def _check_unicode(doc: dict) -> None:
+    """Reject text that is not valid Unicode: JSON allows a lone surrogate escape ("\\ud800"), UTF-8 cannot
+    encode it, so it would fail later (cache keys, Triton's BYTES tensors, the JSON answer)."""
+    for key, value in doc.items():
+        at = _surrogate_at(key)
+        if at is not None:
+            raise BadRequest(f"field name {key!r} is not valid Unicode: lone surrogate "
+                             f"\\u{ord(key[at]):04x} at character {at}")
+        for text in _strings(value):
+            at = _surrogate_at(text)
+            if at is not None:
+                raise BadRequest(f"'{key}' is not valid Unicode: lone surrogate \\u{ord(text[at]):04x} at character "
+                                 f"{at} (a \\uD800-\\uDFFF escape must be half of a surrogate pair)", key)
 
 
 def _is_int(v) -> bool:
