@@ -66,7 +66,7 @@ ROUTER_MAX_PENDING = 4  # the other cases run 4 closed-loop clients: never refus
 RATE_LIMIT_FACTOR = 1.3
 
 
-def _start_router(system: LocalSystem, max_pending: int, name: str = "router", **extra) -> None:
+def _start_router(system: LocalSystem, max_pending: int, name: str = "router", ready_s: float = 60, **extra) -> None:
     port = system.ports.setdefault(name, free_port())
     s = RouterSettings(port=port, policy_dir=system.workdir / "policy",
                        endpoints_file=system.workdir / "endpoints.json", default_service=system.service,
@@ -74,7 +74,7 @@ def _start_router(system: LocalSystem, max_pending: int, name: str = "router", *
                        timeout_s=60, latency_slo_s=system.spec.latency_slo, quality_floor=system.spec.quality_floor,
                        **extra)
     child = system.supervisor.start(name, [sys.executable, "-m", "argus.router"], s.to_env())
-    wait_http(f"http://127.0.0.1:{port}/healthz", 60, child)
+    wait_http(f"http://127.0.0.1:{port}/healthz", ready_s, child)
 
 
 def _start_envoy(system: LocalSystem, name: str = "envoy", router: str = "router", rate_limit_rps: int = 0) -> str:
@@ -404,7 +404,8 @@ def test_repeated_prompt_is_served_from_its_own_stored_latent(system, tmp_path):
     save_predictor(pred, tmp_path / "svc.predictor.json")
     _write_policy(system, 7, {"cache-k0": {"cache-k0": 1.0}})  # no redirection: served at the optimal level
     try:
-        _start_router(system, 64, name="router_pred", predictors={"svc": ServicePredictor(
+        # It loads a real sentence encoder before it answers: over 60 s with a heavy job beside the suite.
+        _start_router(system, 64, name="router_pred", ready_s=240, predictors={"svc": ServicePredictor(
             tmp_path / "svc.predictor.json", tuple(LEVELS), tiny_identity(), steps, system.latent_dir)})
         url = _start_envoy(system, name="envoy_pred", router="router_pred")
 
