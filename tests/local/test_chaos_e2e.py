@@ -3,7 +3,8 @@ Triton workers and the control loop, as `argus up` starts them).
 
 Closed-loop clients keep both replicas busy (a closed loop adapts to the machine: an open-loop rate
 that a quiet machine serves overloads a busy one, and then nothing says whether a kill or the queue
-failed a request). The router, then Envoy, then Prometheus, then a worker get SIGKILL; after each,
+failed a request). The router, then Envoy, then Prometheus, then a worker (frozen with SIGSTOP while a burst
+arrives, so that it surely holds requests) get SIGKILL; after each,
 the driver waits until the supervisor has the process back and a request sent after the kill is
 served, then lets the service run a few seconds before the next kill. Cases:
 - the service answers again within RECOVER_S of each kill;
@@ -30,17 +31,15 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from argus import cli
-from argus.local.defaults import DEMO_MANIFEST
-from argus.local.demo_profile import demo_profile
-from argus.local.experiment import MEASURED_PROFILE, boot
+from argus.local.defaults import TINY_MANIFEST
+from argus.local.experiment import boot
 from argus.local.runtime import read_state
-from argus.policy.profile import load_default_profile, load_profile
 from argus.spec import parse_manifest
 
 pytestmark = [pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")),
@@ -103,10 +102,13 @@ def _kill(system, target: str, recs: list[Rec]) -> dict:
     """SIGKILL `target`, then wait until it is back and a request sent after the kill is served."""
     name = sorted(n for n, r in system.replicas.items() if r.level == FULL)[0] if target == "worker" else target
     pid = system.supervisor.children[name].popen.pid
-    if target == "worker":  # a burst just before the kill: both replicas have requests in flight then
+    if target == "worker":
+        # Frozen first, then a burst: what the router sends it stays in flight until the kill, however fast
+        # the machine (a 4-step image can be done before a kill timed by the clock).
+        os.killpg(pid, signal.SIGSTOP)
         for i in range(BURST):
             threading.Thread(target=_post, args=(system, f"a burst before the kill {i}", recs), daemon=True).start()
-        time.sleep(0.5)
+        time.sleep(1.0)
     t0, wall0 = time.monotonic(), time.time()
     os.kill(pid, signal.SIGKILL)
     out = {"name": name, "t": t0, "not_ready": set(), "back_s": None, "answered_s": None, "replacement": None}
@@ -142,14 +144,11 @@ def _kill(system, target: str, recs: list[Rec]) -> dict:
 
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory):
-    m = copy.deepcopy(DEMO_MANIFEST)
+    m = copy.deepcopy(TINY_MANIFEST)
     m["spec"].update(levels=[FULL], latencySLO=30, controlPeriod=3, gpus=2, throughputTarget=1.0)
     m["spec"]["model"].update(steps=4, height=32, width=32)
     name, spec = parse_manifest(m)
-    measured = load_profile(MEASURED_PROFILE)
-    measured = replace(measured, levels=tuple(lp for lp in measured.levels if lp.level == FULL))
-    profile = demo_profile(measured, load_default_profile(), spec.model.steps)
-    system, ctl = boot(name, spec, tmp_path_factory.mktemp("chaos"), mode="argus", window="10s", profile=profile)
+    system, ctl = boot(name, spec, tmp_path_factory.mktemp("chaos"), mode="argus", window="10s")
     events, report = [], system.event
     system.event = lambda text: (events.append(text), report(text))
     recs: list[Rec] = []
