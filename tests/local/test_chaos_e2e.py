@@ -5,8 +5,8 @@ Closed-loop clients keep both replicas busy (a closed loop adapts to the machine
 that a quiet machine serves overloads a busy one, and then nothing says whether a kill or the queue
 failed a request). The router, then Envoy, then Prometheus, then a worker (frozen with SIGSTOP while a burst
 arrives, so that it surely holds requests) get SIGKILL; after each,
-the driver waits until the supervisor has the process back and a request sent after the kill is
-served, then lets the service run a few seconds before the next kill. Cases:
+the driver waits until the supervisor has the process back and a request is served after the
+kill, then lets the service run a few seconds before the next kill. Cases:
 - the service answers again within RECOVER_S of each kill;
 - Ready goes False while the router or Envoy is down (naming it), and is True again at the end;
 - the only failed requests overlap an outage of the router (Envoy's 503) or of Envoy itself (the
@@ -51,6 +51,9 @@ TARGETS = ("router", "envoy", "prometheus", "worker")
 CLIENTS = 3  # > 2 replicas: each has a request in flight at any time
 GAP_S = 3.0  # normal service between kills
 BURST = 6  # extra requests at once just before the worker kill
+# A replacement worker loads the model: 10-40 s here with one other job, over 120 s beside a nice -10
+# training job and five other sessions' tests.
+REPLACE_S = 300.0
 FULL = "cache-k0"
 
 
@@ -124,7 +127,9 @@ def _kill(system, target: str, recs: list[Rec]) -> dict:
                 new = [name] if procs[name]["restarts"] == 1 and procs[name]["state"] == "running" else []
             if new:
                 out["back_s"], out["replacement"], out["back_wall"] = time.monotonic() - t0, new[0], time.time()
-        served = [r.t1 for r in list(recs) if r.t0 > t0 and r.status == 200]
+        # answering again: a request served after the kill (after a worker kill, the other replica never
+        # stopped; after a front-door kill, whatever was in flight failed)
+        served = [r.t1 for r in list(recs) if r.t1 > t0 and r.status == 200]
         if out["back_s"] is not None and served:
             out["answered_s"] = min(served) - t0
         time.sleep(0.05)
@@ -136,7 +141,7 @@ def _kill(system, target: str, recs: list[Rec]) -> dict:
                 break
             time.sleep(0.1)
     if target == "worker":  # its replacement loads the model
-        while time.monotonic() - t0 < 120 and system.counts(ready_only=True).get(FULL, 0) < 2:
+        while time.monotonic() - t0 < REPLACE_S and system.counts(ready_only=True).get(FULL, 0) < 2:
             time.sleep(0.2)
         out["replacement_ready_s"] = time.monotonic() - t0
     return out
@@ -245,7 +250,7 @@ def test_every_killed_process_is_back_counted_and_reported_once(chaos):
     assert killed not in procs
     assert procs[new]["state"] == "running" and procs[new]["restarts"] == 1, procs
     assert len([e for e in events if e.startswith(f"{killed} exited")]) == 1, events
-    assert kills["worker"]["replacement_ready_s"] < 120
+    assert kills["worker"]["replacement_ready_s"] < REPLACE_S
     assert procs["control"]["state"] == "running" and procs["control"]["restarts"] == 0
     text = chaos["status_text"]
     for target in ("router", "envoy", "prometheus", new):

@@ -23,7 +23,7 @@ import pytest
 
 from argus import cli
 from argus.local.defaults import TINY_MANIFEST
-from argus.local.experiment import Action, boot, replay_report
+from argus.local.experiment import Action, boot, replay_report, wait_for_ready
 from argus.local.runtime import read_state
 from argus.spec import parse_manifest
 from argus.workload import load_prompts
@@ -51,6 +51,11 @@ def kill_busy_worker(system):
     name = _victim(system)
     os.killpg(system.supervisor.children[name].popen.pid, signal.SIGKILL)
     return name
+
+
+def seen_alloc(system) -> dict:
+    """The allocation the control loop wants now."""
+    return read_state(system.workdir)["status"]["allocation"]
 
 
 def status_output(system):
@@ -88,6 +93,10 @@ def run(tmp_path_factory):
     try:
         doc = replay_report(system, arrivals, load_prompts(), label="faults", trace="steady+faults", slo_s=30,
                             actions=actions, bin_s=5, progress=False)
+        # The replacement loads the model: 10-40 s here with one other job, over 75 s (the rest of the replay)
+        # beside a nice -10 training job and five other sessions' tests.
+        seen["replaced_after_s"] = wait_for_ready(system, {k: v for k, v in seen_alloc(system).items() if v},
+                                                  timeout_s=300)
         seen["replicas"] = dict(system.replicas)
         seen["ready"] = system.counts(ready_only=True)
     finally:
