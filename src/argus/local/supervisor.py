@@ -84,6 +84,7 @@ class Child:
     restart_at: float | None = None  # monotonic time of the pending restart (while backing off)
     last_exit: int | None = None
     ran_s: float | None = None  # how long the last run lasted
+    ready_s: float | None = None  # seconds from (re)start to the first answer of its ready URL, latest run
 
     def alive(self) -> bool:
         """True while the process runs."""
@@ -99,6 +100,7 @@ class Child:
     def info(self) -> dict:
         """What `argus status` shows of it."""
         return {"state": self.state, "restarts": self.restarts, "pid": self.popen.pid,
+                "readyAfter_s": None if self.ready_s is None else round(self.ready_s, 2),
                 "uptime_s": round(time.monotonic() - self.started, 1) if self.alive() else None,
                 "lastExit": None if self.last_exit is None else describe_exit(self.last_exit)}
 
@@ -169,12 +171,14 @@ class Supervisor:
                     waited = c.restart.delay(c.streak)
                     c.popen = self._spawn(c.name, c.cmd, c.env, c.cwd)
                     c.restarts += 1
-                    c.started, c.restart_at = time.monotonic(), None
+                    c.started, c.restart_at, c.ready_s = time.monotonic(), None, None
                     events.append(f"{c.name} exited ({describe_exit(c.last_exit)}) after {c.ran_s:.1f} s: "
                                   f"restarted after {waited:g} s (restart {c.restarts})")
             probe = [c for c in self.children.values() if c.ready_url and not c.ready and c.alive()]
         for c in probe:
             c.ready = _answers(c.ready_url)
+            if c.ready:
+                c.ready_s = time.monotonic() - c.started
         return events
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
@@ -238,7 +242,7 @@ def wait_http(url: str, timeout: float, child: Child | None = None, ok=(200,)) -
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status in ok:
                     if child is not None:
-                        child.ready = True
+                        child.ready, child.ready_s = True, time.monotonic() - child.started
                     return
         except OSError:
             pass
