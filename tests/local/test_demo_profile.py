@@ -104,3 +104,21 @@ def test_rescaled_scales_throughput_and_service_time_only():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="factor"):
             rescaled(base, bad, "x")
+
+
+def test_profile_at_fewer_steps_keeps_the_share_of_skipped_work():
+    from argus.local.demo_profile import at_steps
+    from argus.local.experiment import MEASURED_PROFILE, MEASURED_STEPS, default_profile
+    from argus.policy.profile import load_profile
+    from argus.spec import parse_spec
+
+    measured = load_profile(MEASURED_PROFILE)
+    four = at_steps(measured, MEASURED_STEPS, 4)
+    assert [lp.level for lp in four.levels] == ["cache-k0", "cache-k1", "cache-k2", "steps-2", "steps-1"]
+    assert four.get("steps-2").throughput == measured.get("steps-10").throughput
+    assert [lp.level for lp in at_steps(measured, MEASURED_STEPS, 3).levels] == ["cache-k0"]  # 5/20 of 3: none
+    spec = parse_spec({"model": {"steps": 4, "height": 32, "width": 32}, "levels": ["cache-k0", "steps-2"],
+                       "throughputTarget": 1, "gpus": 2, "latencySLO": 30, "qualityFloor": 90})
+    p = default_profile(spec)  # was a LevelError (cache-k5 of a 4-step model)
+    assert p.get("steps-2").quality == default_profile(parse_spec({**spec.model_dump(by_alias=True), "model": {
+        "steps": 20, "height": 32, "width": 32}, "levels": ["cache-k0", "steps-10"]})).get("steps-10").quality

@@ -73,3 +73,35 @@ def test_each_run_plans_in_its_own_epoch(tmp_path):
     assert all(c._plan(None).policy.epoch == c.epoch for c in runs)
     _, doc = static_plan("ha", "svc", LEVELS, 2, 20, 90, epoch=runs[0].epoch)
     assert doc.epoch == runs[0].epoch
+
+
+def _burst_at(capacity: int, service_s: float = 1.0, timeout_s: float = 10.0):
+    """A fake burst: a machine that answers `capacity` requests per `service_s`, one after the other, and a
+    router that gives up (504) on any request not answered within `timeout_s`; the sizes it was asked for."""
+    from argus.loadgen import Record
+
+    sizes = []
+
+    def burst(n, seed):
+        sizes.append(n)
+        done = [(i // capacity + 1) * service_s for i in range(n)]
+        return [Record(0.0, t, 200) if t <= timeout_s else Record(0.0, timeout_s, 504) for t in done]
+    return burst, sizes
+
+
+def test_saturation_probe_halves_the_burst_until_it_is_served_whole():
+    from argus.local.experiment import probe_rate
+
+    # 2 req/s, 10 s timeout: a burst of 64 times out; 32 -> 16 s, still partly; 16 -> 8 s: served whole
+    burst, sizes = _burst_at(2)
+    rate = probe_rate(burst, requests=64, rounds=2, attempts=4, pause_s=0, least=2, sleep=lambda s: None)
+    assert sizes == [64, 32, 16, 16] and rate == 2.0
+
+
+def test_saturation_probe_fails_clearly_when_nothing_is_served():
+    from argus.local.experiment import probe_rate
+
+    burst, sizes = _burst_at(1, service_s=20.0)  # every request outlasts the timeout
+    with pytest.raises(RuntimeError, match=r"no request served in 3 bursts down to 4 requests \(statuses \[504"):
+        probe_rate(burst, requests=16, rounds=2, attempts=3, pause_s=0, least=4, sleep=lambda s: None)
+    assert sizes == [16, 8, 4]

@@ -30,9 +30,22 @@ def run(args) -> int:
     obs = s.get("observed") or {}
     print("  observed: " + ", ".join(f"{k}={v}" for k, v in obs.items()))
     cond = s.get("conditions") or {}
-    print(f"  Ready={cond.get('Ready')}  Degraded={cond.get('Degraded')} {cond.get('DegradedReason') or ''}"
+    why = f" ({cond['ReadyReason']})" if cond.get("ReadyReason") else ""
+    print(f"  Ready={cond.get('Ready')}{why}  Degraded={cond.get('Degraded')} {cond.get('DegradedReason') or ''}"
           + ("  Progressing (a replica is loading: the loop waits for it)" if cond.get("Progressing") else ""))
     print(f"  policy v{s.get('policyVersion')}: {s.get('reason', '')[:200]}")
+    procs = st.get("processes") or {}
+    if procs:
+        print("  processes:")
+    for name, p in procs.items():
+        extra = [f"pid {p['pid']}"] if p.get("pid") else []
+        if p.get("uptime_s") is not None:
+            extra.append(f"up {p['uptime_s']:.0f}s")
+        if p.get("lastExit"):
+            extra.append(f"last exit: {p['lastExit']}")
+        if p.get("lastPeriodAgo_s") is not None:
+            extra.append(f"last period {p['lastPeriodAgo_s']:.0f}s ago")
+        print(f"    {name:24s} {p.get('state', '?'):9s} restarts {p.get('restarts', 0):<3d} {'  '.join(extra)}")
     lq = s.get("levelQuality") or {}
     if lq:
         print("  level quality planned with: " + ", ".join(f"{k} {v:g}%" for k, v in lq.items()))

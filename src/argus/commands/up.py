@@ -95,11 +95,9 @@ def run(args) -> int:
             print(f"[argus] generated {rep['level']} ({rep['steps_run']} steps) in {time.monotonic() - t1:.1f}s "
                   f"-> {', '.join(str(p.resolve()) for p in paths)}", flush=True)
             return 0
-        print("[argus] press Ctrl-C to stop", flush=True)
-        while True:
-            dead = system.supervisor.dead()
-            if dead:
-                print(f"[argus] process exited: {', '.join(dead)}", flush=True)
+        print("[argus] press Ctrl-C to stop (a process that exits is restarted; `argus status` shows each)",
+              flush=True)
+        while True:  # the system's supervision thread restarts processes and reports each restart once
             time.sleep(1)
     except KeyboardInterrupt:
         return 0

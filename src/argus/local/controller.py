@@ -78,6 +78,11 @@ class LocalController:
         self._last: Plan | None = None  # the plan in force (argus mode)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The loop is watched like a process (LocalSystem.supervise): restarted with backoff if its thread ends.
+        self.restarts, self._streak, self._started = 0, 0, time.monotonic()
+        self._restart_at: float | None = None
+        self._last_exit: str | None = None
+        self.last_period: float | None = None  # monotonic time the last period finished
 
     def initial_allocation(self) -> dict[str, int]:
         """What to start with: the baseline's allocation, or the loop's first plan without metrics."""
@@ -142,8 +147,13 @@ class LocalController:
 
     def _status(self, p: Plan, degraded, progressing: bool = False) -> None:
         ready = self.system.counts(ready_only=True)
+        replicas_ready = all(ready.get(k, 0) >= n for k, n in p.allocation.items())
+        down = self.system.down()
         conditions = {
-            "Ready": all(ready.get(k, 0) >= n for k, n in p.allocation.items()),
+            # Ready: the planned replicas serve and so do the router and Envoy in front of them.
+            "Ready": replicas_ready and not down,
+            "ReadyReason": f"{'/'.join(down)} down" if down else None if replicas_ready else "replicas not ready",
+            "ReplicasReady": replicas_ready,
             "Progressing": progressing,
             "Degraded": bool(degraded),
             "DegradedReason": degraded[0] if degraded else None,
@@ -163,7 +173,13 @@ class LocalController:
         self.system.write_state()
 
     def start(self) -> None:
-        """Run periods every control period in a daemon thread; probe workers every second."""
+        """Run periods every control period in a daemon thread; probe workers every second. The system's
+        supervision restarts the thread if it ever ends."""
+        self.system.loops["control"] = self
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="argus-control", daemon=True)
         self._thread.start()
 
@@ -177,12 +193,40 @@ class LocalController:
                 if time.monotonic() >= next_run:
                     next_run = time.monotonic() + period
                     self.period()
+                    self.last_period = time.monotonic()
             except Exception:  # the loop must survive anything one period throws
                 log.exception("control period failed")
             self._stop.wait(1.0)
 
+    def watch(self) -> list[str]:
+        """Called by the system's supervision: restart the loop's thread (with backoff) if it ended."""
+        if self._stop.is_set() or self._thread is None or self._thread.is_alive():
+            return []
+        b, now = self.system.backoff, time.monotonic()
+        if self._restart_at is None:
+            ran = now - self._started
+            self._streak = b.streak(self._streak, ran)
+            self._restart_at = now + b.delay(self._streak)
+            self._last_exit = f"thread ended after {ran:.1f} s"
+        if now < self._restart_at:
+            return []
+        self.restarts += 1
+        self._restart_at = None
+        self._spawn()
+        return [f"control loop {self._last_exit}: restarted after {b.delay(self._streak):g} s (restart {self.restarts})"]
+
+    def info(self) -> dict:
+        """The loop as `argus status` shows it, like a process."""
+        alive = self._thread is not None and self._thread.is_alive()
+        age = None if self.last_period is None else round(time.monotonic() - self.last_period, 1)
+        return {"state": "running" if alive else "backoff" if not self._stop.is_set() else "exited",
+                "restarts": self.restarts, "pid": None,
+                "uptime_s": round(time.monotonic() - self._started, 1) if alive else None,
+                "lastExit": self._last_exit, "lastPeriodAgo_s": age}
+
     def stop(self) -> None:
         """Stop the loop thread (processes are stopped by the system)."""
         self._stop.set()
+        self.system.loops.pop("control", None)
         if self._thread:
             self._thread.join(10)

@@ -9,6 +9,8 @@ share of denoising work the level skips. That is an assumption, and the profile 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from argus.levels import parse_level
 from argus.policy.profile import LevelProfile, Profile
 
@@ -85,3 +87,26 @@ def rescaled(profile: Profile, factor: float, why: str) -> Profile:
                                 load_time=lp.load_time, note=lp.note) for lp in profile.levels)
     return Profile(model=profile.model, levels=levels, source=profile.source,
                    assumptions=profile.assumptions + (f"Throughputs and service times x {factor:.3g}: {why}.",))
+
+
+def at_steps(profile: Profile, n_from: int, n_to: int) -> Profile:
+    """`profile` (measured with an `n_from`-step model) for the same model run with `n_to` steps: each level
+    renamed to the level that skips the same share of the work (cache-k5 of 20 is cache-k1 of 4, steps-10
+    of 20 is steps-2 of 4); levels with no such level are left out. Throughputs are kept (an `n_to`-step
+    model is faster: rescale them with `rescaled` when that matters). For tests that run the tiny model
+    with few steps so that a busy machine still serves it within their bounds."""
+    levels = []
+    for lp in profile.levels:
+        lv = parse_level(lp.level, n_from)
+        if lv.family == "cache":
+            x, name = lv.skip * n_to / n_from, "cache-k{}"
+        elif lv.family == "steps":
+            x, name = lv.steps * n_to / n_from, "steps-{}"
+        else:
+            continue
+        if x == int(x) and (lv.family == "cache" or x >= 1):
+            levels.append(replace(lp, level=name.format(int(x)),
+                                  note=f"{lp.note}; measured as {lp.level} of {n_from} steps, used for {n_to}"))
+    return replace(profile, levels=tuple(levels), assumptions=profile.assumptions + (
+        f"Levels of the {n_from}-step profile used for {n_to} steps at the same share of skipped work, "
+        f"throughputs unchanged.",))

@@ -10,8 +10,10 @@ EndpointSlices of each level's Service are in a cluster.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +22,17 @@ import yaml
 
 from argus.adapters.envoy_config import EnvoySettings, build_bootstrap
 from argus.local import prometheus
-from argus.local.supervisor import Supervisor, free_port, wait_http
+from argus.local.supervisor import Backoff, Supervisor, describe_exit, free_port, wait_http
 from argus.router.settings import RouterSettings, ServicePredictor
 from argus.spec import T2IServiceSpec
 from argus.worker.repository import TritonPorts, render_repository, triton_command
 from argus.worker.settings import WorkerSettings
 
 STATE_FILE = "state.json"
+FRONT_DOOR = ("router", "envoy")  # while either is down the service answers nothing: Ready is False
+SUPERVISE_EVERY_S = 0.2
+
+log = logging.getLogger("argus.local")
 
 
 @dataclass
@@ -36,6 +42,9 @@ class Replica:
     name: str
     level: str
     ports: TritonPorts
+    streak: int = 0  # quick exits in a row of the replicas this one replaced (argus.local.supervisor.Backoff)
+    replace_at: float | None = None  # set once it is found dead: when its replacement starts
+    ran_s: float = 0.0  # how long it ran, once it is found dead
 
     @property
     def grpc(self) -> str:
@@ -60,6 +69,8 @@ class LocalSystem:
     ready: set[str] = field(default_factory=set)  # replica names that passed the readiness probe
     ports: dict[str, int] = field(default_factory=dict)
     status: dict = field(default_factory=dict)  # the control loop's status (written into state.json)
+    backoff: Backoff = field(default_factory=Backoff)  # restarts of every process (workers are replaced)
+    loops: dict = field(default_factory=dict)  # in-process loops watched like processes: name -> .watch(), .info()
     _seq: int = 0
 
     def __post_init__(self):
@@ -69,6 +80,9 @@ class LocalSystem:
         (self.workdir / "policy").mkdir(exist_ok=True)
         self.latent_dir = self.workdir / "latents"
         self.latent_dir.mkdir(exist_ok=True)
+        self._state_lock = threading.Lock()
+        self._halt = threading.Event()
+        self._supervising: threading.Thread | None = None
 
     # ---- workers -------------------------------------------------------------------------
     def worker_settings(self, level: str) -> WorkerSettings:
@@ -79,8 +93,9 @@ class LocalSystem:
                               latent_store=str(self.latent_dir) if self.spec.cache.enabled else None,
                               latent_store_bytes=self.spec.cache.max_bytes)
 
-    def start_worker(self, level: str, wait: bool = True) -> Replica:
-        """Start one Triton process serving `level`; wait until it is ready unless told not to."""
+    def start_worker(self, level: str, wait: bool = True, *, restarts: int = 0, streak: int = 0) -> Replica:
+        """Start one Triton process serving `level`; wait until it is ready unless told not to.
+        `restarts`, `streak`: carried over from the replica it replaces."""
         self._seq += 1
         name = f"worker-{level}-{self._seq}"
         wdir = self.workdir / "workers" / name
@@ -93,8 +108,8 @@ class LocalSystem:
         # every replica starts one OpenMP thread per core, and oversubscribed spin-waiting made a
         # 2-second image take ~50 s with two replicas on two cores (measured).
         env.update({k: str(self.worker_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
-        child = self.supervisor.start(name, cmd, env)
-        rep = Replica(name, level, ports)
+        child = self.supervisor.start(name, cmd, env, restarts=restarts)
+        rep = Replica(name, level, ports, streak)
         self.replicas[name] = rep
         if wait:
             self.wait_worker(rep, child)
@@ -118,18 +133,37 @@ class LocalSystem:
         self.supervisor.stop(name)
 
     def tick(self) -> list[str]:
-        """Probe starting replicas, replace dead ones; return what changed (for logs)."""
+        """Probe starting replicas, replace dead ones after their backoff (reported once each, `event`);
+        return the replicas that became ready (for logs).
+
+        A dead replica is replaced by a new process with new ports (a new pod, not a restarted container:
+        the router drops the dead address). It keeps its place in `replicas` (not ready, unpublished)
+        until then, so the actuator does not count its slot as free.
+        """
         import urllib.request
 
         events = []
+        changed = False
         for name, rep in list(self.replicas.items()):
             child = self.supervisor.children.get(name)
             if child is None or not child.alive():
-                events.append(f"{name} exited (code {child.popen.returncode if child else '?'}): replacing it")
+                now = time.monotonic()
+                if rep.replace_at is None:  # just found dead
+                    rep.ran_s = now - child.started if child else 0.0
+                    rep.streak = self.backoff.streak(rep.streak, rep.ran_s)
+                    rep.replace_at = now + self.backoff.delay(rep.streak)
+                    self.ready.discard(name)
+                    changed = True
+                if now < rep.replace_at:
+                    continue
                 self.replicas.pop(name, None)
-                self.ready.discard(name)
-                self.supervisor.children.pop(name, None)
-                self.start_worker(rep.level, wait=False)
+                self.supervisor.stop(name)  # reaps stragglers of its group (Triton stubs)
+                restarts = (child.restarts if child else 0) + 1
+                new = self.start_worker(rep.level, wait=False, restarts=restarts, streak=rep.streak)
+                self.event(f"{name} exited ({describe_exit(child.popen.returncode if child else None)}) after "
+                           f"{rep.ran_s:.1f} s: replaced by {new.name} after {self.backoff.delay(rep.streak):g} s "
+                           f"(restart {restarts})")
+                changed = True
                 continue
             if name not in self.ready:
                 try:
@@ -140,7 +174,7 @@ class LocalSystem:
                             events.append(f"{name} ready")
                 except OSError:
                     pass
-        if events:
+        if events or changed:
             self.publish_endpoints()
         return events
 
@@ -178,8 +212,10 @@ class LocalSystem:
                            # left workers computing requests whose clients had given up (measured: served
                            # throughput fell to ~0 for 30 s). Triton drops queued requests whose call ended.
                            timeout_s=self.timeout_slos * self.spec.latency_slo, predictors=self.router_predictors())
-        child = self.supervisor.start("router", [sys.executable, "-m", "argus.router"], s.to_env())
-        wait_http(f"http://127.0.0.1:{port}/healthz", 60, child)
+        url = f"http://127.0.0.1:{port}/healthz"
+        child = self.supervisor.start("router", [sys.executable, "-m", "argus.router"], s.to_env(),
+                                      restart=self.backoff, ready_url=url)
+        wait_http(url, 60, child)
 
     def router_predictors(self) -> dict[str, ServicePredictor]:
         """The router's predictor setting for this service: checked against the workers' levels, model and N."""
@@ -204,7 +240,9 @@ class LocalSystem:
         envoy = Path(sys.executable).parent / "envoy"
         cmd = [str(envoy if envoy.exists() else "envoy"), "-c", str(path), "--log-level", "warn",
                "--base-id", str(self.ports["envoy"])]
-        child = self.supervisor.start("envoy", cmd)
+        # Envoy's /healthz goes to the router: Envoy itself is up when its admin interface answers.
+        child = self.supervisor.start("envoy", cmd, restart=self.backoff,
+                                      ready_url=f"http://127.0.0.1:{self.ports['envoy_admin']}/ready")
         wait_http(f"http://127.0.0.1:{self.ports['envoy']}/healthz", 30, child)
 
     def start_prometheus(self) -> None:
@@ -217,7 +255,8 @@ class LocalSystem:
         self.publish_endpoints()
         data = self.workdir / "prometheus-data"
         data.mkdir(exist_ok=True)
-        child = self.supervisor.start("prometheus", prometheus.command(cfg_path, data, f"127.0.0.1:{port}"))
+        child = self.supervisor.start("prometheus", prometheus.command(cfg_path, data, f"127.0.0.1:{port}"),
+                                      restart=self.backoff, ready_url=f"{self.prometheus_url}/-/ready")
         wait_http(f"{self.prometheus_url}/-/ready", 60, child)
 
     @property
@@ -231,7 +270,8 @@ class LocalSystem:
         return f"http://127.0.0.1:{self.ports['envoy']}"
 
     def start(self, initial: dict[str, int], with_prometheus: bool = False) -> None:
-        """Start workers per `initial` ({level: replicas}) in parallel, then the router, Envoy (and Prometheus)."""
+        """Start workers per `initial` ({level: replicas}) in parallel, then the router, Envoy (and Prometheus);
+        from then on restart whichever of those exits (`supervise`, in a thread)."""
         reps = [self.start_worker(level, wait=False) for level, n in initial.items() for _ in range(n)]
         for rep in reps:
             self.wait_worker(rep)
@@ -242,6 +282,71 @@ class LocalSystem:
         if with_prometheus:
             self.start_prometheus()
         self.write_state()
+        self.start_supervision()
+
+    # ---- supervision ---------------------------------------------------------------------
+    def start_supervision(self) -> None:
+        """Run `supervise` every SUPERVISE_EVERY_S in a daemon thread until `stop`."""
+        self._halt.clear()
+        self._supervising = threading.Thread(target=self._supervise_loop, name="argus-supervise", daemon=True)
+        self._supervising.start()
+
+    def _supervise_loop(self) -> None:
+        while not self._halt.wait(SUPERVISE_EVERY_S):
+            try:
+                self.supervise()
+            except Exception:  # supervision must outlive anything one pass throws
+                log.exception("supervision pass failed")
+
+    def supervise(self) -> list[str]:
+        """Restart exited front-door processes and watched loops (workers: the control loop's `tick`); log each
+        restart once; when the front door goes down or comes back, Ready follows at once."""
+        before = self.front_door_ready()
+        events = self.supervisor.supervise()
+        for loop in list(self.loops.values()):
+            events += loop.watch()
+        for e in events:
+            self.event(e)
+        if events or self.front_door_ready() != before:
+            self.refresh_ready()
+        return events
+
+    def event(self, text: str) -> None:
+        """Report something the runtime did (a restart) once, on the console and in the log."""
+        log.warning(text)
+        print(f"[argus] {text}", flush=True)
+
+    def front_door_ready(self) -> bool:
+        """The router and Envoy run and answer (no request can be served while either is down)."""
+        return all((c := self.supervisor.children.get(n)) is not None and c.alive() and c.ready for n in FRONT_DOOR)
+
+    def down(self) -> list[str]:
+        """Front-door processes not serving now."""
+        return [n for n in FRONT_DOOR if not ((c := self.supervisor.children.get(n)) and c.alive() and c.ready)]
+
+    def refresh_ready(self) -> None:
+        """Recompute Ready in the control loop's last status from the front door now, and write the state."""
+        cond = (self.status or {}).get("conditions")
+        if cond is not None and "ReplicasReady" in cond:
+            down = self.down()
+            cond["Ready"] = cond["ReplicasReady"] and not down
+            cond["ReadyReason"] = (f"{'/'.join(down)} down" if down
+                                   else None if cond["ReplicasReady"] else "replicas not ready")
+        self.write_state()
+
+    def processes(self) -> dict[str, dict]:
+        """Every supervised process and watched loop: state, restarts, pid, uptime, last exit."""
+        out = {}
+        for name, c in list(self.supervisor.children.items()):
+            info = c.info()
+            if name in self.replicas:
+                rep = self.replicas[name]
+                info["level"] = rep.level
+                info["state"] = ("running" if name in self.ready else "starting") if c.alive() else "backoff"
+            out[name] = info
+        for name, loop in list(self.loops.items()):
+            out[name] = loop.info()
+        return out
 
     def write_state(self) -> None:
         """Record ports and replicas so `argus generate`/`argus status` can find the system."""
@@ -249,13 +354,18 @@ class LocalSystem:
                  "prometheus": self.prometheus_url if "prometheus" in self.ports else None, "ports": self.ports,
                  "latency_slo_s": self.spec.latency_slo,
                  "replicas": {n: {"level": r.level, "grpc": r.grpc, "http": r.ports.http, "ready": n in self.ready,
-                                  "metrics": r.ports.metrics} for n, r in self.replicas.items()},
+                                  "metrics": r.ports.metrics} for n, r in list(self.replicas.items())},
+                 "processes": self.processes(),
                  "status": self.status,
                  "workdir": str(self.workdir), "updated": time.time()}
-        _atomic_write(self.workdir / STATE_FILE, json.dumps(state, indent=1))
+        with self._state_lock:  # written from the control loop and the supervision thread
+            _atomic_write(self.workdir / STATE_FILE, json.dumps(state, indent=1))
 
     def stop(self) -> None:
-        """Stop everything and remove the state file."""
+        """Stop supervising, then stop everything and remove the state file."""
+        self._halt.set()
+        if self._supervising is not None and self._supervising is not threading.current_thread():
+            self._supervising.join(10)
         self.supervisor.stop_all()
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
 

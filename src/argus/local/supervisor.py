@@ -1,4 +1,6 @@
-"""Child-process supervision: start with logs, stop cleanly, leave no orphans."""
+"""Child-process supervision, like a kubelet: start with logs, restart what exits (exponential backoff),
+stop cleanly, leave no orphans.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,47 +35,156 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """When to restart a child that exited: `base_s` after an exit, doubling for each quick exit in a row
+    up to `cap_s`; a run of `stable_s` or more starts the doubling over (a kubelet's CrashLoopBackOff)."""
+
+    base_s: float = 0.5
+    cap_s: float = 10.0
+    stable_s: float = 30.0
+
+    def streak(self, previous: int, ran_s: float) -> int:
+        """Quick exits in a row, this one included: 1 after a stable run."""
+        return 1 if ran_s >= self.stable_s else previous + 1
+
+    def delay(self, streak: int) -> float:
+        """Seconds to wait before the restart that follows the `streak`-th quick exit in a row."""
+        return min(self.cap_s, self.base_s * 2 ** max(0, streak - 1))
+
+
+def describe_exit(code: int | None) -> str:
+    """A return code in words: 'code 3' or 'killed by SIGKILL'."""
+    if code is None:
+        return "running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"code {code}"
+
+
 @dataclass
 class Child:
-    """One supervised process."""
+    """One supervised process (the latest run of it, when it is restarted)."""
 
     name: str
     popen: subprocess.Popen
     log_path: Path
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    restart: Backoff | None = None  # None: not restarted here (its owner replaces it, or nobody)
+    ready_url: str | None = None  # answers 200 once the process serves (probed after each restart)
+    restarts: int = 0
     started: float = field(default_factory=time.monotonic)
+    ready: bool = False
+    streak: int = 0  # quick exits in a row
+    restart_at: float | None = None  # monotonic time of the pending restart (while backing off)
+    last_exit: int | None = None
+    ran_s: float | None = None  # how long the last run lasted
+    ready_s: float | None = None  # seconds from (re)start to the first answer of its ready URL, latest run
 
     def alive(self) -> bool:
         """True while the process runs."""
         return self.popen.poll() is None
 
+    @property
+    def state(self) -> str:
+        """running, starting (alive, not yet answering its ready URL), backoff (waiting to restart) or exited."""
+        if self.alive():
+            return "running" if self.ready or self.ready_url is None else "starting"
+        return "backoff" if self.restart is not None else "exited"
+
+    def info(self) -> dict:
+        """What `argus status` shows of it."""
+        return {"state": self.state, "restarts": self.restarts, "pid": self.popen.pid,
+                "readyAfter_s": None if self.ready_s is None else round(self.ready_s, 2),
+                "uptime_s": round(time.monotonic() - self.started, 1) if self.alive() else None,
+                "lastExit": None if self.last_exit is None else describe_exit(self.last_exit)}
+
 
 class Supervisor:
-    """Starts named children in their own process groups; stops them all, TERM then KILL."""
+    """Starts named children in their own process groups; restarts those started with a `Backoff` when they
+    exit (`supervise`, called periodically); stops them all, TERM then KILL.
+
+    Every child is spawned from one long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that
+    forked the child exits, so a child started from a short-lived thread (a test's action, a control
+    loop that is restarted) would otherwise be killed with it.
+    """
 
     def __init__(self, log_dir: Path):
         """Logs go to `log_dir/<name>.log`."""
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.children: dict[str, Child] = {}
+        self._lock = threading.RLock()  # children: restarts (supervise) versus stops
+        self._spawner: ThreadPoolExecutor | None = None
 
-    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Child:
-        """Start `cmd` as child `name` (replacing a dead one of that name)."""
-        if name in self.children and self.children[name].alive():
-            raise RuntimeError(f"{name} is already running")
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None, cwd: Path | None) -> subprocess.Popen:
         log_path = self.log_dir / f"{name}.log"
-        log = open(log_path, "ab", buffering=0)
         full_env = dict(os.environ)
         full_env.update(env or {})
-        p = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
-        log.close()
-        child = Child(name, p, log_path)
-        self.children[name] = child
-        return child
+
+        def popen():
+            with open(log_path, "ab", buffering=0) as log:
+                return subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
+
+        with self._lock:
+            if self._spawner is None:
+                self._spawner = ThreadPoolExecutor(1, thread_name_prefix="argus-spawn")
+            spawner = self._spawner
+        return spawner.submit(popen).result()
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, *,
+              restart: Backoff | None = None, ready_url: str | None = None, restarts: int = 0) -> Child:
+        """Start `cmd` as child `name` (replacing a dead one of that name); with `restart`, `supervise`
+        restarts it whenever it exits. `restarts`: the count it carries (a replacement of an earlier child)."""
+        with self._lock:
+            if name in self.children and self.children[name].alive():
+                raise RuntimeError(f"{name} is already running")
+            p = self._spawn(name, cmd, env, cwd)
+            child = Child(name, p, self.log_dir / f"{name}.log", list(cmd), env, cwd, restart, ready_url, restarts)
+            self.children[name] = child
+            return child
+
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Restart the children that exited once their backoff is over; probe restarted ones until they
+        answer. One line per restart (what exited, how, after how long, which restart), nothing else."""
+        events = []
+        with self._lock:
+            for c in list(self.children.values()):
+                if c.restart is None or c.alive():
+                    continue
+                t = time.monotonic() if now is None else now
+                if c.restart_at is None:  # just found dead
+                    c.ran_s = t - c.started
+                    c.last_exit = c.popen.returncode
+                    c.ready = False
+                    c.streak = c.restart.streak(c.streak, c.ran_s)
+                    c.restart_at = t + c.restart.delay(c.streak)
+                    _signal_group(c.popen, signal.SIGKILL)  # stragglers in its group
+                if t >= c.restart_at:
+                    waited = c.restart.delay(c.streak)
+                    c.popen = self._spawn(c.name, c.cmd, c.env, c.cwd)
+                    c.restarts += 1
+                    c.started, c.restart_at, c.ready_s = time.monotonic(), None, None
+                    events.append(f"{c.name} exited ({describe_exit(c.last_exit)}) after {c.ran_s:.1f} s: "
+                                  f"restarted after {waited:g} s (restart {c.restarts})")
+            probe = [c for c in self.children.values() if c.ready_url and not c.ready and c.alive()]
+        for c in probe:
+            c.ready = _answers(c.ready_url)
+            if c.ready:
+                c.ready_s = time.monotonic() - c.started
+        return events
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
-        """Stop one child and its process group: SIGTERM, then SIGKILL after `timeout`."""
-        child = self.children.pop(name, None)
+        """Stop one child and its process group (it is not restarted): SIGTERM, then SIGKILL after `timeout`."""
+        with self._lock:
+            child = self.children.pop(name, None)
         if child is None:
             return
         _signal_group(child.popen, signal.SIGTERM)
@@ -86,6 +199,10 @@ class Supervisor:
         """Stop every child, newest first (front doors before the workers behind them)."""
         for name in reversed(list(self.children)):
             self.stop(name, timeout)
+        with self._lock:
+            spawner, self._spawner = self._spawner, None
+        if spawner is not None:
+            spawner.shutdown(wait=False)
 
     def dead(self) -> list[str]:
         """Names of children that have exited."""
@@ -107,6 +224,14 @@ def _signal_group(p: subprocess.Popen, sig: int) -> None:
         pass
 
 
+def _answers(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 def wait_http(url: str, timeout: float, child: Child | None = None, ok=(200,)) -> None:
     """Wait until GET `url` answers with an `ok` status; fail early if `child` dies."""
     deadline = time.monotonic() + timeout
@@ -116,6 +241,8 @@ def wait_http(url: str, timeout: float, child: Child | None = None, ok=(200,)) -
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status in ok:
+                    if child is not None:
+                        child.ready, child.ready_s = True, time.monotonic() - child.started
                     return
         except OSError:
             pass
