@@ -153,6 +153,16 @@ class T2IServiceSpec(_Model):
             return self
         return self.model_copy(update={"cache": self.cache.model_copy(update={"storage_class_name": name})})
 
+    @property
+    def image_size(self) -> str:
+        """The service's image size as the router's requests name it, 'WxH'."""
+        return f"{self.model.width}x{self.model.height}"
+
+    def data_plane(self) -> dict[str, Any]:
+        """The per-service settings the router applies, as policy document fields
+        (argus.policy.document.DATA_PLANE_FIELDS): every policy document of this service carries them."""
+        return {"quality_floor": self.quality_floor, "latency_slo_s": self.latency_slo, "image_size": self.image_size}
+
 
 def parse_spec(raw: dict[str, Any]) -> T2IServiceSpec:
     """Validate a raw spec dict; raise SpecError naming the first bad field."""

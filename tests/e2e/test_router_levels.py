@@ -71,7 +71,7 @@ def _start_router(system: LocalSystem, max_pending: int, name: str = "router", r
     s = RouterSettings(port=port, policy_dir=system.workdir / "policy",
                        endpoints_file=system.workdir / "endpoints.json", default_service=system.service,
                        sizes=system.sizes, default_size=system.sizes[0], max_pending=max_pending,
-                       timeout_s=60, latency_slo_s=system.spec.latency_slo, quality_floor=system.spec.quality_floor,
+                       timeout_s=60,
                        **extra)
     child = system.supervisor.start(name, [sys.executable, "-m", "argus.router"], s.to_env())
     wait_http(f"http://127.0.0.1:{port}/healthz", ready_s, child)
@@ -123,7 +123,7 @@ def system(tmp_path_factory):
 
 def _write_policy(system: LocalSystem, version: int, redirection: dict, raw: str | None = None) -> None:
     """Atomically replace the service's policy file (the router polls it every 0.5 s)."""
-    doc = raw or PolicyDocument(version=version, service="svc", quality_floor=90, levels=LEVELS,
+    doc = raw or PolicyDocument(version=version, service="svc", quality_floor=90, latency_slo_s=30, image_size="64x64", levels=LEVELS,
                                 allocation=REPLICAS, redirection=redirection).to_json()
     path = system.workdir / "policy" / "svc.json"
     tmp = path.with_suffix(".tmp")
@@ -278,7 +278,8 @@ def test_policy_change_mid_load_without_failed_requests(system):
         if done == 40:  # then an invalid one (row sums to 0.9): rejected, v4 stays in force
             marks["bad"] = time.monotonic()
             _write_policy(system, 5, {}, raw=json.dumps({
-                "version": 5, "service": "svc", "quality_floor": 90, "levels": LEVELS,
+                "version": 5, "service": "svc", "quality_floor": 90, "latency_slo_s": 30, "image_size": "64x64",
+                "levels": LEVELS,
                 "redirection": {"cache-k0": {"cache-k0": 0.9}}}))
 
     rejected0 = _metric(_metrics(system), "argus_router_policy_rejected_total")

@@ -18,6 +18,7 @@ from argus.local import prometheus
 from argus.local.controller import most_approximate, static_plan
 
 LEVELS = ["cache-k0", "cache-k5", "cache-k10", "steps-10", "steps-5"]
+DATA_PLANE = {"quality_floor": 90.0, "latency_slo_s": 30.0, "image_size": "64x64"}
 
 
 @pytest.mark.parametrize("mode,expect", [
@@ -26,7 +27,7 @@ LEVELS = ["cache-k0", "cache-k5", "cache-k10", "steps-10", "steps-5"]
     ("nirvana", {"cache-k0": 1, "cache-k5": 1, "cache-k10": 1}),
 ])
 def test_static_plans(mode, expect):
-    alloc, doc = static_plan(mode, "svc", LEVELS, 3, 20, 90)
+    alloc, doc = static_plan(mode, "svc", LEVELS, 3, 20, DATA_PLANE)
     assert alloc == expect
     assert sum(alloc.values()) <= 3
     assert doc.allocation == expect and set(doc.redirection) == set(LEVELS)
@@ -36,7 +37,7 @@ def test_static_plans(mode, expect):
 
 def test_unknown_mode():
     with pytest.raises(ValueError, match="argus, ha, ht, nirvana"):
-        static_plan("fast", "svc", LEVELS, 2, 20, 90)
+        static_plan("fast", "svc", LEVELS, 2, 20, DATA_PLANE)
 
 
 def test_most_approximate():
@@ -71,7 +72,7 @@ def test_each_run_plans_in_its_own_epoch(tmp_path):
     runs = [LocalController(system, default_profile(spec), source=None) for _ in range(2)]
     assert runs[0].epoch != runs[1].epoch
     assert all(c._plan(None).policy.epoch == c.epoch for c in runs)
-    _, doc = static_plan("ha", "svc", LEVELS, 2, 20, 90, epoch=runs[0].epoch)
+    _, doc = static_plan("ha", "svc", LEVELS, 2, 20, DATA_PLANE, epoch=runs[0].epoch)
     assert doc.epoch == runs[0].epoch
 
 

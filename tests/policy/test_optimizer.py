@@ -181,7 +181,8 @@ def test_excess_goes_to_a_safer_level_first():
 def test_policy_document_from_decision():
     s = snap(demand=3.5)
     d = solve(s)
-    doc = to_policy_document(d, service="svc", version=3, quality_floor=s.quality_floor, generated_at=s.now)
+    doc = to_policy_document(d, service="svc", version=3, quality_floor=s.quality_floor,
+                             latency_slo_s=s.latency_slo, image_size="64x64", generated_at=s.now)
     again = parse_policy(doc.to_json())
     assert again.allocation == d.replicas and again.levels == s.levels and again.version == 3
 

@@ -30,6 +30,7 @@ import pytest
 
 from argus.adapters.triton_client import Generated, WorkerRejected
 from argus.levels import parse_levels
+from argus.policy.document import PolicyDocument
 from argus.prompt.embedder import CachedEmbedder, MiniLMEmbedder
 from argus.prompt.predictor import fit_predictor, level_costs, save_predictor
 from argus.router.app import Router
@@ -115,8 +116,13 @@ def system(tmp_path_factory, predictor_file):
             workers[f"{svc}-{lv}"] = w
     (root / "endpoints.json").write_text(json.dumps(
         {svc: {lv: [f"{svc}-{lv}"] for lv in ("cache-k0", "cache-k5")} for svc in ("svc", "plain")}))
+    (root / "policy").mkdir()
+    for svc in ("svc", "plain"):  # the floor (90) reaches the router in each service's policy document
+        doc = PolicyDocument(version=1, service=svc, quality_floor=90.0, latency_slo_s=30.0, image_size="32x32",
+                             levels=list(LEVELS), allocation={"cache-k0": 1, "cache-k5": 1})
+        (root / "policy" / f"{svc}.json").write_text(doc.to_json())
     settings = RouterSettings(
-        sizes=("32x32",), default_size="32x32", quality_floor=90.0, index_sync_s=0.2,
+        sizes=("32x32",), default_size="32x32", policy_dir=root / "policy", index_sync_s=0.2,
         predictors={"svc": ServicePredictor(predictor_file, tuple(LEVELS), tiny_identity(), N, latents / "svc")})
     return settings, root, workers
 

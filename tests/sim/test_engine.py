@@ -48,7 +48,7 @@ def test_overload_throughput_is_capacity():
 
 
 def test_route_draws_from_rows_and_falls_back_like_the_router():
-    doc = PolicyDocument(version=1, service="s", quality_floor=90, levels=NAMES,
+    doc = PolicyDocument(version=1, service="s", quality_floor=90, latency_slo_s=30, image_size="64x64", levels=NAMES,
                          redirection={"steps-20": {"steps-20": 0.25, "steps-25": 0.75}})
     keys = np.full(40_000, NAMES.index("steps-20"))
     rng = np.random.default_rng(0)

@@ -95,7 +95,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
-                             quality_floor=spec.quality_floor, generated_at=now, epoch=epoch,
+                             **spec.data_plane(), generated_at=now, epoch=epoch,
                              level_quality={p.level: p.quality for p in profiles})
     digest = _digest(doc)
     policy_changed = digest != _stored_digest(state) or state.policy_version == 0
@@ -157,7 +157,7 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
           generation: int | None, epoch: str = "") -> Plan:
     alloc = dict(state.allocation)
     doc = PolicyDocument(version=max(state.policy_version, 1), epoch=epoch, service=service, generated_at=now,
-                         quality_floor=spec.quality_floor, levels=list(spec.levels), allocation=alloc,
+                         **spec.data_plane(), levels=list(spec.levels), allocation=alloc,
                          reason="kept the last allocation: no fresh metrics")
     new_state = ControlState(allocation=alloc, policy_version=doc.version, last_change=state.last_change,
                              last_decision=now, quality=state.quality,

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from argus.control.loop import Plan, plan
 from argus.control.observed import MetricsUnavailable
@@ -33,9 +34,11 @@ def most_approximate(levels: list[str], n_full: int) -> str:
     return min(reversed(levels), key=lambda n: parse_level(n, n_full).cost_ratio(n_full))
 
 
-def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: int, floor: float,
+def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: int, data_plane: dict[str, Any],
                 epoch: str = "", level_quality: dict[str, float] | None = None) -> tuple[dict, PolicyDocument]:
-    """Allocation and policy of a baseline mode: ha (all full quality), ht (all cheapest), nirvana (cache levels)."""
+    """Allocation and policy of a baseline mode: ha (all full quality), ht (all cheapest), nirvana (cache levels).
+
+    `data_plane`: the service's per-service router settings (T2IServiceSpec.data_plane())."""
     if mode == "ha":
         alloc = {"cache-k0": gpus}
         red = {lv: {"cache-k0": 1.0} for lv in levels}
@@ -51,7 +54,7 @@ def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: i
         red = {lv: ({lv: 1.0} if lv in cache else {"cache-k0": 1.0}) for lv in levels}
     else:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    doc = PolicyDocument(version=1, epoch=epoch, service=service, quality_floor=floor, levels=levels, allocation=alloc,
+    doc = PolicyDocument(version=1, epoch=epoch, service=service, **data_plane, levels=levels, allocation=alloc,
                          redirection=red, reason=f"static baseline mode {mode}",
                          level_quality={k: v for k, v in (level_quality or {}).items() if k in levels})
     return alloc, doc
@@ -89,7 +92,7 @@ class LocalController:
         spec = self.system.spec
         if self.mode != "argus":
             alloc, _ = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
-                                   spec.quality_floor)
+                                   spec.data_plane())
             return alloc
         p = self._plan(None)
         return p.allocation
@@ -104,7 +107,7 @@ class LocalController:
         spec = self.system.spec
         if self.mode != "argus":
             alloc, doc = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
-                                     spec.quality_floor, self.epoch,
+                                     spec.data_plane(), self.epoch,
                                      {lp.level: lp.quality for lp in service_profiles(spec, self.profile)})
             p = Plan(allocation=alloc, policy=doc, state=self.state, changed=False, policy_changed=True, event=None)
             self.actuator.apply(self.system.service, spec, p, full=False)

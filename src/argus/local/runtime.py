@@ -205,8 +205,7 @@ class LocalSystem:
         port = self.ports.setdefault("router", free_port())
         s = RouterSettings(port=port, policy_dir=self.workdir / "policy",
                            endpoints_file=self.workdir / "endpoints.json", default_service=self.service,
-                           sizes=self.sizes, default_size=self.sizes[0], latency_slo_s=self.spec.latency_slo,
-                           quality_floor=self.spec.quality_floor,
+                           sizes=self.sizes, default_size=self.sizes[0],
                            # A reply later than a few SLOs is worth nothing, and computing it takes the slot
                            # from requests that can still make it: with the router's default 120 s, a burst
                            # left workers computing requests whose clients had given up (measured: served

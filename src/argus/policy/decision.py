@@ -45,11 +45,13 @@ class Decision:
 
 
 def to_policy_document(decision: Decision, *, service: str, version: int, quality_floor: float,
-                       generated_at: float, epoch: str = "",
+                       latency_slo_s: float, image_size: str, generated_at: float, epoch: str = "",
                        level_quality: dict[str, float] | None = None) -> PolicyDocument:
-    """The versioned document for the router: allocation, redirection, overload and reason."""
+    """The versioned document for the router: allocation, redirection, overload and reason, with the
+    service's data-plane settings (floor, latency SLO, image size)."""
     return PolicyDocument(version=version, epoch=epoch, service=service, generated_at=generated_at,
-                          quality_floor=quality_floor, levels=list(decision.replicas),
+                          quality_floor=quality_floor, latency_slo_s=latency_slo_s, image_size=image_size,
+                          levels=list(decision.replicas),
                           allocation=dict(decision.replicas), redirection=decision.redirection,
                           overload=decision.overload, shed_rate=decision.shed_rate, reason=decision.reason,
                           level_quality=dict(level_quality or {}), prices=dict(decision.prices),

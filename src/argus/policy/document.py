@@ -1,8 +1,12 @@
 """The policy document: what the control loop tells the router, as one versioned object.
 
-In Kubernetes it is the `policy.json` key of the service's ConfigMap, mounted into
-the router pod; locally it is a file. The router hot-reloads it and keeps the last
-good one when a new one is invalid.
+In Kubernetes it is the `policy.json` key of the service's ConfigMap, which the router
+lists; locally it is a file. The router hot-reloads it and keeps the last good one when
+a new one is invalid.
+
+It carries every per-service data-plane setting (quality floor, latency SLO, image size:
+`DATA_PLANE_FIELDS`, all taken from the T2IService spec); the router has no per-service
+defaults of its own.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 class PolicyError(ValueError):
     """A policy document is invalid; the message names the field."""
+
+
+DATA_PLANE_FIELDS = ("quality_floor", "latency_slo_s", "image_size")  # per-service settings the router applies
 
 
 class PolicyDocument(BaseModel):
@@ -29,6 +36,11 @@ class PolicyDocument(BaseModel):
     service: str = Field(..., min_length=1)
     generated_at: float = Field(0.0, description="Unix time of the decision.")
     quality_floor: float = Field(..., ge=0, le=100, description="Service floor, relative quality percent.")
+    latency_slo_s: float = Field(..., gt=0, description=(
+        "The service's end-to-end latency SLO (spec.latencySLO), seconds: the router counts a request "
+        "finished later than this as an SLO violation."))
+    image_size: str = Field(..., pattern=r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$", description=(
+        "The service's image size 'WxH' (spec.model width x height): what a request naming no size gets."))
     levels: list[str] = Field(..., min_length=1, description="Levels in order of increasing approximation.")
     allocation: dict[str, int] = Field(default_factory=dict, description="Replicas per level.")
     redirection: dict[str, dict[str, float]] = Field(

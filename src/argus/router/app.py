@@ -26,6 +26,7 @@ from argus.router.kube_sources import ConfigMapPolicies, kubernetes_sources
 from argus.router.prompting import PromptPlanning, record_safely
 from argus.router.schema import ImageRequest, Limits, parse_request
 from argus.router.settings import RouterSettings
+from argus.policy.document import PolicyDocument
 from argus.router.sources import EndpointSource, FileEndpoints, PolicyStore
 from argus.adapters.triton_client import WorkerError
 
@@ -68,7 +69,7 @@ class Router:
                                     on_rejected=lambda p, e: metrics.policy_rejected.inc(),
                                     on_loaded=lambda d: metrics.policy_version.labels(d.service).set(d.version))
         self.policy_feed = policy_feed  # Kubernetes: policy ConfigMaps offered to self.policies
-        self.limits = Limits(settings.max_prompt_chars, settings.max_n, settings.sizes, settings.default_size)
+        self.limits = Limits(settings.max_prompt_chars, settings.max_n, settings.sizes)
         self.pending = 0
         self._api_key = settings.api_key_file.read_text().strip() if settings.api_key_file else None
 
@@ -100,9 +101,23 @@ class Router:
             raise UnknownService(f"unknown model (T2IService) {name!r}; services: {', '.join(known) or 'none'}")
         return name
 
+    def image_size(self, req: ImageRequest, policy: PolicyDocument | None) -> tuple[int, int]:
+        """(height, width) to render: the request's size if accepted, else the service's image size."""
+        own = policy.image_size if policy else self.settings.default_size
+        if req.width is None or req.height is None:
+            width, height = (int(v) for v in own.split("x"))
+            return height, width
+        size = f"{req.width}x{req.height}"
+        if size != own and size not in self.limits.sizes:
+            accepted = [own, *(s for s in self.limits.sizes if s != own)]
+            raise BadRequest(f"'size' {size!r} is not supported; supported: {', '.join(accepted)}", "size")
+        return req.height, req.width
+
     async def generate(self, req: ImageRequest) -> dict:
         """Serve n images; each is planned, assigned a level and dispatched."""
         service = self.resolve_service(req.service)
+        policy = self.policies.get(service)
+        size = self.image_size(req, policy)
         # Demand is what arrives, shed or not: counting only admitted requests would hide overload from the loop.
         self.metrics.arrivals.labels(service).inc(req.n)
         if self.pending + req.n > self.settings.max_pending:
@@ -111,16 +126,18 @@ class Router:
         self.pending += req.n
         try:
             base = req.seed if req.seed is not None else self.rng.randrange(2**31)
-            results = await asyncio.gather(*(self._one(service, req, base + i) for i in range(req.n)))
+            results = await asyncio.gather(*(self._one(service, req, size, base + i) for i in range(req.n)))
         finally:
             self.pending -= req.n
         return {"created": int(time.time()), "data": [{"b64_json": r.pop("b64_json")} for r in results],
                 "argus": results}
 
-    async def _one(self, service: str, req: ImageRequest, seed: int) -> dict:
+    async def _one(self, service: str, req: ImageRequest, size: tuple[int, int], seed: int) -> dict:
         start = time.monotonic()
         policy = self.policies.get(service)
-        floor = max(policy.quality_floor if policy else self.settings.quality_floor, req.quality_floor or 0.0)
+        # Every per-service setting comes from the service's policy document. Before the first one arrives
+        # the service is served at full quality (floor 100) and no SLO is known, so none is counted.
+        floor = max(policy.quality_floor if policy else 100.0, req.quality_floor or 0.0)
         plan = await self.planner.plan(service, req.prompt, req.user or "default", floor)
         self.metrics.optimal.labels(service, plan.optimal_level).inc()
         levels = policy.levels if policy else [plan.optimal_level]
@@ -132,7 +149,7 @@ class Router:
         try:
             done = await self.dispatcher.call(
                 service, order, start + self.settings.timeout_s, prompt=req.prompt, seed=seed,
-                height=req.height, width=req.width,
+                height=size[0], width=size[1],
                 cache_key=plan.cache_key if level.startswith("cache-") and level != "cache-k0" else None,
                 store_key=plan.store_key, request_id=uuid.uuid4().hex,
                 on_retry=lambda lv: self.metrics.retries.labels(service, lv).inc())
@@ -144,7 +161,7 @@ class Router:
         elapsed = time.monotonic() - start
         self.metrics.requests.labels(service, done.level, "ok").inc()
         self.metrics.latency.labels(service, done.level).observe(elapsed)
-        if elapsed > self.settings.latency_slo_s:
+        if policy is not None and elapsed > policy.latency_slo_s:
             self.metrics.slo.labels(service, done.level).inc()
         quality = served_quality(plan.predicted_quality, done.level, policy)
         self.metrics.quality.labels(service).observe(quality)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from argus.router.errors import BadRequest
 
 KNOWN_IGNORED = {"quality", "style"}  # OpenAI fields accepted for compatibility, no effect here
 MAX_SEED = 2**63 - 1
+SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")  # 'WxH'
 
 
 @dataclass(frozen=True)
@@ -17,8 +19,8 @@ class ImageRequest:
 
     prompt: str
     n: int
-    height: int
-    width: int
+    height: int | None  # None: the request names no size, the service's image size applies
+    width: int | None
     seed: int | None
     quality_floor: float | None
     service: str | None
@@ -31,8 +33,7 @@ class Limits:
 
     max_prompt_chars: int = 2000
     max_n: int = 4
-    sizes: tuple[str, ...] = ("64x64",)
-    default_size: str = "64x64"
+    sizes: tuple[str, ...] = ("64x64",)  # accepted for every service, besides each service's own image size
 
 
 def parse_request(body: bytes, limits: Limits) -> ImageRequest:
@@ -69,10 +70,10 @@ def parse_request(body: bytes, limits: Limits) -> ImageRequest:
     if not _is_int(n) or not 1 <= n <= limits.max_n:
         raise BadRequest(f"'n' must be an integer between 1 and {limits.max_n}", "n")
 
-    size = doc.get("size", limits.default_size)
-    if not isinstance(size, str) or size not in limits.sizes:
+    size = doc.get("size")
+    if size is not None and (not isinstance(size, str) or not SIZE.fullmatch(size)):
         raise BadRequest(f"'size' {size!r} is not supported; supported: {', '.join(limits.sizes)}", "size")
-    width, height = (int(v) for v in size.split("x"))
+    width, height = (int(v) for v in size.split("x")) if size is not None else (None, None)
 
     fmt = doc.get("response_format", "b64_json")
     if fmt != "b64_json":

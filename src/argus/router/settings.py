@@ -97,14 +97,14 @@ class RouterSettings:
     policy_dir: Path | None = None  # <service>.json policy documents (a mounted ConfigMap in Kubernetes)
     endpoints_file: Path | None = None  # local runtime: {service: {level: [host:port]}}
     default_service: str | None = None  # served when a request names no `model`
+    # Sizes ('WxH') accepted for every service besides its own image size (from its policy document), and
+    # the size served to a service whose policy document has not arrived yet.
     sizes: tuple[str, ...] = ("64x64",)
     default_size: str = "64x64"
     max_prompt_chars: int = 2000
     max_n: int = 4
     timeout_s: float = 120.0  # deadline for one image, worker call included
     max_pending: int = 256  # admission limit: requests in flight in this router
-    latency_slo_s: float = 30.0
-    quality_floor: float = 90.0  # used until a policy document states the service's floor
     api_key_file: Path | None = None  # when set, requests must carry `Authorization: Bearer <key>`
     reload_interval_s: float = 0.5
     predictors: dict[str, ServicePredictor] = field(default_factory=dict)  # services planned by a predictor
@@ -113,7 +113,6 @@ class RouterSettings:
     index_sync_s: float = 5.0  # how often the similarity index follows the latent store
     source: str = "files"  # where endpoints and policies come from: files (local runtime) or kubernetes
     namespace: str | None = None  # kubernetes source: the namespace served (default: the pod's own)
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "RouterSettings":
@@ -139,8 +138,7 @@ class RouterSettings:
             default_service=get("DEFAULT_SERVICE", str, None), sizes=sizes,
             default_size=get("DEFAULT_SIZE", str, sizes[0]), max_prompt_chars=get("MAX_PROMPT_CHARS", int, d.max_prompt_chars),
             max_n=get("MAX_N", int, d.max_n), timeout_s=get("TIMEOUT_S", float, d.timeout_s),
-            max_pending=get("MAX_PENDING", int, d.max_pending), latency_slo_s=get("LATENCY_SLO_S", float, d.latency_slo_s),
-            quality_floor=get("QUALITY_FLOOR", float, d.quality_floor),
+            max_pending=get("MAX_PENDING", int, d.max_pending),
             api_key_file=get("API_KEY_FILE", Path, None),
             predictors=get("PREDICTORS", parse_predictors, {}), encoder=get("ENCODER", str, d.encoder),
             encoder_weights=get("ENCODER_WEIGHTS", Path, None), index_sync_s=get("INDEX_SYNC_S", float, d.index_sync_s),
@@ -154,8 +152,7 @@ class RouterSettings:
                "ARGUS_ROUTER_SIZES": ",".join(self.sizes), "ARGUS_ROUTER_DEFAULT_SIZE": self.default_size,
                "ARGUS_ROUTER_MAX_PROMPT_CHARS": str(self.max_prompt_chars), "ARGUS_ROUTER_MAX_N": str(self.max_n),
                "ARGUS_ROUTER_TIMEOUT_S": str(self.timeout_s), "ARGUS_ROUTER_MAX_PENDING": str(self.max_pending),
-               "ARGUS_ROUTER_LATENCY_SLO_S": str(self.latency_slo_s),
-               "ARGUS_ROUTER_QUALITY_FLOOR": str(self.quality_floor), "ARGUS_ROUTER_ENCODER": self.encoder,
+               "ARGUS_ROUTER_ENCODER": self.encoder,
                "ARGUS_ROUTER_INDEX_SYNC_S": str(self.index_sync_s), "ARGUS_ROUTER_SOURCE": self.source,
                "ARGUS_ROUTER_RELOAD_INTERVAL_S": str(self.reload_interval_s)}
         if self.predictors:

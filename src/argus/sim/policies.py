@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,6 +53,11 @@ class Service:
     # at least 3 reloads of the slowest level)
     hysteresis: Hysteresis | None = None
     control_period_s: float = 15.0  # the spec's controlPeriod (the loop's dwell is counted in periods)
+
+    def data_plane(self) -> dict[str, Any]:
+        """The per-service settings every policy document carries (as T2IServiceSpec.data_plane; the
+        simulator renders no images, so the image size is the tiny model's)."""
+        return {"quality_floor": self.quality_floor, "latency_slo_s": self.latency_slo, "image_size": "64x64"}
 
     def loop_hysteresis(self) -> Hysteresis:
         """The hysteresis the optimizer runs with: the given one, or the production loop's for this service."""
@@ -102,7 +107,7 @@ class Policy(Protocol):
 
 def identity_doc(svc: Service, replicas: dict[str, int], version: int, now: float, reason: str) -> PolicyDocument:
     """A document that serves every key at its own level (the router falls back when it has no replica)."""
-    return PolicyDocument(version=version, service="sim", generated_at=now, quality_floor=svc.quality_floor,
+    return PolicyDocument(version=version, service="sim", generated_at=now, **svc.data_plane(),
                           levels=svc.names, allocation={k: replicas.get(k, 0) for k in svc.names},
                           redirection={k: {k: 1.0} for k in svc.names}, reason=reason)
 
@@ -211,8 +216,8 @@ class Optimized:
         if dec.changed or self.last_change is None:
             self.last_change = obs.now
         self.version += 1
-        doc = to_policy_document(dec, service="sim", version=self.version,
-                                 quality_floor=self.svc.quality_floor, generated_at=obs.now)
+        doc = to_policy_document(dec, service="sim", version=self.version, **self.svc.data_plane(),
+                                 generated_at=obs.now)
         if self.table is None:  # no per-prompt placement: the router draws from the redirection rows
             doc = doc.model_copy(update={"prices": {}, "shares": {}})
         return Plan(dict(dec.replicas), doc, took, dec.overload)
