@@ -51,7 +51,8 @@ async def _decide_loop(n: int) -> list[int]:
     tmp = Path(tempfile.mkdtemp(prefix="argus-decide-"))
     rng = random.Random(1)
     row = {lv: w / 21 for lv, w in zip(LEVELS, (6, 5, 4, 3, 2, 1))}
-    doc = PolicyDocument(version=1, service="svc", quality_floor=90, latency_slo_s=30, image_size="64x64", levels=LEVELS,
+    doc = PolicyDocument(version=1, service="svc", quality_floor=90, latency_slo_s=30, image_size="64x64",
+                         levels=LEVELS,
                          allocation={lv: 2 for lv in LEVELS}, redirection={lv: row for lv in LEVELS})
     (tmp / "policy").mkdir()
     (tmp / "policy" / "svc.json").write_text(doc.to_json())
@@ -274,7 +275,8 @@ def main() -> None:
     os.environ["ARGUS_MODEL_TEMPLATE"] = str(HERE / "fast_worker" / "argus_fast")
     spec = parse_spec({"model": {"steps": 2}, "levels": ["cache-k0", "cache-k1"], "throughputTarget": 1, "gpus": 1})
     system = LocalSystem("bench", spec, tempfile.mkdtemp(prefix="argus-bench-router-"), sizes=("32x32",))
-    doc = PolicyDocument(version=1, service="bench", quality_floor=90, latency_slo_s=30, image_size="64x64", levels=["cache-k0", "cache-k1"],
+    doc = PolicyDocument(version=1, service="bench", quality_floor=90, latency_slo_s=30, image_size="64x64",
+                         levels=["cache-k0", "cache-k1"],
                          allocation={"cache-k0": 1}, redirection={"cache-k0": {"cache-k0": 1.0}})
     (system.workdir / "policy" / "bench.json").write_text(doc.to_json())
     try:

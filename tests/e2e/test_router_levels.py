@@ -123,7 +123,8 @@ def system(tmp_path_factory):
 
 def _write_policy(system: LocalSystem, version: int, redirection: dict, raw: str | None = None) -> None:
     """Atomically replace the service's policy file (the router polls it every 0.5 s)."""
-    doc = raw or PolicyDocument(version=version, service="svc", quality_floor=90, latency_slo_s=30, image_size="64x64", levels=LEVELS,
+    doc = raw or PolicyDocument(version=version, service="svc", quality_floor=90, latency_slo_s=30, image_size="64x64",
+                                levels=LEVELS,
                                 allocation=REPLICAS, redirection=redirection).to_json()
     path = system.workdir / "policy" / "svc.json"
     tmp = path.with_suffix(".tmp")

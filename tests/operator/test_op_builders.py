@@ -32,7 +32,8 @@ SPEC = parse_spec({"model": {"name": "sdxl", "weightsPath": "/models/sdxl", "ste
                    "nodeSelector": {"gpu": "h100"},
                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]})
 OWNER = owner_reference("svc", "1234-uid")
-POLICY = PolicyDocument(version=3, service="svc", quality_floor=90, latency_slo_s=30, image_size="64x64", levels=SPEC.levels,
+POLICY = PolicyDocument(version=3, service="svc", quality_floor=90, latency_slo_s=30, image_size="64x64",
+                        levels=SPEC.levels,
                         allocation={"cache-k0": 2, "cache-k10": 1, "steps-25": 1})
 OBJS = build_all("svc", "prod", SPEC, {"cache-k0": 2, "cache-k10": 1, "steps-25": 1}, POLICY, OWNER)
 

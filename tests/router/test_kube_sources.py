@@ -64,7 +64,8 @@ def ep(addr, ready=True):
 
 
 def policy(svc, version, levels=("cache-k0", "cache-k10")):
-    return PolicyDocument(version=version, service=svc, quality_floor=90, latency_slo_s=30, image_size="64x64", levels=list(levels),
+    return PolicyDocument(version=version, service=svc, quality_floor=90, latency_slo_s=30, image_size="64x64",
+                          levels=list(levels),
                           allocation={lv: 1 for lv in levels}, redirection={}).model_dump_json()
 
 
@@ -126,7 +127,8 @@ def test_objects_built_by_the_operator(kmock, adapter):
                           "endpoints": [ep("10.2.0.1"), ep("10.2.0.2", ready=False)],
                           "ports": [{"name": p["name"], "port": p["targetPort"], "protocol": "TCP"}
                                     for p in svc["spec"]["ports"]]})
-    doc = PolicyDocument(version=3, service="op-s", quality_floor=92, latency_slo_s=30, image_size="64x64", levels=["cache-k0", "cache-k10"],
+    doc = PolicyDocument(version=3, service="op-s", quality_floor=92, latency_slo_s=30, image_size="64x64",
+                         levels=["cache-k0", "cache-k10"],
                          allocation={"cache-k0": 1, "cache-k10": 2}, redirection={})
     kmock.create(CMS, build_policy_configmap("op-s", "default", doc))
     endpoints, feed = kubernetes_sources(RouterSettings(source="kubernetes", namespace="default"), api=adapter)

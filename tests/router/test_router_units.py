@@ -30,7 +30,8 @@ LEVELS = ["cache-k0", "cache-k10", "steps-20"]
 
 
 def policy(version=1, redirection=None):
-    return PolicyDocument(version=version, service="s", quality_floor=90, latency_slo_s=30, image_size="64x64", levels=LEVELS,
+    return PolicyDocument(version=version, service="s", quality_floor=90, latency_slo_s=30, image_size="64x64",
+                          levels=LEVELS,
                           allocation={"cache-k0": 1, "cache-k10": 1}, redirection=redirection or {})
 
 
