@@ -45,7 +45,7 @@ async def _decide_loop(n: int) -> list[int]:
     from argus.policy.document import PolicyDocument
     from argus.router.assign import safer_levels, served_level
     from argus.router.dispatch import Dispatcher
-    from argus.router.planner import FullQualityPlanner
+    from argus.policy.prompt_plan import FullQualityPlanner
     from argus.router.sources import FileEndpoints, PolicyStore
 
     tmp = Path(tempfile.mkdtemp(prefix="argus-decide-"))

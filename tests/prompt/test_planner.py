@@ -25,7 +25,7 @@ from argus.prompt.embedder import CachedEmbedder, MiniLMEmbedder
 from argus.prompt.index import SimilarityIndex
 from argus.prompt.planner import PredictivePlanner, ServicePrompting
 from argus.prompt.predictor import fit_predictor, level_costs, save_predictor
-from argus.router.planner import store_key
+from argus.policy.prompt_plan import store_key
 
 N = 20
 LEVELS = ["cache-k0", "cache-k5", "cache-k10", "steps-10"]

@@ -36,7 +36,7 @@ from argus.prompt.predictor import fit_predictor, level_costs, save_predictor
 from argus.router.app import Router
 from argus.router.dispatch import Dispatcher
 from argus.router.metrics import RouterMetrics
-from argus.router.planner import store_key
+from argus.policy.prompt_plan import store_key
 from argus.router.prompting import PromptPlanning
 from argus.router.schema import ImageRequest
 from argus.router.settings import RouterSettings, RouterSettingsError, ServicePredictor

@@ -1,6 +1,6 @@
 """The router's per-prompt planner built from prompt understanding: embed → nearest cached prompt → predict → choose.
 
-Satisfies `argus.router.planner.Planner`. One `ServicePrompting` per T2IService (its predictor and
+Satisfies `argus.policy.prompt_plan.Planner`. One `ServicePrompting` per T2IService (its predictor and
 its similarity index, since each service has its own model and latent store). Concurrent prompts
 are planned as one batch off the event loop; the decision itself is pure and synchronous.
 
@@ -22,7 +22,7 @@ from argus.prompt.batching import Batcher
 from argus.prompt.embedder import Embedder
 from argus.prompt.index import LatentEntrySource, SimilarityIndex
 from argus.prompt.predictor import FULL, Predictor, load_predictor
-from argus.router.planner import PromptPlan, store_key
+from argus.policy.prompt_plan import PromptPlan, store_key
 
 
 @dataclass

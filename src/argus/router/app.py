@@ -16,17 +16,17 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from argus.policy.document import PolicyDocument
+from argus.policy.prompt_plan import FullQualityPlanner, Planner
 from argus.router.assign import Ledger, assigned_level, safer_levels
 from argus.router.dispatch import Dispatcher
 from argus.router.errors import BadRequest, Overloaded, RouterError, Unauthorized, UnknownService, to_http
 from argus.router.metrics import RouterMetrics
-from argus.router.planner import FullQualityPlanner, Planner
 from argus.router.png import png_b64
 from argus.router.kube_sources import ConfigMapPolicies, kubernetes_sources
 from argus.router.prompting import PromptPlanning, record_safely
 from argus.router.schema import ImageRequest, Limits, parse_request
 from argus.router.settings import RouterSettings
-from argus.policy.document import PolicyDocument
 from argus.router.sources import EndpointSource, FileEndpoints, PolicyStore
 from argus.adapters.triton_client import WorkerError
 
