@@ -11,11 +11,14 @@ Triton model name, metric label):
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 Family = Literal["cache", "steps", "model"]
+
+FULL = "cache-k0"  # the full-quality level: the whole schedule from noise with the main model
 
 _NAME = re.compile(r"^(?:cache-k(?P<k>\d{1,4})|steps-(?P<s>\d{1,4})|model-(?P<m>[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?))$")
 
@@ -43,12 +46,22 @@ class Level:
         return n_full
 
     def cost_ratio(self, n_full: int) -> float:
-        """Ideal cost relative to the full run (steps run / N)."""
+        """Its cost: ideal cost relative to the full run (steps run / N)."""
         return self.steps_run(n_full) / n_full
 
     @property
+    def resume_step(self) -> int:
+        """K: the step it resumes at from a similar prompt's stored latent (0: it starts from noise)."""
+        return self.skip if self.family == "cache" else 0
+
+    @property
+    def needs_cache_hit(self) -> bool:
+        """True when it can only run by resuming from a similar prompt's stored latent (cache family, K > 0)."""
+        return self.resume_step > 0
+
+    @property
     def is_full_quality(self) -> bool:
-        """True for the level that runs the full schedule from noise with the main model."""
+        """True for the level that runs the full schedule from noise with the main model (FULL)."""
         return self.family == "cache" and self.skip == 0
 
     @property
@@ -78,6 +91,13 @@ def parse_level(name: str, n_full: int = 50) -> Level:
     return Level(name=name, family="model", model=m.group("m"))
 
 
+@functools.lru_cache(maxsize=4096)
+def level_named(name: str) -> Level:
+    """The Level a valid name denotes, not checked against a schedule length: for names that come over the
+    wire (a policy document, a worker's reply), already checked against N where the service was parsed."""
+    return parse_level(name, 10_000)
+
+
 def parse_levels(names: list[str], n_full: int = 50) -> list[Level]:
     """Parse a level set: non-empty, unique names, contains the full-quality level."""
     if not names:
@@ -90,14 +110,14 @@ def parse_levels(names: list[str], n_full: int = 50) -> list[Level]:
         seen.add(n)
         out.append(parse_level(n, n_full))
     if not any(lv.is_full_quality for lv in out):
-        raise LevelError("levels: must include the full-quality level 'cache-k0'")
+        raise LevelError(f"levels: must include the full-quality level {FULL!r}")
     return out
 
 
 def cache_checkpoints(levels: list[Level]) -> list[int]:
     """Steps at which a full run stores its latent: the K values of the cache levels (K>0)."""
-    return sorted({lv.skip for lv in levels if lv.family == "cache" and lv.skip > 0})
+    return sorted({lv.resume_step for lv in levels if lv.needs_cache_hit})
 
 
-DEFAULT_LEVELS = ["cache-k0", "cache-k5", "cache-k10", "cache-k15", "cache-k20", "cache-k25",
+DEFAULT_LEVELS = [FULL, "cache-k5", "cache-k10", "cache-k15", "cache-k20", "cache-k25",
                   "steps-35", "steps-25", "steps-20"]

@@ -14,6 +14,7 @@ from typing import Any
 from argus.control.narrate import reallocation_message
 from argus.control.observed import MetricsSnapshot
 from argus.control.state import ControlState
+from argus.levels import FULL
 from argus.policy.decision import Decision, to_policy_document
 from argus.policy.demand import NOISE_BAND, DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
@@ -56,7 +57,7 @@ def prior_h(levels: list[str]) -> dict[str, float]:
 def allocation_fits(alloc: dict[str, int], spec: T2IServiceSpec) -> bool:
     """Whether a stored allocation is still valid for this spec (same levels, within budget and minimum)."""
     return (bool(alloc) and set(alloc) == set(spec.levels) and sum(alloc.values()) <= spec.gpus
-            and alloc.get("cache-k0", 0) >= spec.min_full_quality_replicas)
+            and alloc.get(FULL, 0) >= spec.min_full_quality_replicas)
 
 
 def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...], observed: MetricsSnapshot | None,
@@ -123,7 +124,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                 event=event, status=status, decision=decision, reason=decision.reason)
 
 
-def solve_releasing_idle(snap: Snapshot, full: str = "cache-k0") -> Decision:
+def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> Decision:
     """solve(snap), with idle approximate replicas given back to the full-quality level.
 
     Hysteresis keeps an allocation when a change gains less than its threshold after switching

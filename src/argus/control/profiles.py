@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from argus.levels import parse_level
+from argus.levels import FULL, parse_level
 from argus.policy.profile import LevelProfile, Profile, ProfileError
 from argus.spec import T2IServiceSpec
 
@@ -13,9 +13,9 @@ _QUALITY_LOSS_PER_SKIPPED_WORK = 15.0
 
 def service_profiles(spec: T2IServiceSpec, profile: Profile) -> tuple[LevelProfile, ...]:
     """One profile per spec level, full quality first, then spec order; unprofiled levels are derived."""
-    names = sorted(spec.levels, key=lambda n: n != "cache-k0")  # stable: keeps the spec's order otherwise
+    names = sorted(spec.levels, key=lambda n: n != FULL)  # stable: keeps the spec's order otherwise
     try:
-        base = profile.get("cache-k0")
+        base = profile.get(FULL)
     except ProfileError:
         base = profile.levels[0]
     out = []

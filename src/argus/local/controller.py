@@ -18,7 +18,7 @@ from argus.control.loop import Plan, plan
 from argus.control.observed import MetricsUnavailable
 from argus.control.profiles import service_profiles
 from argus.control.state import ControlState
-from argus.levels import parse_level
+from argus.levels import FULL, level_named, parse_level
 from argus.local.actuator import ProcessActuator
 from argus.local.runtime import LocalSystem
 from argus.policy.document import PolicyDocument
@@ -40,18 +40,18 @@ def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: i
 
     `data_plane`: the service's per-service router settings (T2IServiceSpec.data_plane())."""
     if mode == "ha":
-        alloc = {"cache-k0": gpus}
-        red = {lv: {"cache-k0": 1.0} for lv in levels}
+        alloc = {FULL: gpus}
+        red = {lv: {FULL: 1.0} for lv in levels}
     elif mode == "ht":
         cheap = most_approximate(levels, n_full)
         alloc = {cheap: gpus}
         red = {lv: {cheap: 1.0} for lv in levels}
     elif mode == "nirvana":
-        cache = [lv for lv in levels if lv.startswith("cache-")]
+        cache = [lv for lv in levels if level_named(lv).family == "cache"]
         alloc = {lv: gpus // len(cache) + (1 if i < gpus % len(cache) else 0) for i, lv in enumerate(cache)}
         alloc = {k: v for k, v in alloc.items() if v > 0}
         # Prompts whose optimal level is a step level have no cache hit: NIRVANA runs them in full.
-        red = {lv: ({lv: 1.0} if lv in cache else {"cache-k0": 1.0}) for lv in levels}
+        red = {lv: ({lv: 1.0} if lv in cache else {FULL: 1.0}) for lv in levels}
     else:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     doc = PolicyDocument(version=1, epoch=epoch, service=service, **data_plane, levels=levels, allocation=alloc,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from argus.levels import FULL
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 WORLD_MODEL = DATA / "models" / "world-sd"
 WORLD_LEVELS = DATA / "predictors" / "world-sd.levels.json"
@@ -24,7 +26,7 @@ TINY_MANIFEST = {
     "metadata": {"name": "demo"},
     "spec": {
         "model": {"name": "tiny-sd", "steps": 20, "height": 64, "width": 64},
-        "levels": ["cache-k0", "cache-k5", "cache-k10", "steps-10", "steps-5"],
+        "levels": [FULL, "cache-k5", "cache-k10", "steps-10", "steps-5"],
         "throughputTarget": 1.0,
         "qualityFloor": 90,
         "gpus": 2,

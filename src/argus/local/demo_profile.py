@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from argus.levels import parse_level
+from argus.levels import level_named, parse_level
 from argus.policy.profile import LevelProfile, Profile
 
 PUBLISHED_STEPS = 50  # the published SDXL numbers are for 50 denoising steps
@@ -33,11 +33,12 @@ def published_quality(level: str, n_full: int, published: Profile) -> float:
     if lv.family == "cache":
         x = lv.skip * PUBLISHED_STEPS / n_full
         pts = sorted((parse_level(p.level, PUBLISHED_STEPS).skip, p.quality)
-                     for p in published.levels if p.level.startswith("cache-"))
+                     for p in published.levels if level_named(p.level).family == "cache")
     elif lv.family == "steps":
         x = lv.steps_run(n_full) * PUBLISHED_STEPS / n_full
         pts = sorted([(PUBLISHED_STEPS, 100.0)] + [(parse_level(p.level, PUBLISHED_STEPS).steps_run(PUBLISHED_STEPS),
-                                                    p.quality) for p in published.levels if p.level.startswith("steps-")])
+                                                    p.quality) for p in published.levels
+                                                    if level_named(p.level).family == "steps"])
     else:
         raise ValueError(f"{level}: no published quality for the {lv.family!r} family")
     return round(_interpolate(pts, x), 2)

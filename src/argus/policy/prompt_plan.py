@@ -10,6 +10,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from argus.levels import FULL
+
 
 @dataclass(frozen=True)
 class PromptPlan:
@@ -38,5 +40,5 @@ class FullQualityPlanner:
     """No predictor: every prompt's optimal level is the full-quality level; full runs feed the cache."""
 
     async def plan(self, service: str, prompt: str, tenant: str, floor: float) -> PromptPlan:
-        """Always cache-k0 at 100% predicted quality."""
-        return PromptPlan("cache-k0", {"cache-k0": 100.0}, None, store_key(tenant, prompt))
+        """Always FULL at 100% predicted quality."""
+        return PromptPlan(FULL, {FULL: 100.0}, None, store_key(tenant, prompt))

@@ -11,15 +11,14 @@ from __future__ import annotations
 from functools import lru_cache
 from itertools import combinations
 
-from argus.levels import parse_level
+from argus.levels import level_named
 
 SAFE, DEGRADED, NEVER = "safe", "degraded", "never"
 
 
 @lru_cache(maxsize=1024)  # memo of a pure function of the name: parsing dominated small solves
 def _needs_hit(name: str) -> bool:
-    lv = parse_level(name, 1000)
-    return lv.family == "cache" and lv.skip > 0
+    return level_named(name).needs_cache_hit
 
 
 def relation(levels: list[str], src: int, dst: int) -> str:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from argus.levels import LevelError, parse_level
+from argus.levels import FULL, LevelError, parse_level
 from argus.policy.profile import LevelProfile, Profile, ProfileError
 
 H_TOLERANCE = 1e-3  # h_k shares come from counting prompts; allow rounding, not a different distribution
@@ -205,8 +205,8 @@ def _validate(s: Snapshot) -> None:
             raise SnapshotError(f"levels[{i}]: {e}") from None
         if names.index(n) != i:
             raise SnapshotError(f"levels[{i}]: level {n!r} appears twice")
-    if "cache-k0" not in names:
-        raise SnapshotError("levels: must include the full-quality level 'cache-k0'")
+    if FULL not in names:
+        raise SnapshotError(f"levels: must include the full-quality level {FULL!r}")
     if _finite(s.demand, "demand") < 0:
         raise SnapshotError(f"demand: {s.demand} requests/s must be >= 0")
     if _finite(s.throughput_target, "throughput_target") <= 0:

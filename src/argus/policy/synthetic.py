@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from argus.levels import FULL, parse_level
 from argus.policy.profile import LevelProfile
 from argus.policy.snapshot import Hysteresis, Snapshot
 
@@ -17,26 +18,27 @@ N_FULL = 50
 
 # Level sets by size, in order of increasing approximation (cache chain first, then step reduction).
 LEVEL_SETS = {
-    1: ["cache-k0"],
-    2: ["cache-k0", "steps-25"],
-    3: ["cache-k0", "cache-k10", "steps-25"],
-    4: ["cache-k0", "cache-k10", "cache-k25", "steps-25"],
-    5: ["cache-k0", "cache-k10", "cache-k25", "steps-35", "steps-20"],
-    6: ["cache-k0", "cache-k10", "cache-k20", "steps-35", "steps-25", "steps-20"],
-    9: ["cache-k0", "cache-k5", "cache-k10", "cache-k15", "cache-k20", "cache-k25",
+    1: [FULL],
+    2: [FULL, "steps-25"],
+    3: [FULL, "cache-k10", "steps-25"],
+    4: [FULL, "cache-k10", "cache-k25", "steps-25"],
+    5: [FULL, "cache-k10", "cache-k25", "steps-35", "steps-20"],
+    6: [FULL, "cache-k10", "cache-k20", "steps-35", "steps-25", "steps-20"],
+    9: [FULL, "cache-k5", "cache-k10", "cache-k15", "cache-k20", "cache-k25",
         "steps-35", "steps-25", "steps-20"],
-    12: ["cache-k0", "cache-k5", "cache-k10", "cache-k15", "cache-k20", "cache-k25",
+    12: [FULL, "cache-k5", "cache-k10", "cache-k15", "cache-k20", "cache-k25",
          "steps-40", "steps-35", "steps-30", "steps-25", "steps-20", "steps-15"],
 }
 
 
 def level_profile(name: str, load_time: float = 47.0) -> LevelProfile:
     """A profile for a cache-k<K> or steps-<S> level from the step-time model."""
-    if name.startswith("cache-k"):
-        run = N_FULL - int(name.removeprefix("cache-k"))
+    lv = parse_level(name, N_FULL)
+    if lv.family == "cache":
+        run = N_FULL - lv.resume_step
         quality = 100.0 - 0.34 * (N_FULL - run)  # published SDXL: 91.52% at K=25
     else:
-        run = int(name.removeprefix("steps-"))
+        run = lv.steps_run(N_FULL)
         quality = 100.0 - 0.40 * (N_FULL - run)  # assumption: below caching at equal steps run
     svc = STEP_S * run
     return LevelProfile(level=name, throughput={1: 1 / svc, 8: BATCH_GAIN / svc}, service_time=svc,

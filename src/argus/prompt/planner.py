@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from argus.levels import FULL, level_named
+from argus.policy.prompt_plan import PromptPlan, store_key
 from argus.prompt.batching import Batcher
 from argus.prompt.embedder import Embedder
 from argus.prompt.index import LatentEntrySource, SimilarityIndex
-from argus.prompt.predictor import FULL, Predictor, load_predictor
-from argus.policy.prompt_plan import PromptPlan, store_key
+from argus.prompt.predictor import Predictor, load_predictor
 
 
 @dataclass
@@ -80,7 +81,7 @@ class PredictivePlanner:
             for i, nb in zip(idx, nbs):
                 _, tenant, prompt, floor = items[i]
                 d = sp.predictor.decide(embs[i], nb, floor)
-                resumes = nb is not None and d.optimal_level.startswith("cache-k") and d.optimal_level != FULL
+                resumes = nb is not None and level_named(d.optimal_level).needs_cache_hit
                 plans[i] = PromptPlan(d.optimal_level, d.predicted, nb.key if resumes else None,
                                       store_key(tenant, prompt), None if nb is None else nb.similarity)
         return plans  # type: ignore[return-value]

@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from argus.levels import Level, LevelError, parse_levels
+from argus.levels import FULL, Level, LevelError, parse_levels
 from argus.prompt.index import Neighbour, SimilarityIndexError, Thresholds
 
 PREDICTOR_FORMAT = "argus-level-predictor"
 PREDICTOR_VERSION = 1
-FULL = "cache-k0"
 
 
 class PredictorError(ValueError):
@@ -194,7 +193,7 @@ def fit_predictor(*, encoder: str, model: str, steps: int, levels: list[str], em
     b = np.zeros(len(ridge_levels))
     for r, name in enumerate(ridge_levels):
         w[r], b[r] = _ridge(x, _labels(quality, name, n), alpha, name)
-    cache_levels = sorted((lv for lv in parsed if lv.family == "cache" and lv.skip > 0), key=lambda lv: lv.skip)
+    cache_levels = sorted((lv for lv in parsed if lv.needs_cache_hit), key=lambda lv: lv.resume_step)
     lines: dict[str, tuple[float, float]] = {}
     table: list[tuple[float, int]] = []
     prev = -1.0

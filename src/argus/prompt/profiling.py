@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from argus.levels import Level, LevelError, cache_checkpoints, parse_levels
+from argus.levels import FULL, Level, LevelError, cache_checkpoints, parse_levels
 from argus.prompt.embedder import Embedder
 from argus.prompt.predictor import atomic_write_text
 from argus.prompt.profile_data import (HEADER_KEYS, ProfileDataError, PromptRecord, QualityProfile,
                                        header_line, read_profile)
 from argus.prompt.prompt_sets import prompts_sha256
 
-FULL = "cache-k0"
 
 
 @dataclass(frozen=True)
@@ -204,9 +203,9 @@ def _time_cell(lv: Level, b: int, prompts: list[str], pipeline, run: ProfileRun,
         out = []
         for j in range(b):
             p = prompts[j % len(prompts)]
-            if lv.family == "cache" and lv.skip:
-                out.append(GenRequest(p, run.seed + j, run.height, run.width, resume_latent=ckpt[lv.skip],
-                                      resume_step=lv.skip))
+            if lv.needs_cache_hit:
+                out.append(GenRequest(p, run.seed + j, run.height, run.width, resume_latent=ckpt[lv.resume_step],
+                                      resume_step=lv.resume_step))
             else:
                 out.append(GenRequest(p, run.seed + j, run.height, run.width))
         return out

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from argus.levels import parse_levels
+from argus.levels import FULL, parse_levels
 from argus.prompt.embedder import Embedder
 from argus.prompt.index import Neighbour
-from argus.prompt.predictor import FULL, Predictor, PredictorError, fit_predictor, level_costs
+from argus.prompt.predictor import Predictor, PredictorError, fit_predictor, level_costs
 from argus.prompt.profile_data import ProfileDataError, QualityProfile
 
 IDENTITY_KEYS = ("model", "steps", "levels", "encoder", "score_kind")

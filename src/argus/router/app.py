@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from argus.levels import FULL, level_named
 from argus.policy.document import PolicyDocument
 from argus.policy.prompt_plan import FullQualityPlanner, Planner
 from argus.router.assign import Ledger, assigned_level, safer_levels
@@ -150,7 +151,7 @@ class Router:
             done = await self.dispatcher.call(
                 service, order, start + self.settings.timeout_s, prompt=req.prompt, seed=seed,
                 height=size[0], width=size[1],
-                cache_key=plan.cache_key if level.startswith("cache-") and level != "cache-k0" else None,
+                cache_key=plan.cache_key if level_named(level).needs_cache_hit else None,
                 store_key=plan.store_key, request_id=uuid.uuid4().hex,
                 on_retry=lambda lv: self.metrics.retries.labels(service, lv).inc())
         except WorkerError as e:
@@ -167,7 +168,7 @@ class Router:
         self.metrics.quality.labels(service).observe(quality)
         if plan.cache_key is not None:
             self.metrics.cache.labels(service, "hit" if done.result.info.get("cache_hit") else "miss").inc()
-        if self.planning and plan.store_key and done.level == "cache-k0" and not done.result.info.get("k_used"):
+        if self.planning and plan.store_key and done.level == FULL and not done.result.info.get("k_used"):
             # A full run from noise with STORE_KEY stored its checkpoints: similar prompts may now resume.
             await record_safely(self.planning, service, req.user or "default", req.prompt, plan.store_key)
         return {"b64_json": png_b64(done.result.image), "level": done.level, "optimal_level": plan.optimal_level,
@@ -243,7 +244,7 @@ def served_quality(predicted: dict[str, float], level: str, policy) -> float:
         return predicted[level]
     if policy is not None and level in policy.level_quality:
         return policy.level_quality[level]
-    return 100.0 if level == "cache-k0" else 0.0
+    return 100.0 if level == FULL else 0.0
 
 
 def create_app(settings: RouterSettings, router: Router | None = None) -> FastAPI:
@@ -307,7 +308,7 @@ def create_app(settings: RouterSettings, router: Router | None = None) -> FastAP
 
 def _levels_of(r: Router, service: str) -> list[str]:
     p = r.policies.get(service)
-    return p.levels if p else ["cache-k0"]
+    return p.levels if p else [FULL]
 
 
 async def _reload_loop(r: Router, interval: float) -> None:

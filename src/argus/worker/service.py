@@ -137,7 +137,7 @@ class WorkerService:
 
     def _resume(self, r: WorkRequest, gen: GenRequest, info: dict) -> None:
         """At a cache level K>0, attach the cached latent to `gen`, or record why the run starts from noise."""
-        if self.level.family != "cache" or self.level.skip == 0:
+        if not self.level.needs_cache_hit:
             return
         if not r.cache_key:
             self.metrics.cache("miss", "no_key")

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from argus.levels import DEFAULT_LEVELS, Level, cache_checkpoints, parse_level, parse_levels
+from argus.levels import DEFAULT_LEVELS, FULL, Level, cache_checkpoints, parse_level, parse_levels
 from argus.worker.pipeline import PipelineSettings
 
 
@@ -14,7 +14,7 @@ from argus.worker.pipeline import PipelineSettings
 class WorkerSettings:
     """Everything one worker process needs: its level, the model, the latent store."""
 
-    level: str = "cache-k0"
+    level: str = FULL
     steps: int = 50
     levels: tuple[str, ...] = tuple(DEFAULT_LEVELS)
     model_name: str = "tiny-sd"
