@@ -10,7 +10,6 @@ REQUESTS = "argus_router_requests_total"  # {level, outcome=ok|error|shed|timeou
 OPTIMAL_LEVEL = "argus_router_optimal_level_total"  # {level}: prompts whose optimal level was this (h_k)
 PREDICTED_QUALITY = "argus_router_predicted_quality"  # histogram, predicted relative quality (%) served
 LATENCY = "argus_router_latency_seconds"  # histogram {level}: end-to-end latency in the router
-QUEUE = "argus_router_queue_seconds"  # histogram {level}: wait before the worker started it
 PENDING = "argus_router_pending"  # gauge {level}: requests in flight to workers of this level
 CACHE_LOOKUPS = "argus_router_cache_lookups_total"  # {result=hit|miss}
 RETRIES = "argus_router_retries_total"  # {level}: retries after a replica failure

@@ -27,8 +27,6 @@ def queries(service: str, window: str) -> dict[str, str]:
         "quality": (f"sum(rate({t.PREDICTED_QUALITY}_sum{{{sel}}}[{window}])) / "
                     f"sum(rate({t.PREDICTED_QUALITY}_count{{{sel}}}[{window}]))"),
         "slo_violations": f"sum(rate({t.SLO_VIOLATIONS}{{{sel}}}[{window}]))",
-        "latency_p95": (f"histogram_quantile(0.95, sum by (le) "
-                        f"(rate({t.LATENCY}_bucket{{{sel}}}[{window}])))"),
     }
 
 
@@ -69,7 +67,6 @@ def parse(raw: dict[str, list[dict[str, Any]]], service: str = "") -> MetricsSna
         queues=_by_level(raw.get("queues") or []),
         quality=_scalar(raw.get("quality") or []),
         slo_violations=max(0.0, _scalar(raw.get("slo_violations") or []) or 0.0),
-        latency_p95=_scalar(raw.get("latency_p95") or []),
     )
 
 

@@ -23,7 +23,6 @@ class MetricsSnapshot:
     queues: dict[str, float] = field(default_factory=dict)  # requests in flight per level (gauge)
     quality: float | None = None  # mean predicted relative quality served, percent
     slo_violations: float = 0.0  # finished later than the SLO, requests/s
-    latency_p95: float | None = None  # seconds, end to end
 
     @property
     def served(self) -> float:

@@ -119,13 +119,6 @@ def _served_quality(f: milp.Formulation, sol: milp.Solution) -> float:
     return float((sol.flows * f.row_quality).sum()) * f.weight
 
 
-def objective_of(s: Snapshot, replicas: dict[str, int], overload: bool) -> float | None:
-    """The safe or overload model's objective with replicas fixed; None if they break a constraint."""
-    f = milp.build(s, overload=overload)
-    sol = milp.run(f, fixed_x=np.array([replicas.get(k, 0) for k in s.levels], dtype=float))
-    return None if sol is None else sol.objective
-
-
 def lp_bound(s: Snapshot, overload: bool) -> float | None:
     """Objective of the model's LP relaxation (fractional replicas): an upper bound; None if infeasible."""
     sol = milp.run(milp.build(s, overload=overload), relax=True)

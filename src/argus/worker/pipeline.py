@@ -10,14 +10,10 @@ deterministic and its step is stateless, so a resumed run reproduces the full ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from argus.levels import Level
-
-# Called with (request index in batch, step K, latent after K steps [C,h,w] tensor).
-CheckpointSink = Callable[[int, int, object], None]
 
 
 @dataclass(frozen=True)
