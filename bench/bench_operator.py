@@ -1,6 +1,6 @@
 """Operator benchmark at fleet scale: the real `kopf run` process with N T2IServices on KMock and a real Prometheus.
 
-KMock records every request (tests/chart/kmock_audit_server.py), so the operator's request pattern is
+KMock records every request (tests/support/kmock_audit_server.py), so the operator's request pattern is
 counted by verb and resource. Measures:
 - creation: N services created at once -> each planned (policy ConfigMap + every Deployment), p50/p95/max;
 - steady state over `--steady` control periods: operator requests per service per period by verb and
@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/operator"))
+sys.path.insert(0, str(ROOT))  # a script outside the package: the test support is tests.support
 
-from op_harness import FakeRouter, KMockApi, Operator, Prometheus, wait_until  # noqa: E402
+from tests.support.harness import FakeRouter, KMockApi, Operator, Prometheus, wait_until  # noqa: E402
 
 LEVELS = ["cache-k0", "cache-k10", "cache-k20", "steps-25"]
 NS = "default"

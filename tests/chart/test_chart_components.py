@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from chartlib import NAMESPACE, by_kind, render
+from tests.support.chart import NAMESPACE, by_kind, render
 
 
 def _configmap(name):

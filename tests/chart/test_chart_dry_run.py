@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from argus.adapters.helm_chart import parse_documents
-from chartlib import ROOT
+from tests.support.chart import ROOT
 
 MODES = {"cluster": {}, "namespace": {"rbac": {"scope": "namespace", "watchNamespaces": ["team-a", "team-b"]}},
          "standalone": {"operator": {"peering": {"enabled": False}}}}

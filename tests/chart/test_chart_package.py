@@ -22,7 +22,7 @@ import yaml
 
 from argus.control.builders import build_worker_deployment
 from argus.spec import parse_spec
-from chartlib import ROOT
+from tests.support.chart import ROOT
 
 CHART_UID = yaml.safe_load((ROOT / "values.yaml").read_text())["podSecurityContext"]["runAsUser"]
 

@@ -21,7 +21,7 @@ import pytest
 from argus.adapters import kube_permissions as kp
 from argus.adapters.kubernetes import KINDS, OWNED_KINDS, RBAC_RULES
 from argus.spec import API_GROUP, PLURAL
-from chartlib import ROOT, by_kind, render
+from tests.support.chart import ROOT, by_kind, render
 
 READ = {"get", "list", "watch"}
 # What KubernetesAdapter's methods send for every kind it manages: read/ensure (GET, POST,

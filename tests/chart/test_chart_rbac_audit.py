@@ -28,7 +28,7 @@ import yaml
 
 from argus.adapters import helm_chart
 from argus.adapters import kube_permissions as kp
-from chartlib import ROOT, by_kind
+from tests.support.chart import ROOT, by_kind
 
 VERB = {"WATCH": "watch", "LIST": "list", "FETCH": "get", "CREATE": "create", "DELETE": "delete"}
 NS = "argus"
@@ -112,8 +112,8 @@ def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | 
         (tmp_path / "grants.json").write_text(json.dumps(grants))
         extra = [str(tmp_path / "grants.json")]
     server_log = open(tmp_path / "kmock.log", "w")
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests/chart/kmock_audit_server.py"), str(port_file),
-                               str(audit), "argus", *extra], stdout=server_log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen([sys.executable, "-m", "tests.support.kmock_audit_server", str(port_file),
+                               str(audit), "argus", *extra], cwd=ROOT, stdout=server_log, stderr=subprocess.STDOUT)
     operator = None
     try:
         _wait(lambda: port_file.exists() and port_file.read_text(), 30, "KMock to listen")

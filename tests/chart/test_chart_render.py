@@ -25,7 +25,7 @@ import yaml
 from kubernetes_validate import latest_version
 
 from argus.adapters import helm_chart
-from chartlib import NAMESPACE, ROOT, SCENARIOS, by_kind, crd_schemas, kube_validate, pod_specs, render
+from tests.support.chart import NAMESPACE, ROOT, SCENARIOS, by_kind, crd_schemas, kube_validate, pod_specs, render
 
 # The oldest Kubernetes Chart.yaml admits (kubeVersion) and the newest kubernetes-validate knows.
 KUBE_VERSIONS = (re.search(r">=\s*(\d+\.\d+)", yaml.safe_load((ROOT / "Chart.yaml").read_text())["kubeVersion"]).group(1),

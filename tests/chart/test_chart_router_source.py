@@ -11,17 +11,12 @@ Cases:
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from chartlib import NAMESPACE, ROOT  # noqa: E402
-
-from argus.adapters import helm_chart  # noqa: E402
-from argus.adapters.kube_router import ROUTER_RBAC_RULES  # noqa: E402
-from argus.router.settings import RouterSettings  # noqa: E402
+from argus.adapters import helm_chart
+from argus.adapters.kube_router import ROUTER_RBAC_RULES
+from argus.router.settings import RouterSettings
+from tests.support.chart import NAMESPACE, ROOT
 
 PREDICTORS = {"sd15": {"path": "/models/sd15.predictor.json", "levels": ["cache-k0", "cache-k10"],
                        "model": "sd15", "steps": 50, "latent_store": "/var/lib/argus/latents"}}

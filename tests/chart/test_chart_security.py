@@ -21,7 +21,7 @@ import json
 
 import pytest
 
-from chartlib import SCENARIOS, by_kind, pod_specs, render
+from tests.support.chart import SCENARIOS, by_kind, pod_specs, render
 
 def _containers(spec):
     return spec.get("initContainers", []) + spec["containers"]

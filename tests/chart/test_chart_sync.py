@@ -31,7 +31,7 @@ from argus.commands import render as render_cmd
 from argus.control.builders import GRPC_PORT, METRICS_PORT, worker_labels
 from argus.controlplane.settings import OperatorSettings
 from argus.router.settings import RouterSettings
-from chartlib import ROOT, by_kind, crd_schemas, kube_validate, render
+from tests.support.chart import ROOT, by_kind, crd_schemas, kube_validate, render
 
 
 def _install_docs():

@@ -17,7 +17,7 @@ import yaml
 
 from argus.adapters import helm_chart
 from argus.commands.render import INSTALL_VALUES
-from chartlib import ROOT, SCENARIOS
+from tests.support.chart import ROOT, SCENARIOS
 
 INVALID = [
     ({"rbac": {"scope": "everywhere"}}, "/rbac/scope", "value must be one of 'cluster', 'namespace'"),

@@ -25,7 +25,7 @@ from PIL import Image
 from argus.adapters import helm_chart
 from argus.router.app import create_app
 from argus.router.settings import RouterSettings
-from op_harness import ROOT, KMockApi, Operator, wait_until
+from tests.support.harness import ROOT, KMockApi, Operator, wait_until
 
 NS = "argus"  # the chart's release namespace; the harness's operator watches it
 SVC = "slo"

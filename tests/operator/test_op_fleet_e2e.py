@@ -1,6 +1,6 @@
 """The operator's cost to the API server and its deletion path, pinned on the real `kopf run` process and KMock.
 
-KMock records every request (tests/chart/kmock_audit_server.py); the operator's are those not sent by the
+KMock records every request (tests/support/kmock_audit_server.py); the operator's are those not sent by the
 test's own client. Cases:
 - steady state (services planned, metrics steady): per service per control period at most 2 requests, no
   LIST, no status PATCH while nothing changes, and no line logged at INFO; a demand change is written;
@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from op_harness import FakeRouter, KMockApi, Operator, Prometheus, SlowPrometheus, wait_until
+from tests.support.harness import FakeRouter, KMockApi, Operator, Prometheus, SlowPrometheus, wait_until
 
 LEVELS = ["cache-k0", "cache-k10", "cache-k20", "steps-25"]
 PERIOD = 2.0

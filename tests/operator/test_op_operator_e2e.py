@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from op_harness import FakeRouter, KMockApi, Operator, Prometheus, wait_until
+from tests.support.harness import FakeRouter, KMockApi, Operator, Prometheus, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs the prometheus binary")
 

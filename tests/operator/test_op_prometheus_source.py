@@ -22,7 +22,7 @@ from argus import telemetry as t
 from argus.adapters.prometheus_source import PrometheusSource, parse, queries
 from argus.control.observed import MetricsUnavailable
 from argus.controlplane.status import condition, set_conditions
-from op_harness import FakeRouter, Prometheus, free_port, wait_until
+from tests.support.harness import FakeRouter, Prometheus, free_port, wait_until
 
 
 def vec(*samples):

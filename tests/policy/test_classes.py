@@ -19,7 +19,7 @@ from argus.policy import classes as prompt_classes
 from argus.policy import milp
 from argus.policy.optimizer import solve
 from argus.policy.snapshot import PromptClass, Snapshot, SnapshotError
-from policy_helpers import SDXL, snap
+from tests.support.snapshots import SDXL, snap
 
 LEVELS = ["cache-k0", "cache-k10", "steps-25", "steps-20"]
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from policy_helpers import snap
+from tests.support.snapshots import snap
 
 from argus.cli import main
 

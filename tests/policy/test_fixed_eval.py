@@ -19,7 +19,7 @@ import random
 
 import numpy as np
 import pytest
-from policy_helpers import snap
+from tests.support.snapshots import snap
 
 from argus.policy import allocations, milp
 from argus.policy.bnb import _Cuts

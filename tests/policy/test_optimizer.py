@@ -24,7 +24,7 @@ Cases:
 from __future__ import annotations
 
 import pytest
-from policy_helpers import snap
+from tests.support.snapshots import snap
 
 from argus.policy.decision import to_policy_document
 from argus.policy.document import parse_policy

@@ -12,7 +12,7 @@ Cases (each bad snapshot raises SnapshotError whose message starts with the fiel
 from __future__ import annotations
 
 import pytest
-from policy_helpers import SDXL, snap
+from tests.support.snapshots import SDXL, snap
 
 from argus.policy.snapshot import Snapshot, SnapshotError
 

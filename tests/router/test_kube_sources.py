@@ -16,9 +16,7 @@ Cases:
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,9 +27,8 @@ from argus.router.app import create_app
 from argus.router.kube_sources import kubernetes_sources
 from argus.router.settings import RouterSettings
 from argus.router.sources import PolicyStore
+from tests.support.harness import KMockApi
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-from op_harness import KMockApi  # noqa: E402
 
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 CMS = "/api/v1/namespaces/default/configmaps"

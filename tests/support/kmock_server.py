@@ -1,6 +1,6 @@
 """A Kubernetes API for operator tests and the benchmark: KMock's KubernetesEmulator in its own process.
 
-Run: `python tests/operator/kmock_server.py PORT_FILE`; it listens on a free loopback port, writes
+Run: `python -m tests.support.kmock_server PORT_FILE` (from the repository root); it listens on a free loopback port, writes
 the port to PORT_FILE and serves until killed. On top of KMock 0.8 it adds what the API server
 does and the operator relies on: metadata.uid, creationTimestamp, resourceVersion, and
 metadata.generation bumped on spec changes, names from generateName; it also works around KMock's parse of the

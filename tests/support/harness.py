@@ -65,16 +65,16 @@ class KMockApi:
     """KMock's KubernetesEmulator in a child process, with a tiny JSON client for assertions."""
 
     def __init__(self, workdir: Path, audit: bool = False):
-        """Start the emulator; with `audit`, every request is also logged (tests/chart/kmock_audit_server.py)."""
+        """Start the emulator; with `audit`, every request is also logged (tests/support/kmock_audit_server.py)."""
         self.workdir = workdir
         port_file = workdir / "kmock.port"
         self.log = open(workdir / "kmock.log", "w")
         self.audit_path = workdir / "audit.jsonl" if audit else None
-        cmd = [sys.executable, str(ROOT / "tests/operator/kmock_server.py"), str(port_file)]
+        cmd = [sys.executable, "-m", "tests.support.kmock_server", str(port_file)]
         if self.audit_path is not None:
             self.audit_path.touch()
-            cmd = [sys.executable, str(ROOT / "tests/chart/kmock_audit_server.py"), str(port_file), str(self.audit_path)]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+            cmd = [sys.executable, "-m", "tests.support.kmock_audit_server", str(port_file), str(self.audit_path)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: port_file.exists() and port_file.read_text(), 30, what="KMock to listen")
         self.url = f"http://127.0.0.1:{port_file.read_text()}"
         self.http = requests.Session()

@@ -1,4 +1,4 @@
-"""Helpers for the chart tests: render the chart at the repository root under named value scenarios.
+"""Chart test support: render the chart at the repository root under named value scenarios.
 
 Rendering goes through argus.adapters.helm_chart (the real Helm v4 engine in-process); each
 scenario is rendered once per session.

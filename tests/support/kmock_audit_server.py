@@ -1,6 +1,6 @@
-"""The operator tests' KMock API server (tests/operator/kmock_server.py), with an audit log.
+"""The operator tests' KMock API server (tests.support.kmock_server), with an audit log.
 
-Run: `python tests/chart/kmock_audit_server.py PORT_FILE AUDIT_FILE [PEERING [GRANTS_FILE]]`. Every request
+Run: `python -m tests.support.kmock_audit_server PORT_FILE AUDIT_FILE [PEERING [GRANTS_FILE]]` (from the repository root). Every request
 is appended to AUDIT_FILE as one JSON line (method, action, group, plural, subresource, namespace, user
 agent, status) before KMock serves it, so a test can compare what the operator really calls with the
 RBAC the chart grants. It also holds the ClusterKopfPeering the chart creates for a cluster-wide operator.
@@ -12,7 +12,6 @@ it enforces that RBAC as an API server does: a request of a client other than th
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import sys
 import time
@@ -20,10 +19,7 @@ from pathlib import Path
 
 import aiohttp.web
 
-_spec = importlib.util.spec_from_file_location(
-    "argus_kmock_server", Path(__file__).resolve().parents[1] / "operator" / "kmock_server.py")
-kmock_server = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kmock_server)
+from tests.support import kmock_server
 
 
 VERBS = {"WATCH": "watch", "LIST": "list", "FETCH": "get", "CREATE": "create", "DELETE": "delete"}

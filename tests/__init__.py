@@ -1,0 +1,1 @@
+"""The test suite; `tests.support` holds the helpers tests import."""
