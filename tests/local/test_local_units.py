@@ -106,3 +106,25 @@ def test_saturation_probe_fails_clearly_when_nothing_is_served():
     with pytest.raises(RuntimeError, match=r"no request served in 3 bursts down to 4 requests \(statuses \[504"):
         probe_rate(burst, requests=16, rounds=2, attempts=3, pause_s=0, least=4, sleep=lambda s: None)
     assert sizes == [16, 8, 4]
+
+
+@pytest.mark.parametrize("mode", ["argus", "ha"])
+def test_initial_policy_carries_the_service_settings(tmp_path, mode):
+    """Before the router serves, the service's policy document (version 0) is written with the spec's floor,
+    SLO and image size: the router has no per-service defaults of its own."""
+    from types import SimpleNamespace
+
+    from argus.local.controller import LocalController
+    from argus.local.experiment import default_profile
+    from argus.policy.document import parse_policy
+    from argus.spec import parse_spec
+
+    spec = parse_spec({"throughputTarget": 1, "gpus": 2, "levels": LEVELS, "latencySLO": 7.5, "qualityFloor": 93,
+                       "model": {"steps": 20, "height": 32, "width": 48}})
+    (tmp_path / "policy").mkdir()
+    system = SimpleNamespace(service="svc", spec=spec, workdir=tmp_path)
+    ctl = LocalController(system, default_profile(spec), source=None, mode=mode)
+    alloc = ctl.initial_allocation()
+    doc = parse_policy((tmp_path / "policy" / "svc.json").read_text())
+    assert (doc.version, doc.epoch, doc.allocation) == (0, ctl.epoch, alloc)
+    assert (doc.quality_floor, doc.latency_slo_s, doc.image_size) == (93.0, 7.5, "48x32")

@@ -91,11 +91,18 @@ class LocalController:
         """What to start with: the baseline's allocation, or the loop's first plan without metrics."""
         spec = self.system.spec
         if self.mode != "argus":
-            alloc, _ = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
-                                   spec.data_plane())
-            return alloc
-        p = self._plan(None)
-        return p.allocation
+            alloc, doc = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
+                                     spec.data_plane(), self.epoch)
+        else:
+            p = self._plan(None)
+            alloc, doc = p.allocation, p.policy
+        # The router takes the service's floor, SLO and image size from its policy document only: write one
+        # before it serves (as the operator creates the ConfigMap with the workers). Version 0, so the first
+        # period's document (version 1) replaces it.
+        start = doc.model_copy(update={"version": 0, "reason": "initial allocation, before the first period"})
+        self.actuator.write_policy(Plan(allocation=alloc, policy=start, state=self.state, changed=False,
+                                        policy_changed=True, event=None))
+        return alloc
 
     def _plan(self, observed) -> Plan:
         spec = self.system.spec
