@@ -275,7 +275,7 @@ def main() -> None:
     os.environ["ARGUS_MODEL_TEMPLATE"] = str(HERE / "fast_worker" / "argus_fast")
     spec = parse_spec({"model": {"steps": 2}, "levels": ["cache-k0", "cache-k1"], "throughputTarget": 1, "gpus": 1})
     system = LocalSystem("bench", spec, tempfile.mkdtemp(prefix="argus-bench-router-"), sizes=("32x32",))
-    doc = PolicyDocument(version=1, service="bench", quality_floor=90, latency_slo_s=30, image_size="64x64",
+    doc = PolicyDocument(version=1, service="bench", quality_floor=90, latency_slo_s=30, image_size="32x32",
                          levels=["cache-k0", "cache-k1"],
                          allocation={"cache-k0": 1}, redirection={"cache-k0": {"cache-k0": 1.0}})
     (system.workdir / "policy" / "bench.json").write_text(doc.to_json())

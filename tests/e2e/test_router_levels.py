@@ -123,8 +123,7 @@ def system(tmp_path_factory):
 
 def _write_policy(system: LocalSystem, version: int, redirection: dict, raw: str | None = None) -> None:
     """Atomically replace the service's policy file (the router polls it every 0.5 s)."""
-    doc = raw or PolicyDocument(version=version, service="svc", quality_floor=90, latency_slo_s=30, image_size="64x64",
-                                levels=LEVELS,
+    doc = raw or PolicyDocument(version=version, service="svc", **system.spec.data_plane(), levels=LEVELS,
                                 allocation=REPLICAS, redirection=redirection).to_json()
     path = system.workdir / "policy" / "svc.json"
     tmp = path.with_suffix(".tmp")
@@ -279,7 +278,7 @@ def test_policy_change_mid_load_without_failed_requests(system):
         if done == 40:  # then an invalid one (row sums to 0.9): rejected, v4 stays in force
             marks["bad"] = time.monotonic()
             _write_policy(system, 5, {}, raw=json.dumps({
-                "version": 5, "service": "svc", "quality_floor": 90, "latency_slo_s": 30, "image_size": "64x64",
+                "version": 5, "service": "svc", "quality_floor": 90, "latency_slo_s": 30, "image_size": "32x32",
                 "levels": LEVELS,
                 "redirection": {"cache-k0": {"cache-k0": 0.9}}}))
 
