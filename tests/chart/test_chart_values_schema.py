@@ -2,7 +2,7 @@
 and accepts every documented scenario.
 
 Cases: each row of INVALID is rejected by validate_values (and by render, which Helm also checks)
-with a message containing the offending path and the expected text; every scenario of chartlib
+with a message containing the offending path and the expected text; every scenario of tests.support.chart
 and the kubectl install values are accepted; every key in values.yaml is described in the schema
 and carries a comment in values.yaml.
 """
