@@ -59,7 +59,8 @@ def one(rng: np.random.Generator, levels, n_prompts: int) -> dict:
                   bounds=(0, None), method="highs")
     lp_q = -res.fun / load.sum() if res.status == 0 else float("nan")
     # the router: prices and shares of the decision, the prompts in random order
-    doc = to_policy_document(d, service="s", version=1, quality_floor=90.0, generated_at=0.0)
+    doc = to_policy_document(d, service="s", version=1, quality_floor=90.0, latency_slo_s=30.0, image_size="64x64",
+                             generated_at=0.0)
     scores = score_rows(p.predicted, doc)
     j = place_rows(scores, np.array([doc.shares.get(n, 0.0) for n in names]), np.zeros(len(names)))
     placed = p.quality[np.arange(n_prompts), np.where(j >= 0, j, 0)].mean()

@@ -23,7 +23,8 @@ LEVELS = ["cache-k0", "cache-k10", "steps-25", "steps-20"]
 
 
 def doc(prices=None, shares=None, overload=False, alloc=None):
-    return PolicyDocument(version=1, service="s", quality_floor=90.0, levels=LEVELS,
+    return PolicyDocument(version=1, service="s", quality_floor=90.0, latency_slo_s=30, image_size="64x64",
+                          levels=LEVELS,
                           allocation=alloc or {"cache-k0": 1, "cache-k10": 1, "steps-25": 1, "steps-20": 5},
                           redirection={"steps-20": {"steps-20": 1.0}}, overload=overload,
                           prices=prices if prices is not None else

@@ -135,7 +135,7 @@ def test_vectorized_placement_is_the_routers():
     from argus.sim.engine import place as sim_place
 
     names = ["cache-k0", "cache-k10", "steps-20"]
-    doc = PolicyDocument(version=1, service="s", quality_floor=90.0, levels=names,
+    doc = PolicyDocument(version=1, service="s", quality_floor=90.0, latency_slo_s=30, image_size="64x64", levels=names,
                          allocation={"cache-k0": 1, "cache-k10": 1, "steps-20": 4},
                          prices={"cache-k0": 12.0, "cache-k10": 4.0, "steps-20": 0.0},
                          shares={"cache-k0": 0.1, "cache-k10": 0.2, "steps-20": 0.7})
