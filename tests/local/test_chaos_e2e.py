@@ -76,9 +76,7 @@ async def _load(url: str, size: str, stop: threading.Event, recs: list[Rec]) -> 
             try:
                 r = await http.post(f"{url}/v1/images/generations", timeout=120,
                                     json={"prompt": f"a lighthouse at dawn {c} {i}", "size": size, "seed": i})
-                rec = Rec(t0, time.monotonic(), r.status_code, error=r.text[:160] if r.status_code != 200 else "")
-                if r.status_code == 200:
-                    rec.retries = r.json()["argus"][0]["retries"] or 0
+                rec = _answered(t0, r)
             except httpx.HTTPError as e:
                 rec = Rec(t0, time.monotonic(), 0, error=type(e).__name__)
             recs.append(rec)
@@ -89,14 +87,19 @@ async def _load(url: str, size: str, stop: threading.Event, recs: list[Rec]) -> 
         await asyncio.gather(*(client(c) for c in range(CLIENTS)))
 
 
+def _answered(t0: float, r: httpx.Response) -> Rec:
+    """The record of one answered request (with the router's retry count when it succeeded)."""
+    rec = Rec(t0, time.monotonic(), r.status_code, error=r.text[:160] if r.status_code != 200 else "")
+    if r.status_code == 200:
+        rec.retries = r.json()["argus"][0]["retries"] or 0
+    return rec
+
+
 def _post(system, prompt: str, recs: list[Rec]) -> None:
     t0 = time.monotonic()
     try:
-        r = httpx.post(f"{system.url}/v1/images/generations", timeout=120,
-                       json={"prompt": prompt, "size": system.sizes[0], "seed": 0})
-        rec = Rec(t0, time.monotonic(), r.status_code, error=r.text[:160] if r.status_code != 200 else "")
-        if r.status_code == 200:
-            rec.retries = r.json()["argus"][0]["retries"] or 0
+        rec = _answered(t0, httpx.post(f"{system.url}/v1/images/generations", timeout=120,
+                                       json={"prompt": prompt, "size": system.sizes[0], "seed": 0}))
     except httpx.HTTPError as e:
         rec = Rec(t0, time.monotonic(), 0, error=type(e).__name__)
     recs.append(rec)
