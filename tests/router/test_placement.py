@@ -87,3 +87,16 @@ def test_decision_p99_within_1ms():
         place(pred, p, ledger)
         times.append((time.thread_time_ns() - t) * 1e-9)
     assert np.percentile(times, 99) < 1e-3, np.percentile(times, 99)
+
+
+def test_a_prompt_without_per_level_predictions_follows_the_redirection_row():
+    # A router without a predictor plans every prompt as {cache-k0: 100}; placing that would pin every prompt to
+    # full quality even in overload (the local burst run then served nothing at its cheap level).
+    p = PolicyDocument(version=1, service="s", quality_floor=90.0, latency_slo_s=30, image_size="64x64",
+                       levels=["cache-k0", "steps-5"], allocation={"cache-k0": 1, "steps-5": 1},
+                       redirection={"cache-k0": {"cache-k0": 0.5, "steps-5": 0.5}}, overload=True,
+                       prices={"cache-k0": 10.0, "steps-5": 0.0}, shares={"cache-k0": 0.5, "steps-5": 0.5})
+    assert place({"cache-k0": 100.0}, p, Ledger()) is None
+    rng, ledger = random.Random(0), Ledger()
+    served = {assigned_level("cache-k0", {"cache-k0": 100.0}, p, rng, ledger) for _ in range(50)}
+    assert served == {"cache-k0", "steps-5"}

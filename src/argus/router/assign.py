@@ -104,7 +104,9 @@ def score_rows(predicted: np.ndarray, policy: PolicyDocument, available: np.ndar
 def place(predicted: dict[str, float], policy: PolicyDocument, ledger: Ledger,
           available: set[str] | None = None) -> str | None:
     """The level for one prompt with per-level predictions under a policy with prices; None if it has none."""
-    if not policy.prices or not predicted:
+    if not policy.prices or len(predicted) < 2:
+        # No per-level prediction (a router without a predictor plans every prompt as {FULL: 100}): placing
+        # it would pin it to full quality even in overload; the redirection row decides instead.
         return None
     row = np.array([[predicted.get(lv, np.nan) for lv in policy.levels]])
     avail = None if available is None else np.array([lv in available for lv in policy.levels])
