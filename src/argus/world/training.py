@@ -142,6 +142,15 @@ class Trainer:
         self.refine_decoder()
         return self.export(self.out / "pipeline")
 
+    def _step(self, opt, loss, key: str, step: int, bar) -> None:
+        """One optimizer step on `loss`, logged under `key` and shown on the progress bar."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        self.log[key].append([step, float(loss)])
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.4f}")
+
     # Phase 1 ---------------------------------------------------------------------------------
     def train_vae(self) -> None:
         import torch
@@ -172,12 +181,7 @@ class Trainer:
             # samples, whose initial unit noise drowns the signal; the UNet trains on mean latents anyway.
             rec = self.vae.decode(post.mean).sample
             loss = _reconstruction_loss(rec, x) + 1e-6 * post.kl().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            self.log["vae_loss"].append([step, float(loss)])
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            self._step(opt, loss, "vae_loss", step, bar)
             if (step + 1) % self.s.checkpoint_every == 0:
                 _atomic_save({"vae": self.vae.state_dict(), "opt": opt.state_dict(), "step": step + 1}, ckpt)
                 self._save_log()
@@ -227,12 +231,7 @@ class Trainer:
                 z = self.vae.encode(x).latent_dist.mean
             rec = self.vae.decode(z).sample
             loss = _reconstruction_loss(rec, x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            self.log["decoder_loss"].append([step, float(loss)])
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            self._step(opt, loss, "decoder_loss", step, bar)
             if (step + 1) % self.s.checkpoint_every == 0:
                 _atomic_save({"decoder": self.vae.decoder.state_dict(), "post_quant_conv": self.vae.post_quant_conv.state_dict(),
                               "opt": opt.state_dict(), "step": step + 1}, ckpt)
