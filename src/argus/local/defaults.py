@@ -1,10 +1,10 @@
-"""The built-in demo service for `argus up` without `-f` (the tiny random-weight model, `TINY_MANIFEST`), and
-the same service on the world model (`world_manifest()`).
+"""The built-in demo service for `argus up` without `-f`: the world model (`world_manifest()`), and the same
+service on the tiny random-weight model (`TINY_MANIFEST`) for fast tests where quality is not the point.
 
-The world model is trained by `argus train-model` on the compositional world (`argus.world`) and loaded
-through `model.weightsPath` like real SD weights. It becomes the demo's default once a trained model that
-meets its quality target is bundled under `argus/data/models/world-sd` with its measured level profile and
-predictor (`argus/data/predictors/world-sd.*`); see bench/RESULTS.md, "World model".
+The world model is trained by `argus train-model` on the compositional world (`argus.world`), bundled under
+`argus/data/models/world-sd` (model card: its README.md) and loaded through `model.weightsPath` like real SD
+weights, with its measured level profile and predictor (`argus/data/predictors/world-sd.*`). An install
+without the bundled weights (a trimmed wheel) falls back to the tiny model.
 """
 
 from __future__ import annotations
@@ -48,4 +48,4 @@ def world_manifest() -> dict:
     return m
 
 
-DEMO_MANIFEST = TINY_MANIFEST
+DEMO_MANIFEST = world_manifest() if (WORLD_MODEL / "model_index.json").is_file() else TINY_MANIFEST

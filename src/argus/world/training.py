@@ -45,8 +45,8 @@ class TrainSettings:
     vae_steps: int = 900
     vae_batch: int = 32
     decoder_steps: int = 1500
-    dataset_size: int = 40000
-    unet_steps: int = 1800
+    dataset_size: int = 30000
+    unet_steps: int = 3800
     batch: int = 64
     lr: float = 5e-4
     ema_decay: float = 0.995
