@@ -1,6 +1,6 @@
 """`argus train-model`: the world model in the stock diffusers layout, trained resumably.
 
-A few steps of every phase (the real recipe runs ~75 minutes): the exported directory loads with the stock
+A few steps of every phase (the real recipe runs ~2 hours): the exported directory loads with the stock
 `StableDiffusionPipeline.from_pretrained` and through the worker's own path (`weights_path`, as real SD
 weights), and generates a 64x64 image; a second run with more UNet steps resumes from the checkpoint
 instead of starting over; every word of the grammar is one token of the tokenizer; bad settings exit 2.
@@ -53,8 +53,9 @@ def test_train_export_load_and_resume(tmp_path, capsys):
     assert res[0].image.shape == (64, 64, 3) and res[0].image.dtype == np.uint8 and 2 in res[0].checkpoints
 
     assert cli.main(["train-model", "--out", str(out), "--unet-steps", "3", *SMALL]) == 0
-    steps = [s for s, _ in json.loads((out / "train-log.json").read_text())["unet_loss"]]
-    assert steps == [0, 1, 2]  # resumed at step 2: the first two were not run again
+    log = json.loads((out / "train-log.json").read_text())
+    assert [s for s, _ in log["unet_loss"]] == [0, 1, 2]  # resumed at step 2: the first two were not run again
+    assert [i["unet_steps"] for i in log["invocations"]] == [2, 3] and log["settings"]["unet_steps"] == 3
 
 
 def test_bad_settings_exit_2(tmp_path, capsys):

@@ -125,9 +125,13 @@ class Trainer:
 
     def _load_log(self) -> dict:
         p = self.out / self.log_name
-        if p.exists():
-            return json.loads(p.read_text())
-        return {"settings": asdict(self.s), "vae_loss": [], "decoder_loss": [], "unet_loss": [], "seconds": {}}
+        log = json.loads(p.read_text()) if p.exists() else {
+            "vae_loss": [], "decoder_loss": [], "unet_loss": [], "seconds": {}}
+        # A resumed run may change settings (e.g. more UNet steps): `settings` is the latest invocation's,
+        # `invocations` every one of them, in order.
+        log["invocations"] = [*log.get("invocations", [log["settings"]] if "settings" in log else []), asdict(self.s)]
+        log["settings"] = asdict(self.s)
+        return log
 
     def _save_log(self) -> None:
         tmp = self.out / (self.log_name + ".tmp")
