@@ -5,7 +5,7 @@ Modes: argus (the control loop), ha (Clipper-HA: loop off, all full quality), ht
 the cheapest level), nirvana (cache levels only). Prints SLO violations, quality, throughput and the
 ratios against Clipper-HA; writes bench/plots/local_burst.json and bench/plots/local_burst.png.
 
-    .venv/bin/python bench/bench_local.py [--modes argus,ha,ht,nirvana] [--peak-len 150] [--calibrate]
+    .venv/bin/python bench/bench_local.py [--modes argus,proteus,ha,ht,nirvana] [--peak-len 150] [--calibrate]
 
 --calibrate: first measure what the two full-quality slots serve saturated on this machine (a separate
 boot, `argus.local.experiment.calibrate`) and multiply the rates, the throughput target and the loop's
@@ -37,7 +37,7 @@ KEYS = ["requests", "ok", "slo_violations", "slo_violation_rate", "throughput_rp
 def main() -> int:
     """Run every mode on the same arrivals and prompts; print and save the comparison."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--modes", default="argus,ha,ht,nirvana")
+    ap.add_argument("--modes", default="argus,proteus,ha,ht,nirvana")
     ap.add_argument("--base", type=float, default=0.15, help="off-peak req/s")
     ap.add_argument("--peak", type=float, default=1.3, help="burst req/s")
     ap.add_argument("--lead", type=float, default=30, help="off-peak seconds before the burst")

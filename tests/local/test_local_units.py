@@ -36,7 +36,7 @@ def test_static_plans(mode, expect):
 
 
 def test_unknown_mode():
-    with pytest.raises(ValueError, match="argus, ha, ht, nirvana"):
+    with pytest.raises(ValueError, match="ha, ht, nirvana"):
         static_plan("fast", "svc", LEVELS, 2, 20, DATA_PLANE)
 
 
@@ -108,7 +108,7 @@ def test_saturation_probe_fails_clearly_when_nothing_is_served():
     assert sizes == [16, 8, 4]
 
 
-@pytest.mark.parametrize("mode", ["argus", "ha"])
+@pytest.mark.parametrize("mode", ["argus", "proteus", "ha"])
 def test_initial_policy_carries_the_service_settings(tmp_path, mode):
     """Before the router serves, the service's policy document (version 0) is written with the spec's floor,
     SLO and image size: the router has no per-service defaults of its own."""
@@ -128,3 +128,5 @@ def test_initial_policy_carries_the_service_settings(tmp_path, mode):
     doc = parse_policy((tmp_path / "policy" / "svc.json").read_text())
     assert (doc.version, doc.epoch, doc.allocation) == (0, ctl.epoch, alloc)
     assert (doc.quality_floor, doc.latency_slo_s, doc.image_size) == (93.0, 7.5, "48x32")
+    # proteus runs the control loop prompt-agnostic: its document tells the router to ignore predictions
+    assert (doc.agnostic_key is not None) == (mode == "proteus")

@@ -234,3 +234,25 @@ def test_policy_carries_the_planned_quality_of_every_level():
     p = plan("svc", s, profiles, None, ControlState(), 100.0, 1)
     assert p.policy.level_quality == {lp.level: lp.quality for lp in profiles}
     assert p.policy.level_quality["cache-k0"] == 100.0 and p.policy.level_quality["steps-25"] < 100.0
+
+
+def test_prompt_agnostic_plan_keys_every_prompt_at_the_most_approximate_level():
+    """Proteus-like (`argus up --mode proteus`): the same optimizer, every prompt keyed at the highest-throughput
+    level whatever the observed optimal levels, and a policy that tells the router to ignore predictions."""
+    from argus.policy.profile import agnostic_key
+
+    s = spec()
+    profiles = service_profiles(s, PROFILE)
+    key = agnostic_key(profiles)
+    assert key == max(profiles, key=lambda lp: lp.peak_throughput).level
+    observed = M(demand=2.5, h={"cache-k0": 1.0})  # every prompt's own optimal level is full quality
+    argus = plan("svc", s, profiles, observed, ControlState(), 100.0, 1)
+    agnostic = plan("svc", s, profiles, observed, ControlState(), 100.0, 1, agnostic=True)
+    assert argus.policy.agnostic_key is None and agnostic.policy.agnostic_key == key
+    assert not agnostic.policy.prices and len(agnostic.policy.redirection[key]) >= 2
+    assert sum(agnostic.policy.redirection[key].values()) == pytest.approx(1.0)
+    # every prompt is drawn from the key's row, over the levels the plan gives replicas
+    assert {lv for lv, p in agnostic.policy.redirection[key].items() if p > 0} <= {
+        lv for lv, n in agnostic.allocation.items() if n > 0}
+    kept = plan("svc", s, profiles, None, agnostic.state, 101.0, 1, agnostic=True)
+    assert kept.policy.agnostic_key == key

@@ -100,3 +100,25 @@ def test_a_prompt_without_per_level_predictions_follows_the_redirection_row():
     rng, ledger = random.Random(0), Ledger()
     served = {assigned_level("cache-k0", {"cache-k0": 100.0}, p, rng, ledger) for _ in range(50)}
     assert served == {"cache-k0", "steps-5"}
+
+
+def test_prompt_agnostic_policy_ignores_predictions():
+    """Proteus-like (`agnostic_key`): every prompt keyed at that level, served from its redirection row,
+    whatever its own predictions say (the same prompt under Argus's policy goes elsewhere)."""
+    row = {"cache-k0": 0.25, "steps-25": 0.75}
+    agnostic = doc(prices={}, shares={}).model_copy(update={"agnostic_key": "steps-20",
+                                                            "redirection": {"steps-20": row}})
+    predicted = {"cache-k0": 100, "cache-k10": 96, "steps-25": 94, "steps-20": 92}
+    rng = random.Random(0)
+    served = [assigned_level("cache-k10", predicted, agnostic, rng, Ledger()) for _ in range(2000)]
+    assert set(served) == {"cache-k0", "steps-25"}
+    assert abs(served.count("steps-25") / len(served) - 0.75) < 0.04
+    assert assigned_level("cache-k10", predicted, doc(), random.Random(0), Ledger()) == "steps-20"
+
+
+def test_agnostic_key_must_be_a_level():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="agnostic_key"):
+        PolicyDocument(**{**doc().model_dump(), "agnostic_key": "steps-7"})

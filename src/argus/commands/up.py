@@ -24,7 +24,8 @@ def register(sub) -> None:
                    help="generate one image through Envoy, save it, print where, and shut down")
     p.add_argument("--out", type=Path, default=Path("out/argus-demo.png"), help="where --demo saves its image")
     p.add_argument("--mode", choices=MODES, default="argus",
-                   help="argus: the control loop; ha/ht/nirvana: the baselines' fixed policies (comparison runs)")
+                   help="argus: the control loop; proteus: the same loop prompt-agnostic (Proteus-like: one level mix for "
+                        "every prompt); ha/ht/nirvana: the baselines' fixed policies (comparison runs)")
     p.add_argument("--profile", type=Path, help="level profile JSON (default: the model's bundled profile: for the "
                    "demo's world-sd, throughputs and per-level quality measured by `argus profile --scorer exact`; for "
                    "tiny-sd, measured throughputs with the published per-level quality, see argus/local/demo_profile.py)")

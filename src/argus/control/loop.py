@@ -19,7 +19,7 @@ from argus.policy.decision import Decision, to_policy_document
 from argus.policy.demand import NOISE_BAND, DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
 from argus.policy.optimizer import solve
-from argus.policy.profile import LevelProfile
+from argus.policy.profile import LevelProfile, agnostic_key
 from argus.policy.snapshot import Hysteresis, Snapshot
 from argus.spec import T2IServiceSpec
 
@@ -61,11 +61,15 @@ def allocation_fits(alloc: dict[str, int], spec: T2IServiceSpec) -> bool:
 
 
 def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...], observed: MetricsSnapshot | None,
-         state: ControlState, now: float, generation: int | None = None, epoch: str = "") -> Plan:
+         state: ControlState, now: float, generation: int | None = None, epoch: str = "",
+         agnostic: bool = False) -> Plan:
     """Decide the next allocation and policy; keep the last allocation when metrics are missing.
 
     `epoch` names the lineage of the policy versions (the T2IService's uid; a run id locally): the
     router compares versions only within one epoch (argus.policy.document).
+    `agnostic` plans as a prompt-agnostic peer (Proteus-like, a comparison mode): every prompt keyed at the
+    most approximate level (so every level may serve it), the same optimizer trading mean level quality
+    against capacity, and a policy that tells the router to ignore per-prompt predictions.
     """
     levels = [p.level for p in profiles]
     fits = allocation_fits(state.allocation, spec)
@@ -74,13 +78,17 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     status = _observed_status(observed)
     if observed is None and fits and not spec_changed:
         # No fresh numbers: the safest plan is the one in force; re-issue it unchanged.
-        return _keep(service, spec, state, now, status, generation, epoch)
+        return _keep(service, spec, state, now, status, generation, epoch,
+                     agnostic_key(profiles) if agnostic else None)
     dstate = state.demand
     if observed is None:
         demand, h, queues = spec.throughput_target, prior_h(levels), {}
     else:
         demand, h, dstate = smooth_demand(state.demand, observed, levels, now, demand_settings(spec))
         queues = {lv: max(0.0, q) for lv, q in observed.queues.items() if lv in levels}
+    key = agnostic_key(profiles) if agnostic else None
+    if key is not None:
+        h = {key: 1.0}
     # The dwell protects allocations planned from observations; one planned from the prior (no metrics seen
     # yet: the demand EWMA is empty) is a guess, re-planned freely once numbers arrive.
     prior_plan = state.demand.rate is None
@@ -98,6 +106,8 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     doc = to_policy_document(decision, service=service, version=state.policy_version,
                              **spec.data_plane(), generated_at=now, epoch=epoch,
                              level_quality={p.level: p.quality for p in profiles})
+    if key is not None:
+        doc = doc.model_copy(update={"agnostic_key": key, "prices": {}, "shares": {}})
     digest = _digest(doc)
     policy_changed = digest != _stored_digest(state) or state.policy_version == 0
     version = state.policy_version + 1 if policy_changed else state.policy_version
@@ -155,10 +165,10 @@ def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> Decision:
 
 
 def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, status: dict[str, Any],
-          generation: int | None, epoch: str = "") -> Plan:
+          generation: int | None, epoch: str = "", agnostic_key: str | None = None) -> Plan:
     alloc = dict(state.allocation)
     doc = PolicyDocument(version=max(state.policy_version, 1), epoch=epoch, service=service, generated_at=now,
-                         **spec.data_plane(), levels=list(spec.levels), allocation=alloc,
+                         **spec.data_plane(), levels=list(spec.levels), allocation=alloc, agnostic_key=agnostic_key,
                          reason="kept the last allocation: no fresh metrics")
     new_state = ControlState(allocation=alloc, policy_version=doc.version, last_change=state.last_change,
                              last_decision=now, quality=state.quality,

@@ -2,7 +2,8 @@
 
 It runs the same `argus.control.loop.plan` as the kopf operator, reads the same
 Prometheus metrics through the same adapter, and applies plans with the process
-actuator. Comparison modes replace the loop with the baselines' fixed policies.
+actuator. Comparison modes: proteus runs the same loop prompt-agnostic (Proteus-like); ha, ht and nirvana replace
+the loop with the baselines' fixed policies.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from argus.policy.profile import Profile
 
 log = logging.getLogger("argus.local")
 
-MODES = ("argus", "ha", "ht", "nirvana")
+MODES = ("argus", "proteus", "ha", "ht", "nirvana")
+LOOP_MODES = ("argus", "proteus")  # run the control loop (proteus: prompt-agnostic); the others are fixed policies
 
 
 def most_approximate(levels: list[str], n_full: int) -> str:
@@ -36,7 +38,7 @@ def most_approximate(levels: list[str], n_full: int) -> str:
 
 def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: int, data_plane: dict[str, Any],
                 epoch: str = "", level_quality: dict[str, float] | None = None) -> tuple[dict, PolicyDocument]:
-    """Allocation and policy of a baseline mode: ha (all full quality), ht (all cheapest), nirvana (cache levels).
+    """Allocation and policy of a fixed baseline mode: ha (all full quality), ht (all cheapest), nirvana (cache levels).
 
     `data_plane`: the service's per-service router settings (T2IServiceSpec.data_plane())."""
     if mode == "ha":
@@ -53,7 +55,7 @@ def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: i
         # Prompts whose optimal level is a step level have no cache hit: NIRVANA runs them in full.
         red = {lv: ({lv: 1.0} if lv in cache else {FULL: 1.0}) for lv in levels}
     else:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        raise ValueError(f"unknown fixed mode {mode!r}; expected one of ha, ht, nirvana")
     doc = PolicyDocument(version=1, epoch=epoch, service=service, **data_plane, levels=levels, allocation=alloc,
                          redirection=red, reason=f"static baseline mode {mode}",
                          level_quality={k: v for k, v in (level_quality or {}).items() if k in levels})
@@ -90,7 +92,7 @@ class LocalController:
     def initial_allocation(self) -> dict[str, int]:
         """What to start with: the baseline's allocation, or the loop's first plan without metrics."""
         spec = self.system.spec
-        if self.mode != "argus":
+        if self.mode not in LOOP_MODES:
             alloc, doc = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
                                      spec.data_plane(), self.epoch)
         else:
@@ -107,12 +109,12 @@ class LocalController:
     def _plan(self, observed) -> Plan:
         spec = self.system.spec
         return plan(self.system.service, spec, service_profiles(spec, self.profile), observed, self.state,
-                    self.clock(), generation=1, epoch=self.epoch)
+                    self.clock(), generation=1, epoch=self.epoch, agnostic=self.mode == "proteus")
 
     def period(self) -> Plan | None:
-        """One control period: observe, plan, apply, record status. Baseline modes only re-assert their policy."""
+        """One control period: observe, plan, apply, record status. Fixed baseline modes only re-assert their policy."""
         spec = self.system.spec
-        if self.mode != "argus":
+        if self.mode not in LOOP_MODES:
             alloc, doc = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
                                      spec.data_plane(), self.epoch,
                                      {lp.level: lp.quality for lp in service_profiles(spec, self.profile)})

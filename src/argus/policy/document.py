@@ -57,11 +57,17 @@ class PolicyDocument(BaseModel):
     shares: dict[str, float] = Field(default_factory=dict, description=(
         "Each level's share of the planned capacity: per-prompt placement sends no level more than this share "
         "of the arrivals (beyond a small burst)."))
+    agnostic_key: str | None = Field(None, description=(
+        "Prompt-agnostic mode (Proteus-like, `argus up --mode proteus`): the router keys every prompt at this "
+        "level and draws its served level from that level's redirection row, ignoring per-prompt predictions. "
+        "None (Argus): each prompt is keyed and placed by its own predictions."))
     reason: str = ""
 
     @model_validator(mode="after")
     def _check(self) -> "PolicyDocument":
         known = set(self.levels)
+        if self.agnostic_key is not None and self.agnostic_key not in known:
+            raise ValueError(f"agnostic_key: unknown level {self.agnostic_key!r}")
         for lv in self.allocation:
             if lv not in known:
                 raise ValueError(f"allocation: unknown level {lv!r}")

@@ -82,6 +82,12 @@ class LevelProfile:
                    quality=quality, model=model, load_time=load_time, note=note)
 
 
+def agnostic_key(profiles: tuple[LevelProfile, ...] | list[LevelProfile]) -> str:
+    """The level with the highest peak throughput (first on ties): where a prompt-agnostic policy
+    (Proteus-like) keys every prompt, so that every level may serve it."""
+    return max(profiles, key=lambda lp: lp.peak_throughput).level
+
+
 @dataclass(frozen=True)
 class Profile:
     """A named set of level profiles for one model, in file order."""

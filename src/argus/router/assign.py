@@ -122,7 +122,11 @@ def place(predicted: dict[str, float], policy: PolicyDocument, ledger: Ledger,
 
 def assigned_level(optimal: str, predicted: dict[str, float], policy: PolicyDocument | None, rng: random.Random,
                    ledger: Ledger, available: set[str] | None = None) -> str:
-    """Per-prompt placement when the policy has prices and the prompt has predictions, else the redirection row."""
+    """Per-prompt placement when the policy has prices and the prompt has predictions, else the redirection row.
+
+    A prompt-agnostic policy (`agnostic_key`) keys every prompt at that level and ignores its predictions."""
+    if policy is not None and policy.agnostic_key is not None:
+        return served_level(policy.agnostic_key, policy, rng, available)
     if policy is not None:
         level = place(predicted, policy, ledger, available)
         if level is not None:

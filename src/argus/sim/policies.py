@@ -21,7 +21,7 @@ from argus.policy.decision import to_policy_document
 from argus.policy.demand import NOISE_BAND, RELEASE_HALF_LIFE_S, DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
 from argus.policy.optimizer import solve
-from argus.policy.profile import LevelProfile
+from argus.policy.profile import LevelProfile, agnostic_key
 from argus.policy import classes as prompt_classes
 from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
 from argus.sim.prompts import PromptModel, Prompts, cache_allowed, draw
@@ -170,8 +170,7 @@ class Optimized:
         self.version = 0
         self.last_change: float | None = None
         self.solve_times: list[float] = []
-        tput = np.array([lp.peak_throughput for lp in self.sub])
-        self.agnostic_key = int(self.idx[int(np.argmax(tput))])
+        self.agnostic_key = svc.names.index(agnostic_key(self.sub))
 
     def keys(self, prompts: Prompts) -> np.ndarray:
         """Argus: the predictor's optimal level; Proteus-like: one class for all prompts."""
