@@ -1,11 +1,15 @@
 """Local system benchmark: one bursty trace replayed against the whole local system (real Prometheus,
 Envoy, router, Triton workers, the control loop) in each mode, same machine, same run.
 
-Modes: argus (the control loop), ha (Clipper-HA: loop off, all full quality), ht (Clipper-HT: all at
-the cheapest level), nirvana (cache levels only). Prints SLO violations, quality, throughput and the
+Modes: argus (the control loop), proteus (the same loop prompt-agnostic: Proteus-like), ha (Clipper-HA: loop
+off, all full quality), ht (Clipper-HT: all at the cheapest level), nirvana (cache levels only). Prints SLO violations, quality, throughput and the
 ratios against Clipper-HA; writes bench/plots/local_burst.json and bench/plots/local_burst.png.
 
     .venv/bin/python bench/bench_local.py [--modes argus,proteus,ha,ht,nirvana] [--peak-len 150] [--calibrate]
+        [--model world --prompts world-held-out]
+
+--model world: the demo's world model (weights through `model.weightsPath`) with its bundled measured profile
+and per-prompt predictor; every served image is scored by the exact scorer. Default: the tiny random model.
 
 --calibrate: first measure what the two full-quality slots serve saturated on this machine (a separate
 boot, `argus.local.experiment.calibrate`) and multiply the rates, the throughput target and the loop's
@@ -22,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from argus.local.defaults import TINY_MANIFEST
+from argus.local.defaults import TINY_MANIFEST, WORLD_MODEL, WORLD_PREDICTOR, world_manifest
 from argus.local.experiment import boot, default_profile, replay_report
 from argus.loadgen import Record
 from argus.report import full_scores_of, measured_quality, plot, ratios
@@ -46,14 +50,19 @@ def main() -> int:
     ap.add_argument("--slo", type=float, default=12.0)
     ap.add_argument("--prompts", help="world-held-out / world-train (scored by the exact scorer) or a prompt file "
                                       "(default: the shipped DiffusionDB subset, not scorable)")
-    ap.add_argument("--levels", default=",".join(TINY_MANIFEST["spec"]["levels"]))
+    ap.add_argument("--model", choices=("tiny", "world"), default="tiny")
+    ap.add_argument("--levels", help="comma list (default: the model's demo levels)")
     ap.add_argument("--out", type=Path, default=PLOTS / "local_burst")
     ap.add_argument("--calibrate", action="store_true", help="scale rates, target and profile to this machine")
     ap.add_argument("--target", type=float, default=1.0, help="the service's throughput target, req/s (scaled "
                     "with --calibrate like the rates)")
     a = ap.parse_args()
-    m = copy.deepcopy(TINY_MANIFEST)
-    m["spec"].update(levels=a.levels.split(","), latencySLO=a.slo, controlPeriod=5, throughputTarget=a.target)
+    if a.model == "world" and not (WORLD_MODEL / "model_index.json").is_file():
+        ap.error(f"--model world: no bundled world model at {WORLD_MODEL}")
+    m = world_manifest() if a.model == "world" else copy.deepcopy(TINY_MANIFEST)
+    predictor = WORLD_PREDICTOR if a.model == "world" and WORLD_PREDICTOR.is_file() else None
+    m["spec"].update(levels=a.levels.split(",") if a.levels else m["spec"]["levels"], latencySLO=a.slo,
+                     controlPeriod=5, throughputTarget=a.target)
     name, spec = parse_manifest(m)
     from argus.world.prompt_sets import is_world_set, world_prompts
 
@@ -62,7 +71,7 @@ def main() -> int:
     profile, calibration = default_profile(spec), None
     if a.calibrate:
         with tempfile.TemporaryDirectory(prefix="argus-bench-calibrate-") as wd:
-            system, ctl = boot(name, spec, Path(wd), mode="ha", calibrate_with=prompts)
+            system, ctl = boot(name, spec, Path(wd), mode="ha", calibrate_with=prompts, predictor=predictor)
             ctl.stop()
             system.stop()
         calibration = ctl.calibration
@@ -78,7 +87,7 @@ def main() -> int:
     for mode in a.modes.split(","):
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"argus-bench-{mode}-") as wd:
-            system, ctl = boot(name, spec, Path(wd), mode=mode, profile=profile)
+            system, ctl = boot(name, spec, Path(wd), mode=mode, profile=profile, predictor=predictor)
             try:
                 docs[mode] = replay_report(system, arrivals, prompts, label=mode, trace="bursty", slo_s=a.slo,
                                            bin_s=10, progress=False)
@@ -100,7 +109,7 @@ def main() -> int:
             print(f"{mode:8s} measured: exact score {mq['mean_exact_score']}, relative to HA's images "
                   f"{mq['mean_relative_quality']} % over {mq['relative_known']}, not scorable {mq['not_scorable']}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    setup = {"spec": spec.model_dump(by_alias=True), "arrivals": len(arrivals), "base_rps": a.base, "peak_rps": a.peak,
+    setup = {"model": a.model, "predictor": str(predictor) if predictor else None, "spec": spec.model_dump(by_alias=True), "arrivals": len(arrivals), "base_rps": a.base, "peak_rps": a.peak,
              "lead_s": a.lead, "peak_len_s": a.peak_len, "tail_s": a.tail, "calibration": calibration}
     slim = {k: {kk: v for kk, v in d.items() if kk != "records"} for k, d in docs.items()}
     a.out.with_suffix(".json").write_text(json.dumps({"setup": setup, "runs": slim}, indent=1, default=str))
