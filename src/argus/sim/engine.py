@@ -22,7 +22,7 @@ from argus.sim.cluster import Cluster
 from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, njit, run_level, run_level_least_pending
 from argus.sim.metrics import Recorder, Summary
 from argus.sim.policies import Observation, Plan, Policy, Service
-from argus.sim.prompts import PromptModel, draw
+from argus.sim.prompts import PromptSource, draw
 from argus.sim.trace import Workload
 
 
@@ -104,7 +104,7 @@ class _Levels:
         self.classes: dict[str, float] = {}  # arrivals per prompt class in the last period
 
 
-def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptModel,
+def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSource,
              cfg: SimConfig = SimConfig()) -> Result:
     """Run one policy over the workload; return the table row and time series."""
     wall = time.perf_counter()
@@ -115,7 +115,7 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptMode
     duration = workload.curve.duration
     drain = cfg.drain_s if cfg.drain_s is not None else 2 * svc.latency_slo
     end = duration + drain
-    rec = Recorder(end, svc.latency_slo, names)
+    rec = Recorder(end, svc.latency_slo, names, floor=svc.quality_floor)
     history: list[tuple[float, np.ndarray, np.ndarray]] = []
     plan = policy.tick(Observation(now=0.0, rate=0.0, keys={}, queues={}, replicas={}))
     cluster = Cluster(svc.gpus, [lp.load_time for lp in levels], [plan.replicas.get(n, 0) for n in names])

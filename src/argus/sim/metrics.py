@@ -35,6 +35,8 @@ class Summary:
     peak_violation_rate: float
     served_share: dict[str, float]  # share of completions per level
     violations_by_level: dict[str, int]  # late completions + drops, by the level that had the request
+    below_floor: float = float("nan")  # share of completed requests whose quality is below the floor
+    peak_below_floor: float = float("nan")  # the same at the plateau
 
     def row(self) -> dict:
         """JSON-ready dict."""
@@ -44,8 +46,9 @@ class Summary:
 class Recorder:
     """Per-minute bins of arrivals, completions, in-SLO completions, quality sum and violations."""
 
-    def __init__(self, horizon_s: float, slo: float, levels: list[str], bin_s: float = 60.0) -> None:
-        self.bin_s, self.slo, self.levels = bin_s, slo, levels
+    def __init__(self, horizon_s: float, slo: float, levels: list[str], bin_s: float = 60.0,
+                 floor: float | None = None) -> None:
+        self.bin_s, self.slo, self.levels, self.floor = bin_s, slo, levels, floor
         n = int(np.ceil(horizon_s / bin_s)) + 1
         self.arrived = np.zeros(n)
         self.completed = np.zeros(n)
@@ -53,6 +56,7 @@ class Recorder:
         self.quality = np.zeros(n)
         self.violations = np.zeros(n)
         self.dropped = np.zeros(n)
+        self.below = np.zeros(n)  # completions below the quality floor
         self.by_level = np.zeros(len(levels))
         self.viol_by_level = np.zeros(len(levels))
         self.hist = np.zeros(int(LATENCY_MAX_S / LATENCY_BIN_S) + 1)
@@ -82,6 +86,8 @@ class Recorder:
         self._add(self.good, b, (~late).astype(float))
         self._add(self.violations, b, late.astype(float))
         self._add(self.quality, b, quality)
+        if self.floor is not None:
+            self._add(self.below, b, (quality < self.floor).astype(float))
         self.by_level[level] += len(arrival)
         self.viol_by_level[level] += late.sum()
         h = np.minimum((lat / LATENCY_BIN_S).astype(np.int64), len(self.hist) - 1)
@@ -132,4 +138,7 @@ class Recorder:
             peak_violations_per_min=self.violations[pk].sum() / pk_min,
             peak_violation_rate=float(self.violations[pk].sum() / max(self.arrived[pk].sum(), 1)),
             served_share={lv: float(c / done) if done else 0.0 for lv, c in zip(self.levels, self.by_level)},
-            violations_by_level={lv: int(v) for lv, v in zip(self.levels, self.viol_by_level)})
+            violations_by_level={lv: int(v) for lv, v in zip(self.levels, self.viol_by_level)},
+            below_floor=float(self.below.sum() / done) if done and self.floor is not None else float("nan"),
+            peak_below_floor=(float(self.below[pk].sum() / pk_done) if pk_done and self.floor is not None
+                              else float("nan")))

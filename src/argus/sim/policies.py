@@ -24,7 +24,7 @@ from argus.policy.optimizer import solve
 from argus.policy.profile import LevelProfile, agnostic_key
 from argus.policy import classes as prompt_classes
 from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
-from argus.sim.prompts import PromptModel, Prompts, cache_allowed, draw
+from argus.sim.prompts import Prompts, PromptSource, cache_allowed
 
 PROFILED_PROMPTS = 40_000  # the simulated "profiled" population the class table is estimated from
 PROFILE_SEED = 12345
@@ -150,12 +150,12 @@ class Optimized:
     """
 
     def __init__(self, name: str, svc: Service, levels: list[str] | None = None, agnostic: bool = False,
-                 utilization: float = 1.0, model: PromptModel | None = None, quality_weight: float = 1.0) -> None:
+                 utilization: float = 1.0, model: PromptSource | None = None, quality_weight: float = 1.0) -> None:
         self.name, self.svc, self.agnostic = name, svc, agnostic
         self.quality_weight = quality_weight
         self.table: dict[str, PromptClass] | None = None
         if model is not None and not agnostic:
-            p = draw(model, svc.levels, svc.quality_floor, PROFILED_PROMPTS, np.random.default_rng(PROFILE_SEED))
+            p = model.profiled(svc.levels, svc.quality_floor, PROFILED_PROMPTS, np.random.default_rng(PROFILE_SEED))
             self.table = prompt_classes.table(p.kmax, p.quality, np.nan_to_num(p.predicted, nan=0.0), p.optimal,
                                               svc.levels)
         self.cstate = DemandState()
@@ -236,7 +236,7 @@ def proportional(svc: Service, work: dict[str, float], gpus: int) -> dict[str, i
     return out
 
 
-def make_policy(spec: str, svc: Service, model: PromptModel) -> Policy:
+def make_policy(spec: str, svc: Service, model: PromptSource) -> Policy:
     """Build a policy from its name (see POLICY_NAMES)."""
     names = svc.names
     if "cache-k0" not in names:

@@ -18,6 +18,7 @@ Gaussian noise (the trained predictor needs embeddings and profiled labels the s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -68,6 +69,31 @@ class PromptModel:
     def mean_k(self) -> float:
         """Mean K over all prompts (misses count as 0)."""
         return sum(k * v for k, v in self.hits.items())
+
+    def draw(self, levels: tuple[LevelProfile, ...], floor: float, n: int, rng: np.random.Generator) -> "Prompts":
+        """n simulated prompts (see `draw`)."""
+        return _draw_synthetic(self, levels, floor, n, rng)
+
+    def profiled(self, levels: tuple[LevelProfile, ...], floor: float, n: int,
+                 rng: np.random.Generator) -> "Prompts":
+        """The population the planner's class table is estimated from: a sample of the same model."""
+        return _draw_synthetic(self, levels, floor, n, rng)
+
+
+class PromptSource(Protocol):
+    """What the engine and the policies need of a prompt population (PromptModel, or a measured one:
+    argus.sim.measured.EmpiricalPromptModel)."""
+
+    @property
+    def hits(self) -> dict[int, float]:
+        """K -> share of prompts whose deepest allowed cache level is cache-kK (0: a miss)."""
+
+    def draw(self, levels: tuple[LevelProfile, ...], floor: float, n: int, rng: np.random.Generator) -> "Prompts":
+        """n simulated prompts: true quality per level, predictions, optimal level, cache-hit depth."""
+
+    def profiled(self, levels: tuple[LevelProfile, ...], floor: float, n: int,
+                 rng: np.random.Generator) -> "Prompts":
+        """n prompts of the population the planner knows (its class table is estimated from them)."""
 
 
 @dataclass(frozen=True)
@@ -141,9 +167,14 @@ def optimal_levels(predicted: np.ndarray, levels: tuple[LevelProfile, ...], floo
     return order[first]
 
 
-def draw(model: PromptModel, levels: tuple[LevelProfile, ...], floor: float, n: int,
+def draw(model: PromptSource, levels: tuple[LevelProfile, ...], floor: float, n: int,
          rng: np.random.Generator) -> Prompts:
     """Draw n prompts, their true qualities and the predictor's optimal level."""
+    return model.draw(levels, floor, n, rng)
+
+
+def _draw_synthetic(model: PromptModel, levels: tuple[LevelProfile, ...], floor: float, n: int,
+                    rng: np.random.Generator) -> Prompts:
     ks = np.array(sorted(model.hits))
     kmax = rng.choice(ks, size=n, p=np.array([model.hits[k] for k in ks]))
     z = rng.gamma(model.steps_shape, 1.0 / model.steps_shape, size=n)
