@@ -171,6 +171,9 @@ def test_without_per_prompt_knowledge_predicts_level_means(tmp_path):
     pr = flat_m.simulated.predicted
     assert np.nanstd(pr[:, 2]) == 0.0 and pr[0, 2] == pytest.approx(m.planning.quality[:, 2].mean())
     assert np.array_equal(np.isnan(pr), np.isnan(m.simulated.predicted))  # the same cache hits
+    exact = m.with_true_predictions().simulated
+    ok = ~np.isnan(m.simulated.predicted)
+    assert np.array_equal(exact.predicted[ok], m.simulated.quality[ok]) and np.isnan(exact.predicted[~ok]).all()
 
 
 def test_engine_serves_measured_qualities(tmp_path):

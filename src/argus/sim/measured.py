@@ -101,6 +101,13 @@ class EmpiricalPromptModel:
         """Mean measured quality per level over the planning population (what a level profile states)."""
         return {lv: float(np.mean(self.planning.quality[:, j])) for j, lv in enumerate(self.planning.levels)}
 
+    def with_true_predictions(self) -> "EmpiricalPromptModel":
+        """The same prompts and cache hits, predicted by their measured qualities (a perfect predictor)."""
+        def exact(pop: Population) -> Population:
+            return replace(pop, predicted=np.where(np.isfinite(pop.predicted), pop.quality, np.nan))
+        return replace(self, simulated=exact(self.simulated), planning=exact(self.planning), predictor_noise_pp=0.0,
+                       notes=self.notes + ("predictions replaced by the measured qualities (a perfect predictor)",))
+
     def without_per_prompt(self) -> "EmpiricalPromptModel":
         """The same prompts, predicted by their level's mean quality alone (over the planning population,
         cache levels over the prompts allowed them): no per-prompt knowledge beyond the cache-hit depth."""
