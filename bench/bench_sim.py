@@ -280,8 +280,8 @@ def measured(profile_path: Path, predictor_path: Path | None, levels: str = "wor
         print(f"| Argus - {name} | {d['quality_pp']:+.2f} | {d['below_floor_pp']:+.1f} | "
               f"{d['violations_per_min']:+.2f} | {d['throughput_qpm']:+.1f} |")
     bound = _measured_bound(model, prof.levels, 390.0, gpus)
-    print(f"\nper-prompt fluid bound at 390 q/min on {gpus} GPUs (every prompt at any level at its measured "
-          f"quality, fractional GPUs, no queueing): {bound:.2f} %")
+    print(f"\nper-prompt fluid bound at 390 q/min on {gpus} GPUs (every prompt at any level its cache hit allows, "
+          f"at its measured quality; fractional GPUs, no queueing): {bound:.2f} %")
     for name, (r, _) in results.items():
         sh = {k: round(x, 3) for k, x in r.summary.served_share.items() if x > 0.001}
         print(f"- {name}: served {sh}")
@@ -300,14 +300,17 @@ def measured(profile_path: Path, predictor_path: Path | None, levels: str = "wor
 def _measured_bound(model, levels, qpm: float, gpus: int, n: int = 100_000) -> float:
     """Per-prompt fluid bound (as quality_bound) over the measured population."""
     tput = np.array([lp.peak_throughput for lp in levels])
+    from argus.sim.prompts import cache_allowed
+
     p = model.draw(levels, 90.0, n, np.random.default_rng(1))
+    q = np.where(cache_allowed(levels, p.kmax), p.quality, -np.inf)  # cache levels only up to the prompt's hit
     rate = qpm / 60
     lo, hi = 0.0, 1e4
     for _ in range(80):
         lam = (lo + hi) / 2
-        j = np.argmax(p.quality - lam / tput[None, :], axis=1)
+        j = np.argmax(q - lam / tput[None, :], axis=1)
         lo, hi = (lam, hi) if rate * np.mean(1 / tput[j]) > gpus else (lo, lam)
-    j = np.argmax(p.quality - hi / tput[None, :], axis=1)
+    j = np.argmax(q - hi / tput[None, :], axis=1)
     return float(p.quality[np.arange(n), j].mean())
 
 

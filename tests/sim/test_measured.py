@@ -191,6 +191,18 @@ def test_engine_serves_measured_qualities(tmp_path):
     assert ha.quality == 100.0 and ha.below_floor == 0.0
 
 
+def test_argus_simulate_runs_a_measured_population(tmp_path, capsys):
+    from argus.cli import main
+
+    path = write_profile(tmp_path / "a.jsonl", 40)
+    rc = main(["simulate", "--prompts", str(path), "--gpus", "1", "--shape", "flat", "--base-qpm", "20",
+               "--duration-min", "3", "--policy", "clipper-ht", "--quality-floor", "95"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "measured population" in out and "| clipper-ht |" in out
+    assert main(["simulate", "--prompts", str(tmp_path / "none.jsonl"), "--shape", "flat"]) == 2
+    assert "none.jsonl: profile not found" in capsys.readouterr().err
+
+
 def test_errors_name_the_problem(tmp_path):
     with pytest.raises(PromptModelError, match="nope.jsonl: profile not found"):
         measured_model(tmp_path / "nope.jsonl")

@@ -11,7 +11,8 @@ from argus.policy.demand import RELEASE_HALF_LIFE_S, DemandSettings
 from argus.policy.profile import load_default_profile, load_profile
 from argus.sim.engine import DISPATCH, SimConfig, simulate
 from argus.sim.policies import POLICY_NAMES, Service, make_policy
-from argus.sim.prompts import PromptModel
+from argus.sim.measured import measured_model, work_profile
+from argus.sim.prompts import PromptModel, PromptSource
 from argus.sim.report import plots, ratios, table
 from argus.sim.trace import Workload, bursty, flat, load_trace, poisson
 
@@ -22,7 +23,12 @@ def register(sub) -> None:
     p.add_argument("--trace", default="poisson",
                    help="arrival trace: an Azure LLM CSV, a Mooncake JSONL, or 'poisson' (synthetic)")
     p.add_argument("--gpus", type=int, default=8)
-    p.add_argument("--profile", help="level profile JSON (default: the bundled published SDXL profile)")
+    p.add_argument("--profile", help="level profile JSON (default: the bundled published SDXL profile; with "
+                   "--prompts, its cost model with the measured qualities, argus.sim.measured.work_profile)")
+    p.add_argument("--prompts", type=Path, help="a quality profile (argus profile): simulate its measured prompts "
+                   "instead of the synthetic population")
+    p.add_argument("--predictor", type=Path, help="with --prompts: the trained predictor the router applies to "
+                   "them (default: the measured truth, plus --predictor-noise)")
     p.add_argument("--policy", action="append",
                    help=f"repeatable; one of {', '.join(POLICY_NAMES)} (default: argus)")
     p.add_argument("--shape", choices=["bursty", "flat"], default="bursty")
@@ -54,7 +60,17 @@ def register(sub) -> None:
 
 def run(args) -> int:
     """Simulate each policy on the same workload; print the table and the ratios to Argus."""
-    profile = load_profile(args.profile) if args.profile else load_default_profile()
+    if args.predictor and not args.prompts:
+        raise ValueError("--predictor: only with --prompts (a measured population)")
+    model: PromptSource
+    if args.prompts:
+        model = measured_model(args.prompts, args.predictor, noise_pp=args.predictor_noise)
+        profile = load_profile(args.profile) if args.profile else work_profile(model, load_default_profile())
+        for note in model.notes + profile.assumptions:
+            print(f"- {note}")
+    else:
+        model = PromptModel(steps_shape=args.steps_shape, predictor_noise_pp=args.predictor_noise)
+        profile = load_profile(args.profile) if args.profile else load_default_profile()
     trace = poisson(20000, seed=args.seed) if args.trace == "poisson" else load_trace(args.trace)
     base = args.base_qpm / 60.0
     curve = (bursty(base, args.burst_factor, args.plateau_min * 60, args.gap_min * 60, args.plateaus)
@@ -63,7 +79,6 @@ def run(args) -> int:
                   control_period_s=args.period,
                   demand=DemandSettings(headroom=args.headroom,
                                                 release_half_life_s=args.release_half_life))
-    model = PromptModel(steps_shape=args.steps_shape, predictor_noise_pp=args.predictor_noise)
     cfg = SimConfig(period_s=args.period, scrape_lag_s=args.lag, rate_window_s=args.window, seed=args.seed,
                     dispatch=args.dispatch)
     results = {}
