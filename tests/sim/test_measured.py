@@ -136,7 +136,7 @@ def test_predictor_of_the_same_profile_simulates_its_held_out_prompts(tmp_path):
         assert m.simulated.kmax[i] == k
         for lv in LEVELS:
             assert got[lv] == pytest.approx(want[lv], abs=1e-4) if lv in want else np.isnan(got[lv])
-    assert "held-out" in " ".join(m.notes)
+    assert "not fitted on" in " ".join(m.notes)
     p = m.draw(levels_of(m), 90.0, 1000, np.random.default_rng(2))
     held = rows(m)
     assert all(float(q[2]) in held for q in p.quality)  # only held-out prompts are drawn

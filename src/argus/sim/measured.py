@@ -15,7 +15,7 @@ cache situation itself). The router's view of it:
 Which prompts are simulated: when the predictor records its training profiles (meta `trained_on`) and
 they share prompts with the simulated profile, the train / held-out split `argus train` used is
 reproduced, predictions come from the train-split fit (the predictor `argus train` evaluated), and only
-held-out prompts are simulated; the planner's class table and the level means come from the training
+prompts that fit was not fitted on (held out) are simulated; the planner's class table and the level means come from the training
 prompts. When the held-out share is too small (fewer than `min_holdout` prompts) or the training data
 cannot be read, every profiled prompt is simulated, and `notes` says so.
 """
@@ -164,35 +164,36 @@ def measured_model(profile_path: str | Path, predictor_path: str | Path | None =
                                f"{emb.name!r}")
     train = _training_data(pred, Path(predictor_path))
     if train is None:
-        pop = _predicted(pred, emb, texts, quality, sim, levels, n_full)
+        pop = _predicted(pred, emb, texts, quality, sim, levels)
         notes.append(f"predictor {predictor_path} as shipped; its training prompts are not readable here "
                      f"(trained_on: {pred.meta.get('trained_on')}), so simulated prompts may include prompts "
                      f"it was fitted on; the planner knows the simulated prompts")
         return EmpiricalPromptModel(pop, pop, prof.header["model"], n_full, 0.0, tuple(notes))
-    ds, tr, te = train
+    ds, tr, _ = train
     seen = set(ds.prompts)
     if not seen & set(texts):
-        pop = _predicted(pred, emb, texts, quality, sim, levels, n_full)
-        plan = _predicted(pred, emb, tuple(ds.prompts), _matrix(ds.quality, levels), ds.similarity, levels, n_full)
+        pop = _predicted(pred, emb, texts, quality, sim, levels)
+        plan = _predicted(pred, emb, tuple(ds.prompts), _matrix(ds.quality, levels), ds.similarity, levels)
         notes.append(f"predictor {predictor_path} as shipped: fitted on {len(ds.prompts)} other prompts "
                      f"(none simulated); the planner knows those")
         return EmpiricalPromptModel(pop, plan, prof.header["model"], n_full, 0.0, tuple(notes))
-    held = {ds.prompts[i] for i in te} - {ds.prompts[i] for i in tr}
-    keep = np.array([t in held for t in texts])
+    fitted = {ds.prompts[i] for i in tr}
+    keep = np.array([t not in fitted for t in texts])  # held out by `argus train`, or never profiled for it
     if keep.sum() < min_holdout:
-        pop = _predicted(pred, emb, texts, quality, sim, levels, n_full)
+        pop = _predicted(pred, emb, texts, quality, sim, levels)
         notes.append(f"profile too small for a held-out population ({int(keep.sum())} held-out prompts < "
                      f"{min_holdout}): ALL {len(texts)} profiled prompts simulated with predictor "
                      f"{predictor_path}, which was fitted on them (in-sample predictions, optimistic)")
         return EmpiricalPromptModel(pop, pop, prof.header["model"], n_full, 0.0, tuple(notes))
     part = _refit(pred, ds, tr, emb)
     sel = np.flatnonzero(keep)
-    pop = _predicted(part, emb, tuple(texts[i] for i in sel), quality[sel], sim[sel], levels, n_full)
+    pop = _predicted(part, emb, tuple(texts[i] for i in sel), quality[sel], sim[sel], levels)
     q_tr = _matrix({k: v[tr] for k, v in ds.quality.items()}, levels)
-    plan = _predicted(part, emb, tuple(ds.prompts[i] for i in tr), q_tr, ds.similarity[tr], levels, n_full)
+    plan = _predicted(part, emb, tuple(ds.prompts[i] for i in tr), q_tr, ds.similarity[tr], levels)
     notes.append(f"predictor {predictor_path}: its train / held-out split reproduced (holdout "
                  f"{pred.meta.get('holdout')}, seed {pred.meta.get('seed')}); predictions by the train-split fit "
-                 f"({len(tr)} prompts, as `argus train` evaluated it); simulated: the {len(sel)} held-out prompts; "
+                 f"({len(tr)} prompts, as `argus train` evaluated it); simulated: the {len(sel)} prompts it was not "
+                 f"fitted on; "
                  f"the planner knows the {len(tr)} training prompts")
     return EmpiricalPromptModel(pop, plan, prof.header["model"], n_full, 0.0, tuple(notes))
 
@@ -277,7 +278,7 @@ def _cache_skips(levels: tuple[str, ...], n_full: int) -> dict[str, int]:
 
 
 def _predicted(pred: Predictor, emb: Embedder, texts: tuple[str, ...], quality: np.ndarray, sim: np.ndarray,
-               levels: tuple[str, ...], n_full: int) -> Population:
+               levels: tuple[str, ...]) -> Population:
     """The predictor's view of each prompt, as the router and `argus train`'s evaluation form it."""
     x = emb.encode(list(texts))
     out = np.full(quality.shape, np.nan)
