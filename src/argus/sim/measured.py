@@ -15,9 +15,11 @@ cache situation itself). The router's view of it:
 Which prompts are simulated: when the predictor records its training profiles (meta `trained_on`) and
 they share prompts with the simulated profile, the train / held-out split `argus train` used is
 reproduced, predictions come from the train-split fit (the predictor `argus train` evaluated), and only
-prompts that fit was not fitted on (held out) are simulated; the planner's class table and the level means come from the training
-prompts. When the held-out share is too small (fewer than `min_holdout` prompts) or the training data
-cannot be read, every profiled prompt is simulated, and `notes` says so.
+profiled prompts (text and seed) that fit was not fitted on are simulated (a held-out prompt may repeat
+a training prompt's text with another seed, as in `argus train`'s evaluation; the notes say how many);
+the planner's class table and the level means come from the training prompts. When the held-out share
+is too small (fewer than `min_holdout` prompts) or the training data cannot be read, every profiled
+prompt is simulated, and `notes` says so.
 """
 
 from __future__ import annotations
@@ -169,16 +171,16 @@ def measured_model(profile_path: str | Path, predictor_path: str | Path | None =
                      f"(trained_on: {pred.meta.get('trained_on')}), so simulated prompts may include prompts "
                      f"it was fitted on; the planner knows the simulated prompts")
         return EmpiricalPromptModel(pop, pop, prof.header["model"], n_full, 0.0, tuple(notes))
-    ds, tr, _ = train
-    seen = set(ds.prompts)
-    if not seen & set(texts):
+    ds, keys, tr = train
+    ours = [(r.prompt, r.seed) for r in records]  # a profiled prompt: its text and the seed its images had
+    if not set(keys) & set(ours):
         pop = _predicted(pred, emb, texts, quality, sim, levels)
         plan = _predicted(pred, emb, tuple(ds.prompts), _matrix(ds.quality, levels), ds.similarity, levels)
-        notes.append(f"predictor {predictor_path} as shipped: fitted on {len(ds.prompts)} other prompts "
-                     f"(none simulated); the planner knows those")
+        notes.append(f"predictor {predictor_path} as shipped: fitted on {len(ds.prompts)} other profiled prompts "
+                     f"(none simulated{_shared(texts, set(ds.prompts))}); the planner knows those")
         return EmpiricalPromptModel(pop, plan, prof.header["model"], n_full, 0.0, tuple(notes))
-    fitted = {ds.prompts[i] for i in tr}
-    keep = np.array([t not in fitted for t in texts])  # held out by `argus train`, or never profiled for it
+    fitted = {keys[i] for i in tr}
+    keep = np.array([k not in fitted for k in ours])  # held out by `argus train`, or never profiled for it
     if keep.sum() < min_holdout:
         pop = _predicted(pred, emb, texts, quality, sim, levels)
         notes.append(f"profile too small for a held-out population ({int(keep.sum())} held-out prompts < "
@@ -192,8 +194,8 @@ def measured_model(profile_path: str | Path, predictor_path: str | Path | None =
     plan = _predicted(part, emb, tuple(ds.prompts[i] for i in tr), q_tr, ds.similarity[tr], levels)
     notes.append(f"predictor {predictor_path}: its train / held-out split reproduced (holdout "
                  f"{pred.meta.get('holdout')}, seed {pred.meta.get('seed')}); predictions by the train-split fit "
-                 f"({len(tr)} prompts, as `argus train` evaluated it); simulated: the {len(sel)} prompts it was not "
-                 f"fitted on; "
+                 f"({len(tr)} prompts, as `argus train` evaluated it); simulated: the {len(sel)} profiled prompts it "
+                 f"was not fitted on{_shared([texts[i] for i in sel], {ds.prompts[i] for i in tr})}; "
                  f"the planner knows the {len(tr)} training prompts")
     return EmpiricalPromptModel(pop, plan, prof.header["model"], n_full, 0.0, tuple(notes))
 
@@ -235,7 +237,8 @@ def _embedder(pred: Predictor) -> Embedder:
 
 
 def _training_data(pred: Predictor, where: Path):
-    """(merged dataset, train rows, held-out rows) the artifact was fitted on, or None when not readable."""
+    """(merged dataset, its rows' (prompt, seed), train rows) the artifact was fitted on, or None when not
+    readable. Rows are in merge_profiles' order, so the recorded split picks the same rows."""
     sources = pred.meta.get("trained_on") or []
     if not sources or "holdout" not in pred.meta or "seed" not in pred.meta:
         return None
@@ -257,7 +260,14 @@ def _training_data(pred: Predictor, where: Path):
         return None
     if "n_prompts" in pred.meta and int(pred.meta["n_prompts"]) != len(ds.prompts):
         return None  # the files changed since: the recorded split cannot be reproduced
-    return ds, tr, te
+    keys = [(r.prompt, r.seed) for _, prof in profiles for r in (prof.prompts[i] for i in sorted(prof.prompts))]
+    return ds, keys, tr
+
+
+def _shared(texts, fitted_texts: set[str]) -> str:
+    """How many of `texts` repeat the text of a prompt the predictor was fitted on (with another seed)."""
+    n = sum(t in fitted_texts for t in texts)
+    return f"; {n} of them repeat the text of a fitted prompt, with another seed" if n else ""
 
 
 def _refit(pred: Predictor, ds, tr: np.ndarray, emb: Embedder) -> Predictor:
