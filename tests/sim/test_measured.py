@@ -48,10 +48,10 @@ class AxisEmbedder:
         return np.asarray(out, dtype=np.float32)
 
 
-def write_profile(path, n, start=0, model="m", tag="p"):
-    """A complete quality profile: steps-25 quality linear in the embedding (unique per prompt), cache-k10 in
-    the neighbour's similarity, cache-k0 100."""
-    prompts = [f"{tag}-{start + i}" for i in range(n)]
+def write_profile(path, n, start=0, model="m", tag="p", texts=None):
+    """A complete quality profile: steps-25 quality linear in the embedding (unique per prompt unless `texts`
+    repeats them: then prompt i has text i % texts and seed i), cache-k10 in the neighbour's similarity."""
+    prompts = [f"{tag}-{start + (i % texts if texts else i)}" for i in range(n)]
     x = AxisEmbedder().encode(prompts).astype(np.float64)
     w = np.random.default_rng(99).normal(size=DIM)
     sim = np.random.default_rng(start + 7).uniform(0.2, 1.0, n)
@@ -142,6 +142,14 @@ def test_predictor_of_the_same_profile_simulates_its_held_out_prompts(tmp_path):
     assert all(float(q[2]) in held for q in p.quality)  # only held-out prompts are drawn
     small = measured_model(path, pred_path, embedder=AxisEmbedder(), min_holdout=31)
     assert len(small.simulated) == 120 and "too small" in " ".join(small.notes)
+
+
+def test_held_out_prompts_are_records_not_texts(tmp_path):
+    path = write_profile(tmp_path / "a.jsonl", 120, texts=40)  # every text three times, each with its own seed
+    pred_path, _, _ = trained(tmp_path, path)
+    m = measured_model(path, pred_path, embedder=AxisEmbedder())
+    assert len(m.simulated) == 30  # the 30 records `argus train` held out, though their texts were trained on
+    assert "of them repeat the text of a fitted prompt" in " ".join(m.notes)
 
 
 def test_predictor_of_another_profile_predicts_every_prompt(tmp_path):
