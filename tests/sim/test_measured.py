@@ -199,6 +199,29 @@ def test_engine_serves_measured_qualities(tmp_path):
     assert ha.quality == 100.0 and ha.below_floor == 0.0
 
 
+def test_level_profiles_carry_measured_qualities(tmp_path):
+    from argus.sim.measured import measured_levels_profile
+
+    m = measured_model(write_profile(tmp_path / "a.jsonl", 40))
+    sdxl = load_default_profile()
+    means = m.simulated.quality.mean(axis=0)
+    work = {lp.level: lp for lp in work_profile(m, sdxl).levels}  # cost by steps run: 50, 40, 25 of 50
+    assert work["cache-k0"].peak_throughput == sdxl.get("cache-k0").peak_throughput
+    assert work["steps-25"].peak_throughput == pytest.approx(2 * work["cache-k0"].peak_throughput)
+    assert work["cache-k10"].service_time == pytest.approx(0.8 * work["cache-k0"].service_time)
+    assert [work[lv].quality for lv in LEVELS] == pytest.approx(list(means), abs=1e-3)
+    doc = {"model": "m", "levels": [{"level": lv, "throughput": {"1": 0.5 * (j + 1)}, "service_time": 2.0 / (j + 1),
+                                     "quality": 99.0, "model": "m", "load_time": 5.0} for j, lv in enumerate(LEVELS)]}
+    (tmp_path / "a.levels.json").write_text(json.dumps(doc))
+    lv = {lp.level: lp for lp in measured_levels_profile(m, tmp_path / "a.levels.json", sdxl).levels}
+    assert lv["cache-k0"].peak_throughput == pytest.approx(sdxl.get("cache-k0").peak_throughput)
+    assert lv["steps-25"].peak_throughput == pytest.approx(3 * lv["cache-k0"].peak_throughput)  # measured ratio
+    assert lv["steps-25"].quality == pytest.approx(means[2], abs=1e-3) and lv["steps-25"].load_time == 5.0
+    (tmp_path / "b.levels.json").write_text(json.dumps({**doc, "model": "other"}))
+    with pytest.raises(PromptModelError, match="levels of model 'other'"):
+        measured_levels_profile(m, tmp_path / "b.levels.json", sdxl)
+
+
 def test_argus_simulate_runs_a_measured_population(tmp_path, capsys):
     from argus.cli import main
 

@@ -327,11 +327,9 @@ def work_profile(model: EmpiricalPromptModel, reference: Profile, anchor: str = 
 
 def measured_levels_profile(model: EmpiricalPromptModel, levels_json: str | Path, reference: Profile,
                             anchor: str = FULL) -> Profile:
-    """The profile's own `.levels.json` (measured latencies), rescaled so that its `anchor` level's peak
-    throughput equals `reference`'s (argus.local.demo_profile.rescaled), qualities from the planning
-    population's measured means."""
-    from argus.local.demo_profile import rescaled
-
+    """The profile's own `.levels.json` (measured latencies), every throughput scaled by one factor so that
+    its `anchor` level's peak equals `reference`'s (service times divided by it, load times kept: as
+    argus.local.demo_profile.rescaled), qualities from the planning population's measured means."""
     try:
         measured = load_profile(levels_json)
     except ProfileError as e:
@@ -343,8 +341,10 @@ def measured_levels_profile(model: EmpiricalPromptModel, levels_json: str | Path
     if names != set(model.planning.levels):
         raise PromptModelError(f"{levels_json}: levels {sorted(names)} differ from the quality profile's "
                                f"{sorted(model.planning.levels)}")
-    factor = reference.get(anchor).peak_throughput / measured.get(anchor).peak_throughput
+    f = reference.get(anchor).peak_throughput / measured.get(anchor).peak_throughput
     means = model.level_means()
-    scaled = rescaled(measured, factor, f"{anchor} peak throughput set to {reference.model}'s")
-    return replace(scaled, levels=tuple(replace(lp, quality=min(100.0, max(0.01, round(means[lp.level], 3))))
-                                        for lp in scaled.levels))
+    levels = tuple(replace(lp, throughput={b: t * f for b, t in lp.throughput.items()}, service_time=lp.service_time / f,
+                           quality=min(100.0, max(0.01, round(means[lp.level], 3)))) for lp in measured.levels)
+    return replace(measured, levels=levels, assumptions=measured.assumptions + (
+        f"Throughputs x {f:.3g}, service times / {f:.3g}: {anchor} peak throughput set to {reference.model}'s; "
+        f"qualities measured.",))
