@@ -5,7 +5,8 @@ seed gives the same image and another seed a different one; n=2 gives two images
 Triton's /metrics counts the requests; every kind of bad input gets a 4xx JSON error
 naming the problem (invalid JSON, missing/empty/too-long prompt, non-UTF-8 bytes,
 unsupported size, n out of range, unknown field, body over Envoy's limit → 413);
-a worker that is down gives 503 with Retry-After quickly (runs last: it stops the worker).
+a worker that is down gives 503 with Retry-After quickly, and a new worker in its place serves again
+(the test puts the shared system back as it found it).
 """
 
 from __future__ import annotations
@@ -109,16 +110,28 @@ def test_health_and_metrics_endpoints(local_system):
 
 
 def test_worker_down_gives_503_with_retry_after(local_system):
-    """Runs last in this module: it stops the only worker (the fixture is session-scoped)."""
-    for name in list(local_system.replicas):
-        local_system.supervisor.stop(name)  # killed without unpublishing: the router finds it dead
-    t0 = time.monotonic()
-    r = post(local_system, {"prompt": "anything"})
-    assert r.status_code == 503, r.text
-    assert r.headers.get("retry-after")
-    assert time.monotonic() - t0 < 10
-    local_system.replicas.clear()
-    local_system.publish_endpoints()
-    time.sleep(1.0)  # the router reloads the endpoints file every 0.5 s
-    r = post(local_system, {"prompt": "anything"})
-    assert r.status_code == 503 and "no ready replica" in r.json()["error"]["message"]
+    """Stops the shared system's only worker, then puts a new one in its place (the fixture is session-scoped:
+    later tests in other modules use it) and shows the router serves again once it is published."""
+    level = {r.level for r in local_system.replicas.values()}.pop()
+    try:
+        for name in list(local_system.replicas):
+            local_system.supervisor.stop(name)  # killed without unpublishing: the router finds it dead
+        t0 = time.monotonic()
+        r = post(local_system, {"prompt": "anything"})
+        assert r.status_code == 503, r.text
+        assert r.headers.get("retry-after")
+        assert time.monotonic() - t0 < 10
+        local_system.replicas.clear()
+        local_system.ready.clear()
+        local_system.publish_endpoints()
+        time.sleep(1.0)  # the router reloads the endpoints file every 0.5 s
+        r = post(local_system, {"prompt": "anything"})
+        assert r.status_code == 503 and "no ready replica" in r.json()["error"]["message"]
+    finally:
+        for name in list(local_system.replicas):
+            local_system.stop_worker(name)
+        local_system.start_worker(level)  # waits until ready, then publishes it
+    deadline = time.monotonic() + 10
+    while (r := post(local_system, {"prompt": "anything"})).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the router has reloaded the endpoints file
+    assert r.status_code == 200, r.text
