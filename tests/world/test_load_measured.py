@@ -88,7 +88,7 @@ def test_timeline_and_plot_show_measured_quality(tmp_path):
 @pytest.mark.timeout(400)
 def test_load_reports_measured_quality(local_system, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = cli.main(["load", "bursty", "--url", local_system.url, "--duration", "6", "--rate", "0.7",
+    rc = cli.main(["load", "bursty", "--url", local_system.url, "--duration", "4", "--rate", "0.5",
                    "--prompts", "world-held-out", "--size", "64x64", "--out", str(out), "--label", "world"])
     assert rc == 0
     text = capsys.readouterr().out
@@ -106,7 +106,7 @@ def test_load_reports_measured_quality(local_system, tmp_path, capsys):
 
     free = tmp_path / "free.txt"
     free.write_text("an astronaut riding a horse\na bowl of soup\n")
-    rc = cli.main(["load", "bursty", "--url", local_system.url, "--duration", "4", "--rate", "0.5",
+    rc = cli.main(["load", "bursty", "--url", local_system.url, "--duration", "3", "--rate", "0.5",
                    "--prompts", str(free), "--out", str(out), "--label", "free"])
     assert rc == 0
     m = json.loads((out / "free" / "report.json").read_text())["summary"]["measured_quality"]
