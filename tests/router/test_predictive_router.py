@@ -73,6 +73,12 @@ def predictor_file(tmp_path_factory):
     return path
 
 
+def _one_torch_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
 class InProcessClient:
     """The TritonWorkerClient interface over a WorkerService (same WorkRequest/INFO as model.py).
 
@@ -81,7 +87,10 @@ class InProcessClient:
     """
 
     def __init__(self, settings: WorkerSettings, pipeline):
-        self.pool = ThreadPoolExecutor(max_workers=1)
+        # One torch thread, as a Triton worker process gets (LocalSystem.worker_threads): torch.set_num_threads
+        # on the main thread does not reach this one, whose 2 spin-waiting OpenMP threads on 2 busy cores made a
+        # 32x32 image take 36-62 s instead of 2 s (measured; this test took 147 s).
+        self.pool = ThreadPoolExecutor(max_workers=1, initializer=_one_torch_thread)
         self.service = self.pool.submit(self._build, settings, pipeline).result()
 
     @staticmethod
