@@ -25,7 +25,17 @@ def _mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*.safetensors")) / 2**20
 
 
-def card(model: Path, log: dict, res: dict, note: str = "") -> str:
+def _decoder_steps(log: dict, log_path: Path | None) -> int | str:
+    """Decoder steps run: the settings', else the steps logged (the phase may run in its own process, with
+    its own log `train-log-decoder.json` beside the main one)."""
+    if "decoder_steps" in log["settings"]:
+        return log["settings"]["decoder_steps"]
+    side = log_path.with_name("train-log-decoder.json") if log_path else None
+    steps = (json.loads(side.read_text()) if side and side.is_file() else log).get("decoder_loss", [])
+    return steps[-1][0] + 1 if steps else "?"
+
+
+def card(model: Path, log: dict, res: dict, note: str = "", log_path: Path | None = None) -> str:
     s = log["settings"]
     sec = log.get("seconds", {})
     unet_last = log["unet_loss"][-1] if log.get("unet_loss") else None
@@ -51,7 +61,7 @@ def card(model: Path, log: dict, res: dict, note: str = "") -> str:
         "## Training",
         f"- Seed {s['seed']}; VAE {s['vae_steps']} steps x {s['vae_batch']}; UNet + text encoder "
         f"{unet_last[0] + 1 if unet_last else '?'} steps x {s['batch']} (lr {s['lr']}, EMA {s['ema_decay']}, "
-        f"{int(100 * s['drop_prompt'])} % prompt dropout); decoder refinement {s['decoder_steps']} steps.",
+        f"{int(100 * s['drop_prompt'])} % prompt dropout); decoder refinement {_decoder_steps(log, log_path)} steps.",
         "- Wall time by phase (this machine, 2 CPU cores, torch at "
         f"{s['threads']} thread(s) per phase): " + ", ".join(f"{k} {v / 60:.0f} min" for k, v in sec.items()) + ".",
     ]
@@ -71,7 +81,8 @@ def main() -> int:
     ap.add_argument("--bench", required=True, type=Path)
     ap.add_argument("--note", default="")
     args = ap.parse_args()
-    text = card(args.model, json.loads(args.train_log.read_text()), json.loads(args.bench.read_text()), args.note)
+    text = card(args.model, json.loads(args.train_log.read_text()), json.loads(args.bench.read_text()), args.note,
+                args.train_log)
     (args.model / "README.md").write_text(text)
     print(text)
     return 0
