@@ -20,22 +20,9 @@ from argus.prompt.profile_data import PromptRecord, QualityProfile, header_line
 from argus.prompt.profiling import nearest_neighbours
 from argus.prompt.training import Dataset, evaluate, merge_profiles, report, split, train
 
-DIM = 12
+from tests.support.embedders import DIM, AxisEmbedder
+
 LEVELS = ["cache-k0", "cache-k10", "steps-25"]
-
-
-class AxisEmbedder:
-    """Stand-in encoder: prompt "p<i>" maps to a fixed random unit vector (seeded by i)."""
-
-    name = "axis"
-    dim = DIM
-
-    def encode(self, prompts):
-        out = []
-        for p in prompts:
-            v = np.random.default_rng(int(p[1:])).normal(size=DIM)
-            out.append(v / np.linalg.norm(v))
-        return np.asarray(out, dtype=np.float32)
 
 
 def synthetic_dataset(n=200):

@@ -30,22 +30,9 @@ from argus.sim.policies import Service, make_policy
 from argus.sim.prompts import PromptModelError
 from argus.sim.trace import Workload, flat, poisson
 
-DIM = 12
+from tests.support.embedders import DIM, AxisEmbedder
+
 LEVELS = ["cache-k0", "cache-k10", "steps-25"]
-
-
-class AxisEmbedder:
-    """Stand-in encoder: prompt "<tag>-<i>" maps to a fixed random unit vector (seeded by i)."""
-
-    name = "axis"
-    dim = DIM
-
-    def encode(self, prompts):
-        out = []
-        for p in prompts:
-            v = np.random.default_rng(int(p.split("-")[1])).normal(size=DIM)
-            out.append(v / np.linalg.norm(v))
-        return np.asarray(out, dtype=np.float32)
 
 
 def write_profile(path, n, start=0, model="m", tag="p", texts=None):
