@@ -32,7 +32,7 @@ import shutil
 import pytest
 
 from argus.local.defaults import TINY_MANIFEST
-from argus.local.demo_profile import rescaled
+from argus.policy.profile import rescaled
 from argus.local.experiment import (WORKER_MAX_BATCH, boot, default_profile, replay_report, saturation_throughput,
                                     wait_for_ready, warm_up)
 from argus.spec import parse_manifest

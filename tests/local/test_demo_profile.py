@@ -18,7 +18,8 @@ from argus.control.observed import MetricsSnapshot
 from argus.control.profiles import service_profiles
 from argus.control.state import ControlState
 from argus.local.defaults import TINY_MANIFEST
-from argus.local.demo_profile import LOCAL_SWITCH_S, demo_profile, published_quality, rescaled
+from argus.local.demo_profile import LOCAL_SWITCH_S, demo_profile, published_quality
+from argus.policy.profile import rescaled
 from argus.local.experiment import MEASURED_PROFILE, default_profile
 from argus.loadgen import Record, Sample
 from argus.policy.profile import Profile, load_default_profile, load_profile

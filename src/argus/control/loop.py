@@ -76,17 +76,16 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     spec_changed = generation is not None and generation != state.observed_generation
     current = {lv: state.allocation.get(lv, 0) for lv in levels} if fits else {}
     status = _observed_status(observed)
+    key = agnostic_key(profiles) if agnostic else None
     if observed is None and fits and not spec_changed:
         # No fresh numbers: the safest plan is the one in force; re-issue it unchanged.
-        return _keep(service, spec, state, now, status, generation, epoch,
-                     agnostic_key(profiles) if agnostic else None)
+        return _keep(service, spec, state, now, status, generation, epoch, key)
     dstate = state.demand
     if observed is None:
         demand, h, queues = spec.throughput_target, prior_h(levels), {}
     else:
         demand, h, dstate = smooth_demand(state.demand, observed, levels, now, demand_settings(spec))
         queues = {lv: max(0.0, q) for lv, q in observed.queues.items() if lv in levels}
-    key = agnostic_key(profiles) if agnostic else None
     if key is not None:
         h = {key: 1.0}
     # The dwell protects allocations planned from observations; one planned from the prior (no metrics seen

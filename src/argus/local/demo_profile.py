@@ -74,22 +74,6 @@ def demo_profile(measured: Profile, published: Profile, n_full: int,
                    assumptions=tuple(a for a in measured.assumptions if "quality" not in a) + (assumption, switch))
 
 
-def rescaled(profile: Profile, factor: float, why: str) -> Profile:
-    """`profile` on a machine `factor` times as fast: throughputs x factor, service times / factor.
-
-    The demo's throughputs were measured on one machine of this kind; others of the same kind run the
-    tiny model up to ~3x faster. A test that measures the running system's saturated rate first plans
-    with the numbers of the machine it runs on. Load times are not scaled (mostly process start-up).
-    """
-    if not factor > 0:
-        raise ValueError(f"rescale factor must be > 0, got {factor}")
-    levels = tuple(LevelProfile(level=lp.level, throughput={b: t * factor for b, t in lp.throughput.items()},
-                                service_time=lp.service_time / factor, quality=lp.quality, model=lp.model,
-                                load_time=lp.load_time, note=lp.note) for lp in profile.levels)
-    return Profile(model=profile.model, levels=levels, source=profile.source,
-                   assumptions=profile.assumptions + (f"Throughputs and service times x {factor:.3g}: {why}.",))
-
-
 def at_steps(profile: Profile, n_from: int, n_to: int) -> Profile:
     """`profile` (measured with an `n_from`-step model) for the same model run with `n_to` steps: each level
     renamed to the level that skips the same share of the work (cache-k5 of 20 is cache-k1 of 4, steps-10

@@ -16,9 +16,9 @@ from argus.control.profiles import service_profiles
 from argus.loadgen import exact_measure, records_to_json, replay
 from argus.local.controller import LocalController
 from argus.local.defaults import TINY_LEVELS, WORLD_LEVELS
-from argus.local.demo_profile import at_steps, demo_profile, rescaled
+from argus.local.demo_profile import at_steps, demo_profile
 from argus.local.runtime import LocalSystem
-from argus.policy.profile import Profile, load_default_profile, load_profile
+from argus.policy.profile import Profile, load_default_profile, load_profile, rescaled
 from argus.report import summarize, timeline
 from argus.spec import T2IServiceSpec
 

@@ -82,6 +82,22 @@ class LevelProfile:
                    quality=quality, model=model, load_time=load_time, note=note)
 
 
+def rescaled(profile: Profile, factor: float, why: str) -> Profile:
+    """`profile` on a machine `factor` times as fast: throughputs x factor, service times / factor.
+
+    Latencies measured on one machine hold on another only up to such a factor (machines of one kind run the
+    tiny model up to ~3x apart; `argus up --calibrate` measures it; the simulator anchors a CPU-measured
+    profile on a GPU one). Load times are not scaled (mostly process start-up).
+    """
+    if not factor > 0:
+        raise ValueError(f"rescale factor must be > 0, got {factor}")
+    levels = tuple(LevelProfile(level=lp.level, throughput={b: t * factor for b, t in lp.throughput.items()},
+                                service_time=lp.service_time / factor, quality=lp.quality, model=lp.model,
+                                load_time=lp.load_time, note=lp.note) for lp in profile.levels)
+    return Profile(model=profile.model, levels=levels, source=profile.source,
+                   assumptions=profile.assumptions + (f"Throughputs and service times x {factor:.3g}: {why}.",))
+
+
 def agnostic_key(profiles: tuple[LevelProfile, ...] | list[LevelProfile]) -> str:
     """The level with the highest peak throughput (first on ties): where a prompt-agnostic policy
     (Proteus-like) keys every prompt, so that every level may serve it."""

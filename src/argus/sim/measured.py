@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from argus.levels import FULL, parse_levels
-from argus.policy.profile import LevelProfile, Profile, ProfileError, load_profile
+from argus.policy.profile import LevelProfile, Profile, ProfileError, load_profile, rescaled
 from argus.prompt.embedder import Embedder
 from argus.prompt.index import Neighbour
 from argus.prompt.predictor import Predictor, PredictorError, fit_predictor, load_predictor
@@ -329,7 +329,7 @@ def measured_levels_profile(model: EmpiricalPromptModel, levels_json: str | Path
                             anchor: str = FULL) -> Profile:
     """The profile's own `.levels.json` (measured latencies), every throughput scaled by one factor so that
     its `anchor` level's peak equals `reference`'s (service times divided by it, load times kept: as
-    argus.local.demo_profile.rescaled), qualities from the planning population's measured means."""
+    argus.policy.profile.rescaled), qualities from the planning population's measured means."""
     try:
         measured = load_profile(levels_json)
     except ProfileError as e:
@@ -342,9 +342,7 @@ def measured_levels_profile(model: EmpiricalPromptModel, levels_json: str | Path
         raise PromptModelError(f"{levels_json}: levels {sorted(names)} differ from the quality profile's "
                                f"{sorted(model.planning.levels)}")
     f = reference.get(anchor).peak_throughput / measured.get(anchor).peak_throughput
+    scaled = rescaled(measured, f, f"{anchor} peak throughput set to {reference.model}'s; qualities measured")
     means = model.level_means()
-    levels = tuple(replace(lp, throughput={b: t * f for b, t in lp.throughput.items()}, service_time=lp.service_time / f,
-                           quality=min(100.0, max(0.01, round(means[lp.level], 3)))) for lp in measured.levels)
-    return replace(measured, levels=levels, assumptions=measured.assumptions + (
-        f"Throughputs x {f:.3g}, service times / {f:.3g}: {anchor} peak throughput set to {reference.model}'s; "
-        f"qualities measured.",))
+    return replace(scaled, levels=tuple(replace(lp, quality=min(100.0, max(0.01, round(means[lp.level], 3))))
+                                        for lp in scaled.levels))
