@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from argus.policy.demand import NOISE_BAND, DemandSettings
+from argus.policy.demand import DemandSettings
 from argus.policy.profile import load_default_profile
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import Observation, Service, make_policy
@@ -108,15 +108,13 @@ def whatif() -> dict:
     profile = load_default_profile()
     model = PromptModel()
     wl = Workload(_trace("mooncake"), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
-    rel = DemandSettings().release_half_life_s  # None: drops follow the 30 s half-life (the old default)
+    rel = DemandSettings().half_life_s  # drops follow the 30 s half-life of rises (the old default)
     runs = {"argus (defaults: headroom 1.2, release half-life 300 s)": (Service(gpus=8, levels=profile.levels),
                                                                          "argus"),
             "argus, symmetric 30 s half-life (previous default)": (
-                Service(gpus=8, levels=profile.levels, demand=DemandSettings(release_half_life_s=rel)), "argus"),
-            "argus, release 120 s": (Service(gpus=8, levels=profile.levels,
-                                             demand=DemandSettings(release_half_life_s=120.0)), "argus"),
-            "argus, headroom 1.0": (Service(gpus=8, levels=profile.levels,
-                                            demand=DemandSettings(headroom=1.0, release_half_life_s=300.0)), "argus"),
+                Service(gpus=8, levels=profile.levels, scale_down_half_life=rel), "argus"),
+            "argus, release 120 s": (Service(gpus=8, levels=profile.levels, scale_down_half_life=120.0), "argus"),
+            "argus, headroom 1.0": (Service(gpus=8, levels=profile.levels, headroom=1.0), "argus"),
             "argus-u0.9 (plans with 90% of profiled throughput)": (Service(gpus=8, levels=profile.levels),
                                                                    "argus-u0.9")}
     out = {}
@@ -139,8 +137,7 @@ def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None)
     wl = Workload(_trace(trace_name), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
 
     def svc(headroom: float = 1.2) -> Service:
-        return Service(gpus=8, levels=profile.levels, demand=DemandSettings(
-            release_half_life_s=300.0, headroom=headroom, band=NOISE_BAND))
+        return Service(gpus=8, levels=profile.levels, headroom=headroom)
     out: dict = {"runs": {}, "pareto": {}}
     print(f"\n### issue 17, 8 GPUs, SDXL, bursty shape on {trace_name} arrivals (at peak)\n")
     print("| policy | peak tput q/min | peak q % | peak viol/min | replica starts | solve ms mean / p99 | sim s |")

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from argus.levels import DEFAULT_LEVELS, LevelError, parse_levels
+from argus.levels import DEFAULT_LEVELS, LevelError, level_named, parse_levels
 from argus.policy.demand import DEFAULT_HEADROOM, RELEASE_HALF_LIFE_S
 
 API_GROUP = "argus.dev"
@@ -133,7 +133,7 @@ class T2IServiceSpec(_Model):
             parse_levels(self.levels, self.model.steps)
         except LevelError as e:
             raise ValueError(str(e)) from None
-        cached = [lv for lv in self.levels if lv.startswith("cache-") and lv != "cache-k0"]
+        cached = [lv for lv in self.levels if level_named(lv).needs_cache_hit]
         if not self.cache.enabled and cached:
             raise ValueError(f"levels: {', '.join(cached)} need the latent cache, which cache.enabled=false turns "
                              "off; list only cache-k0, steps-<S> and model-<name> levels")

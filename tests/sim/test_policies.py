@@ -4,13 +4,17 @@ Cases: Clipper-HA puts every GPU and prompt on cache-k0; Clipper-HT on the faste
 needs no cache hit; NIRVANA-like splits GPUs over cache levels only, in proportion to the hit
 distribution's work, and keys each prompt at its deepest allowed cache level; Proteus-like keys
 every prompt alike and plans only levels that need no hit; static splits key by the predictor;
-Argus's tick turns lagged demand into a Snapshot for the production optimizer and a valid policy
-document; argus-u<x> checks its utilization.
+Argus's tick runs the production control period (argus.control.loop.plan) on the lagged observation
+and applies what it decides; argus-u<x> checks its utilization.
 """
 
 import numpy as np
 import pytest
 
+from argus.control.loop import demand_settings, plan as loop_plan, smooth_class_shares
+from argus.control.observed import MetricsSnapshot
+from argus.control.state import ControlState
+from argus.policy.demand import DemandState
 from argus.policy.profile import load_default_profile
 from argus.sim.policies import Observation, PolicyError, Service, make_policy, proportional
 from argus.sim.prompts import PromptModel, draw
@@ -63,11 +67,17 @@ def test_static_split_keys_by_predictor():
     assert np.array_equal(pol.keys(PROMPTS), PROMPTS.optimal)
 
 
-def test_argus_tick_calls_the_optimizer():
+def test_argus_tick_runs_the_production_control_period():
     pol = make_policy("argus", SVC, MODEL)
     keys = {n: float(c) for n, c in zip(NAMES, np.bincount(PROMPTS.optimal, minlength=len(NAMES))) if c}
-    plan = pol.tick(Observation(now=15.0, rate=1.0, keys=keys, queues={}, replicas={"cache-k0": 8}))
-    assert plan.solve_s > 0 and pol.version == 1
+    obs = Observation(now=15.0, rate=1.0, keys=keys, queues={}, replicas={"cache-k0": 8})
+    plan = pol.tick(obs)
+    assert plan.solve_s > 0 and plan.doc.version == 1 and pol.state.policy_version == 1
+    # what argus.control.loop.plan decides for the same spec, observation and state, the simulator applies
+    want = loop_plan("sim", SVC.spec(), SVC.levels, MetricsSnapshot(demand=1.0, h=keys), ControlState(
+        allocation={n: (8 if n == "cache-k0" else 0) for n in NAMES}), 15.0,
+        classes=smooth_class_shares(DemandState(), {}, pol.table, NAMES, 15.0, demand_settings(SVC.spec()))[0])
+    assert plan.replicas == want.allocation and pol.state.demand == want.state.demand
     assert sum(plan.replicas.values()) <= 8 and plan.replicas["cache-k0"] >= 1
     for row in plan.doc.redirection.values():
         assert sum(row.values()) == pytest.approx(1.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from argus.policy.demand import RELEASE_HALF_LIFE_S, DemandSettings
+from argus.policy.demand import DEFAULT_HEADROOM, RELEASE_HALF_LIFE_S
 from argus.policy.profile import load_default_profile, load_profile
 from argus.sim.engine import DISPATCH, SimConfig, simulate
 from argus.sim.policies import POLICY_NAMES, Service, make_policy
@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--period", type=float, default=15.0, help="control period, seconds")
     p.add_argument("--lag", type=float, default=15.0, help="measurement lag (scrape interval), seconds")
     p.add_argument("--window", type=float, default=60.0, help="rate window, seconds")
-    p.add_argument("--headroom", type=float, default=DemandSettings().headroom,
+    p.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM,
                    help="demand headroom the optimizer plans with (argus.policy.demand)")
     p.add_argument("--release-half-life", type=float, default=RELEASE_HALF_LIFE_S,
                    help="seconds: half-life of demand decreases (how fast capacity is given back)")
@@ -76,9 +76,8 @@ def run(args) -> int:
     curve = (bursty(base, args.burst_factor, args.plateau_min * 60, args.gap_min * 60, args.plateaus)
              if args.shape == "bursty" else flat(base, args.duration_min * 60))
     svc = Service(gpus=args.gpus, levels=profile.levels, quality_floor=args.quality_floor, latency_slo=args.slo,
-                  control_period_s=args.period,
-                  demand=DemandSettings(headroom=args.headroom,
-                                                release_half_life_s=args.release_half_life))
+                  control_period_s=args.period, headroom=args.headroom,
+                  scale_down_half_life=args.release_half_life)
     cfg = SimConfig(period_s=args.period, scrape_lag_s=args.lag, rate_window_s=args.window, seed=args.seed,
                     dispatch=args.dispatch)
     results = {}

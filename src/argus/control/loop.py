@@ -20,7 +20,7 @@ from argus.policy.demand import NOISE_BAND, DemandSettings, DemandState, estimat
 from argus.policy.document import PolicyDocument
 from argus.policy.optimizer import solve
 from argus.policy.profile import LevelProfile, agnostic_key
-from argus.policy.snapshot import Hysteresis, Snapshot
+from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
 from argus.spec import T2IServiceSpec
 
 DWELL_PERIODS = 4.0  # a new allocation is kept this many control periods before a non-urgent change
@@ -62,7 +62,7 @@ def allocation_fits(alloc: dict[str, int], spec: T2IServiceSpec) -> bool:
 
 def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...], observed: MetricsSnapshot | None,
          state: ControlState, now: float, generation: int | None = None, epoch: str = "",
-         agnostic: bool = False) -> Plan:
+         agnostic: bool = False, classes: tuple[PromptClass, ...] = (), quality_weight: float = 1.0) -> Plan:
     """Decide the next allocation and policy; keep the last allocation when metrics are missing.
 
     `epoch` names the lineage of the policy versions (the T2IService's uid; a run id locally): the
@@ -70,6 +70,8 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     `agnostic` plans as a prompt-agnostic peer (Proteus-like, a comparison mode): every prompt keyed at the
     most approximate level (so every level may serve it), the same optimizer trading mean level quality
     against capacity, and a policy that tells the router to ignore per-prompt predictions.
+    `classes` plans per prompt class (argus.policy.classes; shares smoothed by the caller with
+    `smooth_class_shares`), `quality_weight` scales quality against capacity in the optimizer's objective.
     """
     levels = [p.level for p in profiles]
     fits = allocation_fits(state.allocation, spec)
@@ -98,7 +100,8 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                     throughput_target=spec.throughput_target, quality_floor=spec.quality_floor,
                     latency_slo=spec.latency_slo, now=now, current=current, queues=queues,
                     last_change=last_change, min_full_quality=spec.min_full_quality_replicas,
-                    hysteresis=Hysteresis(min_dwell_s=dwell_s(spec.control_period, profiles)))
+                    hysteresis=Hysteresis(min_dwell_s=dwell_s(spec.control_period, profiles)),
+                    classes=() if key is not None else classes, quality_weight=quality_weight)
     decision = solve_releasing_idle(snap)
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
@@ -197,6 +200,19 @@ def smooth_demand(dstate: DemandState, observed: MetricsSnapshot, levels: list[s
     if demand > 0 and not h:
         h = prior_h(levels)
     return demand, h, dstate
+
+
+def smooth_class_shares(cstate: DemandState, counts: dict[str, float], table: dict[str, PromptClass],
+                        levels: list[str], now: float, settings: DemandSettings) -> tuple[tuple[PromptClass, ...], DemandState]:
+    """The prompt classes to plan with: the table's classes (qualities restricted to `levels`) with shares
+    from the arrivals per class through the h_k EWMA (the table's own shares until a class arrival is seen)."""
+    seen = {k: v for k, v in counts.items() if k in table}
+    shares, cstate = estimate_shares(cstate, seen, now, settings)
+    if not shares:
+        shares = {k: c.share for k, c in table.items()}
+    keep = set(levels)
+    return tuple(replace(table[k], share=v, quality={lv: q for lv, q in table[k].quality.items() if lv in keep})
+                 for k, v in sorted(shares.items())), cstate
 
 
 def _shares(raw: dict[str, float], levels: list[str]) -> dict[str, float]:

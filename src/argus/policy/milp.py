@@ -28,7 +28,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from argus.policy import allocations, cover
 from argus.policy.bnb import LpModel, branch_and_bound, outer_approximation
 from argus.policy.fixed import SafeEvaluator
-from argus.levels import parse_level
+from argus.levels import FULL, parse_level
 from argus.policy.redirection import NEVER, relation_table
 from argus.policy.snapshot import Snapshot
 
@@ -211,7 +211,7 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     # No level needs more replicas than all the load that may reach it plus its backlog: a tight box
     # keeps branching short. Spare GPUs are handed out after the solve (see optimizer).
     b_hi[:n] = np.where(usable, np.minimum(s.gpus, np.ceil((reach + backlog) / T - 1e-9)), 0.0)
-    k0 = names.index("cache-k0")
+    k0 = names.index(FULL)
     b_lo[k0] = s.min_full_quality
     b_hi[k0] = max(b_hi[k0], s.min_full_quality)  # kept even when no load needs it
     if not overload:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from argus.levels import parse_level
+from argus.levels import FULL, parse_level
 from argus.policy import milp
 from argus.policy.decision import Decision
 from argus.policy.redirection import matrix
@@ -308,7 +308,7 @@ def _reason(s: Snapshot, f: milp.Formulation, sol: milp.Solution, flows: np.ndar
         for j, n in enumerate(names):
             lv = parse_level(n, 1000)
             fam[lv.family] += float(flows[:, j].sum())
-        full = float(flows[:, names.index("cache-k0")].sum())
+        full = float(flows[:, names.index(FULL)].sum())
         notes.append(f"{own / throughput:.0%} of load at its optimal level, "
                      f"{(throughput - own - degraded) / throughput:.0%} at a safer one")
         notes.append(f"strategy: full quality {full / throughput:.0%}, approximate caching "

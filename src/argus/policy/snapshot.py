@@ -272,8 +272,8 @@ def _validate_classes(s: Snapshot, known: set[str]) -> None:
                 raise SnapshotError(f"{where}.quality: unknown level {lv!r}")
             if not 0 <= _finite(q, f"{where}.quality[{lv}]") <= 100:
                 raise SnapshotError(f"{where}.quality[{lv}]: {q} must be in [0, 100]")
-        if "cache-k0" not in c.quality:
-            raise SnapshotError(f"{where}.quality: must include the full-quality level 'cache-k0'")
+        if FULL not in c.quality:
+            raise SnapshotError(f"{where}.quality: must include the full-quality level {FULL!r}")
     total = sum(c.share for c in s.classes)
     if s.classes and s.demand > 0 and abs(total - 1.0) > H_TOLERANCE:
         raise SnapshotError(f"classes: shares sum to {total:.6f}, not 1")

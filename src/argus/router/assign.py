@@ -14,6 +14,7 @@ import random
 
 import numpy as np
 
+from argus.levels import FULL
 from argus.policy.document import PolicyDocument
 
 BURST = 4.0  # requests a level may take beyond its share of the arrivals before it counts as full
@@ -96,7 +97,7 @@ def score_rows(predicted: np.ndarray, policy: PolicyDocument, available: np.ndar
         ok &= available
     allowed = ~np.isnan(predicted) & ok[None, :]
     if not policy.overload:
-        full = np.array([lv == "cache-k0" for lv in levels])
+        full = np.array([lv == FULL for lv in levels])
         allowed &= (predicted >= policy.quality_floor) | full[None, :]
     return np.where(allowed, np.nan_to_num(predicted) - price[None, :], -math.inf)
 

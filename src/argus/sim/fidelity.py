@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from argus.control.loop import demand_settings
+from argus.levels import FULL
 from argus.policy.profile import LevelProfile
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import Optimized, Service, make_policy
@@ -137,7 +137,7 @@ def _allocation(raw) -> dict[str, int]:
         if len(seen) > 1:
             raise FidelityError("the allocation changed during the run; only a fixed allocation can be replayed")
         raw = dict(seen.pop()) if seen else None
-    return {k: v for k, v in (raw or {"cache-k0": 1}).items() if v}
+    return {k: v for k, v in (raw or {FULL: 1}).items() if v}
 
 
 def measured_profile(doc: dict) -> tuple[LevelProfile, float]:
@@ -149,7 +149,7 @@ def measured_profile(doc: dict) -> tuple[LevelProfile, float]:
     """
     tput = {int(b): float(v) for b, v in doc["throughput"].items()}
     one = min(tput)
-    prof = LevelProfile(level=doc.get("level", "cache-k0"), throughput=tput, service_time=one / tput[one],
+    prof = LevelProfile(level=doc.get("level", FULL), throughput=tput, service_time=one / tput[one],
                         quality=100.0, model="local", load_time=0.0,
                         note="batch times measured at the running replicas (bench/fidelity_calibrate.py)")
     return prof, max(float(doc.get("overhead_s", 0.0)), 0.0)
@@ -180,13 +180,13 @@ def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: 
     summary = report.get("summary", {})
     slo = slo or float(summary.get("slo_s", 30.0))
     if profile is None:
-        if set(alloc) != {"cache-k0"}:
+        if set(alloc) != {FULL}:
             raise FidelityError("calibration handles a cache-k0-only allocation; pass a measured profile")
         if calibration == "batches":
             a, c, _ = batch_fit(records, max_batch)
-            profile = (fitted_profile("cache-k0", a, c, max_batch),)
+            profile = (fitted_profile(FULL, a, c, max_batch),)
         else:
-            profile = (cpu_profile("cache-k0", calibrate(records), max_batch),)
+            profile = (cpu_profile(FULL, calibrate(records), max_batch),)
     # A request the runtime lost (router or client timeout) is one the simulator drops: the
     # simulator drops what cannot finish by then, so both count the same requests as served.
     timeout = give_up_s(slo) - overhead_s
@@ -268,10 +268,10 @@ def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...
     if missing:
         raise FidelityError(f"the plan profile has no level {missing[0]!r}")
     fits = level_fits(records, levels, max_batch) if fits is None else fits
-    if "cache-k0" not in fits:
+    if FULL not in fits:
         raise FidelityError("no batch-time fit for cache-k0 (the run served too few full-quality batches)")
-    a0, c0, _ = fits["cache-k0"]
-    speed = (max_batch / (a0 + c0 * max_batch)) / plan["cache-k0"].peak_throughput
+    a0, c0, _ = fits[FULL]
+    speed = (max_batch / (a0 + c0 * max_batch)) / plan[FULL].peak_throughput
     true = []
     for lv in levels:
         load = plan[lv].load_time if load_time_s is None else load_time_s
@@ -287,9 +287,9 @@ def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...
     period = spec.control_period
     plan_svc = Service(gpus=spec.gpus, levels=tuple(plan[lv] for lv in levels), quality_floor=spec.quality_floor,
                        latency_slo=spec.latency_slo, throughput_target=spec.throughput_target,
-                       demand=demand_settings(spec),
+                       headroom=spec.headroom, scale_down_half_life=spec.scale_down_half_life,
                        control_period_s=period)
-    policy = _KeyedAtFullQuality(Optimized("argus", plan_svc), levels.index("cache-k0"))
+    policy = _KeyedAtFullQuality(Optimized("argus", plan_svc), levels.index(FULL))
     t_sent = np.array([r["t_sent"] for r in records])
     wl = replay(t_sent)
     res = simulate(wl, engine_svc, policy, PromptModel(hits={0: 1.0}),

@@ -2,9 +2,10 @@
 
 Every policy answers two questions: which level is each prompt's routing key (the row of the
 redirection matrix the router draws from), and, at each control tick, how many replicas per level
-and which redirection matrix. Argus and Proteus-like call the production optimizer
-(argus.policy.optimizer.solve) and demand estimator (argus.policy.demand); nothing here
-re-implements them. The others are fixed allocations, as their papers describe.
+and which redirection matrix. Argus and Proteus-like run the production control period
+(argus.control.loop.plan: demand EWMA, hysteresis, optimizer, policy document), the one the operator
+and the local runtime run; nothing here re-implements it. The others are fixed allocations, as their
+papers describe.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from argus.control.loop import dwell_s, solve_releasing_idle
-from argus.levels import parse_level
-from argus.policy.decision import to_policy_document
-from argus.policy.demand import NOISE_BAND, RELEASE_HALF_LIFE_S, DemandSettings, DemandState, estimate, estimate_shares
+from argus.control.loop import demand_settings, plan, smooth_class_shares
+from argus.control.observed import MetricsSnapshot
+from argus.control.state import ControlState
+from argus.levels import FULL, level_named
+from argus.policy.demand import DEFAULT_HEADROOM, RELEASE_HALF_LIFE_S, DemandState
 from argus.policy.document import PolicyDocument
-from argus.policy.optimizer import solve
 from argus.policy.profile import LevelProfile, agnostic_key
 from argus.policy import classes as prompt_classes
-from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
+from argus.policy.snapshot import PromptClass
+from argus.spec import T2IServiceSpec
 from argus.sim.prompts import Prompts, PromptSource, cache_allowed
 
 PROFILED_PROMPTS = 40_000  # the simulated "profiled" population the class table is estimated from
@@ -39,36 +41,45 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Service:
-    """What the simulated T2IService asks for (the spec fields the policies read)."""
+    """What the simulated T2IService asks for: the spec fields the policies read, with the spec's defaults.
+
+    `spec()` is the T2IServiceSpec the production control period plans with (argus.control.loop.plan);
+    the demand EWMA, the headroom and the dwell come from it exactly as they do in the operator."""
 
     gpus: int
     levels: tuple[LevelProfile, ...]
     quality_floor: float = 90.0
     latency_slo: float = 30.0
     throughput_target: float = 1e6  # requests/s; effectively "serve all demand"
-    # Rises followed at once, capacity given back with a 300 s half-life (argus.policy.demand).
-    demand: DemandSettings = field(default_factory=lambda: DemandSettings(release_half_life_s=RELEASE_HALF_LIFE_S,
-                                                                          band=NOISE_BAND))
-    # None: what the production loop derives for this service (argus.control.loop.dwell_s: 4 control periods,
-    # at least 3 reloads of the slowest level)
-    hysteresis: Hysteresis | None = None
+    headroom: float = DEFAULT_HEADROOM  # the spec's headroom: capacity planned for this multiple of the rate
+    scale_down_half_life: float = RELEASE_HALF_LIFE_S  # the spec's scaleDownHalfLife (s)
     control_period_s: float = 15.0  # the spec's controlPeriod (the loop's dwell is counted in periods)
 
-    def data_plane(self) -> dict[str, Any]:
-        """The per-service settings every policy document carries (as T2IServiceSpec.data_plane; the
-        simulator renders no images, so the image size is the tiny model's)."""
-        return {"quality_floor": self.quality_floor, "latency_slo_s": self.latency_slo, "image_size": "64x64"}
+    def spec(self, levels: list[str] | None = None) -> T2IServiceSpec:
+        """The T2IService spec this service stands for, over `levels` (default: all of its levels)."""
+        try:
+            return T2IServiceSpec(levels=list(levels or self.names), throughput_target=self.throughput_target,
+                                  quality_floor=self.quality_floor, gpus=self.gpus, latency_slo=self.latency_slo,
+                                  control_period=self.control_period_s, headroom=self.headroom,
+                                  scale_down_half_life=self.scale_down_half_life,
+                                  model={"steps": max(50, _max_steps(self.names) + 1)})
+        except ValueError as e:
+            raise PolicyError(f"the simulated service is not a valid T2IService spec: {e}") from None
 
-    def loop_hysteresis(self) -> Hysteresis:
-        """The hysteresis the optimizer runs with: the given one, or the production loop's for this service."""
-        if self.hysteresis is not None:
-            return self.hysteresis
-        return Hysteresis(min_dwell_s=dwell_s(self.control_period_s, self.levels))
+    def data_plane(self) -> dict[str, Any]:
+        """The per-service settings every policy document carries (T2IServiceSpec.data_plane; the simulator
+        renders no images, so the image size is the spec's default)."""
+        return {"quality_floor": self.quality_floor, "latency_slo_s": self.latency_slo, "image_size": "64x64"}
 
     @property
     def names(self) -> list[str]:
         """Level names in profile order."""
         return [lp.level for lp in self.levels]
+
+
+def _max_steps(names: list[str]) -> int:
+    """The largest K or S the level names use (the schedule must be longer)."""
+    return max((max(lv.skip, lv.steps or 0) for lv in (level_named(n) for n in names)), default=0)
 
 
 @dataclass(frozen=True)
@@ -113,8 +124,7 @@ def identity_doc(svc: Service, replicas: dict[str, int], version: int, now: floa
 
 
 def _needs_hit(name: str) -> bool:
-    lv = parse_level(name, 1000)
-    return lv.family == "cache" and lv.skip > 0
+    return level_named(name).needs_cache_hit
 
 
 class Fixed:
@@ -139,14 +149,16 @@ class Fixed:
 
 
 class Optimized:
-    """The production control loop: demand EWMA x headroom, shares h_k, solve(snapshot) -> Decision.
+    """The production control period (argus.control.loop.plan) on the simulated service.
 
     `levels` restricts the levels the optimizer may use; `agnostic` makes it prompt-agnostic
-    (Proteus-like): every prompt is one class, keyed at the most approximate level, so any level may
-    serve it and the MILP only trades mean quality against capacity. With `model` (Argus) the optimizer
-    plans per prompt class (argus.policy.classes: hit depth x step sensitivity, expected qualities from a
-    profiled sample of the population) and the router places each prompt by its own predictions and
-    the plan's prices (argus.router.assign.place); without it, by the redirection rows.
+    (Proteus-like, `plan(agnostic=True)`): every prompt is one class, keyed at the most approximate level,
+    so any level may serve it and the MILP only trades mean quality against capacity. With `model` (Argus)
+    the optimizer plans per prompt class (argus.policy.classes: hit depth x step sensitivity, expected
+    qualities from a profiled sample of the population) and the router places each prompt by its own
+    predictions and the plan's prices (argus.router.assign.place); without it, by the redirection rows.
+    The only things done here are the simulator's: observations become a MetricsSnapshot, the
+    control state is carried from tick to tick as the operator carries it on the status.
     """
 
     def __init__(self, name: str, svc: Service, levels: list[str] | None = None, agnostic: bool = False,
@@ -158,17 +170,16 @@ class Optimized:
             p = model.profiled(svc.levels, svc.quality_floor, PROFILED_PROMPTS, np.random.default_rng(PROFILE_SEED))
             self.table = prompt_classes.table(p.kmax, p.quality, np.nan_to_num(p.predicted, nan=0.0), p.optimal,
                                               svc.levels)
-        self.cstate = DemandState()
         use = levels or svc.names
         # utilization < 1: the optimizer plans with derated per-GPU throughput (a what-if for a
         # utilization cap the production MILP does not have yet); service times stay the profile's
         self.sub = tuple(replace(lp, throughput={b: t * utilization for b, t in lp.throughput.items()})
                          for lp in svc.levels if lp.level in use)
         self.sub_names = [lp.level for lp in self.sub]
-        self.idx = np.array([svc.names.index(n) for n in self.sub_names])
-        self.state = DemandState()
-        self.version = 0
-        self.last_change: float | None = None
+        self.spec = svc.spec(self.sub_names)
+        self.settings = demand_settings(self.spec)
+        self.state: ControlState | None = None
+        self.cstate = DemandState()
         self.solve_times: list[float] = []
         self.agnostic_key = svc.names.index(agnostic_key(self.sub))
 
@@ -184,64 +195,49 @@ class Optimized:
             return None
         return prompt_classes.keys(prompts.kmax, np.nan_to_num(prompts.predicted, nan=0.0), self.svc.levels)
 
-    def _classes(self, obs: Observation) -> tuple[PromptClass, ...]:
-        counts = {k: v for k, v in obs.classes.items() if k in self.table}
-        shares, self.cstate = estimate_shares(self.cstate, counts, obs.now, self.svc.demand)
-        if not shares:
-            shares = {k: c.share for k, c in self.table.items()}
-        keep = set(self.sub_names)
-        return tuple(replace(self.table[k], share=v, quality={lv: q for lv, q in self.table[k].quality.items()
-                                                             if lv in keep}) for k, v in sorted(shares.items()))
-
     def tick(self, obs: Observation) -> Plan:
-        """Estimate demand and shares, build the snapshot, call the production optimizer."""
-        demand, self.state = estimate(self.state, obs.rate, obs.now, self.svc.demand)
-        counts = {k: v for k, v in obs.keys.items() if k in self.sub_names}
-        h, self.state = estimate_shares(self.state, counts, obs.now, self.svc.demand)
-        if not h:
-            h = {"cache-k0": 1.0}
+        """One production control period on what the simulated router and cluster show."""
         current = {k: obs.replicas.get(k, 0) for k in self.sub_names}
-        snap = Snapshot(gpus=self.svc.gpus, profiles=self.sub, demand=demand, h=h,
-                        throughput_target=self.svc.throughput_target, quality_floor=self.svc.quality_floor,
-                        latency_slo=self.svc.latency_slo, now=obs.now, current=current,
-                        queues={k: obs.queues.get(k, 0.0) for k in self.sub_names},
-                        last_change=self.last_change, hysteresis=self.svc.loop_hysteresis(),
-                        classes=self._classes(obs) if self.table is not None else (),
-                        quality_weight=self.quality_weight)
+        # the allocation in force is the Deployments' spec, as the operator reads it back from its status
+        state = ControlState(allocation=current) if self.state is None else replace(self.state, allocation=current)
+        observed = MetricsSnapshot(demand=obs.rate, h={k: v for k, v in obs.keys.items() if k in self.sub_names},
+                                   queues={k: obs.queues.get(k, 0.0) for k in self.sub_names})
+        classes: tuple[PromptClass, ...] = ()
+        if self.table is not None:
+            classes, self.cstate = smooth_class_shares(self.cstate, obs.classes, self.table, self.sub_names,
+                                                       obs.now, self.settings)
         t = time.perf_counter()
-        dec = solve_releasing_idle(snap)
+        out = plan("sim", self.spec, self.sub, observed, state, obs.now, agnostic=self.agnostic,
+                   classes=classes, quality_weight=self.quality_weight)
         took = time.perf_counter() - t
         self.solve_times.append(took)
-        if dec.changed or self.last_change is None:
-            self.last_change = obs.now
-        self.version += 1
-        doc = to_policy_document(dec, service="sim", version=self.version, **self.svc.data_plane(),
-                                 generated_at=obs.now)
+        self.state = out.state
+        doc = out.policy
         if self.table is None:  # no per-prompt placement: the router draws from the redirection rows
             doc = doc.model_copy(update={"prices": {}, "shares": {}})
-        return Plan(dict(dec.replicas), doc, took, dec.overload)
+        return Plan(dict(out.allocation), doc, took, bool(out.decision and out.decision.overload))
 
 
 def proportional(svc: Service, work: dict[str, float], gpus: int) -> dict[str, int]:
-    """Split GPUs in proportion to work (largest remainder), at least one on cache-k0."""
+    """Split GPUs in proportion to work (largest remainder), at least one on the full-quality level."""
     total = sum(work.values())
     exact = {k: gpus * v / total for k, v in work.items()}
     out = {k: int(np.floor(v)) for k, v in exact.items()}
     for k in sorted(exact, key=lambda k: exact[k] - out[k], reverse=True)[: gpus - sum(out.values())]:
         out[k] += 1
-    if out.get("cache-k0", 0) == 0:
+    if out.get(FULL, 0) == 0:
         donor = max(out, key=lambda k: out[k])
         out[donor] -= 1
-        out["cache-k0"] = 1
+        out[FULL] = 1
     return out
 
 
 def make_policy(spec: str, svc: Service, model: PromptSource) -> Policy:
     """Build a policy from its name (see POLICY_NAMES)."""
     names = svc.names
-    if "cache-k0" not in names:
-        raise PolicyError("the profile must include cache-k0")
-    k0 = names.index("cache-k0")
+    if FULL not in names:
+        raise PolicyError(f"the profile must include {FULL}")
+    k0 = names.index(FULL)
     agnostic = [n for n in names if not _needs_hit(n)]
     tput = {lp.level: lp.peak_throughput for lp in svc.levels}
     fastest = max(agnostic, key=lambda n: tput[n])
@@ -268,16 +264,16 @@ def make_policy(spec: str, svc: Service, model: PromptSource) -> Policy:
     if spec == "proteus":
         return Optimized("proteus", svc, levels=agnostic, agnostic=True)
     if spec == "clipper-ha":
-        return Fixed(spec, svc, {"cache-k0": svc.gpus}, lambda p: np.full(p.optimal.shape, k0))
+        return Fixed(spec, svc, {FULL: svc.gpus}, lambda p: np.full(p.optimal.shape, k0))
     if spec == "clipper-ht":
         j = names.index(fastest)
         return Fixed(spec, svc, {fastest: svc.gpus}, lambda p: np.full(p.optimal.shape, j))
     if spec == "nirvana":
-        cache = [i for i, n in enumerate(names) if parse_level(n, 1000).family == "cache"]
-        by_k = {parse_level(names[i], 1000).skip: names[i] for i in cache}
+        cache = [i for i, n in enumerate(names) if level_named(n).family == "cache"]
+        by_k = {level_named(names[i]).resume_step: names[i] for i in cache}
         work: dict[str, float] = {}
         for k, share in model.hits.items():  # the prior hit distribution: no optimizer, no demand
-            lv = by_k.get(max((kk for kk in by_k if kk <= k), default=0), "cache-k0")
+            lv = by_k.get(max((kk for kk in by_k if kk <= k), default=0), FULL)
             work[lv] = work.get(lv, 0.0) + share / tput[lv]
         cidx = np.array(cache)
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from argus.levels import parse_level, parse_levels
+from argus.levels import FULL, parse_level, parse_levels
 from argus.policy.profile import LevelProfile
 from argus.prompt.index import Thresholds
 from argus.prompt.predictor import Predictor, level_costs
@@ -162,7 +162,7 @@ def optimal_levels(predicted: np.ndarray, levels: tuple[LevelProfile, ...], floo
     """
     order = np.array(cheapest_first(levels))
     ok = (predicted >= floor) & cache_allowed(levels, kmax)
-    ok[:, [lp.level for lp in levels].index("cache-k0")] = True
+    ok[:, [lp.level for lp in levels].index(FULL)] = True
     first = np.argmax(ok[:, order], axis=1)
     return order[first]
 
