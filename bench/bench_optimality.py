@@ -6,7 +6,7 @@ sample, plan with `solve()`; then assign the individual prompts to levels by an 
 plan's load at every level (same per-level utilization) with the same pair rules (cache levels up to the
 prompt's hit; levels at least as safe as its optimal one unless the plan declares overload), maximizing
 quality. Reported: the LP's mean quality minus the plan's expected one (the class model's loss; target
-<= 0.5 points), and the quality the router's per-prompt placement (prices + shares, argus.router.assign)
+<= 0.5 points), and the quality the router's per-prompt placement (prices + shares, argus.policy.assign)
 reaches on the same prompts.
 
 `--fixed`: instead, the per-prompt fluid quality of a few fixed allocations of the paper setup (8 GPUs,
@@ -28,7 +28,7 @@ from argus.policy.decision import to_policy_document
 from argus.policy.optimizer import solve
 from argus.policy.profile import load_default_profile
 from argus.policy.snapshot import Snapshot
-from argus.router.assign import place_rows, score_rows
+from argus.policy.assign import place_rows, score_rows
 from argus.sim.prompts import PromptModel, cache_allowed, draw
 
 

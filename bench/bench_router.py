@@ -43,7 +43,7 @@ def pct(xs, q):
 
 async def _decide_loop(n: int) -> list[int]:
     from argus.policy.document import PolicyDocument
-    from argus.router.assign import safer_levels, served_level
+    from argus.policy.assign import safer_levels, served_level
     from argus.router.dispatch import Dispatcher
     from argus.policy.prompt_plan import FullQualityPlanner
     from argus.router.sources import FileEndpoints, PolicyStore

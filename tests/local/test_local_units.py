@@ -1,6 +1,7 @@
 """Local runtime pieces without starting workers.
 
-Cases: the baselines' static plans (ha: all full quality; ht: all on the cheapest level;
+Cases: the baselines' static plans (argus.policy.baselines; ha: all full quality; ht: all on the fastest
+level that needs no cache hit;
 nirvana: GPUs split over cache levels, step-level prompts run in full) give valid policy
 documents within the GPU budget; an unknown mode is an error naming the choices; the
 local Prometheus config passes `promtool check config`; file_sd targets carry the level.
@@ -14,11 +15,20 @@ import subprocess
 
 import pytest
 
+from argus.control.profiles import service_profiles
 from argus.local import prometheus
-from argus.local.controller import most_approximate, static_plan
+from argus.policy.baselines import BaselineError, fastest_without_hit, fixed_plan
+from argus.policy.profile import load_default_profile
+from argus.spec import parse_spec
 
 LEVELS = ["cache-k0", "cache-k5", "cache-k10", "steps-10", "steps-5"]
 DATA_PLANE = {"quality_floor": 90.0, "latency_slo_s": 30.0, "image_size": "64x64"}
+
+
+def profiles(levels=LEVELS):
+    """What `argus up` plans with for a 20-step service of these levels (the demo's derivation)."""
+    spec = parse_spec({"model": {"steps": 20}, "levels": levels, "throughputTarget": 1, "gpus": 3})
+    return service_profiles(spec, load_default_profile())
 
 
 @pytest.mark.parametrize("mode,expect", [
@@ -27,7 +37,7 @@ DATA_PLANE = {"quality_floor": 90.0, "latency_slo_s": 30.0, "image_size": "64x64
     ("nirvana", {"cache-k0": 1, "cache-k5": 1, "cache-k10": 1}),
 ])
 def test_static_plans(mode, expect):
-    alloc, doc = static_plan(mode, "svc", LEVELS, 3, 20, DATA_PLANE)
+    alloc, doc = fixed_plan(mode, "svc", profiles(), 3, DATA_PLANE)
     assert alloc == expect
     assert sum(alloc.values()) <= 3
     assert doc.allocation == expect and set(doc.redirection) == set(LEVELS)
@@ -36,13 +46,13 @@ def test_static_plans(mode, expect):
 
 
 def test_unknown_mode():
-    with pytest.raises(ValueError, match="ha, ht, nirvana"):
-        static_plan("fast", "svc", LEVELS, 2, 20, DATA_PLANE)
+    with pytest.raises(BaselineError, match="ha, ht, nirvana"):
+        fixed_plan("fast", "svc", profiles(), 2, DATA_PLANE)
 
 
-def test_most_approximate():
-    assert most_approximate(LEVELS, 20) == "steps-5"
-    assert most_approximate(["cache-k0", "cache-k10"], 20) == "cache-k10"
+def test_clipper_ht_runs_the_fastest_level_any_prompt_can_use():
+    assert fastest_without_hit(profiles()) == "steps-5"
+    assert fastest_without_hit(profiles(["cache-k0", "cache-k10"])) == "cache-k0"  # cache-k10 needs a hit
 
 
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool comes with the Debian prometheus package")
@@ -72,7 +82,7 @@ def test_each_run_plans_in_its_own_epoch(tmp_path):
     runs = [LocalController(system, default_profile(spec), source=None) for _ in range(2)]
     assert runs[0].epoch != runs[1].epoch
     assert all(c._plan(None).policy.epoch == c.epoch for c in runs)
-    _, doc = static_plan("ha", "svc", LEVELS, 2, 20, DATA_PLANE, epoch=runs[0].epoch)
+    _, doc = fixed_plan("ha", "svc", profiles(), 2, DATA_PLANE, epoch=runs[0].epoch)
     assert doc.epoch == runs[0].epoch
 
 

@@ -1,4 +1,4 @@
-"""Per-prompt placement (argus.router.assign.place, issue 17).
+"""Per-prompt placement (argus.policy.assign.place, issue 17).
 
 Cases:
 - a prompt goes to the allowed level with the highest predicted quality minus price;
@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from argus.policy.document import PolicyDocument
-from argus.router.assign import BURST, Ledger, assigned_level, place, place_rows
+from argus.policy.assign import BURST, Ledger, assigned_level, place, place_rows
 
 LEVELS = ["cache-k0", "cache-k10", "steps-25", "steps-20"]
 

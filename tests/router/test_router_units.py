@@ -21,7 +21,7 @@ import pytest
 from argus.adapters.triton_client import (Generated, WorkerOverloaded, WorkerRejected, WorkerTimeout,
                                           WorkerUnavailable)
 from argus.policy.document import PolicyDocument, PolicyError, parse_policy
-from argus.router.assign import safer_levels, served_level
+from argus.policy.assign import safer_levels, served_level
 from argus.router.dispatch import Dispatcher
 from argus.router.errors import BadRequest, NoReplicas, Overloaded, Unauthorized, UnknownService, to_http
 from argus.router.sources import PolicyStore

@@ -2,7 +2,7 @@
 
 Cases: full quality under light load has no violations and serves everything; under overload
 Clipper-HA's throughput is its capacity and the excess becomes violations; the router's draw
-follows P(k -> j) and falls back like argus.router.assign for levels without a ready replica; the
+follows P(k -> j) and falls back like argus.policy.assign for levels without a ready replica; the
 control loop sees only lagged, windowed measurements; Argus calls the production optimizer every
 period and, on a bursty workload, serves more at the plateau than Clipper-HA with fewer violations
 and quality above the floor's neighbourhood; every arrival is served or dropped (none lost
@@ -129,9 +129,9 @@ def test_observed_queue_counts_requests_in_service():
 
 
 def test_vectorized_placement_is_the_routers():
-    """The simulator places prompts with the router's own rule and ledger (argus.router.assign.place)."""
+    """The simulator places prompts with the router's own rule and ledger (argus.policy.assign.place)."""
     from argus.policy.document import PolicyDocument
-    from argus.router.assign import Ledger, place as router_place
+    from argus.policy.assign import Ledger, place as router_place
     from argus.sim.engine import place as sim_place
 
     names = ["cache-k0", "cache-k10", "steps-20"]

@@ -16,7 +16,8 @@ from argus.control.observed import MetricsSnapshot
 from argus.control.state import ControlState
 from argus.policy.demand import DemandState
 from argus.policy.profile import load_default_profile
-from argus.sim.policies import Observation, PolicyError, Service, make_policy, proportional
+from argus.policy.baselines import proportional
+from argus.sim.policies import Observation, PolicyError, Service, make_policy
 from argus.sim.prompts import PromptModel, draw
 
 PROFILE = load_default_profile()
@@ -50,7 +51,8 @@ def test_nirvana_uses_cache_levels_only():
 
 
 def test_proportional_split_keeps_full_quality():
-    assert proportional(SVC, {"cache-k0": 0.01, "cache-k5": 0.99}, 8) == {"cache-k0": 1, "cache-k5": 7}
+    assert proportional({"cache-k0": 0.01, "cache-k5": 0.99}, 8) == {"cache-k0": 1, "cache-k5": 7}
+    assert proportional({"cache-k5": 1.0, "cache-k10": 1.0}, 3) == {"cache-k5": 1, "cache-k10": 1, "cache-k0": 1}
 
 
 def test_proteus_is_prompt_agnostic_over_levels_without_hits():

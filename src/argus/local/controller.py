@@ -3,7 +3,7 @@
 It runs the same `argus.control.loop.plan` as the kopf operator, reads the same
 Prometheus metrics through the same adapter, and applies plans with the process
 actuator. Comparison modes: proteus runs the same loop prompt-agnostic (Proteus-like); ha, ht and nirvana replace
-the loop with the baselines' fixed policies.
+the loop with the baselines' fixed policies (argus.policy.baselines, the simulator's too).
 """
 
 from __future__ import annotations
@@ -13,53 +13,20 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from argus.control.loop import Plan, plan
 from argus.control.observed import MetricsUnavailable
 from argus.control.profiles import service_profiles
 from argus.control.state import ControlState
-from argus.levels import FULL, level_named, parse_level
 from argus.local.actuator import ProcessActuator
 from argus.local.runtime import LocalSystem
-from argus.policy.document import PolicyDocument
+from argus.policy.baselines import FIXED, fixed_plan
 from argus.policy.profile import Profile
 
 log = logging.getLogger("argus.local")
 
-MODES = ("argus", "proteus", "ha", "ht", "nirvana")
+MODES = ("argus", "proteus", *FIXED)
 LOOP_MODES = ("argus", "proteus")  # run the control loop (proteus: prompt-agnostic); the others are fixed policies
-
-
-def most_approximate(levels: list[str], n_full: int) -> str:
-    """The cheapest level (fewest denoising steps run; ties: the later one in the list)."""
-    return min(reversed(levels), key=lambda n: parse_level(n, n_full).cost_ratio(n_full))
-
-
-def static_plan(mode: str, service: str, levels: list[str], gpus: int, n_full: int, data_plane: dict[str, Any],
-                epoch: str = "", level_quality: dict[str, float] | None = None) -> tuple[dict, PolicyDocument]:
-    """Allocation and policy of a fixed baseline mode: ha (all full quality), ht (all cheapest), nirvana (cache levels).
-
-    `data_plane`: the service's per-service router settings (T2IServiceSpec.data_plane())."""
-    if mode == "ha":
-        alloc = {FULL: gpus}
-        red = {lv: {FULL: 1.0} for lv in levels}
-    elif mode == "ht":
-        cheap = most_approximate(levels, n_full)
-        alloc = {cheap: gpus}
-        red = {lv: {cheap: 1.0} for lv in levels}
-    elif mode == "nirvana":
-        cache = [lv for lv in levels if level_named(lv).family == "cache"]
-        alloc = {lv: gpus // len(cache) + (1 if i < gpus % len(cache) else 0) for i, lv in enumerate(cache)}
-        alloc = {k: v for k, v in alloc.items() if v > 0}
-        # Prompts whose optimal level is a step level have no cache hit: NIRVANA runs them in full.
-        red = {lv: ({lv: 1.0} if lv in cache else {FULL: 1.0}) for lv in levels}
-    else:
-        raise ValueError(f"unknown fixed mode {mode!r}; expected one of ha, ht, nirvana")
-    doc = PolicyDocument(version=1, epoch=epoch, service=service, **data_plane, levels=levels, allocation=alloc,
-                         redirection=red, reason=f"static baseline mode {mode}",
-                         level_quality={k: v for k, v in (level_quality or {}).items() if k in levels})
-    return alloc, doc
 
 
 @dataclass
@@ -93,8 +60,8 @@ class LocalController:
         """What to start with: the baseline's allocation, or the loop's first plan without metrics."""
         spec = self.system.spec
         if self.mode not in LOOP_MODES:
-            alloc, doc = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
-                                     spec.data_plane(), self.epoch)
+            alloc, doc = fixed_plan(self.mode, self.system.service, service_profiles(spec, self.profile), spec.gpus,
+                                    spec.data_plane(), self.epoch)
         else:
             p = self._plan(None)
             alloc, doc = p.allocation, p.policy
@@ -115,9 +82,8 @@ class LocalController:
         """One control period: observe, plan, apply, record status. Fixed baseline modes only re-assert their policy."""
         spec = self.system.spec
         if self.mode not in LOOP_MODES:
-            alloc, doc = static_plan(self.mode, self.system.service, list(spec.levels), spec.gpus, spec.model.steps,
-                                     spec.data_plane(), self.epoch,
-                                     {lp.level: lp.quality for lp in service_profiles(spec, self.profile)})
+            alloc, doc = fixed_plan(self.mode, self.system.service, service_profiles(spec, self.profile), spec.gpus,
+                                    spec.data_plane(), self.epoch)
             p = Plan(allocation=alloc, policy=doc, state=self.state, changed=False, policy_changed=True, event=None)
             self.actuator.apply(self.system.service, spec, p, full=False)
             self._status(p, None)

@@ -53,7 +53,7 @@ class PolicyDocument(BaseModel):
     prices: dict[str, float] = Field(default_factory=dict, description=(
         "Per-prompt placement (issue 17): what a request at each level costs the plan, in quality points. The "
         "router sends a prompt with per-level predictions to the allowed level maximizing predicted quality "
-        "minus price (argus.router.assign.place). Empty: draw from the redirection row."))
+        "minus price (argus.policy.assign.place). Empty: draw from the redirection row."))
     shares: dict[str, float] = Field(default_factory=dict, description=(
         "Each level's share of the planned capacity: per-prompt placement sends no level more than this share "
         "of the arrivals (beyond a small burst)."))

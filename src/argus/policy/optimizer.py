@@ -229,7 +229,7 @@ def _prices(f: milp.Formulation, replicas: np.ndarray) -> dict[str, float]:
     the plan's LP at the decided replicas with the demand rows scaled down to what that capacity can take,
     so that nothing is shed. (At the planned demand, under overload, the duals are set by whichever row the
     plan sheds, at P_SHED: they say nothing about who should have the scarce levels.) The router sends each
-    prompt to the allowed level with the highest predicted quality minus price (argus.router.assign.place):
+    prompt to the allowed level with the highest predicted quality minus price (argus.policy.assign.place):
     at these prices every row the assignment splits is indifferent between the levels it uses, so prompts
     sort themselves by their own predictions. Empty when that LP is infeasible."""
     x = np.asarray(replicas, dtype=float)

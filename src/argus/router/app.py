@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from argus.levels import FULL, level_named
 from argus.policy.document import PolicyDocument
 from argus.policy.prompt_plan import FullQualityPlanner, Planner
-from argus.router.assign import Ledger, assigned_level, safer_levels
+from argus.policy.assign import Ledger, assigned_level, safer_levels
 from argus.router.dispatch import Dispatcher
 from argus.router.errors import BadRequest, Overloaded, RouterError, Unauthorized, UnknownService, to_http
 from argus.router.metrics import RouterMetrics

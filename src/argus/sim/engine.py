@@ -4,7 +4,7 @@ Time advances one control period at a time. At each tick the policy sees Prometh
 lagged, windowed measurements and returns replicas plus a redirection matrix; the cluster starts
 and drains replicas (start-up = model load time); arrivals of the period are drawn from the
 workload, keyed by the predictor, routed by sampling the redirection row with the router's
-fallback for levels without a ready replica (argus.router.assign.served_level); each level's queue
+fallback for levels without a ready replica (argus.policy.assign.served_level); each level's queue
 then runs in the compiled kernel until the next tick.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from argus.policy.document import PolicyDocument
-from argus.router.assign import BURST, place_rows, score_rows, served_level
+from argus.policy.assign import BURST, place_rows, score_rows, served_level
 from argus.sim.cluster import Cluster
 from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, njit, run_level, run_level_least_pending
 from argus.sim.metrics import Recorder, Summary
@@ -63,7 +63,7 @@ class Result:
 
 def place(doc: PolicyDocument, names: list[str], predicted: np.ndarray, available: list[bool],
           credit: np.ndarray) -> np.ndarray:
-    """Per-prompt placement (argus.router.assign.place, vectorized): served level index per prompt in
+    """Per-prompt placement (argus.policy.assign.place, vectorized): served level index per prompt in
     `names`, -1 where the prompt has no allowed level; `credit` (per doc level) is the router's ledger."""
     cols = [names.index(lv) for lv in doc.levels]
     avail = np.array([available[c] for c in cols])
@@ -100,7 +100,7 @@ class _Levels:
     def __init__(self, n: int) -> None:
         self.t = [np.empty(0) for _ in range(n)]
         self.q = [np.empty(0) for _ in range(n)]
-        self.credit = np.zeros(n)  # the router's per-level placement ledger (argus.router.assign.place_rows)
+        self.credit = np.zeros(n)  # the router's per-level placement ledger (argus.policy.assign.place_rows)
         self.classes: dict[str, float] = {}  # arrivals per prompt class in the last period
 
 

@@ -4,8 +4,8 @@ Every policy answers two questions: which level is each prompt's routing key (th
 redirection matrix the router draws from), and, at each control tick, how many replicas per level
 and which redirection matrix. Argus and Proteus-like run the production control period
 (argus.control.loop.plan: demand EWMA, hysteresis, optimizer, policy document), the one the operator
-and the local runtime run; nothing here re-implements it. The others are fixed allocations, as their
-papers describe.
+and the local runtime run; nothing here re-implements it. The others are the fixed baselines of
+argus.policy.baselines (the ones `argus up --mode` runs), keyed per prompt the way their routers place it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from argus.levels import FULL, level_named
 from argus.policy.demand import DEFAULT_HEADROOM, RELEASE_HALF_LIFE_S, DemandState
 from argus.policy.document import PolicyDocument
 from argus.policy.profile import LevelProfile, agnostic_key
-from argus.policy import classes as prompt_classes
+from argus.policy import baselines, classes as prompt_classes
 from argus.policy.snapshot import PromptClass
 from argus.spec import T2IServiceSpec
 from argus.sim.prompts import Prompts, PromptSource, cache_allowed
@@ -156,7 +156,7 @@ class Optimized:
     so any level may serve it and the MILP only trades mean quality against capacity. With `model` (Argus)
     the optimizer plans per prompt class (argus.policy.classes: hit depth x step sensitivity, expected
     qualities from a profiled sample of the population) and the router places each prompt by its own
-    predictions and the plan's prices (argus.router.assign.place); without it, by the redirection rows.
+    predictions and the plan's prices (argus.policy.assign.place); without it, by the redirection rows.
     The only things done here are the simulator's: observations become a MetricsSnapshot, the
     control state is carried from tick to tick as the operator carries it on the status.
     """
@@ -218,20 +218,6 @@ class Optimized:
         return Plan(dict(out.allocation), doc, took, bool(out.decision and out.decision.overload))
 
 
-def proportional(svc: Service, work: dict[str, float], gpus: int) -> dict[str, int]:
-    """Split GPUs in proportion to work (largest remainder), at least one on the full-quality level."""
-    total = sum(work.values())
-    exact = {k: gpus * v / total for k, v in work.items()}
-    out = {k: int(np.floor(v)) for k, v in exact.items()}
-    for k in sorted(exact, key=lambda k: exact[k] - out[k], reverse=True)[: gpus - sum(out.values())]:
-        out[k] += 1
-    if out.get(FULL, 0) == 0:
-        donor = max(out, key=lambda k: out[k])
-        out[donor] -= 1
-        out[FULL] = 1
-    return out
-
-
 def make_policy(spec: str, svc: Service, model: PromptSource) -> Policy:
     """Build a policy from its name (see POLICY_NAMES)."""
     names = svc.names
@@ -239,8 +225,6 @@ def make_policy(spec: str, svc: Service, model: PromptSource) -> Policy:
         raise PolicyError(f"the profile must include {FULL}")
     k0 = names.index(FULL)
     agnostic = [n for n in names if not _needs_hit(n)]
-    tput = {lp.level: lp.peak_throughput for lp in svc.levels}
-    fastest = max(agnostic, key=lambda n: tput[n])
     if spec == "argus":
         return Optimized("argus", svc, model=model)
     if spec == "argus-rows":  # before issue 17: level-mean values, redirection rows, classes = optimal levels
@@ -264,25 +248,20 @@ def make_policy(spec: str, svc: Service, model: PromptSource) -> Policy:
     if spec == "proteus":
         return Optimized("proteus", svc, levels=agnostic, agnostic=True)
     if spec == "clipper-ha":
-        return Fixed(spec, svc, {FULL: svc.gpus}, lambda p: np.full(p.optimal.shape, k0))
+        return Fixed(spec, svc, baselines.allocation("ha", svc.levels, svc.gpus), lambda p: np.full(p.optimal.shape, k0))
     if spec == "clipper-ht":
-        j = names.index(fastest)
-        return Fixed(spec, svc, {fastest: svc.gpus}, lambda p: np.full(p.optimal.shape, j))
+        j = names.index(baselines.fastest_without_hit(svc.levels))
+        return Fixed(spec, svc, baselines.allocation("ht", svc.levels, svc.gpus), lambda p: np.full(p.optimal.shape, j))
     if spec == "nirvana":
-        cache = [i for i, n in enumerate(names) if level_named(n).family == "cache"]
-        by_k = {level_named(names[i]).resume_step: names[i] for i in cache}
-        work: dict[str, float] = {}
-        for k, share in model.hits.items():  # the prior hit distribution: no optimizer, no demand
-            lv = by_k.get(max((kk for kk in by_k if kk <= k), default=0), FULL)
-            work[lv] = work.get(lv, 0.0) + share / tput[lv]
-        cidx = np.array(cache)
+        # the prior hit distribution: no optimizer, no demand
+        cidx = np.array([i for i, n in enumerate(names) if level_named(n).family == "cache"])
+        tput = np.array([svc.levels[i].peak_throughput for i in cidx])
 
         def deepest_cache(p: Prompts) -> np.ndarray:
             ok = (p.quality[:, cidx] >= svc.quality_floor) & cache_allowed(svc.levels, p.kmax)[:, cidx]
             ok[:, list(cidx).index(k0)] = True
-            score = np.where(ok, np.array([tput[names[i]] for i in cidx])[None, :], -np.inf)
-            return cidx[np.argmax(score, axis=1)]
-        return Fixed(spec, svc, proportional(svc, work, svc.gpus), deepest_cache)
+            return cidx[np.argmax(np.where(ok, tput[None, :], -np.inf), axis=1)]
+        return Fixed(spec, svc, baselines.allocation("nirvana", svc.levels, svc.gpus, model.hits), deepest_cache)
     if spec.startswith("static:"):
         try:
             parts = dict(item.split("=") for item in spec[len("static:"):].split(","))
