@@ -432,7 +432,7 @@ def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = N
     the router's least-pending dispatch show what each part of the model is worth. `fit_from`: other
     runs' reports whose fitted batch times predict this run (out of sample).
     """
-    from argus.sim.fidelity import (TOLERANCE, FidelityError, batch_fit, calibrate, compare, fitted_profile,
+    from fidelity import (TOLERANCE, FidelityError, batch_fit, calibrate, compare, fitted_profile,
                                     measured_profile)
 
     report = json.loads(report_path.read_text())
@@ -483,13 +483,13 @@ def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = N
 
 def fidelity_loop(reports: list[Path], manifest: Path, overhead_s: float = 0.0,
                   load_time_s: float | None = None) -> dict:
-    """Replay `argus up` runs whose control loop was on (argus.sim.fidelity.compare_controlled): each
+    """Replay `argus up` runs whose control loop was on (bench/fidelity.py, compare_controlled): each
     report with each report's per-level batch fits (its own: in sample; the others: out of sample).
     Prints throughput/p50/p99 ratios, served shares and both allocation timelines; plots the timelines."""
     import yaml
 
     from argus.local.experiment import default_profile
-    from argus.sim.fidelity import TOLERANCE, compare_controlled, level_fits
+    from fidelity import TOLERANCE, compare_controlled, level_fits
     from argus.spec import parse_manifest
 
     _, spec = parse_manifest(yaml.safe_load(manifest.read_text()))

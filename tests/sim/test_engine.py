@@ -101,7 +101,7 @@ def test_observed_queue_counts_requests_in_service():
     """The loop sees requests in flight per level (waiting or in service), as the router's pending gauge
     shows the production loop; a lone long request in service is load, not an empty queue."""
     from argus.policy.profile import LevelProfile
-    from argus.sim.fidelity import replay
+    from bench.fidelity import replay
 
     slow = LevelProfile(level="cache-k0", throughput={1: 1 / 20.0}, service_time=20.0, quality=100.0, model="m",
                         load_time=0.0)

@@ -13,7 +13,7 @@ from a shared queue), and batch times are fitted per replica.
 import numpy as np
 import pytest
 
-from argus.sim.fidelity import FidelityError, calibrate, compare, replay
+from bench.fidelity import FidelityError, calibrate, compare, replay
 
 
 @pytest.mark.parametrize("lead", [0.0, 7.5])
@@ -71,7 +71,7 @@ def _batched_report(n=1500, rate=0.8, a=0.5, c=0.5, seed=7):
 
 
 def test_batch_fit_recovers_batch_times_and_matches():
-    from argus.sim.fidelity import batch_fit
+    from bench.fidelity import batch_fit
 
     rep = _batched_report()
     a, c, n = batch_fit(rep["records"])
@@ -127,7 +127,7 @@ def _router_report(n=1500, rate=0.8, a=0.3, c=1.0, replicas=2, overhead=0.0, see
 
 
 def test_measured_profile_and_overhead_match_an_independent_two_replica_router_run():
-    from argus.sim.fidelity import measured_profile
+    from bench.fidelity import measured_profile
 
     a, c, over = 0.3, 1.0, 0.5
     rep = _router_report(a=a, c=c, overhead=over)
@@ -146,7 +146,7 @@ def test_measured_profile_and_overhead_match_an_independent_two_replica_router_r
 
 
 def test_batch_fit_works_per_replica():
-    from argus.sim.fidelity import batch_fit
+    from bench.fidelity import batch_fit
 
     a, c, n = batch_fit(_router_report(a=0.3, c=1.0)["records"])
     assert n > 100 and a == pytest.approx(0.3, abs=0.05) and c == pytest.approx(1.0, abs=0.05)
@@ -163,7 +163,7 @@ def test_controlled_replay_runs_the_loop_and_matches_a_light_load_run():
     """With the control loop on (production demand, hysteresis and optimizer settings of the spec) a
     light load stays at full quality on both sides and the queueing matches."""
     from argus.local.experiment import default_profile
-    from argus.sim.fidelity import compare_controlled
+    from bench.fidelity import compare_controlled
 
     spec = _demo_spec()
     rep = _router_report(rate=0.3, a=0.3, c=1.0)
@@ -178,7 +178,7 @@ def test_controlled_replay_runs_the_loop_and_matches_a_light_load_run():
 
 def test_controlled_replay_moves_capacity_under_overload_and_needs_a_full_quality_fit():
     from argus.local.experiment import default_profile
-    from argus.sim.fidelity import compare_controlled
+    from bench.fidelity import compare_controlled
 
     spec = _demo_spec()
     # ~1.6 req/s against two full-quality replicas that serve ~1.1: the loop must move one to steps-5
