@@ -20,7 +20,7 @@ import tarfile
 
 import yaml
 
-from argus.control.builders import build_worker_deployment
+from argus.controlplane.builders import build_worker_deployment
 from argus.spec import parse_spec
 from tests.support.chart import ROOT
 

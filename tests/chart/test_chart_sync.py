@@ -28,7 +28,7 @@ from argus import cli, telemetry
 from argus.adapters import helm_chart
 from argus.adapters.envoy_config import build_bootstrap
 from argus.commands import render as render_cmd
-from argus.control.builders import GRPC_PORT, METRICS_PORT, worker_labels
+from argus.controlplane.builders import GRPC_PORT, METRICS_PORT, worker_labels
 from argus.controlplane.settings import OperatorSettings
 from argus.router.settings import RouterSettings
 from tests.support.chart import ROOT, by_kind, crd_schemas, kube_validate, render

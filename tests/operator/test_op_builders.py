@@ -1,4 +1,4 @@
-"""Pure manifest builders (argus.control.builders), checked against the official Kubernetes schemas.
+"""Pure manifest builders (argus.controlplane.builders), checked against the official Kubernetes schemas.
 
 Cases:
 - every object of a service validates with kubernetes-validate (strict) for Kubernetes 1.30;
@@ -22,7 +22,7 @@ import kubernetes_validate
 import pytest
 
 from argus.adapters.kubernetes import KINDS, OWNED_KINDS, RBAC_RULES
-from argus.control.builders import (build_all, build_policy_configmap, build_worker_deployment, latent_cache_condition,
+from argus.controlplane.builders import (build_all, build_policy_configmap, build_worker_deployment, latent_cache_condition,
                                     owner_reference)
 from argus.policy.document import PolicyDocument, parse_policy
 from argus.spec import SpecError, parse_spec

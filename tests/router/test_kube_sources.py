@@ -8,7 +8,7 @@ Cases:
   version replaces it, an invalid one (bad JSON, missing key) is rejected with the metric counted and
   the last good one kept; unlabelled ConfigMaps are ignored
 - contract with the operator: the slice the EndpointSlice controller makes for a Service from
-  argus.control.builders (the Service's labels copied, its ports) and the operator's policy
+  argus.controlplane.builders (the Service's labels copied, its ports) and the operator's policy
   ConfigMap are read as that service's level endpoints and policy
 - the router app with ARGUS_ROUTER_SOURCE=kubernetes (kubeconfig → KMock) lists both at start:
   /readyz is ready, the service is known, the policy version gauge and the rejection counter show
@@ -113,7 +113,7 @@ def test_policies_adopted_replaced_and_rejected(kmock, adapter):
 
 
 def test_objects_built_by_the_operator(kmock, adapter):
-    from argus.control.builders import build_policy_configmap, build_worker_service
+    from argus.controlplane.builders import build_policy_configmap, build_worker_service
 
     svc = build_worker_service("op-s", "default", "cache-k10")
     # What the EndpointSlice controller creates for it: the Service's labels plus service-name, its ports.

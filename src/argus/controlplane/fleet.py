@@ -21,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from argus.adapters.kubernetes import KubeApiError, KubernetesActuator, KubernetesAdapter
+from argus.adapters.kubernetes import KubeApiError, KubernetesAdapter
 from argus.adapters.prometheus_source import PrometheusSource
-from argus.control.builders import owner_reference
+from argus.controlplane.actuator import KubernetesActuator
+from argus.controlplane.builders import owner_reference
 from argus.controlplane import reconcile
 from argus.controlplane.cache import ObjectCache
 from argus.controlplane.metrics import OperatorMetrics

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from argus.adapters.kubernetes import KubernetesActuator
+from argus.controlplane.actuator import KubernetesActuator
 from argus.adapters.prometheus_source import PrometheusSource
-from argus.control.builders import latent_cache_condition
+from argus.controlplane.builders import latent_cache_condition
 from argus.control.loop import Plan, plan
 from argus.control.observed import MetricsSnapshot, MetricsUnavailable
 from argus.control.profiles import service_profiles
