@@ -12,7 +12,7 @@ ratios against Clipper-HA; writes bench/plots/local_burst.json and bench/plots/l
 and per-prompt predictor; every served image is scored by the exact scorer. Default: the tiny random model.
 
 --calibrate: first measure what the two full-quality slots serve saturated on this machine (a separate
-boot, `argus.local.experiment.calibrate`) and multiply the rates, the throughput target and the loop's
+boot, `argus.tools.experiment.calibrate`) and multiply the rates, the throughput target and the loop's
 profile by measured/profiled, as `argus up --calibrate` and `argus load --machine-scaled` do: the
 default rates are for the machine the demo profile was measured on.
 """
@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 
 from argus.local.defaults import TINY_MANIFEST, WORLD_MODEL, WORLD_PREDICTOR, world_manifest
-from argus.local.experiment import boot, default_profile, replay_report
-from argus.loadgen import Record
-from argus.report import full_scores_of, measured_quality, plot, ratios
+from argus.tools.experiment import boot, default_profile, replay_report
+from argus.tools.loadgen import Record
+from argus.tools.report import full_scores_of, measured_quality, plot, ratios
 from argus.spec import parse_manifest
-from argus.workload import bursty_arrivals, load_prompts
+from argus.tools.workload import bursty_arrivals, load_prompts
 
 PLOTS = Path(__file__).resolve().parent / "plots"
 KEYS = ["requests", "ok", "slo_violations", "slo_violation_rate", "throughput_rps", "goodput_rps",

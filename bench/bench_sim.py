@@ -488,7 +488,7 @@ def fidelity_loop(reports: list[Path], manifest: Path, overhead_s: float = 0.0,
     Prints throughput/p50/p99 ratios, served shares and both allocation timelines; plots the timelines."""
     import yaml
 
-    from argus.local.experiment import default_profile
+    from argus.tools.experiment import default_profile
     from fidelity import TOLERANCE, compare_controlled, level_fits
     from argus.spec import parse_manifest
 

@@ -33,10 +33,10 @@ import pytest
 
 from argus.local.defaults import TINY_MANIFEST
 from argus.policy.profile import rescaled
-from argus.local.experiment import (WORKER_MAX_BATCH, boot, default_profile, replay_report, saturation_throughput,
+from argus.tools.experiment import (WORKER_MAX_BATCH, boot, default_profile, replay_report, saturation_throughput,
                                     wait_for_ready, warm_up)
 from argus.spec import parse_manifest
-from argus.workload import bursty_arrivals, load_prompts
+from argus.tools.workload import bursty_arrivals, load_prompts
 
 pytestmark = [pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")),
                                  reason="needs the prometheus binary (scripts/setup.sh installs it)"),

@@ -19,10 +19,10 @@ import pytest
 
 from argus import cli
 from argus.local.defaults import TINY_MANIFEST
-from argus.local.experiment import boot
+from argus.tools.experiment import boot
 from argus.local.runtime import read_state
 from argus.spec import parse_manifest
-from argus.workload import load_prompts
+from argus.tools.workload import load_prompts
 
 pytestmark = [pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")),
                                  reason="needs the prometheus binary (scripts/setup.sh installs it)"),

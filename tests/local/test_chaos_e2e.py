@@ -39,7 +39,7 @@ import pytest
 
 from argus import cli
 from argus.local.defaults import TINY_MANIFEST
-from argus.local.experiment import boot
+from argus.tools.experiment import boot
 from argus.local.runtime import read_state
 from argus.spec import parse_manifest
 

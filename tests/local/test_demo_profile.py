@@ -20,10 +20,10 @@ from argus.control.state import ControlState
 from argus.local.defaults import TINY_MANIFEST
 from argus.local.demo_profile import LOCAL_SWITCH_S, demo_profile, published_quality
 from argus.policy.profile import rescaled
-from argus.local.experiment import MEASURED_PROFILE, default_profile
-from argus.loadgen import Record, Sample
+from argus.tools.experiment import MEASURED_PROFILE, default_profile
+from argus.tools.loadgen import Record, Sample
 from argus.policy.profile import Profile, load_default_profile, load_profile
-from argus.report import summarize, timeline
+from argus.tools.report import summarize, timeline
 from argus.spec import parse_manifest
 
 PUB = load_default_profile()
@@ -109,7 +109,7 @@ def test_rescaled_scales_throughput_and_service_time_only():
 
 def test_profile_at_fewer_steps_keeps_the_share_of_skipped_work():
     from argus.local.demo_profile import at_steps
-    from argus.local.experiment import MEASURED_PROFILE, MEASURED_STEPS, default_profile
+    from argus.tools.experiment import MEASURED_PROFILE, MEASURED_STEPS, default_profile
     from argus.policy.profile import load_profile
     from argus.spec import parse_spec
 

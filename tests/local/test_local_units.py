@@ -74,7 +74,7 @@ def test_each_run_plans_in_its_own_epoch(tmp_path):
     from types import SimpleNamespace
 
     from argus.local.controller import LocalController
-    from argus.local.experiment import default_profile
+    from argus.tools.experiment import default_profile
     from argus.spec import parse_spec
 
     spec = parse_spec({"throughputTarget": 1, "gpus": 2, "levels": LEVELS, "model": {"steps": 20}})
@@ -89,7 +89,7 @@ def test_each_run_plans_in_its_own_epoch(tmp_path):
 def _burst_at(capacity: int, service_s: float = 1.0, timeout_s: float = 10.0):
     """A fake burst: a machine that answers `capacity` requests per `service_s`, one after the other, and a
     router that gives up (504) on any request not answered within `timeout_s`; the sizes it was asked for."""
-    from argus.loadgen import Record
+    from argus.tools.loadgen import Record
 
     sizes = []
 
@@ -101,7 +101,7 @@ def _burst_at(capacity: int, service_s: float = 1.0, timeout_s: float = 10.0):
 
 
 def test_saturation_probe_halves_the_burst_until_it_is_served_whole():
-    from argus.local.experiment import probe_rate
+    from argus.tools.experiment import probe_rate
 
     # 2 req/s, 10 s timeout: a burst of 64 times out; 32 -> 16 s, still partly; 16 -> 8 s: served whole
     burst, sizes = _burst_at(2)
@@ -110,7 +110,7 @@ def test_saturation_probe_halves_the_burst_until_it_is_served_whole():
 
 
 def test_saturation_probe_fails_clearly_when_nothing_is_served():
-    from argus.local.experiment import probe_rate
+    from argus.tools.experiment import probe_rate
 
     burst, sizes = _burst_at(1, service_s=20.0)  # every request outlasts the timeout
     with pytest.raises(RuntimeError, match=r"no request served in 3 bursts down to 4 requests \(statuses \[504"):
@@ -125,7 +125,7 @@ def test_initial_policy_carries_the_service_settings(tmp_path, mode):
     from types import SimpleNamespace
 
     from argus.local.controller import LocalController
-    from argus.local.experiment import default_profile
+    from argus.tools.experiment import default_profile
     from argus.policy.document import parse_policy
     from argus.spec import parse_spec
 

@@ -106,7 +106,7 @@ def test_child_outlives_the_thread_that_started_it(tmp_path):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_control_loop_thread_is_restarted(tmp_path):
     from argus.local.controller import LocalController
-    from argus.local.experiment import default_profile
+    from argus.tools.experiment import default_profile
     from argus.local.runtime import LocalSystem
     from argus.spec import parse_spec
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from argus.sim.trace import load_trace as sim_load_trace
-from argus.workload import WorkloadError, load_trace
+from argus.tools.workload import WorkloadError, load_trace
 
 
 def test_csv_and_jsonl(tmp_path):

@@ -162,7 +162,7 @@ def _demo_spec():
 def test_controlled_replay_runs_the_loop_and_matches_a_light_load_run():
     """With the control loop on (production demand, hysteresis and optimizer settings of the spec) a
     light load stays at full quality on both sides and the queueing matches."""
-    from argus.local.experiment import default_profile
+    from argus.tools.experiment import default_profile
     from bench.fidelity import compare_controlled
 
     spec = _demo_spec()
@@ -177,7 +177,7 @@ def test_controlled_replay_runs_the_loop_and_matches_a_light_load_run():
 
 
 def test_controlled_replay_moves_capacity_under_overload_and_needs_a_full_quality_fit():
-    from argus.local.experiment import default_profile
+    from argus.tools.experiment import default_profile
     from bench.fidelity import compare_controlled
 
     spec = _demo_spec()

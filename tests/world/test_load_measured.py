@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from argus import cli
-from argus.loadgen import Record, exact_measure
-from argus.report import full_scores_of, plot, ratios, summarize, timeline
+from argus.tools.loadgen import Record, exact_measure
+from argus.tools.report import full_scores_of, plot, ratios, summarize, timeline
 from argus.router.png import png_b64
 from argus.world import corrupt, render
 from argus.world.grammar import parse

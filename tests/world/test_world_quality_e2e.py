@@ -21,7 +21,7 @@ import pytest
 
 from argus import cli
 from argus.local.defaults import DEMO_MANIFEST, WORLD_MODEL
-from argus.local.experiment import boot
+from argus.tools.experiment import boot
 from argus.spec import parse_manifest
 from argus.world.model import GUIDANCE_FILE
 

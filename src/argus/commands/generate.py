@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from argus.client import ApiError, GeneratedImage, generate
+from argus.tools.client import ApiError, GeneratedImage, generate
 from argus.local.runtime import read_state
 
 

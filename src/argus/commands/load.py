@@ -2,7 +2,7 @@
 
 Every returned image whose prompt is in the world's grammar is scored by the exact scorer after its
 response arrives (off the sending path); the report shows this measured quality beside the predicted
-one (argus.report). `--prompts world-held-out` draws the prompts from the world's held-out split.
+one (argus.tools.report). `--prompts world-held-out` draws the prompts from the world's held-out split.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import json
 import time
 from pathlib import Path
 
-from argus.loadgen import exact_measure, records_to_json, replay
+from argus.tools.loadgen import exact_measure, records_to_json, replay
 from argus.local.runtime import read_state
-from argus.report import full_scores_of, plot, ratios, summarize, timeline
-from argus.workload import bursty_arrivals, load_prompts, load_trace, scale_trace
+from argus.tools.report import full_scores_of, plot, ratios, summarize, timeline
+from argus.tools.workload import bursty_arrivals, load_prompts, load_trace, scale_trace
 
 
 def register(sub) -> None:

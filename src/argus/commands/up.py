@@ -10,7 +10,7 @@ import yaml
 
 from argus.local.controller import MODES
 from argus.local.defaults import DEMO_MANIFEST, WORLD_PREDICTOR
-from argus.local.experiment import boot, default_profile
+from argus.tools.experiment import boot, default_profile
 from argus.policy.profile import load_profile
 from argus.spec import parse_manifest
 
@@ -68,7 +68,7 @@ def run(args) -> int:
         profile = load_profile(args.profile) if args.profile else default_profile(spec)
         prompts = None
         if args.calibrate:
-            from argus.workload import load_prompts
+            from argus.tools.workload import load_prompts
             from argus.world.prompt_sets import world_prompts
             prompts = load_prompts() if args.file is not None else world_prompts("world-train", 64)
             print("[argus] calibrating: measuring the starting replicas saturated on this machine", flush=True)
@@ -87,7 +87,7 @@ def run(args) -> int:
               f"(logs: {system.workdir / 'logs'})", flush=True)
         if args.demo:
             from argus.commands.generate import save_images
-            from argus.client import generate
+            from argus.tools.client import generate
 
             t1 = time.monotonic()
             imgs = generate(system.url, args.demo, size=f"{spec.model.width}x{spec.model.height}", seed=42)

@@ -40,7 +40,7 @@ class LocalController:
     clock: object = time.time
     state: ControlState = field(default_factory=ControlState)
     events: list[str] = field(default_factory=list)
-    calibration: dict | None = None  # what `argus.local.experiment.calibrate` measured, when it ran
+    calibration: dict | None = None  # what `argus.tools.experiment.calibrate` measured, when it ran
 
     def __post_init__(self):
         self.actuator = ProcessActuator(self.system)

@@ -13,13 +13,13 @@ from typing import Callable
 
 from argus.adapters.prometheus_source import PrometheusSource
 from argus.control.profiles import service_profiles
-from argus.loadgen import exact_measure, records_to_json, replay
+from argus.tools.loadgen import exact_measure, records_to_json, replay
 from argus.local.controller import LocalController
 from argus.local.defaults import TINY_LEVELS, WORLD_LEVELS
 from argus.local.demo_profile import at_steps, demo_profile
 from argus.local.runtime import LocalSystem
 from argus.policy.profile import Profile, load_default_profile, load_profile, rescaled
-from argus.report import summarize, timeline
+from argus.tools.report import summarize, timeline
 from argus.spec import T2IServiceSpec
 
 MEASURED_PROFILE = TINY_LEVELS

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from argus.loadgen import Record, Sample
+from argus.tools.loadgen import Record, Sample
 
 
 FullScores = dict[tuple[str, int], float]  # (prompt, seed) -> the full-quality image's exact score
