@@ -1,6 +1,6 @@
 """Optimizer solve time and solution quality, against HiGHS's own MIP solver measured in the same run.
 
-Instances: random synthetic snapshots (argus.policy.synthetic) at loads 0.2..2.6x the full-quality
+Instances: random synthetic snapshots (bench/synthetic.py) at loads 0.2..2.6x the full-quality
 capacity (so a good share are overloaded), for (GPUs, levels) = (8, 6), (64, 12), (1024, 12).
 For each: `solve()` cold (no running allocation) and steady (re-solve with the decision as the
 running allocation, as every control period does), p50/p99 in ms; the baseline is
@@ -25,7 +25,7 @@ import numpy as np
 
 from argus.policy import milp
 from argus.policy.optimizer import lp_bound, solve
-from argus.policy.synthetic import random_snapshot
+from synthetic import random_snapshot
 
 SIZES = [(8, 6, 10.0), (64, 12, 25.0), (1024, 12, 100.0)]  # (GPUs, levels, p99 target ms)
 

@@ -22,7 +22,7 @@ from argus.policy import cover, milp
 from argus.policy.fixed import FEAS_TOL
 from argus.policy.optimizer import solve
 from argus.policy.safe_dp import fewest_gpus
-from argus.policy.synthetic import random_snapshot
+from bench.synthetic import random_snapshot
 
 
 def _dp(f: milp.Formulation):

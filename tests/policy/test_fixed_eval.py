@@ -23,7 +23,7 @@ from tests.support.snapshots import snap
 
 from argus.policy import allocations, milp
 from argus.policy.bnb import _Cuts
-from argus.policy.synthetic import random_snapshot
+from bench.synthetic import random_snapshot
 
 
 def _check(f: milp.Formulation, xs: list[np.ndarray]) -> int:

@@ -19,7 +19,7 @@ import pytest
 
 from argus.policy import milp
 from argus.policy.optimizer import lp_bound, solve
-from argus.policy.synthetic import random_snapshot
+from bench.synthetic import random_snapshot
 
 
 def allocations(gpus: int, n: int):

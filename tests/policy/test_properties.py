@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from argus.policy.optimizer import solve
 from argus.policy.redirection import violations
-from argus.policy.synthetic import random_snapshot
+from bench.synthetic import random_snapshot
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
