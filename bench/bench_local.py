@@ -31,7 +31,7 @@ from argus.tools.experiment import boot, default_profile, replay_report
 from argus.tools.loadgen import Record
 from argus.tools.report import full_scores_of, measured_quality, plot, ratios
 from argus.spec import parse_manifest
-from argus.tools.workload import bursty_arrivals, load_prompts
+from argus.tools.workload import bursty_arrivals, read_prompts
 
 PLOTS = Path(__file__).resolve().parent / "plots"
 KEYS = ["requests", "ok", "slo_violations", "slo_violation_rate", "throughput_rps", "goodput_rps",
@@ -67,7 +67,7 @@ def main() -> int:
     from argus.world.prompt_sets import is_world_set, world_prompts
 
     prompts = (world_prompts(a.prompts, 1000) if is_world_set(a.prompts)
-               else load_prompts(Path(a.prompts) if a.prompts else None))
+               else read_prompts(Path(a.prompts) if a.prompts else None))
     profile, calibration = default_profile(spec), None
     if a.calibrate:
         with tempfile.TemporaryDirectory(prefix="argus-bench-calibrate-") as wd:

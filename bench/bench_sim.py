@@ -432,7 +432,7 @@ def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = N
     the router's least-pending dispatch show what each part of the model is worth. `fit_from`: other
     runs' reports whose fitted batch times predict this run (out of sample).
     """
-    from fidelity import (TOLERANCE, FidelityError, batch_fit, calibrate, compare, fitted_profile,
+    from fidelity import (TOLERANCE, FidelityError, batch_fit, solo_service_time, compare, fitted_profile,
                                     measured_profile)
 
     report = json.loads(report_path.read_text())
@@ -443,7 +443,7 @@ def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = N
     runs = {"solo": {"calibration": "solo"}, "batches": {"calibration": "batches"}}
     details = {}
     try:
-        details["solo"] = f"batch-1 time {calibrate(recs):.2f} s, batch b costs b x that"
+        details["solo"] = f"batch-1 time {solo_service_time(recs):.2f} s, batch b costs b x that"
         details["batches"] = "batch time {:.2f} + {:.2f} b s over {} batches".format(*batch_fit(recs))
         a, c, _ = batch_fit(recs)
         runs["batches, shared queue"] = {"profile": (fitted_profile("cache-k0", a, c),), "dispatch": "queue"}

@@ -67,7 +67,7 @@ def _by_replica(records: list[dict]) -> list[list[dict]]:
     return list(groups.values())
 
 
-def calibrate(records: list[dict]) -> float:
+def solo_service_time(records: list[dict]) -> float:
     """Batch-1 service time: median latency of successful requests that found their replica idle."""
     solo = []
     for group in _by_replica(records):
@@ -186,7 +186,7 @@ def compare(report: dict, profile: tuple[LevelProfile, ...] | None = None, slo: 
             a, c, _ = batch_fit(records, max_batch)
             profile = (fitted_profile(FULL, a, c, max_batch),)
         else:
-            profile = (cpu_profile(FULL, calibrate(records), max_batch),)
+            profile = (cpu_profile(FULL, solo_service_time(records), max_batch),)
     # A request the runtime lost (router or client timeout) is one the simulator drops: the
     # simulator drops what cannot finish by then, so both count the same requests as served.
     timeout = give_up_s(slo) - overhead_s

@@ -36,7 +36,7 @@ from argus.policy.profile import rescaled
 from argus.tools.experiment import (WORKER_MAX_BATCH, boot, default_profile, replay_report, saturation_throughput,
                                     wait_for_ready, warm_up)
 from argus.spec import parse_manifest
-from argus.tools.workload import bursty_arrivals, load_prompts
+from argus.tools.workload import bursty_arrivals, read_prompts
 
 pytestmark = [pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")),
                                  reason="needs the prometheus binary (scripts/setup.sh installs it)"),
@@ -73,7 +73,7 @@ def runs(tmp_path_factory):
     rate sets the burst.
     """
     name, spec = service()
-    prompts = load_prompts()
+    prompts = read_prompts()
     out = {}
     arrivals = profile = None
     for mode in ("ha", "argus"):

@@ -22,7 +22,7 @@ from argus.local.defaults import TINY_MANIFEST
 from argus.tools.experiment import boot
 from argus.local.runtime import read_state
 from argus.spec import parse_manifest
-from argus.tools.workload import load_prompts
+from argus.tools.workload import read_prompts
 
 pytestmark = [pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")),
                                  reason="needs the prometheus binary (scripts/setup.sh installs it)"),
@@ -38,7 +38,7 @@ def calibrated(tmp_path_factory):
     m["spec"]["model"].update(steps=4, height=32, width=32)
     name, spec = parse_manifest(m)
     system, ctl = boot(name, spec, tmp_path_factory.mktemp("cal"), mode="argus", window="10s",
-                       calibrate_with=load_prompts())
+                       calibrate_with=read_prompts())
     try:
         time.sleep(8)  # four control periods with no load
         yield system, ctl, read_state(system.workdir)

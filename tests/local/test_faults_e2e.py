@@ -26,7 +26,7 @@ from argus.local.defaults import TINY_MANIFEST
 from argus.tools.experiment import Action, boot, replay_report, wait_for_ready
 from argus.local.runtime import read_state
 from argus.spec import parse_manifest
-from argus.tools.workload import load_prompts
+from argus.tools.workload import read_prompts
 
 pytestmark = pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")),
                                 reason="needs the prometheus binary (scripts/setup.sh installs it)")
@@ -91,7 +91,7 @@ def run(tmp_path_factory):
         Action(END - 3, "after outage", status_output),
     )
     try:
-        doc = replay_report(system, arrivals, load_prompts(), label="faults", trace="steady+faults", slo_s=30,
+        doc = replay_report(system, arrivals, read_prompts(), label="faults", trace="steady+faults", slo_s=30,
                             actions=actions, bin_s=5, progress=False)
         # The replacement loads the model: 10-40 s here with one other job, over 75 s (the rest of the replay)
         # beside a nice -10 training job and five other sessions' tests.

@@ -13,7 +13,7 @@ from a shared queue), and batch times are fitted per replica.
 import numpy as np
 import pytest
 
-from bench.fidelity import FidelityError, calibrate, compare, replay
+from bench.fidelity import FidelityError, solo_service_time, compare, replay
 
 
 @pytest.mark.parametrize("lead", [0.0, 7.5])
@@ -27,7 +27,7 @@ def test_replay_reproduces_send_times(lead):
 def test_calibration_uses_requests_that_found_the_worker_idle():
     recs = [{"t_sent": 0.0, "latency": 1.0, "status": 200}, {"t_sent": 0.5, "latency": 3.0, "status": 200},
             {"t_sent": 10.0, "latency": 1.2, "status": 200}, {"t_sent": 20.0, "latency": 0.9, "status": 200}]
-    assert calibrate(recs) == pytest.approx(1.0)  # 0.5 s request queued behind the first one
+    assert solo_service_time(recs) == pytest.approx(1.0)  # 0.5 s request queued behind the first one
 
 
 def _lindley_report(n=1500, rate=0.5, service=1.0, seed=4):

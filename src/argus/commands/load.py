@@ -15,7 +15,7 @@ from pathlib import Path
 from argus.tools.loadgen import exact_measure, records_to_json, replay
 from argus.local.runtime import read_state
 from argus.tools.report import full_scores_of, plot, ratios, summarize, timeline
-from argus.tools.workload import bursty_arrivals, load_prompts, load_trace, scale_trace
+from argus.tools.workload import bursty_arrivals, read_prompts, read_arrivals, scale_trace
 
 
 def register(sub) -> None:
@@ -53,7 +53,7 @@ def arrivals_for(args):
         peak = args.peak_rate or 4 * args.rate
         return bursty_arrivals(base_rate=args.rate, peak_rate=peak, duration=args.duration,
                                peak_start=args.duration / 3, peak_len=args.duration / 3, seed=args.seed)
-    return scale_trace(load_trace(Path(args.trace)), mean_rate=args.rate, duration=args.duration, offset=args.offset)
+    return scale_trace(read_arrivals(Path(args.trace)), mean_rate=args.rate, duration=args.duration, offset=args.offset)
 
 
 def prompts_for(args) -> list[str]:
@@ -62,7 +62,7 @@ def prompts_for(args) -> list[str]:
 
     if is_world_set(args.prompts):
         return world_prompts(args.prompts, args.world_prompts, args.seed)
-    return load_prompts(Path(args.prompts) if args.prompts else None)
+    return read_prompts(Path(args.prompts) if args.prompts else None)
 
 
 def measured_line(summary: dict) -> str:

@@ -68,9 +68,9 @@ def run(args) -> int:
         profile = load_profile(args.profile) if args.profile else default_profile(spec)
         prompts = None
         if args.calibrate:
-            from argus.tools.workload import load_prompts
+            from argus.tools.workload import read_prompts
             from argus.world.prompt_sets import world_prompts
-            prompts = load_prompts() if args.file is not None else world_prompts("world-train", 64)
+            prompts = read_prompts() if args.file is not None else world_prompts("world-train", 64)
             print("[argus] calibrating: measuring the starting replicas saturated on this machine", flush=True)
         predictor = args.predictor
         if predictor is None and spec.model.name == "world-sd" and WORLD_PREDICTOR.is_file():

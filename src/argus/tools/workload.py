@@ -20,7 +20,7 @@ class WorkloadError(ValueError):
     """A trace or prompt file is unusable; the message names the file and the problem."""
 
 
-def load_trace(path: Path) -> np.ndarray:
+def read_arrivals(path: Path) -> np.ndarray:
     """Arrival times in seconds from the first request, sorted, from a CSV (TIMESTAMP) or JSONL (timestamp ms).
 
     The file is read by the simulator's reader (argus.sim.trace), so both parse traces the same way.
@@ -65,7 +65,7 @@ def bursty_arrivals(*, base_rate: float, peak_rate: float, duration: float, peak
         out.append(t)
 
 
-def load_prompts(path: Path | None = None, limit: int | None = None) -> list[str]:
+def read_prompts(path: Path | None = None, limit: int | None = None) -> list[str]:
     """Prompts, one per line (or a .tsv with a Prompt column); default: the shipped DiffusionDB subset."""
     if path is None:
         text = resources.files("argus.data").joinpath("prompts/diffusiondb_300.txt").read_text(encoding="utf-8")
