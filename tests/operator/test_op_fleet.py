@@ -240,7 +240,7 @@ def test_merge_and_diff_are_merge_patch():
 
 
 def test_api_client_pool_holds_a_connection_per_worker(tmp_path, monkeypatch):
-    from argus.controlplane.handlers import api_client
+    from argus.adapters.kubernetes import api_client
 
     (tmp_path / "kubeconfig").write_text(
         "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
@@ -250,7 +250,7 @@ def test_api_client_pool_holds_a_connection_per_worker(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     for workers in (16, 64):
         cfg = OperatorSettings(workers=workers)
-        client = api_client(cfg)
+        client = api_client(cfg.api_pool_size)
         assert client.rest_client.pool_manager.connection_pool_kw["maxsize"] >= workers
 
 

@@ -25,7 +25,8 @@ from argus.adapters.triton_client import TritonWorkerClient
 from argus.local.supervisor import free_port
 from argus.telemetry import WORKER_CACHE
 from argus.worker.latent_store import DirectoryLatentStore
-from argus.worker.repository import TritonPorts, render_repository, triton_command
+from argus.contract import TritonPorts
+from argus.worker.repository import render_repository, triton_command
 from argus.worker.settings import WorkerSettings
 
 LEVELS = ("cache-k0", "cache-k2")

@@ -9,31 +9,16 @@ labelled `argus.dev/policy=true`, key `policy.json`. Label filters are re-checke
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from argus.adapters.kubernetes import KubernetesAdapter
+from argus.adapters.kubernetes import KubernetesAdapter, api_client
+from argus.contract import LEVEL_LABEL, POLICY_KEY, POLICY_LABEL, SERVICE_LABEL, TRITON_PORTS
 
 ROUTER_RBAC_RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("discovery.k8s.io", "endpointslices", ("get", "list", "watch")),
     ("", "configmaps", ("get", "list", "watch")),
 ]
-SERVICE_LABEL = "argus.dev/service"
-LEVEL_LABEL = "argus.dev/level"
-POLICY_LABEL = "argus.dev/policy"
-POLICY_KEY = "policy.json"
-GRPC_PORT = 8001
-
-
-def api_client() -> Any:
-    """A kubernetes ApiClient from the in-cluster service account, else from kubeconfig."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # read now, not at the client's import
-    return client.ApiClient()
+GRPC_PORT = TRITON_PORTS.grpc
 
 
 def slice_addresses(sl: dict[str, Any]) -> list[str]:

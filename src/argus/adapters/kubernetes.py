@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from typing import Any, Protocol
 
 
@@ -58,6 +59,22 @@ class ObjectReader(Protocol):
     def put(self, kind: str, body: dict[str, Any]) -> Any: ...
 
     def owned(self, kind: str, namespace: str, service: str) -> list[dict[str, Any]]: ...
+
+
+def api_client(pool_size: int | None = None) -> Any:
+    """A kubernetes ApiClient from the in-cluster service account, else from kubeconfig (`KUBECONFIG`, read
+    now, not at the client's import); `pool_size`: connections kept, one per thread that shares the client
+    (the default, 5 per CPU, discards connections under 16 worker threads on 2 CPUs)."""
+    from kubernetes import client, config
+
+    conf = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=conf)
+    except config.ConfigException:
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=conf)
+    if pool_size is not None:
+        conf.connection_pool_maxsize = pool_size
+    return client.ApiClient(conf)
 
 
 class KubeApiError(Exception):

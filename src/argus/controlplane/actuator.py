@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from argus.adapters.kubernetes import KubernetesAdapter, ObjectReader
+from argus.contract import LEVEL_LABEL
 from argus.control.actuator import Readiness
 from argus.control.loop import Plan
 from argus.controlplane.builders import build_all, build_policy_configmap, build_worker_deployment, policy_name, \
@@ -56,7 +57,7 @@ class KubernetesActuator:
         gone = []
         for kind in ("Deployment", "Service"):
             for obj in self.cache.owned(kind, self.namespace, service):
-                level = obj["metadata"].get("labels", {}).get("argus.dev/level")
+                level = obj["metadata"].get("labels", {}).get(LEVEL_LABEL)
                 if level and level not in spec.levels:
                     self.kube.delete(kind, self.namespace, obj["metadata"]["name"])
                     gone.append(f"{kind}/{obj['metadata']['name']}")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from argus.contract import LEVEL_LABEL, POLICY_KEY, POLICY_LABEL, SERVICE_LABEL, TRITON_PORTS
 from argus.policy.document import PolicyDocument
 from argus.spec import API_GROUP, API_VERSION, KIND, LatentCacheMode, T2IServiceSpec
 
-HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+HTTP_PORT, GRPC_PORT, METRICS_PORT = TRITON_PORTS.http, TRITON_PORTS.grpc, TRITON_PORTS.metrics
 LATENT_DIR = "/var/lib/argus/latents"
 GPU_RESOURCE = "nvidia.com/gpu"
 WORKER_UID = 10001  # the worker image's non-root user (worker_image/Dockerfile)
@@ -33,12 +34,12 @@ def owner_reference(name: str, uid: str) -> dict[str, Any]:
 def service_labels(service: str) -> dict[str, str]:
     """Labels every object of the T2IService carries (the adapter lists children by these)."""
     return {"app.kubernetes.io/name": "argus", "app.kubernetes.io/managed-by": MANAGED_BY,
-            "argus.dev/service": service}
+            SERVICE_LABEL: service}
 
 
 def worker_labels(service: str, level: str) -> dict[str, str]:
     """Labels of one level's Deployment, pods and Service."""
-    return {**service_labels(service), "app.kubernetes.io/component": "worker", "argus.dev/level": level}
+    return {**service_labels(service), "app.kubernetes.io/component": "worker", LEVEL_LABEL: level}
 
 
 def worker_name(service: str, level: str) -> str:
@@ -93,7 +94,7 @@ def build_worker_deployment(service: str, namespace: str, spec: T2IServiceSpec, 
                             owner: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Deployment of one level: `replicas` Triton workers, one GPU each, Triton readiness probe."""
     labels = worker_labels(service, level)
-    selector = {"argus.dev/service": service, "argus.dev/level": level}
+    selector = {SERVICE_LABEL: service, LEVEL_LABEL: level}
     volumes, mounts = _volumes(service, spec)
     container = {
         "name": "worker",
@@ -152,7 +153,7 @@ def build_worker_service(service: str, namespace: str, level: str,
         "metadata": _meta(worker_name(service, level), namespace, worker_labels(service, level), owner),
         "spec": {
             "clusterIP": "None",
-            "selector": {"argus.dev/service": service, "argus.dev/level": level},
+            "selector": {SERVICE_LABEL: service, LEVEL_LABEL: level},
             "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT},
                       {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT},
                       {"name": "metrics", "port": METRICS_PORT, "targetPort": METRICS_PORT}],
@@ -168,10 +169,10 @@ def policy_name(service: str) -> str:
 def build_policy_configmap(service: str, namespace: str, policy: PolicyDocument,
                            owner: dict[str, Any] | None = None) -> dict[str, Any]:
     """The policy ConfigMap (label argus.dev/policy=true, key policy.json)."""
-    labels = {**service_labels(service), "app.kubernetes.io/component": "policy", "argus.dev/policy": "true"}
+    labels = {**service_labels(service), "app.kubernetes.io/component": "policy", POLICY_LABEL: "true"}
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _meta(policy_name(service), namespace, labels, owner),
-            "data": {"policy.json": policy.to_json()}}
+            "data": {POLICY_KEY: policy.to_json()}}
 
 
 def latents_name(service: str, spec: T2IServiceSpec | None = None) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-SERVICE_LABEL = "argus.dev/service"
+from argus.contract import SERVICE_LABEL
 
 
 def _key(body: dict[str, Any]) -> tuple[str, str]:

@@ -12,7 +12,6 @@ cache current and wake the loop when a spec is created or edited.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tracemalloc
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from argus.adapters.kubernetes import KubernetesAdapter
+from argus.adapters.kubernetes import KubernetesAdapter, api_client
 from argus.adapters.prometheus_source import PrometheusSource
 from argus.controlplane.cache import SERVICE_LABEL, ObjectCache
 from argus.controlplane.fleet import Fleet
@@ -42,20 +41,6 @@ class QuietWatchFilter(logging.Filter):
         return not (record.levelno == logging.INFO and WATCH_HANDLER.match(record.getMessage()))
 
 
-def api_client(cfg: OperatorSettings) -> Any:
-    """A kubernetes ApiClient (in-cluster service account, else kubeconfig) whose connection pool holds a
-    connection per worker thread (the default, 5 per CPU, discards connections under 16 workers on 2 CPUs)."""
-    from kubernetes import client, config
-
-    conf = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=conf)
-    except config.ConfigException:
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=conf)
-    conf.connection_pool_maxsize = cfg.api_pool_size
-    return client.ApiClient(conf)
-
-
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     """Build the clients, the cache and the control loop once; start the loop."""
@@ -70,7 +55,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Lo
     memo.cfg = cfg
     memo.cache = ObjectCache()
     memo.metrics = OperatorMetrics()
-    memo.fleet = Fleet(cfg=cfg, kube=KubernetesAdapter(api_client(cfg), timeout_s=cfg.api_timeout_s),
+    memo.fleet = Fleet(cfg=cfg, kube=KubernetesAdapter(api_client(cfg.api_pool_size), timeout_s=cfg.api_timeout_s),
                        cache=memo.cache,
                        prometheus=PrometheusSource(window=cfg.rate_window, timeout_s=cfg.prometheus_timeout_s),
                        profile=load_profile(cfg.profile_path) if cfg.profile_path else load_default_profile(),

@@ -25,7 +25,8 @@ from argus.local import prometheus
 from argus.local.supervisor import Backoff, Supervisor, describe_exit, free_port, wait_http
 from argus.router.settings import RouterSettings, ServicePredictor
 from argus.spec import T2IServiceSpec
-from argus.worker.repository import TritonPorts, render_repository, triton_command
+from argus.contract import TritonPorts
+from argus.worker.repository import render_repository, triton_command
 from argus.worker.settings import WorkerSettings
 
 STATE_FILE = "state.json"

@@ -8,7 +8,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-MAX_PROMPT_CHARS = 2000  # the router's limit; a longer line is almost surely not a prompt
+from argus.contract import MAX_PROMPT_CHARS  # the request API's limit; a longer line is almost surely not a prompt
+
 DEFAULT_MAX_PROMPTS = 20_000  # profiling runs every level per prompt: more is a mistake unless asked for
 
 

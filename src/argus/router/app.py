@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from argus.contract import MAX_PROMPT_CHARS
 from argus.levels import FULL, level_named
 from argus.policy.document import PolicyDocument
 from argus.policy.prompt_plan import FullQualityPlanner, Planner
@@ -37,7 +38,7 @@ IMAGES_PATH = "/v1/images/generations"
 REQUEST_SCHEMA = {
     "type": "object", "required": ["prompt"], "additionalProperties": False,
     "properties": {
-        "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
         "n": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1},
         "size": {"type": "string", "example": "64x64"},
         "response_format": {"type": "string", "enum": ["b64_json"]},

@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from argus.contract import MAX_PROMPT_CHARS
 from argus.router.errors import BadRequest
 
 KNOWN_IGNORED = {"quality", "style"}  # OpenAI fields accepted for compatibility, no effect here
@@ -31,7 +32,7 @@ class ImageRequest:
 class Limits:
     """What the router accepts."""
 
-    max_prompt_chars: int = 2000
+    max_prompt_chars: int = MAX_PROMPT_CHARS
     max_n: int = 4
     sizes: tuple[str, ...] = ("64x64",)  # accepted for every service, besides each service's own image size
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from argus.contract import MAX_PROMPT_CHARS
+
 
 class RouterSettingsError(ValueError):
     """A router setting is malformed; the message names the variable."""
@@ -101,7 +103,7 @@ class RouterSettings:
     # the size served to a service whose policy document has not arrived yet.
     sizes: tuple[str, ...] = ("64x64",)
     default_size: str = "64x64"
-    max_prompt_chars: int = 2000
+    max_prompt_chars: int = MAX_PROMPT_CHARS
     max_n: int = 4
     timeout_s: float = 120.0  # deadline for one image, worker call included
     max_pending: int = 256  # admission limit: requests in flight in this router

@@ -11,8 +11,9 @@ import os
 import sys
 import shutil
 import sysconfig
-from dataclasses import dataclass
 from pathlib import Path
+
+from argus.contract import TritonPorts
 
 TEMPLATE_ENV = "ARGUS_MODEL_TEMPLATE"
 
@@ -34,15 +35,6 @@ def render_repository(dest: Path, level: str) -> Path:
         shutil.rmtree(target)
     shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
-
-
-@dataclass(frozen=True)
-class TritonPorts:
-    """Ports one tritonserver process listens on."""
-
-    http: int = 8000
-    grpc: int = 8001
-    metrics: int = 8002
 
 
 def triton_command(repo: Path, ports: TritonPorts, work_dir: Path) -> tuple[list[str], dict[str, str]]:

@@ -7,7 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from argus.worker.repository import TritonPorts, render_repository, triton_command
+from argus.contract import TritonPorts
+from argus.worker.repository import render_repository, triton_command
 from argus.worker.settings import WorkerSettings
 
 
