@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from argus.policy import milp
+from argus.policy.solver import milp
 from argus.policy.optimizer import lp_bound, solve
 from synthetic import random_snapshot
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from argus.policy import classes as prompt_classes
-from argus.policy import milp
+from argus.policy.solver import milp
 from argus.policy.optimizer import solve
 from argus.policy.snapshot import PromptClass, Snapshot, SnapshotError
 from tests.support.snapshots import SDXL, snap

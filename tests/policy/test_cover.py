@@ -1,4 +1,4 @@
-"""The covering search (argus.policy.cover) and its dynamic program (argus.policy.safe_dp) against HiGHS's MIP.
+"""The covering search (argus.policy.solver.cover) and its dynamic program (argus.policy.solver.safe_dp) against HiGHS's MIP.
 
 Cases:
 - random snapshots (1-64 GPUs, 3-12 levels, with and without queues): the dynamic program and the
@@ -18,10 +18,10 @@ import random
 import numpy as np
 import pytest
 
-from argus.policy import cover, milp
-from argus.policy.fixed import FEAS_TOL
+from argus.policy.solver import cover, milp
+from argus.policy.solver.fixed import FEAS_TOL
 from argus.policy.optimizer import solve
-from argus.policy.safe_dp import fewest_gpus
+from argus.policy.solver.safe_dp import fewest_gpus
 from bench.synthetic import random_snapshot
 
 

@@ -1,4 +1,4 @@
-"""The combinatorial evaluation of fixed allocations (argus.policy.fixed) against HiGHS on the same model.
+"""The combinatorial evaluation of fixed allocations (argus.policy.solver.fixed) against HiGHS on the same model.
 
 Cases:
 - random snapshots (1-64 GPUs, 1-12 levels, with and without queues, cold and with a running
@@ -6,7 +6,7 @@ Cases:
   objective as the safe model's LP with replicas fixed, or is infeasible in both;
 - the rounded LP relaxation (floor, ceil, nearest), which sits at the feasibility edge, agrees too;
 - a level too slow for the latency SLO: demand that can only go there makes every allocation infeasible;
-- the allocation listing (argus.policy.allocations) counts and lists exactly the box points within budget;
+- the allocation listing (argus.policy.solver.allocations) counts and lists exactly the box points within budget;
 - the LP cuts of bnb.outer_approximation and of the branch and bound's pruning (objective + reduced
   costs of x, from the relaxation and from fixed allocations) never exceed the objective of any
   allocation, at a point or over a box, in both models, with queues (overload) and switching costs.
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from tests.support.snapshots import snap
 
-from argus.policy import allocations, milp
-from argus.policy.bnb import _Cuts
+from argus.policy.solver import allocations, milp
+from argus.policy.solver.bnb import _Cuts
 from bench.synthetic import random_snapshot
 
 

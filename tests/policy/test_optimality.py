@@ -17,7 +17,7 @@ import random
 import numpy as np
 import pytest
 
-from argus.policy import milp
+from argus.policy.solver import milp
 from argus.policy.optimizer import lp_bound, solve
 from bench.synthetic import random_snapshot
 

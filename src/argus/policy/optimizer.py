@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from argus.levels import FULL, parse_level
-from argus.policy import milp
+from argus.policy.solver import milp
 from argus.policy.decision import Decision
 from argus.policy.redirection import matrix
 from argus.policy.snapshot import Snapshot
@@ -22,7 +22,7 @@ def solve(s: Snapshot) -> Decision:
     start = np.array([s.current.get(k, 0) for k in s.levels], dtype=float) if s.current else None
     # The safe model first: most snapshots are not overloaded, and when even its LP relaxation is
     # infeasible this costs one LP. If its short search finds no safe allocation, the covering search
-    # (policy.cover) finds one to restart it from or proves that none exists. Failing that, the overload
+    # (policy.solver.cover) finds one to restart it from or proves that none exists. Failing that, the overload
     # model (always feasible, its prices steer to the least shedding and degrading) searches; a safe answer
     # from it, or one a single replica move repairs, is polished by the safe model again. Overload is
     # declared only when all of that finds no safe allocation. A running allocation that no change
@@ -38,7 +38,7 @@ def solve(s: Snapshot) -> Decision:
         # because the safe search exhausted its tree (the box on x loses no safe allocation: see milp.build).
         certain = f.lp().no_integer_point or milp.run(f, relax=True) is None
         if not certain:
-            # Fractional replicas would do: the covering search (argus.policy.cover) finds an allocation
+            # Fractional replicas would do: the covering search (argus.policy.solver.cover) finds an allocation
             # that serves everything safely, to start the safe search from, or proves that none exists.
             cover = milp.safe_allocation(f)
             certain = cover.proven

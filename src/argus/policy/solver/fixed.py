@@ -30,7 +30,7 @@ class SafeEvaluator:
         for k, j, safe in pairs:
             if safe:
                 reach[k] |= 1 << j
-        self.reach, self.demand = reach, demand  # for the covering search (argus.policy.cover)
+        self.reach, self.demand = reach, demand  # for the covering search (argus.policy.solver.cover)
         unions = {0}
         for k in sources:
             unions |= {u | reach[k] for u in unions}

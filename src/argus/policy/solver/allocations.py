@@ -1,7 +1,7 @@
 """Every integer allocation in a box under a GPU budget, when there are few enough to list (pure).
 
 Small services (a handful of GPUs and levels) have a few thousand allocations in the optimizer's
-box on x; scoring all of them with numpy (argus.policy.fixed) or bounding all of them with LP cuts
+box on x; scoring all of them with numpy (argus.policy.solver.fixed) or bounding all of them with LP cuts
 (bnb.outer_approximation) proves the optimum with far fewer LPs than branch and bound.
 """
 

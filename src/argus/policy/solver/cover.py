@@ -2,11 +2,11 @@
 
 With replicas x fixed, the safe model is feasible iff every closed source set fits into the capacity
 of the levels it may use (Hall's condition over the unions U of the sources' level sets, as in
-argus.policy.fixed): sum_{j in U} (T_j x_j - b_j) >= D(U) and T_j x_j >= b_j. Those are covering
+argus.policy.solver.fixed): sum_{j in U} (T_j x_j - b_j) >= D(U) and T_j x_j >= b_j. Those are covering
 rows, so the fewest GPUs that serve everything safely is a tiny integer program: n integer columns,
 one row per union, objective sum x. A short depth-first branch and bound over it (HiGHS LPs, a node
 pruned when its LP needs more GPUs than the budget) finds a safe allocation within a few LPs when
-one exists; when it does not, the dynamic program of argus.policy.safe_dp decides exactly, and
+one exists; when it does not, the dynamic program of argus.policy.solver.safe_dp decides exactly, and
 usually in about a millisecond, whether any exists (the LP search would need 30-120 LPs to prove
 that none does). The optimizer uses this when its own short safe search found no safe allocation
 although fractional replicas would do: the allocation found starts the safe search again, and a
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from argus.policy.bnb import INT_TOL, LpModel
-from argus.policy.fixed import FEAS_TOL, SafeEvaluator
-from argus.policy.safe_dp import fewest_gpus
+from argus.policy.solver.bnb import INT_TOL, LpModel
+from argus.policy.solver.fixed import FEAS_TOL, SafeEvaluator
+from argus.policy.solver.safe_dp import fewest_gpus
 
 MAX_LPS = 8  # LPs of the covering LP search, which looks for an allocation only (then the dynamic program)
 OBJ_TOL = 1e-6  # GPUs: an LP bound above the budget by more than this prunes (HiGHS is exact to ~1e-9 here)

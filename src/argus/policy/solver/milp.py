@@ -15,7 +15,7 @@ that none exists), so overload is declared only when no safe allocation is found
 The search is exact up to its tolerance (REL_TOL of the model's value scale) unless its node limit
 binds; then the decision carries the proven gap. Small instances are exact (tests/policy). A box on x
 with at most LIST_LIMIT allocations is not branched on: every allocation is listed, and the safe model
-scores them all combinatorially (argus.policy.fixed), the overload model by outer approximation (bnb).
+scores them all combinatorially (argus.policy.solver.fixed), the overload model by outer approximation (bnb).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from argus.policy import allocations, cover
-from argus.policy.bnb import LpModel, branch_and_bound, outer_approximation
-from argus.policy.fixed import SafeEvaluator
+from argus.policy.solver import allocations, cover
+from argus.policy.solver.bnb import LpModel, branch_and_bound, outer_approximation
+from argus.policy.solver.fixed import SafeEvaluator
 from argus.levels import FULL, parse_level
 from argus.policy.redirection import NEVER, relation_table
 from argus.policy.snapshot import Snapshot
@@ -36,7 +36,7 @@ P_DEGRADE = 50.0  # value lost per request/s served below its prompt's floor (ov
 P_SHED = 1000.0  # value lost per request/s shed, beyond its quality: serving comes first
 REL_TOL = 1e-3  # optimality tolerance, relative to serving all planned load at 100% quality
 MAX_NODES = 48  # branch-and-bound nodes per solve; the decision reports the gap if this binds
-GIVE_UP = 16  # safe search: nodes without any integer point before the covering search (policy.cover) takes over
+GIVE_UP = 16  # safe search: nodes without any integer point before the covering search (policy.solver.cover) takes over
 MAX_NODES_OVERLOAD = 64  # the overload model's bound is weaker (shedding is priced high): search longer
 MAX_NODES_SETTLE = 4000  # safety cap of the search that closes the gap to the hysteresis threshold
 LIST_LIMIT = 5000  # allocations in the box up to which every one is scored (safe) or bounded (overload)
@@ -80,7 +80,7 @@ class Formulation:
         return self.cache["lp"]
 
     def evaluator(self) -> SafeEvaluator:
-        """Combinatorial evaluation of fixed allocations in the safe model (see argus.policy.fixed)."""
+        """Combinatorial evaluation of fixed allocations in the safe model (see argus.policy.solver.fixed)."""
         if "eval" not in self.cache:
             q = np.zeros(self.n)
             for i, (k, j, safe) in enumerate(self.pairs):
@@ -291,7 +291,7 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
     if xs is not None:
         r = outer_approximation(lp, xs, tol, limit, start)
     else:
-        # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.fixed), not by HiGHS.
+        # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.solver.fixed), not by HiGHS.
         evaluate = None if f.overload or f.classed else _scorer(f)
         r = branch_and_bound(lp, tol, f.gpus, limit, start, give_up, evaluate)
     if r is None:
@@ -316,7 +316,7 @@ def _best_listed(f: Formulation, xs: np.ndarray) -> Solution | None:
 
 def safe_allocation(f: Formulation) -> cover.Cover:
     """The safe model's covering search: an allocation that serves all planned load safely, or a proof
-    that none exists (argus.policy.cover); the box on x loses no safe allocation (see build)."""
+    that none exists (argus.policy.solver.cover); the box on x loses no safe allocation (see build)."""
     return cover.safe_allocation(f.evaluator(), f.bounds_lo[:f.n], f.bounds_hi[:f.n], f.gpus)
 
 
