@@ -3,7 +3,7 @@
 The demo model has random weights, so its own quality scores say nothing (every level scored
 ~100%). A control loop fed those numbers just picks the cheapest level. So the demo keeps the
 measured throughputs and service times and takes each level's mean relative quality from the
-published SDXL per-level numbers (ARGUS.md, via the bundled `sdxl_published.json`), matched by the
+published SDXL per-level numbers (the Argus paper's, bundled as `data/profiles/sdxl_published.json`), matched by the
 share of denoising work the level skips. That is an assumption, and the profile says so.
 """
 

@@ -30,7 +30,8 @@ from argus.prompt.embedder import Embedder, normalize
 INDEX_FORMAT = "argus-similarity-index"
 INDEX_VERSION = 1
 
-# The NIRVANA prototype's CLIP thresholds (ARGUS.md): similarity above s allows skipping K steps.
+# The NIRVANA prototype's CLIP thresholds (Agarwal et al., NSDI 2024, as the Argus paper uses them):
+# similarity above s allows skipping K steps.
 PUBLISHED_CLIP_THRESHOLDS = ((0.95, 25), (0.90, 20), (0.85, 15), (0.75, 10), (0.65, 5))
 
 

@@ -4,7 +4,7 @@ Cache levels (K>0) are predicted from the nearest cached prompt's similarity (a 
 q = a + b·s, b ≥ 0) and are only available up to the K the index allows. Step and model levels
 are predicted from the prompt embedding by ridge regression (one weight row per level, all rows in
 one matrix so a decision is one small matrix-vector product). The optimal level is the cheapest
-level whose predicted relative quality is at or above the floor (ARGUS.md, Per-prompt level choice).
+level whose predicted relative quality is at or above the floor (the per-prompt level choice Argus makes).
 
 Artifacts are versioned JSON files naming the encoder, model and level set they were trained for;
 `load_predictor(..., expect=...)` refuses a mismatch with a message naming the file.

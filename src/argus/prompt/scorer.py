@@ -2,7 +2,7 @@
 
 CLIP score (Hessel et al. 2021, as computed by torchmetrics): 100 * max(cos(image, text), 0) with
 the CLIP image and text embeddings (kind "clipscore"). Relative quality of an approximated image = its score divided
-by the score of the full-quality image for the same prompt and seed (ARGUS.md, Quality).
+by the score of the full-quality image for the same prompt and seed (the project's definition of quality).
 
 Real weights come from a local directory (`CLIPModel.from_pretrained(path, local_files_only=True)`);
 tests and the tiny demo build a small random-weight CLIP from a config, which exercises the same

@@ -1,7 +1,8 @@
 """Workloads: request-arrival traces and prompt sets, loaded and scaled for open-loop replay.
 
 Pure functions over arrays (no I/O except the explicit loaders). Traces are real LLM
-request logs used only for their arrival times (see ../shared/data/MANIFEST.md); they are
+request logs (e.g. Mooncake's conversation trace, JSONL with a millisecond `timestamp`, or Azure's
+LLM inference trace, CSV with `TIMESTAMP`) used only for their arrival times; they are
 replayed with their inter-arrival pattern kept and time/rate scaled to the system.
 """
 
