@@ -67,7 +67,7 @@ def test_router_counts_violations_against_spec_latency_slo(api, tmp_path, local_
     settings = RouterSettings.from_env(env)
     assert (settings.source, settings.namespace) == ("kubernetes", NS)
 
-    op = Operator(api, tmp_path)
+    op = Operator(api, tmp_path).wait_started()
     try:
         api.apply_t2i(SVC, {"throughputTarget": 1, "gpus": 1, "levels": ["cache-k0"], "controlPeriod": 2,
                             "latencySLO": 0.001, "model": {"steps": 4, "height": 32, "width": 32},

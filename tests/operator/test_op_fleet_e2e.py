@@ -62,14 +62,22 @@ def test_steady_state_requests_status_writes_and_log_lines(api, tmp_path):
     router = FakeRouter(names)
     router.set(**STEADY)
     prom = Prometheus(tmp_path, [f"127.0.0.1:{router.port}"])
-    op = Operator(api, tmp_path, verbosity="info")
+    op = Operator(api, tmp_path, verbosity="info").wait_started()
     try:
         for n in names:
             api.apply_t2i(n, spec(prom.url))
         wait_until(lambda: all(planned(api, n) and (api.t2i(n) or {}).get("status", {}).get("observedThroughput")
                                is not None for n in names), 40, 0.5, what="every service planned with metrics")
-        time.sleep(3 * PERIOD)  # the demand estimate settles (half-life 1 s)
+        # Steady state: the first plans were made before Prometheus had scraped (from the spec's target), the
+        # next ones re-plan on metrics while the demand estimate settles (half-life 1 s). Steady is two quiet
+        # periods in a row; an operator that writes every period never gets there and fails here.
+        def quiet() -> bool:
+            n = len(api.audit())
+            time.sleep(2 * PERIOD)
+            return not [e for e in operator_requests(api.audit()[n:]) if e["method"] in ("POST", "PUT", "PATCH")]
+        wait_until(quiet, 60, 0.0, what="two periods without a write (steady state)")
         n0, log0 = len(api.audit()), len(op.logs().splitlines())
+        before = {n: (api.t2i(n) or {}).get("status", {}) for n in names}
         periods = 4
         time.sleep(periods * PERIOD)
         window = operator_requests(api.audit()[n0:])
@@ -79,7 +87,9 @@ def test_steady_state_requests_status_writes_and_log_lines(api, tmp_path):
         assert not [e for e in window if str(e["action"]).lower() == "list"], f"LIST in steady state: {counts}"
         assert per_service_period <= 2, f"{per_service_period:.2f} requests per service per period: {counts}"
         status_writes = [e for e in window if e["subresource"] == "status"]
-        assert not status_writes, f"status written while nothing changed: {counts}"
+        after = {n: (api.t2i(n) or {}).get("status", {}) for n in names}
+        changed = {n: {k: (before[n].get(k), v) for k, v in after[n].items() if before[n].get(k) != v} for n in names}
+        assert not status_writes, f"status written while nothing changed: {counts}; fields that changed: {changed}"
         assert lines == [], f"{len(lines)} lines logged at INFO in {periods} idle periods: {lines[:5]}"
 
         # a real change is written within two periods
@@ -97,7 +107,7 @@ def test_steady_state_requests_status_writes_and_log_lines(api, tmp_path):
 
 def test_deletion_while_a_period_is_in_flight(api, tmp_path):
     slow = SlowPrometheus()
-    op = Operator(api, tmp_path, tick_s=0.5, extra_env={"ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "30"})
+    op = Operator(api, tmp_path, tick_s=0.5, extra_env={"ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "30"}).wait_started()
     try:
         api.apply_t2i("gone", spec(slow.url, controlPeriod=1))
         api.apply_t2i("stays", spec(slow.url, controlPeriod=1))
@@ -138,7 +148,7 @@ def test_uninstall_leaves_nothing_stuck(api, tmp_path):
         "metadata": {"name": "legacy", "namespace": "default", "finalizers": ["argus.dev/cleanup"]},
         "spec": spec(slow.url)})
     assert legacy["metadata"]["finalizers"] == ["argus.dev/cleanup"]
-    op = Operator(api, tmp_path)
+    op = Operator(api, tmp_path).wait_started()
     try:
         api.apply_t2i("keep", spec(slow.url))
         wait_until(lambda: planned(api, "keep") and planned(api, "legacy"), 30, 0.2, what="both planned")

@@ -69,7 +69,7 @@ def operator(api, tmp_path):
     def start(**kw) -> Operator:
         op = Operator(api, tmp_path, tag=f"op{len(ops)}", **kw)
         ops.append(op)
-        return op
+        return op.wait_started()
 
     yield start
     for op in ops:

@@ -195,6 +195,22 @@ class Operator:
         """Whether the process still runs."""
         return self.proc.poll() is None
 
+    def wait_started(self, timeout: float = 180.0) -> "Operator":
+        """Wait until its startup handler has run (its /metrics answers): what a test times after this is the
+        operator's work, not the interpreter importing kopf, kubernetes and the optimizer on a busy machine
+        (seconds on a quiet one, tens of seconds beside a heavy job). Fails at once if the process exits."""
+        def up():
+            assert self.alive(), f"the operator exited ({self.proc.returncode}):\n{self.logs()[-3000:]}"
+            try:
+                return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).ok
+            except requests.RequestException:
+                return False
+        deadline = time.monotonic() + timeout
+        while not up():
+            assert time.monotonic() < deadline, f"the operator did not start within {timeout:.0f} s"
+            time.sleep(0.2)
+        return self
+
     def metrics(self) -> str:
         """The operator's own /metrics text."""
         return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
