@@ -64,6 +64,19 @@ def test_no_metrics_after_spec_edit_replans():
     assert p.state.observed_generation == 2 and p.policy.version == first.policy.version + 1
 
 
+def test_allocation_kept_while_a_replica_of_it_loads():
+    s = spec()
+    st = run(s, M(demand=0.5, h={"cache-k0": 1.0}), run(s, None, ControlState(), 100.0).state, 250.0).state
+    burst = M(demand=2.5, h={"cache-k20": 1.0})
+    held = plan("svc", s, service_profiles(s, PROFILE), burst, st, 251.0, 1, loading=1)
+    assert held.progressing and not held.changed and not held.policy_changed and held.decision is None
+    assert held.allocation == st.allocation and "1 replica(s) still loading" in held.reason
+    assert held.state.demand == st.demand  # the loading period's queues are not read as demand
+    moved = plan("svc", s, service_profiles(s, PROFILE), burst, held.state, 256.0, 1, loading=0)
+    assert moved.changed and not moved.progressing  # once loaded, the same numbers re-plan
+    assert not plan("svc", s, service_profiles(s, PROFILE), burst, ControlState(), 256.0, 1, loading=2).progressing
+
+
 def test_demand_jump_reallocates_with_numbers():
     s = spec()
     st = run(s, M(demand=0.5, h={"cache-k0": 1.0}), run(s, None, ControlState(), 100.0).state, 250.0).state

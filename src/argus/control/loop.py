@@ -47,6 +47,7 @@ class Plan:
     status: dict[str, Any] = field(default_factory=dict)  # observation fields for .status
     decision: Decision | None = None  # None when the last allocation was kept without solving
     reason: str = ""
+    progressing: bool = False  # kept while replicas of the allocation in force load (see plan's `loading`)
 
 
 def prior_h(levels: list[str]) -> dict[str, float]:
@@ -62,7 +63,8 @@ def allocation_fits(alloc: dict[str, int], spec: T2IServiceSpec) -> bool:
 
 def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...], observed: MetricsSnapshot | None,
          state: ControlState, now: float, generation: int | None = None, epoch: str = "",
-         agnostic: bool = False, classes: tuple[PromptClass, ...] = (), quality_weight: float = 1.0) -> Plan:
+         agnostic: bool = False, classes: tuple[PromptClass, ...] = (), quality_weight: float = 1.0,
+         loading: int = 0) -> Plan:
     """Decide the next allocation and policy; keep the last allocation when metrics are missing.
 
     `epoch` names the lineage of the policy versions (the T2IService's uid; a run id locally): the
@@ -72,6 +74,10 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     against capacity, and a policy that tells the router to ignore per-prompt predictions.
     `classes` plans per prompt class (argus.policy.classes; shares smoothed by the caller with
     `smooth_class_shares`), `quality_weight` scales quality against capacity in the optimizer's objective.
+    `loading`: replicas of the allocation in force that were started and are still loading. While any is,
+    the allocation is kept (`Plan.progressing`): the capacity of the last change has not arrived, queues
+    measured now say nothing about it, and re-planning on them replaced still-loading replicas period
+    after period (measured on the local system: no cheaper replica ever became ready in a burst).
     """
     levels = [p.level for p in profiles]
     fits = allocation_fits(state.allocation, spec)
@@ -82,6 +88,9 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     if observed is None and fits and not spec_changed:
         # No fresh numbers: the safest plan is the one in force; re-issue it unchanged.
         return _keep(service, spec, state, now, status, generation, epoch, key)
+    if loading > 0 and fits and not spec_changed:
+        return _keep(service, spec, state, now, status, generation, epoch, key,
+                     reason=f"kept the allocation in force: {loading} replica(s) still loading")
     dstate = state.demand
     if observed is None:
         demand, h, queues = spec.throughput_target, prior_h(levels), {}
@@ -167,11 +176,14 @@ def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> Decision:
 
 
 def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, status: dict[str, Any],
-          generation: int | None, epoch: str = "", agnostic_key: str | None = None) -> Plan:
+          generation: int | None, epoch: str = "", agnostic_key: str | None = None,
+          reason: str = "") -> Plan:
+    """The allocation in force, re-issued unchanged: without fresh metrics (no `reason`), or while replicas
+    of it load (`reason` says so; the Plan is `progressing`)."""
     alloc = dict(state.allocation)
     doc = PolicyDocument(version=max(state.policy_version, 1), epoch=epoch, service=service, generated_at=now,
                          **spec.data_plane(), levels=list(spec.levels), allocation=alloc, agnostic_key=agnostic_key,
-                         reason="kept the last allocation: no fresh metrics")
+                         reason=reason or "kept the last allocation: no fresh metrics")
     new_state = ControlState(allocation=alloc, policy_version=doc.version, last_change=state.last_change,
                              last_decision=now, quality=state.quality,
                              observed_generation=generation if generation is not None else state.observed_generation,
@@ -179,7 +191,7 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
     if status.get("averageQuality") is None and state.quality is not None:
         status["averageQuality"] = round(state.quality, 3)
     return Plan(allocation=alloc, policy=doc, state=new_state, changed=False, policy_changed=False, event=None,
-                status=status, decision=None, reason=doc.reason)
+                status=status, decision=None, reason=doc.reason, progressing=bool(reason))
 
 
 def demand_settings(spec: T2IServiceSpec) -> DemandSettings:

@@ -73,10 +73,10 @@ class LocalController:
                                         policy_changed=True, event=None))
         return alloc
 
-    def _plan(self, observed) -> Plan:
+    def _plan(self, observed, loading: int = 0) -> Plan:
         spec = self.system.spec
         return plan(self.system.service, spec, service_profiles(spec, self.profile), observed, self.state,
-                    self.clock(), generation=1, epoch=self.epoch, agnostic=self.mode == "proteus")
+                    self.clock(), generation=1, epoch=self.epoch, agnostic=self.mode == "proteus", loading=loading)
 
     def period(self) -> Plan | None:
         """One control period: observe, plan, apply, record status. Fixed baseline modes only re-assert their policy."""
@@ -93,13 +93,11 @@ class LocalController:
             observed = self.source.snapshot(self.system.prometheus_url, self.system.service)
         except MetricsUnavailable as e:
             observed, degraded = None, (e.reason, str(e))
-        if self._last is not None and self._settling():
-            # The last change has not delivered its capacity yet (a replica is still loading): queues
-            # measured now say nothing about it, and re-planning on them replaced still-loading
-            # replicas period after period (measured: no cheaper replica ever became ready in a burst).
-            self._status(self._last, degraded, progressing=True)
+        p = self._plan(observed, loading=self._loading())
+        if p.progressing:  # the core keeps the allocation in force while a replica of it loads
+            self.state = p.state
+            self._status(self._last or p, degraded, progressing=True)
             return None
-        p = self._plan(observed)
         self._last = p
         self.actuator.apply(self.system.service, spec, p, full=False)
         self.state = p.state
@@ -114,14 +112,12 @@ class LocalController:
         log.info("reallocation: %s", text)
         print(f"[argus] {text}", flush=True)
 
-    def _settling(self) -> bool:
-        """True while a started replica is still loading (bounded by the runtime's readiness timeout)."""
+    def _loading(self) -> int:
+        """Replicas started and still loading (not ready, within the runtime's readiness timeout)."""
         now = time.monotonic()
-        for name in self.system.replicas:
-            child = self.system.supervisor.children.get(name)
-            if name not in self.system.ready and child is not None and now - child.started < self.system.ready_timeout_s:
-                return True
-        return False
+        return sum(1 for name in self.system.replicas
+                   if name not in self.system.ready and (child := self.system.supervisor.children.get(name)) is not None
+                   and now - child.started < self.system.ready_timeout_s)
 
     def _status(self, p: Plan, degraded, progressing: bool = False) -> None:
         ready = self.system.counts(ready_only=True)
