@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from argus.levels import DEFAULT_LEVELS, parse_level
+from argus.levels import DEFAULT_LEVELS, FULL, parse_level
 from argus.worker.latent_store import DirectoryLatentStore
 from argus.worker.pipeline import DiffusionPipeline
 from argus.worker.service import CountingMetrics, WorkerService, WorkRequest
@@ -98,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     store_dir = tempfile.mkdtemp(prefix="argus-bench-levels-")
     store = DirectoryLatentStore(store_dir, 1 << 30)
     base = dict(steps=args.steps, levels=tuple(levels), latent_store=store_dir)
-    pipe = DiffusionPipeline(WorkerSettings(level="cache-k0", **base).pipeline_settings())
+    pipe = DiffusionPipeline(WorkerSettings(level=FULL, **base).pipeline_settings())
     clock = PhaseClock(pipe)
     services = {lv: WorkerService(WorkerSettings(level=lv, **base), pipeline=pipe, store=store,
                                   metrics=CountingMetrics()) for lv in levels}
     # The full runs that feed the cache (also warm-up), at the largest batch.
-    services["cache-k0"].handle(requests(len(PROMPTS), args.size, cache=False, store=True))
+    services[FULL].handle(requests(len(PROMPTS), args.size, cache=False, store=True))
     load_before = os.getloadavg()
     # Per (level, batch): one (wall, cpu, loop) sample per round, in round order.
     samples: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     worst = {"wall": 0.0, "cpu": 0.0, "loop": 0.0, "min": 0.0}
     for b in batches:
-        full = samples[("cache-k0", b)]
+        full = samples[(FULL, b)]
         full_wall = statistics.median(s[0] for s in full)
         # Fixed per-request cost: everything but the denoising loop, median over all calls at this batch.
         fixed = statistics.median(s[0] - s[2] for lv in levels for s in samples[(lv, b)])

@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a script outside the package: the test support is tests.support
 
 from tests.support.harness import FakeRouter, KMockApi, Operator, Prometheus, wait_until  # noqa: E402
+from argus.levels import FULL
 
-LEVELS = ["cache-k0", "cache-k10", "cache-k20", "steps-25"]
+LEVELS = [FULL, "cache-k10", "cache-k20", "steps-25"]
 NS = "default"
 BENCH_AGENT = "python-requests"
 
@@ -106,7 +107,7 @@ def main() -> int:
     names = [f"svc{i:03d}" for i in range(a.services)]
     work = Path(tempfile.mkdtemp(prefix="bench-operator-"))
     router = FakeRouter(["solo", *names], tick_s=1.0)  # Prometheus scrapes every second
-    router.set(demand=0.5, h={"cache-k0": 0.5, "cache-k10": 0.5}, served={"cache-k0": 0.5}, quality=98.0)
+    router.set(demand=0.5, h={FULL: 0.5, "cache-k10": 0.5}, served={FULL: 0.5}, quality=98.0)
     prom = Prometheus(work, [f"127.0.0.1:{router.port}"])
     api = KMockApi(work, audit=True)
     trace = {} if a.no_trace else {"PYTHONTRACEMALLOC": "1", "ARGUS_OPERATOR_TRACE_HEAP": "1"}

@@ -30,6 +30,7 @@ from argus.policy.profile import load_default_profile
 from argus.policy.snapshot import Snapshot
 from argus.policy.assign import place_rows, score_rows
 from argus.sim.prompts import PromptModel, cache_allowed, draw
+from argus.levels import FULL
 
 
 def one(rng: np.random.Generator, levels, n_prompts: int) -> dict:
@@ -76,9 +77,9 @@ def fixed_allocations(n_prompts: int = 4000, rate: float = 6.5) -> None:
     ok = cache_allowed(levels, p.kmax)
     print(f"| allocation (8 GPUs) | capacity req/s | utilization at {rate} req/s | per-prompt fluid quality % |")
     print("| --- | --- | --- | --- |")
-    for alloc in ({"cache-k0": 1, "steps-20": 7}, {"cache-k0": 1, "steps-25": 1, "steps-20": 6},
-                  {"cache-k0": 1, "cache-k15": 1, "steps-20": 6}, {"cache-k0": 1, "cache-k10": 1, "steps-20": 6},
-                  {"cache-k0": 1, "cache-k5": 1, "steps-20": 6}, {"cache-k0": 2, "steps-20": 6}):
+    for alloc in ({FULL: 1, "steps-20": 7}, {FULL: 1, "steps-25": 1, "steps-20": 6},
+                  {FULL: 1, "cache-k15": 1, "steps-20": 6}, {FULL: 1, "cache-k10": 1, "steps-20": 6},
+                  {FULL: 1, "cache-k5": 1, "steps-20": 6}, {FULL: 2, "steps-20": 6}):
         x = np.array([alloc.get(n, 0) for n in names], dtype=float)
         ii, jj = np.nonzero(ok & (x[None, :] > 0))
         a_eq = np.zeros((n_prompts, len(ii)))

@@ -26,6 +26,7 @@ import numpy as np
 from argus.policy.solver import milp
 from argus.policy.optimizer import lp_bound, solve
 from synthetic import random_snapshot
+from argus.levels import FULL
 
 SIZES = [(8, 6, 10.0), (64, 12, 25.0), (1024, 12, 100.0)]  # (GPUs, levels, p99 target ms)
 
@@ -49,7 +50,7 @@ def with_classes(s, m: int, rng: np.random.Generator):
     out = []
     for i in range(m):
         q = {lp.level: float(min(100.0, lp.quality * rng.uniform(0.9, 1.05))) for lp in s.profiles}
-        q["cache-k0"] = 100.0
+        q[FULL] = 100.0
         out.append(PromptClass(name=f"c{i}", share=float(shares[i]), optimal=str(rng.choice(names)),
                                hit=int(rng.choice(skips)), quality=q))
     return s.with_(classes=tuple(out))

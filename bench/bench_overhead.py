@@ -20,6 +20,7 @@ import httpx
 from argus.adapters.triton_client import TritonWorkerClient
 from argus.local.runtime import LocalSystem
 from argus.spec import parse_spec
+from argus.levels import FULL
 
 
 def pct(xs, q):
@@ -34,7 +35,7 @@ async def measure(system, n: int):
     async with httpx.AsyncClient(timeout=60) as http:
         for i in range(n):
             t = time.perf_counter()
-            await client.generate("cache-k0", "a small boat", i, 32, 32)
+            await client.generate(FULL, "a small boat", i, 32, 32)
             direct.append(time.perf_counter() - t)
             t = time.perf_counter()
             r = await http.post(system.url + "/v1/images/generations",
@@ -51,10 +52,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=200)
     args = ap.parse_args()
-    spec = parse_spec({"model": {"steps": 2}, "levels": ["cache-k0", "cache-k1"], "throughputTarget": 1, "gpus": 1})
+    spec = parse_spec({"model": {"steps": 2}, "levels": [FULL, "cache-k1"], "throughputTarget": 1, "gpus": 1})
     system = LocalSystem("bench", spec, tempfile.mkdtemp(prefix="argus-bench-"), sizes=("32x32",))
     try:
-        system.start({"cache-k0": 1})
+        system.start({FULL: 1})
         asyncio.run(measure(system, 10))  # warm-up
         direct, proxied = asyncio.run(measure(system, args.requests))
     finally:

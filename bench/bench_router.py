@@ -27,10 +27,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from argus.levels import FULL
 
 HERE = Path(__file__).resolve().parent
 URL = "/v1/images/generations"
-LEVELS = ["cache-k0", "cache-k5", "cache-k10", "cache-k20", "steps-25", "steps-15"]
+LEVELS = [FULL, "cache-k5", "cache-k10", "cache-k20", "steps-25", "steps-15"]
 
 
 def pct(xs, q):
@@ -116,7 +117,7 @@ class Paths:
     async def call(self, path: str, seed: int) -> str | None:
         """One request on `path`; None when it succeeded, else what went wrong (status or error type)."""
         if path == "direct":
-            r = await self.direct.generate("cache-k0", "a small boat", seed, 32, 32, timeout_s=10,
+            r = await self.direct.generate(FULL, "a small boat", seed, 32, 32, timeout_s=10,
                                            store_key="bench/x")
             return None if r.image.shape == (32, 32, 3) else "bad image"
         async with self.http.post(self.url, json={"prompt": "a small boat", "size": "32x32", "seed": seed}) as r:
@@ -273,15 +274,15 @@ def main() -> None:
     from argus.spec import parse_spec
 
     os.environ["ARGUS_MODEL_TEMPLATE"] = str(HERE / "fast_worker" / "argus_fast")
-    spec = parse_spec({"model": {"steps": 2}, "levels": ["cache-k0", "cache-k1"], "throughputTarget": 1, "gpus": 1})
+    spec = parse_spec({"model": {"steps": 2}, "levels": [FULL, "cache-k1"], "throughputTarget": 1, "gpus": 1})
     system = LocalSystem("bench", spec, tempfile.mkdtemp(prefix="argus-bench-router-"), sizes=("32x32",))
     doc = PolicyDocument(version=1, service="bench", quality_floor=90, latency_slo_s=30, image_size="32x32",
-                         levels=["cache-k0", "cache-k1"],
-                         allocation={"cache-k0": 1}, redirection={"cache-k0": {"cache-k0": 1.0}})
+                         levels=[FULL, "cache-k1"],
+                         allocation={FULL: 1}, redirection={FULL: {FULL: 1.0}})
     (system.workdir / "policy" / "bench.json").write_text(doc.to_json())
     try:
         print("starting fast worker, router, Envoy ...", flush=True)
-        system.start({"cache-k0": 1})
+        system.start({FULL: 1})
         grpc = next(iter(system.replicas.values())).grpc
         rows = asyncio.run(bench_latency(system, grpc, rates, args.blocks, args.block_s))
     finally:

@@ -39,6 +39,7 @@ from argus.sim.policies import Observation, Service, make_policy
 from argus.sim.prompts import PromptModel, draw
 from argus.sim.report import plots, ratios, table
 from argus.sim.trace import Workload, bursty, load_trace, poisson
+from argus.levels import FULL
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "traces"
@@ -348,7 +349,7 @@ def redirection_check() -> None:
     prompts = draw(model, profile.levels, svc.quality_floor, 100_000, np.random.default_rng(0))
     h = np.bincount(prompts.optimal, minlength=len(names)) / len(prompts.optimal)
     rate = 390 / 60
-    reps: dict[str, int] = {"cache-k0": 8}
+    reps: dict[str, int] = {FULL: 8}
     for i in range(8):  # settle past the dwell time at the plateau rate
         plan = pol.tick(Observation(now=100.0 + 60 * i, rate=rate, queues={}, replicas=reps,
                                     keys={n: float(x) * rate * 60 for n, x in zip(names, h) if x > 0}))
@@ -446,14 +447,14 @@ def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = N
         details["solo"] = f"batch-1 time {solo_service_time(recs):.2f} s, batch b costs b x that"
         details["batches"] = "batch time {:.2f} + {:.2f} b s over {} batches".format(*batch_fit(recs))
         a, c, _ = batch_fit(recs)
-        runs["batches, shared queue"] = {"profile": (fitted_profile("cache-k0", a, c),), "dispatch": "queue"}
+        runs["batches, shared queue"] = {"profile": (fitted_profile(FULL, a, c),), "dispatch": "queue"}
         details["batches, shared queue"] = "the same fit, one FIFO for both replicas"
     except FidelityError as e:
         print(f"run-only calibration: {e}")
     for other in fit_from:
         a, c, n = batch_fit(json.loads(other.read_text())["records"])
         name = f"batches of {other.parent.name if other.name == 'report.json' else other.stem}"
-        runs[name] = {"profile": (fitted_profile("cache-k0", a, c),)}
+        runs[name] = {"profile": (fitted_profile(FULL, a, c),)}
         details[name] = f"batch time {a:.2f} + {c:.2f} b s fitted on {other} ({n} batches)"
     if calibration is not None:
         prof, over = measured_profile(json.loads(calibration.read_text()))
@@ -505,8 +506,8 @@ def fidelity_loop(reports: list[Path], manifest: Path, overhead_s: float = 0.0,
             cmp, det = compare_controlled(doc, spec, plan, fits=fits[q], overhead_s=overhead_s,
                                           load_time_s=load_time_s)
             m, s_, r = cmp.measured, cmp.simulated, cmp.ratios
-            cheap_m = 1.0 - det["served_share"]["measured"].get("cache-k0", 0.0)
-            cheap_s = 1.0 - det["served_share"]["simulated"].get("cache-k0", 0.0)
+            cheap_m = 1.0 - det["served_share"]["measured"].get(FULL, 0.0)
+            cheap_s = 1.0 - det["served_share"]["simulated"].get(FULL, 0.0)
             print(f"| {p.parent.name} | {'own run' if q == p else q.parent.name} | "
                   f"{s_['throughput_rps']:.3f} / {m['throughput_rps']:.3f} ({r['throughput_rps']:.2f}) | "
                   f"{s_['p50_s']:.2f} / {m['p50_s']:.2f} ({r['p50_s']:.2f}) | "
@@ -532,7 +533,7 @@ def _plot_timelines(timelines: dict, spec) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cheap = [lv for lv in spec.levels if lv != "cache-k0"]
+    cheap = [lv for lv in spec.levels if lv != FULL]
     fig, axes = plt.subplots(len(timelines), 1, figsize=(8, 2.6 * len(timelines)), squeeze=False)
     for ax, (name, tl) in zip(axes[:, 0], timelines.items()):
         for side, style in (("measured", "-"), ("simulated", "--")):

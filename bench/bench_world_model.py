@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from argus.levels import FULL
 
 SIM_BINS = (0.0, 0.7, 0.8, 0.9, 0.95, 1.0001)
 
@@ -77,7 +78,7 @@ def main() -> int:
     t0 = time.time()
     reqs = [GenRequest(p, i, 64, 64) for i, p in enumerate(prompts)]
     bar = tqdm(total=len(prompts), desc="full", mininterval=5)
-    full = generate(pipe, reqs, parse_level("cache-k0", n_full), checkpoints=tuple(ks), batch=args.batch, bar=bar)
+    full = generate(pipe, reqs, parse_level(FULL, n_full), checkpoints=tuple(ks), batch=args.batch, bar=bar)
     bar.close()
 
     def scores(results):

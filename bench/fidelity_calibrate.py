@@ -26,8 +26,9 @@ from pathlib import Path
 import httpx
 
 from argus.adapters.triton_client import TritonWorkerClient
+from argus.levels import FULL
 
-LEVEL = "cache-k0"
+LEVEL = FULL
 
 
 def triton_counts(metrics_port: int) -> tuple[float, float]:
