@@ -123,10 +123,6 @@ def identity_doc(svc: Service, replicas: dict[str, int], version: int, now: floa
                           redirection={k: {k: 1.0} for k in svc.names}, reason=reason)
 
 
-def _needs_hit(name: str) -> bool:
-    return level_named(name).needs_cache_hit
-
-
 class Fixed:
     """A fixed allocation; prompts keyed by a function of their qualities (Clipper, NIRVANA, static)."""
 
@@ -200,8 +196,8 @@ class Optimized:
         current = {k: obs.replicas.get(k, 0) for k in self.sub_names}
         # the allocation in force is the Deployments' spec, as the operator reads it back from its status
         state = ControlState(allocation=current) if self.state is None else replace(self.state, allocation=current)
-        observed = MetricsSnapshot(demand=obs.rate, h={k: v for k, v in obs.keys.items() if k in self.sub_names},
-                                   queues={k: obs.queues.get(k, 0.0) for k in self.sub_names})
+        # plan() keeps the shares and queues of the levels it plans and drops the rest
+        observed = MetricsSnapshot(demand=obs.rate, h=dict(obs.keys), queues=dict(obs.queues))
         classes: tuple[PromptClass, ...] = ()
         if self.table is not None:
             classes, self.cstate = smooth_class_shares(self.cstate, obs.classes, self.table, self.sub_names,
@@ -224,7 +220,7 @@ def make_policy(spec: str, svc: Service, model: PromptSource) -> Policy:
     if FULL not in names:
         raise PolicyError(f"the profile must include {FULL}")
     k0 = names.index(FULL)
-    agnostic = [n for n in names if not _needs_hit(n)]
+    agnostic = [n for n in names if not level_named(n).needs_cache_hit]
     if spec == "argus":
         return Optimized("argus", svc, model=model)
     if spec == "argus-rows":  # before issue 17: level-mean values, redirection rows, classes = optimal levels
