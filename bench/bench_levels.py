@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples.setdefault((lv, b), []).append((wall, cpu, clock.loop_seconds()))
                 for r in res:
                     want = (level.skip, level.steps_run(args.steps), is_cache)
-                    got = (r.info["k_used"], r.info["steps_run"], r.info["cache_hit"])
+                    got = (r.info.k_used, r.info.steps_run, r.info.cache_hit)
                     if got != want:
                         print(f"{lv}: INFO says k_used/steps_run/hit={got}, expected {want}", file=sys.stderr)
                         return 2

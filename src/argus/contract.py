@@ -1,12 +1,15 @@
 """What Argus's components agree on across process and cluster boundaries, written once.
 
 Pure constants and types: the labels the operator puts on a service's objects and the router selects
-by, the ports a Triton worker listens on, the policy ConfigMap's key, and the request API's prompt limit.
+by, the ports a Triton worker listens on, the policy ConfigMap's key, the request API's prompt limit,
+and the report a worker returns with each image (its Triton INFO output, read by the router).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 SERVICE_LABEL = "argus.dev/service"  # every object a T2IService owns carries its name
 LEVEL_LABEL = "argus.dev/level"  # a worker Deployment / Service: the level it serves
@@ -26,3 +29,37 @@ class TritonPorts:
 
 
 TRITON_PORTS = TritonPorts()
+
+
+@dataclass(frozen=True)
+class WorkReport:
+    """What a worker actually did for one request: its Triton INFO output, JSON on the wire.
+
+    `k_used` is the denoising step the run started at (0: from noise; K: resumed from a cached latent),
+    `steps_run` how many steps it ran, `fallback_reason` why a cache level ran from noise or from a
+    smaller K than its own (None: it did not), `model` the weights' identity.
+    """
+
+    level: str
+    k_used: int = 0
+    steps_run: int | None = None
+    cache_hit: bool = False
+    fallback_reason: str | None = None
+    model: str | None = None
+
+    def to_json(self) -> bytes:
+        """The wire form (sorted keys)."""
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "WorkReport":
+        """Parse the wire form; fields a newer worker adds are ignored, a missing `level` is a ValueError."""
+        doc: Any = json.loads(raw)
+        if not isinstance(doc, dict) or not isinstance(doc.get("level"), str):
+            raise ValueError(f"a worker report needs a level: {str(raw)[:200]}")
+        return cls(**{f.name: doc[f.name] for f in fields(cls) if f.name in doc})
+
+    def outcome(self) -> dict[str, Any]:
+        """The fields the request API returns beside the image."""
+        return {"k_used": self.k_used, "steps_run": self.steps_run, "cache_hit": self.cache_hit,
+                "fallback_reason": self.fallback_reason}

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis import given
 from fastapi.testclient import TestClient
 
+from argus.contract import WorkReport
 from argus.adapters.triton_client import Generated
 from argus.router.app import ImagesEndpoint, Router, create_app
 from argus.router.dispatch import Dispatcher
@@ -46,8 +47,7 @@ class InstantClient:
         pass
 
     async def generate(self, model, prompt, seed, h, w, **kw):
-        return Generated(np.zeros((h, w, 3), np.uint8), {"level": model, "k_used": 0, "steps_run": 1,
-                                                        "cache_hit": False})
+        return Generated(np.zeros((h, w, 3), np.uint8), WorkReport(level=model, k_used=0, steps_run=1))
 
     async def close(self):
         pass

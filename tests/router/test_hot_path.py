@@ -10,7 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from argus.adapters.triton_client import Generated, WorkerOverloaded, infer_request, parse_response
+from argus.contract import WorkReport
+from argus.adapters.triton_client import (Generated, WorkerOverloaded, WorkerUnavailable, infer_request,
+                                         parse_response)
 from argus.router.app import Router, create_app
 from argus.router.dispatch import Dispatcher
 from argus.router.metrics import RouterMetrics
@@ -61,19 +63,31 @@ def test_infer_request_is_the_one_tritonclient_builds(keys):
     assert ours == theirs
 
 
-def test_parse_response_reads_image_and_info():
+def _response(info: bytes, img: np.ndarray):
     from tritonclient.grpc import service_pb2
 
-    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(1, 2, 3, 3)
-    info = json.dumps({"level": "cache-k0", "k_used": 0}).encode()
     res = service_pb2.ModelInferResponse(model_name="cache-k0")
     for name, dtype, shape in (("INFO", "BYTES", (1, 1)), ("IMAGE", "UINT8", img.shape)):
         o = res.outputs.add()
         o.name, o.datatype = name, dtype
         o.shape.extend(shape)
     res.raw_output_contents.extend([len(info).to_bytes(4, "little") + info, img.tobytes()])
-    g = parse_response(res)
-    assert np.array_equal(g.image, img[0]) and g.info == {"level": "cache-k0", "k_used": 0}
+    return res
+
+
+def test_parse_response_reads_image_and_info():
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(1, 2, 3, 3)
+    g = parse_response(_response(json.dumps({"level": "cache-k0", "k_used": 0, "from_a_newer_worker": 1}).encode(), img))
+    assert np.array_equal(g.image, img[0]) and g.info == WorkReport(level="cache-k0", k_used=0)
+    report = WorkReport(level="cache-k10", k_used=10, steps_run=20, cache_hit=True, model="m")
+    assert parse_response(_response(report.to_json(), img)).info == report  # the worker's bytes, read back
+
+
+@pytest.mark.parametrize("info", [b"not json", b'{"k_used": 0}', b"[1, 2]"])
+def test_an_unreadable_worker_report_is_a_worker_failure(info):
+    img = np.zeros((1, 2, 2, 3), np.uint8)
+    with pytest.raises(WorkerUnavailable, match="INFO is not a report"):
+        parse_response(_response(info, img))
 
 
 class _Endpoints:
@@ -96,7 +110,7 @@ class _Client:
     async def generate(self, model, prompt, seed, h, w, **kw):
         if _Client.fail:
             raise WorkerOverloaded("queue full")
-        return Generated(np.full((h, w, 3), 9, np.uint8), {"level": model, "k_used": 0, "steps_run": 1})
+        return Generated(np.full((h, w, 3), 9, np.uint8), WorkReport(level=model, k_used=0, steps_run=1))
 
     async def close(self):
         pass

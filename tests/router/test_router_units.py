@@ -18,6 +18,7 @@ import random
 import numpy as np
 import pytest
 
+from argus.contract import WorkReport
 from argus.adapters.triton_client import (Generated, WorkerOverloaded, WorkerRejected, WorkerTimeout,
                                           WorkerUnavailable)
 from argus.policy.document import PolicyDocument, PolicyError, parse_policy
@@ -89,7 +90,7 @@ class FakeClient:
         b = self.behaviour.get(self.url)
         if b is not None:
             raise b
-        return Generated(np.zeros((h, w, 3), np.uint8), {"level": model})
+        return Generated(np.zeros((h, w, 3), np.uint8), WorkReport(level=model))
 
     async def close(self):
         pass

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from argus.contract import WorkReport
 from argus.worker.latent_store import DirectoryLatentStore
 from argus.worker.service import CountingMetrics, WorkerService, WorkRequest, open_store
 from argus.worker.settings import WorkerSettings
@@ -55,8 +56,8 @@ def new_store(tmp_path, budget=1 << 24):
 
 def test_full_run_stores_every_checkpoint(stored):
     store, res = stored
-    assert res.info == {"level": "cache-k0", "k_used": 0, "steps_run": N, "cache_hit": False,
-                        "fallback_reason": None, "model": res.info["model"]}
+    assert res.info == WorkReport(level="cache-k0", k_used=0, steps_run=N, cache_hit=False,
+                                  fallback_reason=None, model=res.info.model)
     (e,) = store.list_entries()
     assert (e.key, e.tenant, e.prompt, e.n, e.steps) == ("alice/fox", "alice", PROMPT, N, (1, 2, 3, 4, 5))
     assert e.shape == (4, SIZE // 2, SIZE // 2)
@@ -68,7 +69,7 @@ def test_resume_reproduces_full_run(pipeline, stored, k):
     svc = service(pipeline, f"cache-k{k}", store)
     (res,) = svc.handle([req(cache_key="alice/fox", store_key="alice/fox")])
     assert res.error is None
-    assert (res.info["cache_hit"], res.info["k_used"], res.info["steps_run"], res.info["fallback_reason"]) == (
+    assert (res.info.cache_hit, res.info.k_used, res.info.steps_run, res.info.fallback_reason) == (
         True, k, N - k, None)
     assert np.abs(res.image.astype(int) - full.image.astype(int)).max() <= 1
     assert svc.metrics.counts == {("cache", "hit", ""): 1}
@@ -80,7 +81,7 @@ def test_batch_resume_matches_batch_full_run(pipeline, tmp_path):
     full = service(pipeline, "cache-k0", store).handle([req(p, 5, store_key=key) for p, key in prompts])
     res = service(pipeline, "cache-k3", store).handle([req(p, 5, cache_key=key) for p, key in prompts])
     for f, r in zip(full, res):
-        assert r.info["cache_hit"] and r.info["k_used"] == 3
+        assert r.info.cache_hit and r.info.k_used == 3
         assert np.abs(r.image.astype(int) - f.image.astype(int)).max() <= 1
     assert not np.array_equal(res[0].image, res[1].image)
 
@@ -91,9 +92,9 @@ def test_resume_does_not_store_and_steps_level_stores_nothing(pipeline, tmp_path
     latent = src.get("alice/fox", 2, model=pipeline.identity, n=N, shape=(4, SIZE // 2, SIZE // 2))
     store.put("t/src", prompt=PROMPT, model=pipeline.identity, n=N, latents={2: latent.array})
     (r,) = service(pipeline, "cache-k2", store).handle([req("another prompt", cache_key="t/src", store_key="t/new")])
-    assert r.info["cache_hit"]
+    assert r.info.cache_hit
     (s,) = service(pipeline, "steps-3", store).handle([req(store_key="t/steps")])
-    assert (s.info["steps_run"], s.info["k_used"], s.info["cache_hit"]) == (3, 0, False)
+    assert (s.info.steps_run, s.info.k_used, s.info.cache_hit) == (3, 0, False)
     assert [e.key for e in store.list_entries()] == ["t/src"]
 
 
@@ -137,7 +138,7 @@ def test_fallback_runs_full_and_says_why(pipeline, stored, full_image, tmp_path,
     svc = service(pipeline, "cache-k3", store)
     (res,) = svc.handle([req(cache_key=key)])
     assert res.error is None
-    assert (res.info["cache_hit"], res.info["k_used"], res.info["steps_run"], res.info["fallback_reason"]) == (
+    assert (res.info.cache_hit, res.info.k_used, res.info.steps_run, res.info.fallback_reason) == (
         False, 0, N, why)
     assert np.array_equal(res.image, full_image)
     assert svc.metrics.counts == {("cache", "fallback", why): 1}
@@ -146,7 +147,7 @@ def test_fallback_runs_full_and_says_why(pipeline, stored, full_image, tmp_path,
 def test_no_key_is_a_miss_and_no_store_a_fallback(pipeline, full_image):
     svc = service(pipeline, "cache-k3", store=None)
     a, b = svc.handle([req(), req(cache_key="alice/fox")])
-    assert (a.info["fallback_reason"], b.info["fallback_reason"]) == ("no_key", "no_store")
+    assert (a.info.fallback_reason, b.info.fallback_reason) == ("no_key", "no_store")
     assert np.array_equal(a.image, full_image) and np.array_equal(b.image, full_image)
     assert svc.metrics.counts == {("cache", "miss", "no_key"): 1, ("cache", "fallback", "no_store"): 1}
 
@@ -154,7 +155,7 @@ def test_no_key_is_a_miss_and_no_store_a_fallback(pipeline, full_image):
 def test_fallback_with_store_key_stores_its_run(pipeline, tmp_path):
     store = new_store(tmp_path)
     (res,) = service(pipeline, "cache-k3", store).handle([req(cache_key="t/none", store_key="t/mine")])
-    assert res.info["fallback_reason"] == "missing"
+    assert res.info.fallback_reason == "missing"
     assert [(e.key, e.steps) for e in store.list_entries()] == [("t/mine", (1, 2, 3, 4, 5))]
 
 
@@ -166,7 +167,7 @@ def test_lower_k_when_k_is_gone(pipeline, stored, full_image, tmp_path):
               latents={k: src.get("alice/fox", k, model=pipeline.identity, n=N, shape=shape).array for k in (1, 2)})
     svc = service(pipeline, "cache-k4", store)
     (res,) = svc.handle([req(cache_key="t/x")])
-    assert (res.info["cache_hit"], res.info["k_used"], res.info["steps_run"], res.info["fallback_reason"]) == (
+    assert (res.info.cache_hit, res.info.k_used, res.info.steps_run, res.info.fallback_reason) == (
         True, 2, N - 2, "lower_k")
     assert np.abs(res.image.astype(int) - full_image.astype(int)).max() <= 1
     assert svc.metrics.counts == {("cache", "hit", "lower_k"): 1}
@@ -176,8 +177,8 @@ def test_mixed_batch_each_answered(pipeline, stored, full_image):
     store, _ = stored
     svc = service(pipeline, "cache-k2", store)
     hit, miss, bad = svc.handle([req(cache_key="alice/fox"), req(cache_key="alice/none"), req(size=33)])
-    assert hit.info["cache_hit"] and hit.info["k_used"] == 2
-    assert miss.info["fallback_reason"] == "missing" and np.array_equal(miss.image, full_image)
+    assert hit.info.cache_hit and hit.info.k_used == 2
+    assert miss.info.fallback_reason == "missing" and np.array_equal(miss.image, full_image)
     assert bad.image is None and "height=33" in bad.error
     assert np.abs(hit.image.astype(int) - full_image.astype(int)).max() <= 1
 
@@ -200,7 +201,7 @@ def test_unusable_store_path_serves_without_caching(pipeline, full_image, tmp_pa
     assert store is None and metrics.counts == {("store_error", "open"): 1}
     svc = WorkerService(settings, pipeline=pipeline, store=store, metrics=metrics)
     (res,) = svc.handle([req(cache_key="alice/fox", store_key="t/k")])
-    assert res.info["fallback_reason"] == "no_store" and np.array_equal(res.image, full_image)
+    assert res.info.fallback_reason == "no_store" and np.array_equal(res.image, full_image)
 
 
 def test_corrupt_index_serves_without_caching(pipeline, full_image, tmp_path):
@@ -210,6 +211,6 @@ def test_corrupt_index_serves_without_caching(pipeline, full_image, tmp_path):
     svc = service(pipeline, "cache-k3", store)
     (res,) = svc.handle([req(cache_key="t/x", store_key="t/y")])
     assert res.error is None and np.array_equal(res.image, full_image)
-    assert res.info["fallback_reason"] == "store_error"
+    assert res.info.fallback_reason == "store_error"
     assert svc.metrics.counts == {("store_error", "read"): 1, ("cache", "fallback", "store_error"): 1,
                                   ("store_error", "write"): 1}

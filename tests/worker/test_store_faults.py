@@ -92,7 +92,7 @@ def test_read_only_store(pipeline, mounts, caplog):
     (ref,) = WorkerService(settings, pipeline=pipeline, store=writable, metrics=CountingMetrics()).handle(
         [fox(store_key="t/fox")])
     svc, (hit,), counts = serve(pipeline, ro, "cache-k2", [fox(cache_key="t/fox")])
-    assert svc.store.read_only and (hit.info["cache_hit"], hit.info["k_used"]) == (True, 2)
+    assert svc.store.read_only and (hit.info.cache_hit, hit.info.k_used) == (True, 2)
     assert close(hit.image, ref.image) and counts == {("cache", "hit", ""): 1}
     svc, (full,), counts = serve(pipeline, ro, "cache-k0", [fox(store_key="t/new")])
     assert full.error is None and np.array_equal(full.image, ref.image)
@@ -107,7 +107,7 @@ def test_full_disk(pipeline, mounts, caplog):
     assert svc.store is not None and not svc.store.read_only
     assert fill(disk / "filler") == errno.ENOSPC
     svc, (res,), counts = serve(pipeline, disk, "cache-k0", [fox(store_key="t/fox")])
-    assert res.error is None and res.info["steps_run"] == N
+    assert res.error is None and res.info.steps_run == N
     assert counts == {("store_error", "write"): 1}
     assert "latent store write failed (full)" in caplog.text
     assert svc.store.list_entries() == [] and svc.store.stats().used_bytes == 0
@@ -118,5 +118,5 @@ def test_full_disk(pipeline, mounts, caplog):
     assert np.array_equal(again.image, res.image)
     assert fill(disk / "filler") == errno.ENOSPC
     svc, (hit,), counts = serve(pipeline, disk, "cache-k3", [fox(cache_key="t/fox")])
-    assert (hit.info["cache_hit"], hit.info["k_used"]) == (True, 3) and close(hit.image, res.image)
+    assert (hit.info.cache_hit, hit.info.k_used) == (True, 3) and close(hit.image, res.image)
     assert counts == {("cache", "hit", ""): 1}

@@ -80,13 +80,13 @@ async def _calls(url: str):
 def test_cache_resume_through_triton(triton):
     ports, store_dir = triton
     full, hit, miss = asyncio.run(_calls(f"127.0.0.1:{ports.grpc}"))
-    assert (full.info["level"], full.info["steps_run"], full.info["k_used"], full.info["fallback_reason"]) == (
+    assert (full.info.level, full.info.steps_run, full.info.k_used, full.info.fallback_reason) == (
         LEVEL, 4, 0, "no_key")
-    assert (hit.info["level"], hit.info["cache_hit"], hit.info["k_used"], hit.info["steps_run"]) == (
+    assert (hit.info.level, hit.info.cache_hit, hit.info.k_used, hit.info.steps_run) == (
         "cache-k2", True, 2, 2)
-    assert hit.info["fallback_reason"] is None
+    assert hit.info.fallback_reason is None
     assert np.abs(hit.image.astype(int) - full.image.astype(int)).max() <= 1
-    assert (miss.info["cache_hit"], miss.info["k_used"], miss.info["steps_run"], miss.info["fallback_reason"]) == (
+    assert (miss.info.cache_hit, miss.info.k_used, miss.info.steps_run, miss.info.fallback_reason) == (
         False, 0, 4, "missing")
     assert np.array_equal(miss.image, full.image)
 

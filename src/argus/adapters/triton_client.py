@@ -6,11 +6,12 @@ see tritonclient exceptions.
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass
 
 import numpy as np
+
+from argus.contract import WorkReport
 
 
 class WorkerError(Exception):
@@ -44,7 +45,7 @@ class Generated:
     """One image and the worker's report of what it did."""
 
     image: np.ndarray
-    info: dict
+    info: WorkReport
 
 
 class TritonWorkerClient:
@@ -148,8 +149,12 @@ def parse_response(response) -> Generated:
         raise WorkerUnavailable(f"worker IMAGE is {image_meta.datatype}, not UINT8")
     shape = tuple(image_meta.shape)
     image = np.frombuffer(image_raw, dtype=np.uint8).reshape(shape)[0]
-    (n,) = struct.unpack_from("<I", info_raw)
-    return Generated(image=image, info=json.loads(info_raw[4:4 + n]))
+    try:
+        (n,) = struct.unpack_from("<I", info_raw)
+        info = WorkReport.from_json(info_raw[4:4 + n])
+    except (struct.error, ValueError, TypeError) as e:  # json's errors are ValueErrors
+        raise WorkerUnavailable(f"worker INFO is not a report: {e}") from None
+    return Generated(image=image, info=info)
 
 
 def _translate(status: str, msg: str) -> WorkerError:

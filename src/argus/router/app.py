@@ -168,14 +168,13 @@ class Router:
         quality = served_quality(plan.predicted_quality, done.level, policy)
         self.metrics.quality.labels(service).observe(quality)
         if plan.cache_key is not None:
-            self.metrics.cache.labels(service, "hit" if done.result.info.get("cache_hit") else "miss").inc()
-        if self.planning and plan.store_key and done.level == FULL and not done.result.info.get("k_used"):
+            self.metrics.cache.labels(service, "hit" if done.result.info.cache_hit else "miss").inc()
+        if self.planning and plan.store_key and done.level == FULL and not done.result.info.k_used:
             # A full run from noise with STORE_KEY stored its checkpoints: similar prompts may now resume.
             await record_safely(self.planning, service, req.user or "default", req.prompt, plan.store_key)
         return {"b64_json": png_b64(done.result.image), "level": done.level, "optimal_level": plan.optimal_level,
                 "replica": done.replica, "retries": done.retries, "seed": seed,
-                "predicted_quality": quality, "latency_s": round(elapsed, 4), **{
-                    k: done.result.info.get(k) for k in ("k_used", "steps_run", "cache_hit", "fallback_reason")}}
+                "predicted_quality": quality, "latency_s": round(elapsed, 4), **done.result.info.outcome()}
 
 
 def _json(doc) -> bytes:

@@ -13,14 +13,14 @@ read-only only costs the caching (WORKER_STORE_ERRORS metric + log), never the r
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
+from argus.contract import WorkReport
 from argus.worker.latent_store import CacheMiss, DirectoryLatentStore, LatentStore, StoreWriteError
 from argus.worker.pipeline import DiffusionPipeline, GenRequest, SizeError
 from argus.worker.settings import WorkerSettings
@@ -45,12 +45,8 @@ class WorkResponse:
     """An image with its report, or an error message for this request alone."""
 
     image: np.ndarray | None = None
-    info: dict | None = None
+    info: WorkReport | None = None
     error: str | None = None
-
-    def info_json(self) -> bytes:
-        """The INFO output: what was actually done, as JSON bytes."""
-        return json.dumps(self.info, sort_keys=True).encode()
 
 
 class WorkerMetrics(Protocol):
@@ -113,15 +109,14 @@ class WorkerService:
     def handle(self, batch: list[WorkRequest]) -> list[WorkResponse]:
         """Generate a batch; a bad request fails alone, never the batch."""
         out: list[WorkResponse | None] = [None] * len(batch)
-        todo: list[tuple[int, WorkRequest, GenRequest, dict]] = []
+        todo: list[tuple[int, WorkRequest, GenRequest, WorkReport]] = []
         for i, r in enumerate(batch):
             err = self._validate(r)
             if err:
                 out[i] = WorkResponse(error=err)
                 continue
-            info = {"level": self.level.name, "k_used": 0, "cache_hit": False, "fallback_reason": None}
             gen = GenRequest(r.prompt, r.seed, r.height, r.width)
-            self._resume(r, gen, info)
+            info = self._resume(r, gen, WorkReport(level=self.level.name))
             todo.append((i, r, gen, info))
         if todo:
             wants_store = self.store is not None and any(
@@ -129,23 +124,21 @@ class WorkerService:
             results = self.pipeline.generate([g for _, _, g, _ in todo], self.level,
                                              checkpoints=self.settings.checkpoints if wants_store else ())
             for (i, r, gen, info), res in zip(todo, results):
-                info.update(k_used=res.start_step, steps_run=res.steps_run, model=self.pipeline.identity)
+                info = replace(info, k_used=res.start_step, steps_run=res.steps_run, model=self.pipeline.identity)
                 if r.store_key and gen.resume_latent is None and res.checkpoints:
                     self._store(r, res.checkpoints)
                 out[i] = WorkResponse(image=res.image, info=info)
         return out  # type: ignore[return-value]
 
-    def _resume(self, r: WorkRequest, gen: GenRequest, info: dict) -> None:
+    def _resume(self, r: WorkRequest, gen: GenRequest, info: WorkReport) -> WorkReport:
         """At a cache level K>0, attach the cached latent to `gen`, or record why the run starts from noise."""
         if not self.level.needs_cache_hit:
-            return
+            return info
         if not r.cache_key:
             self.metrics.cache("miss", "no_key")
-            info["fallback_reason"] = "no_key"
-            return
+            return replace(info, fallback_reason="no_key")
         if self.store is None:
-            self._fallback(info, "no_store")
-            return
+            return self._fallback(info, "no_store")
         try:
             latent = self.store.get(r.cache_key, self.level.skip, model=self.pipeline.identity,
                                     n=self.settings.steps, shape=self.pipeline.latent_shape(r.height, r.width))
@@ -153,24 +146,21 @@ class WorkerService:
             if e.reason == "store_error":
                 self.metrics.store_error("read")
                 self._warn("read", f"latent store read failed, running from noise: {e}")
-            self._fallback(info, e.reason)
             log.info("cache fallback key=%s level=%s: %s", r.cache_key, self.level.name, e)
-            return
+            return self._fallback(info, e.reason)
         except Exception as e:  # noqa: BLE001 - a store fault or bug may only cost the caching
             self.metrics.store_error("read")
             self._warn("read", f"latent store read failed, running from noise: {type(e).__name__}: {e}")
-            self._fallback(info, "store_error")
-            return
+            return self._fallback(info, "store_error")
         gen.resume_latent, gen.resume_step = latent.array, latent.k
-        info["cache_hit"] = True
         # An evicted checkpoint at K may leave a smaller K' of the same prompt: still a hit, less skipped.
         reason = "" if latent.k == self.level.skip else "lower_k"
-        info["fallback_reason"] = reason or None
         self.metrics.cache("hit", reason)
+        return replace(info, cache_hit=True, fallback_reason=reason or None)
 
-    def _fallback(self, info: dict, reason: str) -> None:
-        info["fallback_reason"] = reason
+    def _fallback(self, info: WorkReport, reason: str) -> WorkReport:
         self.metrics.cache("fallback", reason)
+        return replace(info, fallback_reason=reason)
 
     def _store(self, r: WorkRequest, checkpoints: dict[int, object]) -> None:
         """Store a full run's checkpoints; a failure costs only the caching."""

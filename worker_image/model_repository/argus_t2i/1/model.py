@@ -76,5 +76,5 @@ class TritonPythonModel:
             else:
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[
                     pb_utils.Tensor("IMAGE", res.image[np.newaxis]),
-                    pb_utils.Tensor("INFO", np.array([[res.info_json()]], dtype=np.object_))])
+                    pb_utils.Tensor("INFO", np.array([[res.info.to_json()]], dtype=np.object_))])
         return responses
