@@ -3,10 +3,10 @@
 Same tensors as the Argus worker (see ../config.pbtxt); used only by bench/bench_router.py.
 """
 
-import json
-
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+from argus.contract import WorkReport
 
 
 def _scalar(request, name):
@@ -27,8 +27,8 @@ class TritonPythonModel:
         for req in requests:
             h, w, seed = int(_scalar(req, "HEIGHT")), int(_scalar(req, "WIDTH")), int(_scalar(req, "SEED"))
             image = np.full((1, h, w, 3), seed % 256, dtype=np.uint8)
-            info = {"level": self.level, "k_used": 0, "steps_run": 0, "cache_hit": False, "fallback_reason": None}
+            info = WorkReport(level=self.level, steps_run=0).to_json()
             out.append(pb_utils.InferenceResponse(output_tensors=[
                 pb_utils.Tensor("IMAGE", image),
-                pb_utils.Tensor("INFO", np.array([[json.dumps(info)]], dtype=np.object_))]))
+                pb_utils.Tensor("INFO", np.array([[info]], dtype=np.object_))]))
         return out
