@@ -115,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             rng.shuffle(order)
             for lv in order:
                 level = parse_level(lv, args.steps)
-                is_cache = level.family == "cache" and level.skip > 0
+                is_cache = level.needs_cache_hit
                 batch = requests(b, args.size, cache=is_cache)
                 t, c = time.perf_counter(), time.process_time()
                 res = services[lv].handle(batch)
                 wall, cpu = time.perf_counter() - t, time.process_time() - c
                 samples.setdefault((lv, b), []).append((wall, cpu, clock.loop_seconds()))
                 for r in res:
-                    want = (level.skip, level.steps_run(args.steps), is_cache)
+                    want = (level.resume_step, level.steps_run(args.steps), is_cache)
                     got = (r.info.k_used, r.info.steps_run, r.info.cache_hit)
                     if got != want:
                         print(f"{lv}: INFO says k_used/steps_run/hit={got}, expected {want}", file=sys.stderr)

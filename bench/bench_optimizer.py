@@ -45,7 +45,7 @@ def with_classes(s, m: int, rng: np.random.Generator):
     from argus.policy.snapshot import PromptClass
 
     names = s.levels
-    skips = sorted({parse_level(n, 1000).skip for n in names if parse_level(n, 1000).family == "cache"})
+    skips = sorted({parse_level(n, 1000).resume_step for n in names if parse_level(n, 1000).family == "cache"})
     shares = rng.dirichlet(np.ones(m))
     out = []
     for i in range(m):

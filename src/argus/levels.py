@@ -33,14 +33,14 @@ class Level:
 
     name: str
     family: Family
-    skip: int = 0  # K: steps skipped by resuming from a cached latent (cache family)
+    resume_step: int = 0  # K: the step it resumes at from a similar prompt's stored latent (cache family; 0: from noise)
     steps: int | None = None  # S: steps run from scratch (steps family)
     model: str | None = None  # checkpoint name (model family)
 
     def steps_run(self, n_full: int) -> int:
         """Denoising steps this level actually runs for a schedule of ``n_full`` steps."""
         if self.family == "cache":
-            return n_full - self.skip
+            return n_full - self.resume_step
         if self.family == "steps":
             return int(self.steps or n_full)
         return n_full
@@ -50,11 +50,6 @@ class Level:
         return self.steps_run(n_full) / n_full
 
     @property
-    def resume_step(self) -> int:
-        """K: the step it resumes at from a similar prompt's stored latent (0: it starts from noise)."""
-        return self.skip if self.family == "cache" else 0
-
-    @property
     def needs_cache_hit(self) -> bool:
         """True when it can only run by resuming from a similar prompt's stored latent (cache family, K > 0)."""
         return self.resume_step > 0
@@ -62,7 +57,7 @@ class Level:
     @property
     def is_full_quality(self) -> bool:
         """True for the level that runs the full schedule from noise with the main model (FULL)."""
-        return self.family == "cache" and self.skip == 0
+        return self.family == "cache" and self.resume_step == 0
 
     @property
     def shares_main_weights(self) -> bool:
@@ -82,7 +77,7 @@ def parse_level(name: str, n_full: int = 50) -> Level:
         k = int(m.group("k"))
         if not 0 <= k < n_full:
             raise LevelError(f"level {name!r}: K={k} must be in [0, {n_full})")
-        return Level(name=name, family="cache", skip=k)
+        return Level(name=name, family="cache", resume_step=k)
     if m.group("s") is not None:
         s = int(m.group("s"))
         if not 1 <= s <= n_full:

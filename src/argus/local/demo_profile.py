@@ -31,8 +31,8 @@ def published_quality(level: str, n_full: int, published: Profile) -> float:
     """
     lv = parse_level(level, n_full)
     if lv.family == "cache":
-        x = lv.skip * PUBLISHED_STEPS / n_full
-        pts = sorted((parse_level(p.level, PUBLISHED_STEPS).skip, p.quality)
+        x = lv.resume_step * PUBLISHED_STEPS / n_full
+        pts = sorted((parse_level(p.level, PUBLISHED_STEPS).resume_step, p.quality)
                      for p in published.levels if level_named(p.level).family == "cache")
     elif lv.family == "steps":
         x = lv.steps_run(n_full) * PUBLISHED_STEPS / n_full
@@ -84,7 +84,7 @@ def at_steps(profile: Profile, n_from: int, n_to: int) -> Profile:
     for lp in profile.levels:
         lv = parse_level(lp.level, n_from)
         if lv.family == "cache":
-            x, name = lv.skip * n_to / n_from, "cache-k{}"
+            x, name = lv.resume_step * n_to / n_from, "cache-k{}"
         elif lv.family == "steps":
             x, name = lv.steps * n_to / n_from, "steps-{}"
         else:

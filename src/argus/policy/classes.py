@@ -42,8 +42,7 @@ def table(hits: np.ndarray, quality: np.ndarray, predicted: np.ndarray, optimal:
     """Classes of a profiled population: expected quality per level (mean over members; cache levels
     deeper than the class's hit are left out), the members' most common optimal level, their share."""
     names = keys(hits, predicted, levels)
-    skip = np.array([parse_level(lp.level, 1000).skip if parse_level(lp.level, 1000).family == "cache" else 0
-                     for lp in levels])
+    skip = np.array([parse_level(lp.level, 1000).resume_step for lp in levels])
     out = {}
     arr = np.array(names)
     for name in sorted(set(names)):

@@ -74,7 +74,7 @@ class Predictor:
             out.update(zip(self.ridge_levels, q.tolist()))
         if neighbour is not None and neighbour.k > 0:
             for name, (a, b) in self.cache_lines.items():
-                if self._parsed[name].skip <= neighbour.k:
+                if self._parsed[name].resume_step <= neighbour.k:
                     out[name] = a + b * neighbour.similarity
         return out
 
@@ -206,7 +206,7 @@ def fit_predictor(*, encoder: str, model: str, steps: int, levels: list[str], em
             s = -1.0 if a >= reuse_target else math.inf
         s = max(s, prev)
         if s <= 1.0:
-            table.append((float(max(s, -1.0)), lv.skip))
+            table.append((float(max(s, -1.0)), lv.resume_step))
             prev = s
         else:
             prev = math.inf  # this K is never usable, so no deeper K is either

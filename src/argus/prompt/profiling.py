@@ -161,7 +161,7 @@ def _profile_batch(idx: list[int], prompts: list[str], nb: np.ndarray, sim: np.n
             continue
         if lv.family == "cache":
             reqs = [GenRequest(prompts[i], run.seed + i, run.height, run.width,
-                               resume_latent=done[int(nb[i])].checkpoints[lv.skip], resume_step=lv.skip)
+                               resume_latent=done[int(nb[i])].checkpoints[lv.resume_step], resume_step=lv.resume_step)
                     for i in idx if nb[i] >= 0]
             res = iter(pipeline.generate(reqs, lv))
             images[lv.name] = [next(res).image if nb[i] >= 0 else None for i in idx]

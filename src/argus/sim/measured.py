@@ -284,7 +284,7 @@ def _matrix(quality: dict[str, np.ndarray], levels: tuple[str, ...]) -> np.ndarr
 
 
 def _cache_skips(levels: tuple[str, ...], n_full: int) -> dict[str, int]:
-    return {lv.name: lv.skip for lv in parse_levels(list(levels), n_full) if lv.family == "cache"}
+    return {lv.name: lv.resume_step for lv in parse_levels(list(levels), n_full) if lv.family == "cache"}
 
 
 def _predicted(pred: Predictor, emb: Embedder, texts: tuple[str, ...], quality: np.ndarray, sim: np.ndarray,

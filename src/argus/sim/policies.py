@@ -79,7 +79,7 @@ class Service:
 
 def _max_steps(names: list[str]) -> int:
     """The largest K or S the level names use (the schedule must be longer)."""
-    return max((max(lv.skip, lv.steps or 0) for lv in (level_named(n) for n in names)), default=0)
+    return max((max(lv.resume_step, lv.steps or 0) for lv in (level_named(n) for n in names)), default=0)
 
 
 @dataclass(frozen=True)

@@ -113,10 +113,10 @@ def quality_table(model: PromptModel, levels: tuple[LevelProfile, ...], kmax: np
     for j, lp in enumerate(levels):
         lv = parse_level(lp.level, 1000)
         if lv.family == "cache":
-            if lv.skip == 0:
+            if lv.resume_step == 0:
                 out[:, j] = 100.0
             else:
-                over = np.maximum(lv.skip - kmax, 0) / 5.0
+                over = np.maximum(lv.resume_step - kmax, 0) / 5.0
                 out[:, j] = lp.quality - model.overreach_pp * over
         elif lv.family == "steps":
             out[:, j] = 100.0 - (100.0 - lp.quality) * z
@@ -127,8 +127,7 @@ def quality_table(model: PromptModel, levels: tuple[LevelProfile, ...], kmax: np
 
 def cache_allowed(levels: tuple[LevelProfile, ...], kmax: np.ndarray) -> np.ndarray:
     """(n, L) mask: non-cache levels, and cache levels no deeper than the prompt's hit (similarity bound)."""
-    skip = np.array([parse_level(lp.level, 1000).skip if parse_level(lp.level, 1000).family == "cache" else 0
-                     for lp in levels])
+    skip = np.array([parse_level(lp.level, 1000).resume_step for lp in levels])
     return skip[None, :] <= kmax[:, None]
 
 

@@ -46,7 +46,7 @@ class GenResult:
 
     image: np.ndarray
     steps_run: int
-    start_step: int
+    resume_step: int
     checkpoints: dict[int, object] = field(default_factory=dict)
 
 
@@ -137,7 +137,7 @@ class DiffusionPipeline:
                 uncond, text = noise.chunk(2)
                 latents = scheduler.step(uncond + g * (text - uncond), t, latents).prev_sample
             images = self._decode(latents)
-        return [GenResult(image=images[b], steps_run=len(timesteps) - start, start_step=start,
+        return [GenResult(image=images[b], steps_run=len(timesteps) - start, resume_step=start,
                           checkpoints=saved[b]) for b in range(len(batch))]
 
     def _encode(self, prompts: list[str]):

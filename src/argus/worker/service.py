@@ -124,7 +124,7 @@ class WorkerService:
             results = self.pipeline.generate([g for _, _, g, _ in todo], self.level,
                                              checkpoints=self.settings.checkpoints if wants_store else ())
             for (i, r, gen, info), res in zip(todo, results):
-                info = replace(info, k_used=res.start_step, steps_run=res.steps_run, model=self.pipeline.identity)
+                info = replace(info, k_used=res.resume_step, steps_run=res.steps_run, model=self.pipeline.identity)
                 if r.store_key and gen.resume_latent is None and res.checkpoints:
                     self._store(r, res.checkpoints)
                 out[i] = WorkResponse(image=res.image, info=info)
@@ -140,7 +140,7 @@ class WorkerService:
         if self.store is None:
             return self._fallback(info, "no_store")
         try:
-            latent = self.store.get(r.cache_key, self.level.skip, model=self.pipeline.identity,
+            latent = self.store.get(r.cache_key, self.level.resume_step, model=self.pipeline.identity,
                                     n=self.settings.steps, shape=self.pipeline.latent_shape(r.height, r.width))
         except CacheMiss as e:
             if e.reason == "store_error":
@@ -154,7 +154,7 @@ class WorkerService:
             return self._fallback(info, "store_error")
         gen.resume_latent, gen.resume_step = latent.array, latent.k
         # An evicted checkpoint at K may leave a smaller K' of the same prompt: still a hit, less skipped.
-        reason = "" if latent.k == self.level.skip else "lower_k"
+        reason = "" if latent.k == self.level.resume_step else "lower_k"
         self.metrics.cache("hit", reason)
         return replace(info, cache_hit=True, fallback_reason=reason or None)
 

@@ -253,8 +253,7 @@ def _rows(s: Snapshot, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def _cache_skip(name: str) -> int:
     """K of a cache-kK level (its depth of resumption), 0 for any other level."""
-    lv = parse_level(name, 1000)
-    return lv.skip if lv.family == "cache" else 0
+    return parse_level(name, 1000).resume_step
 
 
 def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
