@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from argus.contract import MAX_PROMPT_CHARS
 from argus.levels import FULL, level_named
 from argus.policy.document import PolicyDocument
 from argus.policy.prompt_plan import FullQualityPlanner, Planner
@@ -27,7 +26,7 @@ from argus.router.metrics import RouterMetrics
 from argus.router.png import png_b64
 from argus.router.kube_sources import ConfigMapPolicies, kubernetes_sources
 from argus.router.prompting import PromptPlanning, record_safely
-from argus.router.schema import ImageRequest, Limits, parse_request
+from argus.router.schema import ImageRequest, Limits, parse_request, request_schema
 from argus.router.settings import RouterSettings
 from argus.router.sources import EndpointSource, FileEndpoints, PolicyStore
 from argus.adapters.triton_client import WorkerError
@@ -35,20 +34,10 @@ from argus.adapters.triton_client import WorkerError
 log = logging.getLogger("argus.router")
 IMAGES_PATH = "/v1/images/generations"
 
-REQUEST_SCHEMA = {
-    "type": "object", "required": ["prompt"], "additionalProperties": False,
-    "properties": {
-        "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
-        "n": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1},
-        "size": {"type": "string", "example": "64x64"},
-        "response_format": {"type": "string", "enum": ["b64_json"]},
-        "seed": {"type": "integer", "minimum": 0},
-        "quality_floor": {"type": "number", "minimum": 0, "maximum": 100},
-        "model": {"type": "string", "description": "T2IService name"},
-        "user": {"type": "string", "maxLength": 256, "description": "tenant (cache namespace)"},
-        "quality": {"type": "string"}, "style": {"type": "string"},
-    },
-}
+
+def limits_of(settings: RouterSettings) -> Limits:
+    """What the request API accepts under these settings."""
+    return Limits(settings.max_prompt_chars, settings.max_n, settings.sizes)
 
 
 class Router:
@@ -71,7 +60,7 @@ class Router:
                                     on_rejected=lambda p, e: metrics.policy_rejected.inc(),
                                     on_loaded=lambda d: metrics.policy_version.labels(d.service).set(d.version))
         self.policy_feed = policy_feed  # Kubernetes: policy ConfigMaps offered to self.policies
-        self.limits = Limits(settings.max_prompt_chars, settings.max_n, settings.sizes)
+        self.limits = limits_of(settings)
         self.pending = 0
         self._api_key = settings.api_key_file.read_text().strip() if settings.api_key_file else None
 
@@ -276,7 +265,7 @@ def create_app(settings: RouterSettings, router: Router | None = None) -> FastAP
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.post(IMAGES_PATH, openapi_extra={"requestBody": {
-        "required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}})
+        "required": True, "content": {"application/json": {"schema": request_schema(limits_of(settings))}}}})
     async def images(request: Request):
         """Generate images for a prompt (OpenAI-compatible)."""
         # Served by ImagesEndpoint in front of the framework; this route documents it (OpenAPI) and

@@ -1,4 +1,9 @@
-"""Parsing and validation of the OpenAI-compatible image request, with messages that name the field."""
+"""The OpenAI-compatible image request: its JSON Schema and its parser, written from the same limits.
+
+`request_schema` is what the router's OpenAPI document publishes; `parse_request` enforces it with
+messages that name the field, plus what a schema does not say (UTF-8, no NUL or lone surrogates, a
+user name without control characters). The accepted fields are the schema's properties.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ from dataclasses import dataclass
 from argus.contract import MAX_PROMPT_CHARS
 from argus.router.errors import BadRequest
 
-KNOWN_IGNORED = {"quality", "style"}  # OpenAI fields accepted for compatibility, no effect here
+KNOWN_IGNORED = ("quality", "style")  # OpenAI fields accepted for compatibility, no effect here
 MAX_SEED = 2**63 - 1
+MAX_USER_CHARS = 256
 SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")  # 'WxH'
 
 
@@ -37,6 +43,29 @@ class Limits:
     sizes: tuple[str, ...] = ("64x64",)  # accepted for every service, besides each service's own image size
 
 
+def request_schema(limits: Limits = Limits()) -> dict:
+    """The request body's JSON Schema under `limits` (the OpenAPI document's requestBody)."""
+    return {
+        "type": "object", "required": ["prompt"], "additionalProperties": False,
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1, "maxLength": limits.max_prompt_chars},
+            "n": {"type": "integer", "minimum": 1, "maximum": limits.max_n, "default": 1},
+            "size": {"type": "string", "pattern": f"^{SIZE.pattern}$", "example": limits.sizes[0],
+                     "description": "WIDTHxHEIGHT; the service's own image size or one of the router's sizes"},
+            "response_format": {"type": "string", "enum": ["b64_json"]},
+            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+            "quality_floor": {"type": "number", "minimum": 0, "maximum": 100},
+            "model": {"type": "string", "minLength": 1, "description": "T2IService name"},
+            "user": {"type": "string", "maxLength": MAX_USER_CHARS, "description": "tenant (cache namespace)"},
+            **{name: {"type": "string", "description": "accepted for compatibility; no effect"}
+               for name in KNOWN_IGNORED},
+        },
+    }
+
+
+FIELDS = frozenset(request_schema()["properties"])
+
+
 def parse_request(body: bytes, limits: Limits) -> ImageRequest:
     """Decode and validate a request body; raise BadRequest naming the problem."""
     try:
@@ -50,8 +79,7 @@ def parse_request(body: bytes, limits: Limits) -> ImageRequest:
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object")
     _check_unicode(doc)
-    allowed = {"prompt", "n", "size", "response_format", "seed", "quality_floor", "model", "user"} | KNOWN_IGNORED
-    unknown = sorted(set(doc) - allowed)
+    unknown = sorted(set(doc) - FIELDS)
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r}", unknown[0])
 
@@ -93,8 +121,8 @@ def parse_request(body: bytes, limits: Limits) -> ImageRequest:
     if service is not None and (not isinstance(service, str) or not service):
         raise BadRequest("'model' must be a non-empty string naming the T2IService", "model")
     user = doc.get("user", "")
-    if not isinstance(user, str) or len(user) > 256:
-        raise BadRequest("'user' must be a string of at most 256 characters", "user")
+    if not isinstance(user, str) or len(user) > MAX_USER_CHARS:
+        raise BadRequest(f"'user' must be a string of at most {MAX_USER_CHARS} characters", "user")
     if any(ord(c) < 32 or ord(c) == 127 for c in user):
         raise BadRequest("'user' must not contain control characters (it names the tenant's cache)", "user")
     return ImageRequest(prompt=prompt, n=n, height=height, width=width, seed=seed,
