@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from argus.levels import DEFAULT_LEVELS, LevelError, level_named, parse_levels
+from argus.levels import DEFAULT_LEVELS, FULL, LevelError, level_named, parse_levels
 from argus.policy.demand import DEFAULT_HEADROOM, RELEASE_HALF_LIFE_S
 
 API_GROUP = "argus.dev"
@@ -74,7 +74,7 @@ class CacheSpec(_Model):
 
     enabled: bool = Field(True, description="Serve cache levels (resume from similar prompts' latents); false "
                                             "runs without a latent store (no volume: any cluster) and serves no "
-                                            "cache-k<K> level but cache-k0.")
+                                            f"cache-k<K> level but {FULL}.")
     cross_tenant: bool = Field(False, description="Allow one tenant's prompts to reuse another's latents.")
     max_bytes: int = Field(2 * 1024**3, ge=1024**2, description="Byte budget of the shared latent store.")
     storage_class_name: str | None = Field(
@@ -120,7 +120,7 @@ class T2IServiceSpec(_Model):
                     "arrival rate. Less headroom leaves the optimizer more capacity for slower, better "
                     "levels at peak, at the cost of more SLO violations in bursts (bench/RESULTS.md, Pareto "
                     "table); 1.2 is DiffServe's.")
-    min_full_quality_replicas: int = Field(1, ge=0, description="Replicas of cache-k0 always kept.")
+    min_full_quality_replicas: int = Field(1, ge=0, description=f"Replicas of {FULL} always kept.")
     prometheus_url: str = Field("http://argus-prometheus:9090", description="Where the operator reads metrics.")
     cache: CacheSpec = Field(default_factory=CacheSpec)
     worker_resources: WorkerResources = Field(default_factory=WorkerResources)
@@ -136,7 +136,7 @@ class T2IServiceSpec(_Model):
         cached = [lv for lv in self.levels if level_named(lv).needs_cache_hit]
         if not self.cache.enabled and cached:
             raise ValueError(f"levels: {', '.join(cached)} need the latent cache, which cache.enabled=false turns "
-                             "off; list only cache-k0, steps-<S> and model-<name> levels")
+                             f"off; list only {FULL}, steps-<S> and model-<name> levels")
         if self.min_full_quality_replicas > self.gpus:
             raise ValueError(
                 f"minFullQualityReplicas={self.min_full_quality_replicas} exceeds gpus={self.gpus}")
