@@ -8,6 +8,9 @@ shows up in the cache) and a snapshot source the test sets. Cases:
   backoff, and cleared when the objects can be made;
 - a service deleted while its period is in flight: nothing written after, nothing kept (record, series);
 - a finalizer left by an older operator is removed; an invalid spec is written once;
+- Prometheus is read once per tick per Prometheus URL for every due service, and services with the
+  same period fall due together (one read per period, however many services); an outage read once
+  still gives each service its Degraded/PrometheusUnreachable condition and one Warning Event;
 - status arithmetic: material change tolerances, merge-patch merge/diff;
 - the Kubernetes client's pool holds a connection per worker thread.
 """
@@ -21,9 +24,9 @@ import pytest
 from prometheus_client import generate_latest
 
 from argus.adapters.kubernetes import KubeApiError
-from argus.control.observed import MetricsSnapshot
+from argus.control.observed import MetricsSnapshot, MetricsUnavailable
 from argus.controlplane.cache import ObjectCache
-from argus.controlplane.fleet import LEGACY_FINALIZER, Fleet
+from argus.controlplane.fleet import LEGACY_FINALIZER, Fleet, next_period
 from argus.controlplane.metrics import OperatorMetrics
 from argus.controlplane.settings import OperatorSettings
 from argus.controlplane.status import diff, materially_different, merge
@@ -35,7 +38,7 @@ SPEC = {"throughputTarget": 3, "gpus": 4, "levels": LEVELS, "controlPeriod": 15,
 
 
 class Clock:
-    def __init__(self, t: float = 1_000_000.0):
+    def __init__(self, t: float = 999_990.0):  # a multiple of the control period (15 s)
         self.t = t
 
     def __call__(self) -> float:
@@ -71,19 +74,25 @@ class Kube:
 
 
 class Source:
-    """Prometheus: a snapshot the test sets; `gate` (when set) holds every call until it is opened."""
+    """Prometheus: a snapshot the test sets, or `down` (every service's reading is that failure);
+    `gate` (when set) holds every read until it is opened; `reads` lists each read's (url, services)."""
 
     def __init__(self):
         self.demand = 0.5
+        self.down: MetricsUnavailable | None = None
         self.gate: threading.Event | None = None
         self.held = 0
+        self.reads: list[tuple[str, list[str]]] = []
 
-    def snapshot(self, url, service):
+    def readings(self, url, services):
+        services = list(services)
+        self.reads.append((url, sorted(services)))
         if self.gate is not None:
             self.held += 1
             self.gate.wait(10)
-        return MetricsSnapshot(demand=self.demand, h={"cache-k0": 1.0}, throughput={"cache-k0": self.demand},
-                               quality=100.0)
+        return {s: self.down or MetricsSnapshot(demand=self.demand, h={"cache-k0": 1.0},
+                                                throughput={"cache-k0": self.demand}, quality=100.0)
+                for s in services}
 
 
 @pytest.fixture()
@@ -208,6 +217,54 @@ def test_legacy_finalizer_is_removed_and_invalid_spec_written_once(world):
     cache.put("T2IService", t2i("bad", generation=2))  # fixed
     clock.t += 1
     assert ("default", "bad") in {k for k, _ in fleet.tick()}
+
+
+def test_one_prometheus_read_per_url_per_period(world):
+    fleet, cache, kube, clock, source, _ = world
+    names = [f"s{i}" for i in range(6)]
+    for i, n in enumerate(names):
+        other = {**SPEC, "prometheusUrl": "http://other:9090"} if i == 5 else SPEC
+        cache.put("T2IService", t2i(n, spec=other))
+        clock.t += 2.5  # created at different times: their periods still fall due together
+        run(fleet)
+    source.reads.clear()
+    for _ in range(4):
+        clock.t += 15
+        assert sorted(run(fleet)) == ["period"] * 6
+    assert source.reads == [("http://prometheus:9090", names[:5]), ("http://other:9090", names[5:])] * 4
+
+
+def test_prometheus_outage_read_once_degrades_every_service(world):
+    fleet, cache, kube, clock, source, _ = world
+    for n in ("a", "b", "c"):
+        cache.put("T2IService", t2i(n))
+    run(fleet)
+    source.down = MetricsUnavailable("PrometheusUnreachable", "Prometheus at http://prometheus:9090 failed "
+                                     "(demand query): ConnectionError: NewConnectionError: Connection refused")
+    source.reads.clear()
+    events = len(kube.events)
+    for _ in range(2):
+        clock.t += 15
+        run(fleet)
+    assert len(source.reads) == 2
+    for n in ("a", "b", "c"):
+        written: dict = {}
+        for patch in (s for name, s in kube.statuses if name == n):
+            written = merge(written, patch)
+        degraded = next(c for c in written["conditions"] if c["type"] == "Degraded")
+        assert degraded["status"] == "True" and degraded["reason"] == "PrometheusUnreachable"
+        assert "Connection refused" in degraded["message"] and written["allocation"]
+    warnings = [(e[0], e[2]) for e in kube.events[events:]]
+    assert sorted(warnings) == [("a", "PrometheusUnreachable"), ("b", "PrometheusUnreachable"),
+                                ("c", "PrometheusUnreachable")]
+
+
+@pytest.mark.parametrize("now,period,due", [
+    (999_990.0, 15, 1_000_005.0), (999_991.0, 15, 1_000_005.0), (999_998.0, 15, 1_000_020.0), (7.4, 10, 20.0),
+    (2.0, 2, 4.0), (2.9, 2, 4.0), (3.1, 2, 6.0),
+])
+def test_next_period_falls_on_multiples(now, period, due):
+    assert next_period(now, period) == due
 
 
 @pytest.mark.parametrize("old,new,different", [

@@ -3,7 +3,8 @@
 KMock records every request (tests/support/kmock_audit_server.py); the operator's are those not sent by the
 test's own client. Cases:
 - steady state (services planned, metrics steady): per service per control period at most 2 requests, no
-  LIST, no status PATCH while nothing changes, and no line logged at INFO; a demand change is written;
+  LIST, no status PATCH while nothing changes, and no line logged at INFO; one Prometheus query per
+  metric per period for all the services (counted by Prometheus itself); a demand change is written;
 - deletion while a control period is in flight (held by a slow Prometheus): the T2IService and its
   children are gone within 5 s, and the operator keeps nothing about it (no tracked service, no series);
 - uninstall: no finalizer on a T2IService; with the operator gone (killed, as `helm uninstall` removes
@@ -19,6 +20,7 @@ import time
 
 import pytest
 
+from argus.adapters.prometheus_source import queries
 from tests.support.harness import FakeRouter, KMockApi, Operator, Prometheus, SlowPrometheus, wait_until
 
 LEVELS = ["cache-k0", "cache-k10", "cache-k20", "steps-25"]
@@ -76,14 +78,18 @@ def test_steady_state_requests_status_writes_and_log_lines(api, tmp_path):
             time.sleep(2 * PERIOD)
             return not [e for e in operator_requests(api.audit()[n:]) if e["method"] in ("POST", "PUT", "PATCH")]
         wait_until(quiet, 60, 0.0, what="two periods without a write (steady state)")
-        n0, log0 = len(api.audit()), len(op.logs().splitlines())
+        n0, log0, q0 = len(api.audit()), len(op.logs().splitlines()), prom.queries_answered()
         before = {n: (api.t2i(n) or {}).get("status", {}) for n in names}
         periods = 4
         time.sleep(periods * PERIOD)
+        asked = prom.queries_answered() - q0
         window = operator_requests(api.audit()[n0:])
         lines = op.logs().splitlines()[log0:]
         counts = census(window)
         per_service_period = len(window) / (len(names) * periods)
+        fields = len(queries("x", "1m"))  # the queries of one read: one per metric
+        assert asked <= fields * (periods + 1), \
+            f"{asked} Prometheus queries in {periods} periods of {len(names)} services ({fields} per read)"
         assert not [e for e in window if str(e["action"]).lower() == "list"], f"LIST in steady state: {counts}"
         assert per_service_period <= 2, f"{per_service_period:.2f} requests per service per period: {counts}"
         status_writes = [e for e in window if e["subresource"] == "status"]

@@ -328,6 +328,12 @@ class Prometheus:
         r.raise_for_status()
         return r.json()["data"]["result"]
 
+    def queries_answered(self) -> int:
+        """Instant queries this Prometheus has answered, from its own prometheus_http_requests_total."""
+        text = requests.get(self.url + "/metrics", timeout=5).text
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query"' in line))
+
     def stop(self) -> None:
         """Stop it."""
         if self.proc is not None:

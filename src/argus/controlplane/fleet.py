@@ -7,6 +7,10 @@ hands the ones that are due to the workers:
 - a service first seen by this process with a plan for its generation: ensure every object (resume);
 - every controlPeriod: read Prometheus, plan, patch what changed, and write the status only when it
   changed materially (status.materially_different) or once per heartbeat.
+The Prometheus reads of one tick are one batch per Prometheus URL (one query per metric for all the
+due services, PrometheusSource.readings), and periods fall on multiples of the controlPeriod, so the
+services that share a period and a Prometheus read together: the queries per period do not grow with
+the number of services.
 A deleted service is forgotten on its watch event, with everything kept about it; its objects go by
 ownerReference garbage collection, so nothing needs the operator to finish a deletion.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from argus.adapters.kubernetes import KubeApiError, KubernetesAdapter
-from argus.adapters.prometheus_source import PrometheusSource
+from argus.adapters.prometheus_source import PrometheusSource, Reading
 from argus.controlplane.actuator import KubernetesActuator
 from argus.controlplane.builders import owner_reference
 from argus.controlplane import reconcile
@@ -31,7 +36,7 @@ from argus.controlplane.metrics import OperatorMetrics
 from argus.controlplane.settings import OperatorSettings
 from argus.controlplane.status import condition, diff, materially_different, merge, set_conditions
 from argus.policy.profile import Profile
-from argus.spec import API_GROUP, API_VERSION, KIND, SpecError
+from argus.spec import API_GROUP, API_VERSION, KIND, SpecError, parse_spec
 
 # Operators before the control loop held deletions with this finalizer; it is removed on sight.
 LEGACY_FINALIZER = "argus.dev/cleanup"
@@ -63,6 +68,23 @@ def _iso(now: float) -> str:
 
 def _num(v: Any, default: float) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else default
+
+
+def next_period(now: float, period: float) -> float:
+    """When the next control period after one at `now` is due: the first multiple of `period` at least
+    half a period away, so services with the same period fall due in the same tick and read together."""
+    due = (math.floor(now / period) + 1) * period
+    return due if due - now >= period / 2 else due + period
+
+
+@dataclass
+class Work:
+    """One service's work submitted by a tick."""
+
+    key: Key
+    rec: Record
+    body: dict[str, Any]
+    kind: str  # 'unblock', 'spec', 'resume' or 'period'
 
 
 class Fleet:
@@ -133,9 +155,10 @@ class Fleet:
 
     # scheduling
     def tick(self) -> list[tuple[Key, str]]:
-        """One pass: submit every due service's work; returns what was submitted (key, kind)."""
+        """One pass: submit every due service's work (with one Prometheus read per URL for those that
+        plan on metrics); returns what was submitted (key, kind)."""
         now = self.clock()
-        submitted = []
+        due: list[Work] = []
         seen = set()
         for body in self.cache.all(KIND):
             meta = body.get("metadata") or {}
@@ -147,16 +170,64 @@ class Fleet:
                     continue
                 rec = self._records[key]
                 rec.busy = True
-            try:
-                self._pool.submit(self._work, key, rec, body, kind)
-            except RuntimeError:  # shut down meanwhile
-                rec.busy = False
-                break
-            submitted.append((key, kind))
+            due.append(Work(key, rec, body, kind))
+        reads: dict[str, list[Work]] = {}
+        for w in due:
+            url = self._metrics_url(w)
+            if url is None:
+                self._submit([w], self._work, w, None)
+            else:
+                reads.setdefault(url, []).append(w)
+        for url, batch in reads.items():
+            self._submit(batch, self._read, url, batch)
         for key in [k for k in self._records if k not in seen]:  # a DELETED event missed (relist)
             self.forget(*key)
         self.metrics.services.set(len(self._records))
-        return submitted
+        return [(w.key, w.kind) for w in due]
+
+    def _submit(self, works: list[Work], fn: Callable[..., None], *args: Any) -> None:
+        """Run fn(*args), which handles `works`, on the pool; once the pool is shut down they are dropped."""
+        try:
+            self._pool.submit(fn, *args)
+        except RuntimeError:  # shut down meanwhile
+            for w in works:
+                w.rec.busy = False
+
+    @staticmethod
+    def _metrics_url(w: Work) -> str | None:
+        """The Prometheus this work reads, or None (it plans without metrics, or its spec is invalid)."""
+        if w.kind not in ("spec", "period"):
+            return None
+        try:
+            return parse_spec(dict(w.body.get("spec") or {})).prometheus_url
+        except SpecError:
+            return None  # the period says why
+
+    def _live(self, w: Work) -> bool:
+        with self._lock:
+            return self._records.get(w.key) is w.rec
+
+    def _read(self, url: str, batch: list[Work]) -> None:
+        """One read of every service in the batch (on a pool thread), then each one's period."""
+        live = [w for w in batch if self._live(w)]
+        for w in batch:
+            if w not in live:
+                w.rec.busy = False  # deleted while queued
+        try:
+            readings = self.prometheus.readings(url, [w.key[1] for w in live]) if live else {}
+        except Exception as e:  # a bug: each service backs off and says so
+            log.exception(f"reading {url} failed")
+            for w in live:
+                self._submit([w], self._fail, w, e)
+            return
+        for w in live:
+            self._submit([w], self._work, w, readings.get(w.key[1]))
+
+    def _fail(self, w: Work, err: Exception) -> None:
+        try:
+            self._failed(w.key, w.rec, w.body, err)
+        finally:
+            w.rec.busy = False
 
     def _due(self, key: Key, body: dict[str, Any], now: float) -> str | None:
         """What the service needs now: 'unblock', 'spec', 'resume', 'period' or nothing."""
@@ -166,7 +237,8 @@ class Fleet:
         if rec is None or rec.uid != uid:
             status = dict(body.get("status") or {})
             rec = self._records[key] = Record(uid=uid, status=status, written=dict(status),
-                                              due=_num(status.get("lastDecision"), now) + self._period(body))
+                                              due=next_period(_num(status.get("lastDecision"), now),
+                                                              self._period(body)))
         if rec.busy or now < rec.retry_at:
             return None
         if LEGACY_FINALIZER in (meta.get("finalizers") or []):
@@ -188,12 +260,15 @@ class Fleet:
         return _num((body.get("spec") or {}).get("controlPeriod"), DEFAULT_PERIOD_S)
 
     # work (on a pool thread)
-    def _work(self, key: Key, rec: Record, body: dict[str, Any], kind: str) -> None:
+    def _work(self, w: Work, reading: Reading | None) -> None:
+        key, rec, body, kind = w.key, w.rec, w.body, w.kind
         try:
+            if not self._live(w):
+                return  # deleted while queued
             if kind == "unblock":
                 self._unblock(rec, body)
             else:
-                self._reconcile(key, rec, body, kind)
+                self._reconcile(key, rec, body, kind, reading)
         except KubeApiError as e:
             self._failed(key, rec, body, e)
         except Exception as e:  # a bug or an unexpected input: back off, say so, keep the other services going
@@ -201,9 +276,7 @@ class Fleet:
             self._failed(key, rec, body, e)
         finally:
             rec.busy = False
-            with self._lock:
-                gone = self._records.get(key) is not rec
-            if gone:  # deleted while in flight: drop what this period set or cached after forget()
+            if not self._live(w):  # deleted while in flight: drop what this period set or cached after forget()
                 self.metrics.forget(key[1])
                 self.cache.forget_service(*key)
 
@@ -215,18 +288,17 @@ class Fleet:
         rec.retry_at = self.clock() + 2.0  # until the watch shows the change
         log.info(f"{meta['namespace']}/{meta['name']}: removed the legacy finalizer {LEGACY_FINALIZER}")
 
-    def _reconcile(self, key: Key, rec: Record, body: dict[str, Any], kind: str) -> None:
+    def _reconcile(self, key: Key, rec: Record, body: dict[str, Any], kind: str, reading: Reading | None) -> None:
         ns, name = key
         meta = body.get("metadata") or {}
         gen, uid = meta.get("generation"), meta.get("uid") or ""
         now = self.clock()
         actuator = KubernetesActuator(self.kube, ns, self.cache, owner_reference(name, uid) if uid else None)
-        deps = reconcile.Deps(actuator=actuator, prometheus=self.prometheus, profile=self.profile,
-                              metrics=self.metrics, latent_storage_class=self.cfg.latent_storage_class)
+        deps = reconcile.Deps(actuator=actuator, profile=self.profile, metrics=self.metrics,
+                              latent_storage_class=self.cfg.latent_storage_class)
         try:
             out = reconcile.run(name=name, raw_spec=dict(body.get("spec") or {}), status=dict(rec.status),
-                                generation=gen, deps=deps, now=now, full=kind != "period",
-                                use_metrics=kind != "resume", uid=uid)
+                                generation=gen, deps=deps, now=now, full=kind != "period", reading=reading, uid=uid)
         except SpecError as e:
             self.metrics.error(name, "invalid_spec")
             log.warning(f"{ns}/{name}: invalid spec: {e}")
@@ -234,7 +306,7 @@ class Fleet:
             return
         rec.failures = 0
         rec.resumed = True
-        rec.due = now + self._period(body)
+        rec.due = next_period(now, self._period(body))
         self._publish(key, rec, body, out, now)
 
     def _failed(self, key: Key, rec: Record, body: dict[str, Any], err: Exception) -> None:

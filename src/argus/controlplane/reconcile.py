@@ -1,7 +1,8 @@
-"""One reconcile or control period of one T2IService: parse → read metrics → plan → actuate → status.
+"""One reconcile or control period of one T2IService: parse → plan on its metrics → actuate → status.
 
-Called by the control loop (fleet.py), which owns the translation of the Outcome into a status
-patch and Events and of errors into retries. Everything stateful comes in as arguments.
+Called by the control loop (fleet.py), which reads the metrics of every due service in one batch,
+and owns the translation of the Outcome into a status patch and Events and of errors into retries.
+Everything stateful comes in as arguments.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from argus.controlplane.actuator import KubernetesActuator
-from argus.adapters.prometheus_source import PrometheusSource
+from argus.adapters.prometheus_source import Reading
 from argus.controlplane.builders import latent_cache_condition
 from argus.control.loop import Plan, plan
 from argus.control.observed import MetricsSnapshot, MetricsUnavailable
@@ -26,10 +27,9 @@ from argus.spec import SpecError, parse_spec
 
 @dataclass
 class Deps:
-    """What a period needs from outside: API actuator, metrics source, profile, the operator's metrics."""
+    """What a period needs from outside: API actuator, profile, the operator's metrics."""
 
     actuator: KubernetesActuator
-    prometheus: PrometheusSource
     profile: Profile
     metrics: OperatorMetrics
     latent_storage_class: str = ""  # for specs whose cache names no storage class (OperatorSettings)
@@ -60,17 +60,13 @@ def invalid_outcome(err: SpecError, status: dict[str, Any], generation: int | No
 
 
 def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generation: int | None, deps: Deps,
-        now: float, full: bool, use_metrics: bool = True, uid: str = "") -> Outcome:
-    """One period; raises SpecError for an invalid spec and KubeApiError for API failures."""
+        now: float, full: bool, reading: Reading | None = None, uid: str = "") -> Outcome:
+    """One period on the service's reading of Prometheus (None: plan without metrics); raises SpecError
+    for an invalid spec and KubeApiError for API failures."""
     spec = parse_spec(dict(raw_spec)).with_default_storage_class(deps.latent_storage_class)
     state = ControlState.from_status(status)
-    observed: MetricsSnapshot | None = None
-    unavailable: MetricsUnavailable | None = None
-    if use_metrics:
-        try:
-            observed = deps.prometheus.snapshot(spec.prometheus_url, name)
-        except MetricsUnavailable as e:
-            unavailable = e
+    observed = reading if isinstance(reading, MetricsSnapshot) else None
+    unavailable = reading if isinstance(reading, MetricsUnavailable) else None
     t0 = time.perf_counter()
     p = plan(name, spec, service_profiles(spec, deps.profile), observed, state, now, generation, epoch=uid)
     if p.decision is not None:
