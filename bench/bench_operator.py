@@ -2,11 +2,13 @@
 
 KMock records every request (tests/support/kmock_audit_server.py), so the operator's request pattern is
 counted by verb and resource. Measures:
-- creation: N services created at once -> each planned (policy ConfigMap + every Deployment), p50/p95/max;
+- creation: N services created at once -> each planned (policy ConfigMap + every Deployment, their ADDED
+  events on a watch), p50/p95/max;
 - steady state over `--steady` control periods: operator requests per service per period by verb and
   resource (LISTs called out), requests/s, status writes, operator CPU and RSS (max);
 - spec edits acted on (edit -> observedGeneration);
-- deletion of every service: each one's time from its DELETE until it and its children are gone;
+- deletion of every service: each one's time from its DELETE until it and its children are gone (the
+  DELETED events of a watch on each kind);
 - memory: operator RSS and its Python heap (tracemalloc from interpreter start, PYTHONTRACEMALLOC=1) idle
   before the services were created and after every one was deleted; "warm" is after one service was
   created and deleted first (one-time lazy imports and pools), "cold" before anything ran.
@@ -24,13 +26,16 @@ import json
 import re
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a script outside the package: the test support is tests.support
 
-from tests.support.harness import FakeRouter, KMockApi, Operator, Prometheus, wait_until  # noqa: E402
+from tests.support.harness import GROUP_PATH, FakeRouter, KMockApi, Operator, Prometheus, wait_until  # noqa: E402
 from argus.levels import FULL
 
 LEVELS = [FULL, "cache-k10", "cache-k20", "steps-25"]
@@ -76,7 +81,7 @@ def census(entries: list[dict]) -> dict[str, int]:
     out = collections.Counter()
     for e in entries:
         action = str(e["action"]).lower()
-        what = e["plural"] + (f"/{e['subresource']}" if e["subresource"] else "")
+        what = (e["plural"] or e["path"]) + (f"/{e['subresource']}" if e["subresource"] else "")
         out[f"{e['method']} {what}" + (" (list)" if action == "list" else "")] += 1
     return dict(sorted(out.items()))
 
@@ -93,6 +98,53 @@ def children(api: KMockApi) -> tuple[set[str], dict[str, int], set[str]]:
     for s in api.items(f"/api/v1/namespaces/{NS}/services"):
         anyc.add(s["metadata"].get("labels", {}).get("argus.dev/service"))
     return cms, per, anyc
+
+
+class Watch:
+    """Watch streams on the T2IServices and their children: when each service's objects were created
+    (its policy ConfigMap and every Deployment: planned) and deleted (itself and every child), as the
+    events reach the bench; no LIST of thousands of objects per poll to load the single-threaded emulator."""
+
+    PATHS = {"T2IService": GROUP_PATH.format(ns=NS), "Deployment": f"/apis/apps/v1/namespaces/{NS}/deployments",
+             "Service": f"/api/v1/namespaces/{NS}/services", "ConfigMap": f"/api/v1/namespaces/{NS}/configmaps",
+             "PersistentVolumeClaim": f"/api/v1/namespaces/{NS}/persistentvolumeclaims"}
+
+    def __init__(self, api: KMockApi):
+        self.lock = threading.Lock()
+        self.deployments: dict[str, set[str]] = collections.defaultdict(set)
+        self.policy: set[str] = set()
+        self.planned: dict[str, float] = {}  # service -> when its policy and last Deployment were added
+        self.deleted: dict[str, int] = collections.Counter()  # service -> its objects deleted so far
+        self.last_deleted: dict[str, float] = {}
+        for kind, path in self.PATHS.items():
+            threading.Thread(target=self._stream, args=(api.url + path, kind), daemon=True).start()
+
+    def _stream(self, url: str, kind: str) -> None:
+        with requests.get(url, params={"watch": "true"}, stream=True, timeout=(10, None)) as r:
+            for line in r.iter_lines():
+                if line:
+                    self._event(kind, json.loads(line), time.monotonic())
+
+    def _event(self, kind: str, ev: dict, now: float) -> None:
+        meta = ev.get("object", {}).get("metadata", {})
+        name = meta.get("name", "")
+        service = name if kind == "T2IService" else (meta.get("labels") or {}).get("argus.dev/service")
+        if not service:
+            return
+        with self.lock:
+            if ev.get("type") == "DELETED":
+                self.deleted[service] += 1
+                self.last_deleted[service] = now
+            elif ev.get("type") == "ADDED" and service not in self.planned:
+                if kind == "Deployment":
+                    self.deployments[service].add(name)
+                elif kind == "ConfigMap" and name == f"{service}-policy":
+                    self.policy.add(service)
+                if service in self.policy and len(self.deployments[service]) == len(LEVELS):
+                    self.planned[service] = now
+
+
+OBJECTS_PER_SERVICE = 1 + 2 * len(LEVELS) + 2  # itself, a Deployment and a Service per level, policy, PVC
 
 
 def main() -> int:
@@ -135,24 +187,23 @@ def main() -> int:
         log0 = len(op.logs().splitlines())
         n_before = len(operator_requests(api.audit()))
 
+        watch = Watch(api)
+        time.sleep(2)  # the streams are open
         created = {}
         t_create = time.monotonic()
         for n in names:
             created[n] = time.monotonic()
             api.apply_t2i(n, spec)
         r["create_calls_s"] = time.monotonic() - t_create
-        done: dict[str, float] = {}
-        deadline = time.monotonic() + 600
-        while len(done) < len(names) and time.monotonic() < deadline:
-            cms, per, _ = children(api)
-            now = time.monotonic()
-            for n in names:
-                if n not in done and f"{n}-policy" in cms and per.get(n, 0) == len(LEVELS):
-                    done[n] = now - created[n]
-            time.sleep(2.0)  # the emulator is single-threaded: the bench must not be its main load
+        deadline = time.monotonic() + 900
+        while sum(n in watch.planned for n in names) < len(names) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        with watch.lock:
+            done = {n: watch.planned[n] - created[n] for n in names if n in watch.planned}
+            last = max((watch.planned[n] for n in names if n in watch.planned), default=float("nan"))
         lat = list(done.values())
         r.update(created=len(done), create_p50_s=pct(lat, .5), create_p95_s=pct(lat, .95),
-                 create_all_s=time.monotonic() - t_create if len(done) == len(names) else float("nan"))
+                 create_all_s=last - t_create if len(done) == len(names) else float("nan"))
         creation = operator_requests(api.audit())[n_before:]
         r["requests_to_create_per_service"] = len(creation) / a.services
         r["create_requests"] = census(creation)
@@ -191,19 +242,16 @@ def main() -> int:
             deleted[n] = time.monotonic()
             api.delete_t2i(n)
         r["delete_calls_s"] = time.monotonic() - t_del
-        gone: dict[str, float] = {}
         deadline = time.monotonic() + 300
-        while len(gone) < len(names) and time.monotonic() < deadline:
-            live = {t["metadata"]["name"] for t in api.items(f"/apis/argus.dev/v1alpha1/namespaces/{NS}/t2iservices")}
-            _, _, anyc = children(api)
-            now = time.monotonic()
-            for n in names:
-                if n not in gone and n not in live and n not in anyc:
-                    gone[n] = now - deleted[n]
-            time.sleep(1.0)
+        while sum(watch.deleted[n] >= OBJECTS_PER_SERVICE for n in names) < len(names) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        with watch.lock:
+            gone = {n: watch.last_deleted[n] - deleted[n] for n in names if watch.deleted[n] >= OBJECTS_PER_SERVICE}
+        _, _, anyc = children(api)
         dl = list(gone.values())
         r.update(deleted=len(gone), delete_p50_s=pct(dl, .5), delete_max_s=max(dl) if dl else float("nan"),
-                 deletions_over_5s=sum(1 for x in dl if x > 5.0) + len(names) - len(gone))
+                 deletions_over_5s=sum(1 for x in dl if x > 5.0) + len(names) - len(gone),
+                 children_left=len(anyc & set(names)))
 
         wait_until(lambda: gauge(op.metrics(), "argus_operator_services") in (0.0, None), 60, 1,
                    what="the operator to forget every service")
@@ -227,7 +275,7 @@ def main() -> int:
     rows = [
         ("services", f"{a.services}, {len(LEVELS)} levels each, controlPeriod {a.period:g} s, tick 1 s"),
         ("creation: one alone; N at once -> all planned",
-         f"{r['create_solo_s']:.1f} s; {r['create_all_s']:.1f} s (per service p50 {r['create_p50_s']:.1f} s,"
+         f"{r['create_solo_s']:.1f} s; {r['create_all_s']:.1f} s ({r['create_calls_s']:.1f} s to send the creates) (per service p50 {r['create_p50_s']:.1f} s,"
          f" p95 {r['create_p95_s']:.1f} s); {r['requests_to_create_per_service']:.1f} requests per service "
          f"{r['create_requests']}"),
         ("steady: operator requests per service per period",
@@ -242,7 +290,8 @@ def main() -> int:
         ("Python heap (tracemalloc) idle -> after deleting all", heap),
         ("spec edit acted on p50 / max", f"{r['edit_p50_s']:.2f} / {r['edit_max_s']:.2f} s"),
         ("deletion (DELETE -> it and its children gone) p50 / max",
-         f"{r['delete_p50_s']:.1f} / {r['delete_max_s']:.1f} s; over 5 s: {r['deletions_over_5s']}"),
+         f"{r['delete_p50_s']:.1f} / {r['delete_max_s']:.1f} s; over 5 s: {r['deletions_over_5s']}; "
+         f"{r['delete_calls_s']:.1f} s to send the DELETEs; services with children left: {r['children_left']}"),
         ("per-service metric series left after deleting all", str(r["series_left"])),
         ("shutdown (SIGTERM -> exit)", f"{r['shutdown_s']:.1f} s"),
     ]

@@ -55,6 +55,9 @@ RESOURCES = {
 VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 
 
+_scan = kmock.KubernetesEmulator._KubernetesEmulator__get_objs
+
+
 class Emulator(kmock.KubernetesEmulator):
     """KubernetesEmulator plus the metadata bookkeeping of a real API server."""
 
@@ -104,6 +107,20 @@ class Emulator(kmock.KubernetesEmulator):
         for payload in self._payloads:
             payload._requests.clear()
 
+
+    def _KubernetesEmulator__get_objs(self, request, strict: bool) -> list:  # noqa: N802 (KMock's private hook)
+        """The objects a request names: by key when it names one object, else KMock's scan.
+
+        KMock finds the object of every fetch, create, update and delete by scanning all objects it
+        ever held (events and deleted ones included) through a Python filter: at 500 services
+        (~8,000 objects) that was ~250-290 ms per request, and the benchmark's 500 creates alone
+        took 147 s. A request with a name (and a namespace, or strict: cluster-scoped) is one key.
+        """
+        if request.resource is not None and request.name is not None and (strict or request.namespace is not None):
+            key = (request.resource, request.namespace, request.name)
+            if key in self._objects:
+                return [self._objects[key]]
+        return _scan(self, request, strict)
 
     async def collect_garbage(self) -> int:
         """Delete every object whose owners are all gone; returns how many (one pass)."""

@@ -102,6 +102,7 @@ class Fleet:
         self._stopped = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="argus-period")
         self._thread: threading.Thread | None = None
+        self._running = 0  # pool tasks running now (queued ones do not count: stop() cancels them)
 
     # lifecycle
     def start(self) -> None:
@@ -130,7 +131,7 @@ class Fleet:
         deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
-        while self.in_flight() and time.monotonic() < deadline:
+        while self._running and time.monotonic() < deadline:  # queued work was cancelled: only running work
             time.sleep(0.05)
 
     def forget(self, namespace: str, name: str) -> None:
@@ -188,10 +189,19 @@ class Fleet:
     def _submit(self, works: list[Work], fn: Callable[..., None], *args: Any) -> None:
         """Run fn(*args), which handles `works`, on the pool; once the pool is shut down they are dropped."""
         try:
-            self._pool.submit(fn, *args)
+            self._pool.submit(self._call, fn, *args)
         except RuntimeError:  # shut down meanwhile
             for w in works:
                 w.rec.busy = False
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            self._running += 1
+        try:
+            fn(*args)
+        finally:
+            with self._lock:
+                self._running -= 1
 
     @staticmethod
     def _metrics_url(w: Work) -> str | None:
