@@ -7,6 +7,8 @@ shows up in the cache) and a snapshot source the test sets. Cases:
 - an API failure (a full service range) is said in the status and one Warning Event, retried with
   backoff, and cleared when the objects can be made;
 - a service deleted while its period is in flight: nothing written after, nothing kept (record, series);
+- a child deleted by someone is put back; children taken by garbage collection because the T2IService
+  was deleted (its watch event not arrived yet) are not re-created, and the service is forgotten;
 - a finalizer left by an older operator is removed; an invalid spec is written once;
 - Prometheus is read once per tick per Prometheus URL for every due service, and services with the
   same period fall due together (one read per period, however many services); an outage read once
@@ -52,6 +54,12 @@ class Kube:
         self.cache, self.statuses, self.events, self.patches = cache, [], [], []
         self.writes: list[tuple[str, str]] = []
         self.fail: dict[str, KubeApiError] = {}
+        self.gone: set[str] = set()  # T2IServices the API server no longer has
+        self.reads: list[tuple[str, str]] = []
+
+    def read(self, kind, namespace, name):
+        self.reads.append((kind, name))
+        return None if name in self.gone else self.cache.get(kind, namespace, name)
 
     def ensure(self, obj, current=None):
         if obj["kind"] in self.fail:
@@ -197,6 +205,31 @@ def test_deleted_while_in_flight_keeps_nothing(world):
     time.sleep(0.1)
     assert len(kube.statuses) == statuses and len(kube.events) == events
     assert fleet.tracked() == 0 and 'service="a"' not in generate_latest(metrics.registry).decode()
+
+
+def test_missing_child_is_put_back_unless_its_service_was_deleted(world):
+    fleet, cache, kube, clock, _, _ = world
+    body = t2i()
+    cache.put("T2IService", body)
+    run(fleet)
+    dep = cache.get("Deployment", "default", "a-cache-k10")
+    cache.drop("Deployment", dep)  # someone deleted it
+    writes = len(kube.writes)
+    clock.t += 15
+    assert run(fleet) == ["period"]
+    assert ("Deployment", "a-cache-k10") in kube.writes[writes:] and ("T2IService", "a") in kube.reads
+    for kind in ("Deployment", "Service", "ConfigMap", "PersistentVolumeClaim"):  # garbage collection
+        for obj in cache.owned(kind, "default", "a"):
+            cache.drop(kind, obj)
+    kube.gone.add("a")
+    writes, statuses = len(kube.writes), len(kube.statuses)
+    clock.t += 15
+    assert run(fleet) == ["period"]
+    assert kube.writes[writes:] == [] and len(kube.statuses) == statuses
+    assert fleet.tracked() == 0 and cache.get("T2IService", "default", "a") is None
+    cache.put("T2IService", body)  # a late MODIFIED event of the deleted service
+    clock.t += 15
+    assert run(fleet) == [] and kube.writes[writes:] == [] and fleet.tracked() == 0
 
 
 def test_legacy_finalizer_is_removed_and_invalid_spec_written_once(world):

@@ -75,6 +75,14 @@ class KubernetesActuator:
             ready[level] = int((d.get("status") or {}).get("readyReplicas") or 0)
         return Readiness(wanted=wanted, ready=ready, missing=missing)
 
+    def owner_present(self) -> bool:
+        """Whether the T2IService these objects belong to still exists (one GET by name): its children
+        vanish when garbage collection takes them after it was deleted, and must not be put back."""
+        if self.owner is None:
+            return True
+        now = self.kube.read(self.owner["kind"], self.namespace, self.owner["name"])
+        return now is not None and (now.get("metadata") or {}).get("uid") == self.owner["uid"]
+
     def policy_present(self, service: str) -> bool:
         """Whether the policy ConfigMap exists (it is re-created when someone deleted it)."""
         return self.cache.get("ConfigMap", self.namespace, policy_name(service)) is not None

@@ -97,6 +97,9 @@ class Fleet:
         self.cfg, self.kube, self.cache, self.prometheus = cfg, kube, cache, prometheus
         self.profile, self.metrics, self.clock = profile, metrics, clock
         self._records: dict[Key, Record] = {}
+        # Services found deleted before their watch event: (uid, until when) a cached body of theirs
+        # (a late MODIFIED event) is ignored, so nothing is re-created for them.
+        self._gone: dict[Key, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -165,6 +168,9 @@ class Fleet:
             meta = body.get("metadata") or {}
             key = (meta.get("namespace") or "", meta.get("name") or "")
             seen.add(key)
+            gone = self._gone.get(key)
+            if gone is not None and gone[0] == meta.get("uid"):
+                continue
             with self._lock:
                 kind = self._due(key, body, now)
                 if kind is None:
@@ -183,7 +189,11 @@ class Fleet:
             self._submit(batch, self._read, url, batch)
         for key in [k for k in self._records if k not in seen]:  # a DELETED event missed (relist)
             self.forget(*key)
+        with self._lock:
+            for key in [k for k, (_, until) in self._gone.items() if until < now]:
+                del self._gone[key]
         self.metrics.services.set(len(self._records))
+        self.metrics.cached.set(self.cache.size())
         return [(w.key, w.kind) for w in due]
 
     def _submit(self, works: list[Work], fn: Callable[..., None], *args: Any) -> None:
@@ -309,6 +319,13 @@ class Fleet:
         try:
             out = reconcile.run(name=name, raw_spec=dict(body.get("spec") or {}), status=dict(rec.status),
                                 generation=gen, deps=deps, now=now, full=kind != "period", reading=reading, uid=uid)
+        except reconcile.ServiceGone:
+            log.debug(f"{ns}/{name}: deleted (its objects are being garbage-collected); forgotten")
+            self.forget(ns, name)
+            self.cache.drop(KIND, body)
+            with self._lock:
+                self._gone[key] = (uid, now + 60.0)
+            return
         except SpecError as e:
             self.metrics.error(name, "invalid_spec")
             log.warning(f"{ns}/{name}: invalid spec: {e}")

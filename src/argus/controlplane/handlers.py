@@ -11,9 +11,13 @@ cache current and wake the loop when a spec is created or edited.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import re
+import signal
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -64,6 +68,23 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Lo
         start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=memo.metrics.registry)
         logger.info(f"operator metrics on {cfg.metrics_host}:{cfg.metrics_port}/metrics")
     memo.fleet.start()
+
+
+@kopf.on.startup()
+async def heap_snapshots(memo: kopf.Memo, **_: Any) -> None:
+    """With trace_heap and heap_snapshot_dir: SIGUSR1 writes a tracemalloc snapshot (what a benchmark
+    compares before creating services and after deleting them, to name what is kept)."""
+    cfg = memo.cfg
+    if not (cfg.trace_heap and cfg.heap_snapshot_dir):
+        return
+    numbers = itertools.count()
+
+    def dump() -> None:
+        path = Path(cfg.heap_snapshot_dir) / f"heap-{next(numbers)}.snap"
+        tracemalloc.take_snapshot().dump(str(path) + ".part")
+        os.replace(str(path) + ".part", path)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
 
 
 @kopf.on.cleanup()

@@ -27,6 +27,7 @@ class OperatorMetrics:
         self.replicas = Gauge("argus_operator_replicas", "Replicas allocated per level.", ["service", "level"],
                               registry=r)
         self.services = Gauge("argus_operator_services", "T2IServices the control loop tracks.", registry=r)
+        self.cached = Gauge("argus_operator_cached_objects", "Objects in the watch-fed cache (all kinds).", registry=r)
         self.status_writes = Counter("argus_operator_status_writes_total",
                                      "Status PATCHes (only material changes and the heartbeat).", registry=r)
         self.heap = Gauge("argus_operator_traced_heap_bytes",

@@ -44,6 +44,10 @@ class Outcome:
     plan: Plan | None = None
 
 
+class ServiceGone(Exception):
+    """The T2IService was deleted: its objects are going by garbage collection, nothing is re-created."""
+
+
 def _iso(now: float) -> str:
     return datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -62,7 +66,7 @@ def invalid_outcome(err: SpecError, status: dict[str, Any], generation: int | No
 def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generation: int | None, deps: Deps,
         now: float, full: bool, reading: Reading | None = None, uid: str = "") -> Outcome:
     """One period on the service's reading of Prometheus (None: plan without metrics); raises SpecError
-    for an invalid spec and KubeApiError for API failures."""
+    for an invalid spec, ServiceGone when the T2IService was deleted, and KubeApiError for API failures."""
     spec = parse_spec(dict(raw_spec)).with_default_storage_class(deps.latent_storage_class)
     state = ControlState.from_status(status)
     observed = reading if isinstance(reading, MetricsSnapshot) else None
@@ -72,13 +76,17 @@ def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generati
     if p.decision is not None:
         deps.metrics.solve.observe(time.perf_counter() - t0)
         deps.metrics.decided(name, p.changed)
-    deps.actuator.apply(name, spec, p, full=full or not state.allocation)
+    ensure_all = full or not state.allocation
+    if not ensure_all and (deps.actuator.readiness(name, spec).missing or not deps.actuator.policy_present(name)):
+        # An object is gone: someone deleted it (put it back), or garbage collection took it because the
+        # T2IService was deleted and its watch event has not arrived yet (re-creating would loop).
+        if not deps.actuator.owner_present():
+            raise ServiceGone(name)
+        ensure_all = True
+    deps.actuator.apply(name, spec, p, full=ensure_all)
     for level, n in p.allocation.items():
         deps.metrics.allocated(name, level, n)
     ready = deps.actuator.readiness(name, spec)
-    if ready.missing or (not full and not deps.actuator.policy_present(name)):
-        deps.actuator.apply(name, spec, p, full=True)  # someone deleted an object: put it back
-        ready = deps.actuator.readiness(name, spec)
     out = Outcome(plan=p)
     old = status.get("conditions")
     lagging = [f"{lv} {ready.ready.get(lv, 0)}/{n}" for lv, n in ready.wanted.items() if ready.ready.get(lv, 0) < n]

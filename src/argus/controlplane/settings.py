@@ -21,6 +21,7 @@ class OperatorSettings:
     workers: int = 16  # control-loop worker threads (API and Prometheus calls block); the API client's pool matches
     heartbeat_s: float = 60.0  # status written at least this often; otherwise only when it changes materially
     trace_heap: int = 0  # 1: trace the Python heap (tracemalloc; argus_operator_traced_heap_bytes), for the benchmark
+    heap_snapshot_dir: str = ""  # with trace_heap: SIGUSR1 writes a tracemalloc snapshot here (heap-N.snap)
     retry_delay_s: float = 2.0  # first backoff after a transient API error (doubles per retry, max 60 s)
     # kopf lists and watches namespaces and CRDs cluster-wide to notice new ones; without that RBAC
     # (chart: rbac.clusterDiscovery=false) each of those requests is retried on 403 for ~54 s before
