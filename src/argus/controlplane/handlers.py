@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import re
 import signal
 import tracemalloc
@@ -71,7 +72,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Lo
 
 
 @kopf.on.startup()
-async def heap_snapshots(memo: kopf.Memo, **_: Any) -> None:
+async def heap_snapshots(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     """With trace_heap and heap_snapshot_dir: SIGUSR1 writes a tracemalloc snapshot (what a benchmark
     compares before creating services and after deleting them, to name what is kept)."""
     cfg = memo.cfg
@@ -80,11 +81,20 @@ async def heap_snapshots(memo: kopf.Memo, **_: Any) -> None:
     numbers = itertools.count()
 
     def dump() -> None:
-        path = Path(cfg.heap_snapshot_dir) / f"heap-{next(numbers)}.snap"
-        tracemalloc.take_snapshot().dump(str(path) + ".part")
-        os.replace(str(path) + ".part", path)
+        try:
+            write_heap_snapshot(Path(cfg.heap_snapshot_dir) / f"heap-{next(numbers)}.snap")
+        except Exception:  # a failed snapshot must say so, not leave the benchmark waiting
+            logger.exception("heap snapshot failed")
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
+def write_heap_snapshot(path: Path) -> Path:
+    """The tracemalloc snapshot at `path`, whole or not at all (written beside it, then renamed)."""
+    part = path.with_name(path.name + ".part")
+    tracemalloc.take_snapshot().dump(str(part))
+    os.replace(part, path)
+    return path
 
 
 @kopf.on.cleanup()
