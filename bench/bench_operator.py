@@ -122,10 +122,13 @@ class Watch:
             threading.Thread(target=self._stream, args=(api.url + path, kind), daemon=True).start()
 
     def _stream(self, url: str, kind: str) -> None:
-        with requests.get(url, params={"watch": "true"}, stream=True, timeout=(10, None)) as r:
-            for line in r.iter_lines():
-                if line:
-                    self._event(kind, json.loads(line), time.monotonic())
+        try:
+            with requests.get(url, params={"watch": "true"}, stream=True, timeout=(10, None)) as r:
+                for line in r.iter_lines():
+                    if line:
+                        self._event(kind, json.loads(line), time.monotonic())
+        except requests.exceptions.RequestException:
+            return  # the emulator stopped at the bench's end: the stream ends with it
 
     def _event(self, kind: str, ev: dict, now: float) -> None:
         meta = ev.get("object", {}).get("metadata", {})
