@@ -214,7 +214,7 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
         served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
         gap=max(sol.bound - sol.objective, 0.0), tolerance=f.tolerance,
         changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes,
-        prices=_prices(f, replicas), shares=_shares(names, cap - f.backlog_rate))
+        prices=_prices(f, replicas), shares=_shares(names, f.net_capacity(np.array(x, dtype=float))))
 
 
 def _by_level(f: milp.Formulation, rows: np.ndarray) -> np.ndarray:
@@ -233,7 +233,7 @@ def _prices(f: milp.Formulation, replicas: np.ndarray) -> dict[str, float]:
     at these prices every row the assignment splits is indifferent between the levels it uses, so prompts
     sort themselves by their own predictions. Empty when that LP is infeasible."""
     x = np.asarray(replicas, dtype=float)
-    cap = np.maximum(x * f.throughput - f.backlog_rate, 0.0) * f.usable
+    cap = np.maximum(f.net_capacity(x), 0.0)
     rows = np.arange(1, 1 + len(f.sources))
     if not len(rows):
         return {}
@@ -298,10 +298,11 @@ def _reason(s: Snapshot, f: milp.Formulation, sol: milp.Solution, flows: np.ndar
     if sol.bound - sol.objective > f.tolerance:
         notes.append(f"search stopped at its node limit; objective within {sol.bound - sol.objective:.3g} "
                      "of the proven bound")
-    if f.backlog_rate.sum() > 0:
-        notes.append("latency: capacity reserved to drain queues within the SLO (Little's law): "
-                     + ", ".join(f"{names[j]} {f.backlog_rate[j]:.3g} req/s"
-                                 for j in range(len(names)) if f.backlog_rate[j] > 0))
+    reserved = np.maximum(f.backlog_rate - f.credit * np.asarray(x, dtype=float), 0.0)
+    if reserved.sum() > 1e-9:
+        notes.append("latency: capacity reserved to drain queues beyond what is in service within the SLO "
+                     "(Little's law): " + ", ".join(f"{names[j]} {reserved[j]:.3g} req/s"
+                                                     for j in range(len(names)) if reserved[j] > 1e-9))
     if throughput > EPS:
         own = float(np.trace(flows))
         fam = {"cache": 0.0, "steps": 0.0, "model": 0.0}

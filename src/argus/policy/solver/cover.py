@@ -2,8 +2,10 @@
 
 With replicas x fixed, the safe model is feasible iff every closed source set fits into the capacity
 of the levels it may use (Hall's condition over the unions U of the sources' level sets, as in
-argus.policy.solver.fixed): sum_{j in U} (T_j x_j - b_j) >= D(U) and T_j x_j >= b_j. Those are covering
-rows, so the fewest GPUs that serve everything safely is a tiny integer program: n integer columns,
+argus.policy.solver.fixed): sum_{j in U} C_j(x_j) >= D(U) and C_j(x_j) >= 0, with C_j(x) = T_j x -
+max(0, b_j - c_j x) (the backlog beyond what x's replicas hold in service). With C_j relaxed to its
+linear upper bound (T_j + c_j) x - b_j those are covering rows (every allocation found is checked by
+the evaluator; a proof that none exists holds for the exact rows too), so the fewest GPUs that serve everything safely is a tiny integer program: n integer columns,
 one row per union, objective sum x. A short depth-first branch and bound over it (HiGHS LPs, a node
 pruned when its LP needs more GPUs than the budget) finds a safe allocation within a few LPs when
 one exists; when it does not, the dynamic program of argus.policy.solver.safe_dp decides exactly, and
@@ -44,8 +46,8 @@ def safe_allocation(ev: SafeEvaluator, lo: np.ndarray, hi: np.ndarray, budget: i
     see milp.build); the answer is checked by the evaluator itself, so it is safe by its tolerance.
     """
     n = len(lo)
-    T, b = ev.throughput, ev.backlog
-    lo = np.maximum(lo, np.ceil((b - FEAS_TOL) / T - 1e-12))  # each level drains its own backlog
+    T, b, c = ev.throughput, ev.backlog, ev.credit
+    lo = np.maximum(lo, np.ceil((b - FEAS_TOL) / (T + c) - 1e-12))  # each level drains its own backlog
     if np.any(lo > hi) or lo.sum() > budget:
         return Cover(None, True, 0)
     # Union rows: capacity inside U covers the demand closed in U plus U's backlog. Rows that ask for
@@ -54,12 +56,12 @@ def safe_allocation(ev: SafeEvaluator, lo: np.ndarray, hi: np.ndarray, budget: i
     need = inside > FEAS_TOL
     if not need.any():
         return Cover(lo.copy(), False, 0) if _serves(ev, lo) else Cover(None, False, 0)
-    lp = LpModel(np.ones(n), ev.member[need] * T[None, :], inside[need], np.full(int(need.sum()), np.inf),
+    lp = LpModel(np.ones(n), ev.member[need] * (T + c)[None, :], inside[need], np.full(int(need.sum()), np.inf),
                  lo, hi.astype(float), n)
     x, exhausted = _search(ev, lp, budget, max_lps)
     if x is not None or exhausted:
-        return Cover(x, exhausted, lp.runs)
-    x, proven = fewest_gpus(ev.reach, ev.demand, T, b, lo, hi, budget)
+        return Cover(x, exhausted, lp.runs)  # (the dynamic program below is exact with the credit)
+    x, proven = fewest_gpus(ev.reach, ev.demand, T, b, lo, hi, budget, credit=c)
     if x is not None and not _serves(ev, x):
         x = None  # within the dynamic program's tolerance, not the evaluator's (stricter than HiGHS)
     return Cover(x, proven, lp.runs)
@@ -68,8 +70,10 @@ def safe_allocation(ev: SafeEvaluator, lo: np.ndarray, hi: np.ndarray, budget: i
 def _search(ev: SafeEvaluator, lp: LpModel, budget: int, max_lps: int) -> tuple[np.ndarray | None, bool]:
     """Depth first, more capacity first, branching on the slowest fractional level (measured: 3-11 LPs
     to find one on the bench's hardest instances, where the most fractional took 5-421); (allocation
-    or None, whether the tree was exhausted)."""
+    or None, whether the tree was exhausted: a proof that none exists unless the relaxed rows let an
+    integral point through that the evaluator refused, where another point of its box may still serve)."""
     n = lp.n_int
+    refused = False
     stack = [(lp.lo0, lp.hi0)]
     while stack:
         if lp.runs >= max_lps:
@@ -84,14 +88,16 @@ def _search(ev: SafeEvaluator, lp: LpModel, budget: int, max_lps: int) -> tuple[
             return up, False
         frac = np.abs(x - np.round(x))
         if frac.max() <= INT_TOL:
-            continue  # integral, yet over budget or refused by the evaluator: nothing more below
+            # integral, yet over budget or refused by the evaluator: with exact rows nothing more below
+            refused = refused or (up.sum() <= budget and bool(ev.credit.any()))
+            continue
         j = int(np.argmax(np.where(frac > INT_TOL, -ev.throughput, -np.inf)))
         down_hi, up_lo = hi.copy(), lo.copy()
         down_hi[j] = np.floor(x[j])
         up_lo[j] = np.ceil(x[j])
         stack.append((lo, down_hi))
         stack.append((up_lo, hi))
-    return None, True
+    return None, not refused
 
 
 def _serves(ev: SafeEvaluator, x: np.ndarray) -> bool:

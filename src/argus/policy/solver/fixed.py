@@ -5,7 +5,7 @@ only (every safe pair of level j is worth Q_j), less the switching cost of added
 level loads z that route the planned demand form the base of the polymatroid f(S) = max flow into
 the levels S, so greedy by quality is exact: z of the t-th best level = f(S_t) - f(S_{t-1}). By
 max-flow/min-cut, f(S) = min over closed source sets A of D(sources outside A) + C(S within N(A)),
-where C_j = T_j x_j - backlog_j and N(A) are the levels A may use; a closed set is every source
+where C_j = net_capacity(x_j) (T_j x_j less the backlog x_j's replicas cannot hold) and N(A) are the levels A may use; a closed set is every source
 whose levels lie in a union U of sources' level sets, so the minimum runs over those unions.
 Evaluating a batch is a few numpy operations, where HiGHS costs ~0.1-0.4 ms per allocation.
 With prompt classes (Snapshot.classes) the value of a level depends on the class it serves: Hall's
@@ -20,12 +20,21 @@ CHUNK = 512  # allocations per greedy evaluation step (unions x levels x levels 
 FEAS_TOL = 1e-9  # req/s; stricter than HiGHS (1e-7), so every allocation counted feasible here is feasible there
 
 
+def net_capacity(x, throughput: np.ndarray, backlog: np.ndarray, credit: np.ndarray):
+    """Capacity left for arrivals at replicas x (one allocation or rows of them), requests/s per level:
+    T_j x_j less the drain of the queued requests x_j's replicas do not hold in service. A level's queue
+    q_j drains within its slack at rate backlog_j = q_j / slack_j, but up to B_j x_j of those requests
+    (a full batch per replica) are in service and finish within their service time anyway:
+    credit_j = B_j / slack_j per replica (argus.policy.solver.milp.build)."""
+    return x * throughput - np.maximum(backlog - credit * x, 0.0)
+
+
 class SafeEvaluator:
     """Safe-model objective of fixed allocations, as `milp.run(f, fixed_x=x)` computes it with HiGHS."""
 
     def __init__(self, n: int, sources: list[int], pairs: list[tuple[int, int, bool]], demand: np.ndarray,
                  throughput: np.ndarray, backlog: np.ndarray, quality: np.ndarray, switch_cost: np.ndarray,
-                 current: np.ndarray, exact=None):
+                 current: np.ndarray, exact=None, credit: np.ndarray | None = None):
         reach = {k: 0 for k in sources}  # bitmask of the levels each source may use
         for k, j, safe in pairs:
             if safe:
@@ -52,6 +61,9 @@ class SafeEvaluator:
         self.member_t = member.T.copy()  # (levels in greedy order, unions): capacity inside each union
         self.q_sorted = quality[self.order]
         self.throughput, self.backlog = throughput, backlog
+        # Credit where there is backlog to credit (the same capacity; the covering search's relaxation,
+        # (T + credit) x - backlog, is then exact on every level without a queue).
+        self.credit = np.zeros_like(backlog) if credit is None else np.where(backlog > 0, credit, 0.0)
         self.switch_cost, self.current = switch_cost, current
         # With prompt classes a level's value depends on whom it serves, so greedy by level quality is not
         # exact: `exact(x)` gives a feasible allocation's value (its LP); feasibility stays combinatorial.
@@ -59,7 +71,7 @@ class SafeEvaluator:
 
     def feasible(self, xs: np.ndarray) -> np.ndarray:
         """Whether each row of xs serves the planned demand safely (Hall's condition over the unions)."""
-        cap = xs * self.throughput - self.backlog  # (candidates, levels)
+        cap = net_capacity(xs, self.throughput, self.backlog, self.credit)  # (candidates, levels)
         drained = (cap >= -FEAS_TOL).all(axis=1)  # capacity covers each level's backlog drain
         cap = np.maximum(cap, 0.0)[:, self.order]
         # Feasible iff every closed source set fits in its levels: f(all levels) = the planned demand.
@@ -69,7 +81,7 @@ class SafeEvaluator:
     def values(self, xs: np.ndarray) -> np.ndarray:
         """Objective (maximized) per row of xs; -inf where the allocation cannot serve the demand safely."""
         ok = np.flatnonzero(self.feasible(xs))
-        cap = np.maximum(xs * self.throughput - self.backlog, 0.0)[:, self.order]
+        cap = np.maximum(net_capacity(xs, self.throughput, self.backlog, self.credit), 0.0)[:, self.order]
         value = np.full(len(xs), -np.inf)
         if self.exact is not None:
             for i in ok:

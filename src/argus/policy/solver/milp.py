@@ -1,12 +1,18 @@
 """The allocation MILP: build it from a snapshot, solve it by branch and bound with HiGHS LPs.
 
 Variables: integer replicas x_j; added replicas u_j >= x_j - current_j (switching cost); load
-y_kj >= 0 whose optimal level is k served at level j; shed_k (planned demand not served) and v_j
-(queue backlog that cannot drain within the latency SLO). Maximize
+y_kj >= 0 whose optimal level is k served at level j; shed_k (planned demand not served), v_j
+(queue backlog that cannot drain within the latency SLO) and w_j (queued requests in service). Maximize
     sum_kj y_kj V_kj - sum_k P_shed shed_k - sum_j P_shed v_j - sum_j c_j u_j
 subject to  sum x <= GPUs;  sum_j y_kj + shed_k = D_k;  x_0 >= min full-quality replicas;
-            sum_k y_kj + q_j / (SLO - s_j) - v_j <= T_j x_j    (Little's law: capacity covers the
-            arrivals and drains the observed queue q_j within the latency slack, so waiting <= SLO).
+            sum_k y_kj + (q_j - w_j) / (SLO - s_j) - v_j <= T_j x_j    (Little's law: capacity covers
+            the arrivals and drains the observed queue q_j within the latency slack, so waiting <= SLO;
+            written with b_j = q_j / slack_j and the rate variables v_j, w_j in requests/s);
+            w_j <= B_j x_j / slack_j and v_j + w_j <= b_j: of the requests in flight at level j, up to a
+            batch B_j per replica are in service and finish within the SLO whatever the plan adds (B_j:
+            the largest profiled batch that completes within the slack); only the rest is backlog that
+            needs spare capacity. The credit is bounded by the
+            decided x_j, not by the replicas running now, so the plan does not depend on where it starts.
 V_kj = Q_j when j is at least as safe as k. Two models share this layout:
   - safe: only safe pairs, no shedding, no backlog excess; feasible iff no overload is needed;
   - overload: degraded pairs too, valued Q_j - P_DEGRADE, and shedding; always feasible.
@@ -27,7 +33,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from argus.policy.solver import allocations, cover
 from argus.policy.solver.bnb import LpModel, branch_and_bound, outer_approximation
-from argus.policy.solver.fixed import SafeEvaluator
+from argus.policy.solver.fixed import SafeEvaluator, net_capacity
 from argus.levels import FULL, parse_level
 from argus.policy.redirection import NEVER, relation_table
 from argus.policy.snapshot import Snapshot
@@ -65,6 +71,7 @@ class Formulation:
     current: np.ndarray
     switch_cost: np.ndarray  # c_j per added replica (0 on cold start)
     throughput: np.ndarray  # T_j, requests/s per replica
+    credit: np.ndarray = None  # B_j / (SLO - s_j): backlog rate one replica's in-service batch takes off level j
     row_level: np.ndarray = None  # optimal level of each demand row (identity without classes)
     row_quality: np.ndarray = None  # expected quality (%) of each demand row at each level (rows x levels)
     classed: bool = False  # demand rows are the snapshot's prompt classes
@@ -91,7 +98,7 @@ class Formulation:
             exact = self._lp_value if self.classed else None
             self.cache["eval"] = SafeEvaluator(self.n, self.sources, self.pairs, self.demand_by_level,
                                                self.throughput, self.backlog_rate, q, self.switch_cost,
-                                               self.current, exact=exact)
+                                               self.current, exact=exact, credit=self.credit)
         return self.cache["eval"]
 
     def _lp_value(self, x: np.ndarray) -> float:
@@ -121,6 +128,14 @@ class Formulation:
     @property
     def off_v(self) -> int:
         return self.off_shed + len(self.sources)
+
+    @property
+    def off_w(self) -> int:
+        return self.off_v + self.n
+
+    def net_capacity(self, x: np.ndarray) -> np.ndarray:
+        """Capacity left for arrivals at replicas x, per level (argus.policy.solver.fixed.net_capacity)."""
+        return net_capacity(x, self.throughput, self.backlog_rate, self.credit) * self.usable
 
     @property
     def tolerance(self) -> float:
@@ -163,6 +178,11 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     x0 = np.array([s.current.get(k, 0) for k in names], dtype=float)
     q = np.array([s.queues.get(k, 0.0) for k in names])
     backlog = np.where(usable, q / np.where(usable, slack, 1.0), 0.0)
+    # B_j: the largest profiled batch a replica finishes within the slack (its requests in service then
+    # finish within the SLO; a batch that takes longer would not, and earns no credit)
+    batch = np.array([max((b for b, t in p.throughput.items() if t > 0 and b / t <= sl), default=0)
+                      for p, sl in zip(prof, slack)], dtype=float)
+    credit = np.where(usable, batch / np.where(usable, slack, 1.0), 0.0)
     cold = x0.sum() == 0  # nothing runs yet: every replica loads anyway, so no level is cheaper to reach
     load = np.array([p.load_time for p in prof])
     # A reload idles the replica's capacity for load_time; charged over the amortization horizon.
@@ -172,8 +192,9 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     pairs = [(k, j, j <= row_level[k]) for k in sources for j in range(n)
              if allowed[k, j] and usable[j] and (overload or j <= row_level[k])]
     n_y, n_s = len(pairs), len(sources)
-    nv = 2 * n + n_y + n_s + n
+    nv = 2 * n + n_y + n_s + 2 * n
     off_y, off_s, off_v = 2 * n, 2 * n + n_y, 2 * n + n_y + n_s
+    off_w = off_v + n
 
     c = np.zeros(nv)  # minimize -objective
     c[n:2 * n] = switch
@@ -181,9 +202,9 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
         # With classes a degraded request costs what its class loses there; without, a flat price.
         c[off_y + i] = -w * V[k, j] + (0.0 if safe or s.classes else P_DEGRADE)
     c[off_s:off_v] = P_SHED
-    c[off_v:] = P_SHED
+    c[off_v:off_w] = P_SHED
 
-    A = np.zeros((1 + n_s + 2 * n, nv))
+    A = np.zeros((1 + n_s + 4 * n, nv))
     lo = np.full(A.shape[0], -np.inf)
     hi = np.zeros(A.shape[0])
     A[0, :n] = 1.0  # GPU budget
@@ -199,9 +220,13 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     for j in range(n):
         A[cap_row + j, j] = -T[j]  # capacity with Little's-law backlog drain
         A[cap_row + j, off_v + j] = -1.0
+        A[cap_row + j, off_w + j] = -1.0
         hi[cap_row + j] = -backlog[j]
         A[cap_row + n + j, j], A[cap_row + n + j, n + j] = 1.0, -1.0  # u_j >= x_j - current_j
         hi[cap_row + n + j] = x0[j]
+        A[cap_row + 2 * n + j, off_w + j], A[cap_row + 2 * n + j, j] = 1.0, -credit[j]  # in service <= B_j x_j
+        A[cap_row + 3 * n + j, off_v + j] = A[cap_row + 3 * n + j, off_w + j] = 1.0  # v_j + w_j <= b_j
+        hi[cap_row + 3 * n + j] = backlog[j]
 
     b_lo = np.zeros(nv)
     b_hi = np.full(nv, np.inf)
@@ -215,13 +240,14 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     b_lo[k0] = s.min_full_quality
     b_hi[k0] = max(b_hi[k0], s.min_full_quality)  # kept even when no load needs it
     if not overload:
-        b_hi[off_s:] = 0.0
+        b_hi[off_s:off_w] = 0.0
     else:
-        b_hi[off_v:] = backlog
+        b_hi[off_v:off_w] = backlog
+    b_hi[off_w:] = backlog
     return Formulation(n=n, overload=overload, certain=overload and certain, pairs=pairs, sources=sources,
                        c=c, A=A, lb=lo, ub=hi, bounds_lo=b_lo, bounds_hi=b_hi, gpus=s.gpus, planned=planned,
                        demand_by_level=D,
-                       backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch, throughput=T,
+                       backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch, throughput=T, credit=credit,
                        row_level=row_level, row_quality=V, classed=bool(s.classes), weight=w,
                        level_names=tuple(names))
 
@@ -369,7 +395,7 @@ def repair(safe: Formulation, over: Formulation, sol: Solution, tries: int = 3) 
     if need[k] <= 0:
         return None
     served = sol.flows.sum(axis=0)
-    spare = over.throughput * sol.x - served - over.backlog_rate
+    spare = over.net_capacity(sol.x) - served
     adds = sorted({j for kk, j, ok in over.pairs if kk == k and ok}, key=lambda j: -over.throughput[j])[:tries]
     removes = [i for i in np.argsort(-spare, kind="stable") if sol.x[i] > safe.bounds_lo[i]][:tries]
     options = [None] + removes if sol.x.sum() < safe.gpus else removes

@@ -22,13 +22,16 @@ LOAD_TOL = 1e-7  # req/s of waiting load counted as served (HiGHS's feasibility 
 
 
 def fewest_gpus(reach: dict[int, int], demand: np.ndarray, throughput: np.ndarray, backlog: np.ndarray,
-                lo: np.ndarray, hi: np.ndarray, budget: int) -> tuple[np.ndarray | None, bool]:
+                lo: np.ndarray, hi: np.ndarray, budget: int,
+                credit: np.ndarray | None = None) -> tuple[np.ndarray | None, bool]:
     """(an allocation within the budget that serves all load safely, or None; whether None is proven).
 
     `reach[k]`: bitmask of the levels load of optimal level k may use safely; lo/hi: replica bounds
-    (lo must already cover each level's backlog; hi must not cut off useful capacity)."""
+    (lo must already cover each level's backlog; hi must not cut off useful capacity); `credit`: backlog
+    rate each replica holds in service (argus.policy.solver.fixed.net_capacity)."""
     n = len(lo)
     T, b = throughput, backlog
+    c = np.zeros_like(b) if credit is None else credit
     usable = hi > 0
     gpus, xs, wait = np.zeros(1), np.zeros((1, n)), np.zeros((1, 0))
     keys: list[int] = []  # future reach of each part of the waiting load
@@ -48,7 +51,8 @@ def fewest_gpus(reach: dict[int, int], demand: np.ndarray, throughput: np.ndarra
         if any(keys[a] & below & ~keys[c] for a, c in zip(serve, serve[1:])):
             return None, False  # future reaches not nested: the greedy would not be exact
         # More replicas than clear all the load level j may serve are useless: it sees no more load.
-        clear = np.ceil((wait[:, serve].sum(axis=1) + b[j]) / T[j] - 1e-9)
+        waiting = wait[:, serve].sum(axis=1)
+        clear = np.ceil(np.maximum(waiting / T[j], (waiting + b[j]) / (T[j] + c[j])) - 1e-9)
         top = np.minimum(hi[j], np.maximum(lo[j], clear))
         counts = lo[j] + np.arange(int(top.max() - lo[j]) + 1 if len(gpus) else 0)
         si, ci = np.nonzero(counts[None, :] <= top[:, None])
@@ -57,12 +61,13 @@ def fewest_gpus(reach: dict[int, int], demand: np.ndarray, throughput: np.ndarra
         x = counts[ci]
         gpus, wait, xs = gpus[si] + x, wait[si].copy(), xs[si].copy()
         xs[:, j] = x
-        cap = T[j] * x - b[j]
+        cap = T[j] * x - np.maximum(b[j] - c[j] * x, 0.0)
         for i in serve:
             used = np.minimum(wait[:, i], cap)
             wait[:, i] -= used
             cap = cap - used
-        ok = gpus + _still_needed(j, keys, wait, reach, demand, T, b, lo, usable) <= budget + 1e-9
+        # (T + c) x - b bounds a level's capacity from above: the lower bound on GPUs stays a lower bound
+        ok = gpus + _still_needed(j, keys, wait, reach, demand, T + c, b, lo, usable) <= budget + 1e-9
         gpus, xs, wait = _undominated(gpus[ok], xs[ok], wait[ok])
         if not len(gpus):
             return None, True
