@@ -117,3 +117,13 @@ def test_burst_beyond_headroom_followed_at_once_and_released_slowly():
     assert est == pytest.approx(1.2 * 6.5)
     est, st = estimate(st, 1.0, 315.0, cfg)  # a drop beyond the band squared: one release half-life
     assert est == pytest.approx(1.2 * (6.5 - 0.5 * 5.5))
+
+
+def test_a_steady_loads_jitter_does_not_move_the_estimate():
+    s = DemandSettings(half_life_s=2.0, burst_follow=False)
+    _, st = estimate(DemandState(), 0.5, 0.0, s)
+    for t, obs in enumerate([0.4955, 0.505, 0.4901, 0.5140], start=1):  # within 3 %: the rate stays
+        planned, st = estimate(st, obs, float(t), s)
+        assert st.rate == 0.5 and planned == pytest.approx(0.6)
+    _, st = estimate(st, 0.45, 5.0, s)  # 10 % below: followed (by the EWMA)
+    assert 0.45 < st.rate < 0.5

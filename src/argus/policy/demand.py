@@ -47,6 +47,10 @@ class DemandSettings:
     # Apart from the headroom so that a service planning with little headroom (T2IService `headroom`, the
     # quality/violation trade) still ignores the windowed rate's noise.
     band: float | None = None
+    # Dead band: an observation within this fraction of the smoothed rate leaves it where it is. A steady
+    # load's windowed rate jitters by a percent or two from scrape to scrape; followed, every period re-plans
+    # a slightly different policy (a new version for the router, a status write) for nothing.
+    deadband: float = 0.03
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.half_life_s) and self.half_life_s > 0):
@@ -91,6 +95,8 @@ def estimate(state: DemandState, observed_rate: float, now: float,
             half_life = settings.release_half_life_s
         alpha = 1.0 - 0.5 ** ((now - state.at) / half_life)
         smoothed = state.rate + alpha * (observed_rate - state.rate)
+        if abs(observed_rate - state.rate) <= settings.deadband * state.rate:
+            smoothed = state.rate
         if settings.burst_follow and observed_rate > state.rate * band:
             smoothed = max(smoothed, float(observed_rate))  # a rise beyond the band: at once
     return smoothed * settings.headroom, DemandState(rate=smoothed, at=now, shares=dict(state.shares),
