@@ -61,9 +61,7 @@ class SafeEvaluator:
         self.member_t = member.T.copy()  # (levels in greedy order, unions): capacity inside each union
         self.q_sorted = quality[self.order]
         self.throughput, self.backlog = throughput, backlog
-        # Credit where there is backlog to credit (the same capacity; the covering search's relaxation,
-        # (T + credit) x - backlog, is then exact on every level without a queue).
-        self.credit = np.zeros_like(backlog) if credit is None else np.where(backlog > 0, credit, 0.0)
+        self.credit = np.zeros_like(backlog) if credit is None else credit
         self.switch_cost, self.current = switch_cost, current
         # With prompt classes a level's value depends on whom it serves, so greedy by level quality is not
         # exact: `exact(x)` gives a feasible allocation's value (its LP); feasibility stays combinatorial.

@@ -11,8 +11,8 @@ subject to  sum x <= GPUs;  sum_j y_kj + shed_k = D_k;  x_0 >= min full-quality 
             w_j <= B_j x_j / slack_j and v_j + w_j <= b_j: of the requests in flight at level j, up to a
             batch B_j per replica are in service and finish within the SLO whatever the plan adds (B_j:
             the largest profiled batch that completes within the slack); only the rest is backlog that
-            needs spare capacity. The credit is bounded by the
-            decided x_j, not by the replicas running now, so the plan does not depend on where it starts.
+            needs spare capacity. The credit is bounded by the decided x_j, not by the replicas running
+            now, so the plan does not depend on where it starts.
 V_kj = Q_j when j is at least as safe as k. Two models share this layout:
   - safe: only safe pairs, no shedding, no backlog excess; feasible iff no overload is needed;
   - overload: degraded pairs too, valued Q_j - P_DEGRADE, and shedding; always feasible.
@@ -71,7 +71,7 @@ class Formulation:
     current: np.ndarray
     switch_cost: np.ndarray  # c_j per added replica (0 on cold start)
     throughput: np.ndarray  # T_j, requests/s per replica
-    credit: np.ndarray = None  # B_j / (SLO - s_j): backlog rate one replica's in-service batch takes off level j
+    credit: np.ndarray = None  # B_j / (SLO - s_j) where level j has a queue (else 0): backlog rate one replica's in-service batch takes off it
     row_level: np.ndarray = None  # optimal level of each demand row (identity without classes)
     row_quality: np.ndarray = None  # expected quality (%) of each demand row at each level (rows x levels)
     classed: bool = False  # demand rows are the snapshot's prompt classes
@@ -182,7 +182,8 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     # finish within the SLO; a batch that takes longer would not, and earns no credit)
     batch = np.array([max((b for b, t in p.throughput.items() if t > 0 and b / t <= sl), default=0)
                       for p, sl in zip(prof, slack)], dtype=float)
-    credit = np.where(usable, batch / np.where(usable, slack, 1.0), 0.0)
+    # (only where there is a queue to credit: the covering search's relaxed rows are then exact elsewhere)
+    credit = np.where(usable & (backlog > 0), batch / np.where(usable, slack, 1.0), 0.0)
     cold = x0.sum() == 0  # nothing runs yet: every replica loads anyway, so no level is cheaper to reach
     load = np.array([p.load_time for p in prof])
     # A reload idles the replica's capacity for load_time; charged over the amortization horizon.
@@ -264,7 +265,7 @@ def _rows(s: Snapshot, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
         table = relation_table(names)
         allowed = np.array([[table[k][j] != NEVER for j in range(n)] for k in range(n)])
         return (np.arange(n), np.tile(Q, (n, 1)), allowed, np.array([s.h.get(k, 0.0) for k in names]))
-    skip = np.array([_cache_skip(lv) for lv in names])
+    skip = np.array([parse_level(lv, 1000).resume_step for lv in names])
     R = len(s.classes)
     V = np.zeros((R, n))
     allowed = np.zeros((R, n), dtype=bool)
@@ -275,11 +276,6 @@ def _rows(s: Snapshot, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
             allowed[r, j] = skip[j] <= c.hit
     return (np.array([names.index(c.optimal) for c in s.classes]), V, allowed,
             np.array([c.share for c in s.classes]))
-
-
-def _cache_skip(name: str) -> int:
-    """K of a cache-kK level (its depth of resumption), 0 for any other level."""
-    return parse_level(name, 1000).resume_step
 
 
 def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
