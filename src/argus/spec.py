@@ -120,6 +120,13 @@ class T2IServiceSpec(_Model):
                     "arrival rate. Less headroom leaves the optimizer more capacity for slower, better "
                     "levels at peak, at the cost of more SLO violations in bursts (bench/RESULTS.md, Pareto "
                     "table); 1.2 is DiffServe's.")
+    burst_horizon: float = Field(
+        120.0, ge=1, le=86400,
+        description="Seconds over which a reallocation must pay for its reloads: it is made only if, over "
+                    "this horizon (stretched to how long demand has exceeded capacity so far, up to 10x), it "
+                    "is expected to cause fewer SLO violations than keeping the replicas in force, or as few "
+                    "and more quality. Longer: the loop moves sooner in a burst; shorter: it rides out short "
+                    "bursts at full quality (argus.policy.moves).")
     min_full_quality_replicas: int = Field(1, ge=0, description=f"Replicas of {FULL} always kept.")
     prometheus_url: str = Field("http://argus-prometheus:9090", description="Where the operator reads metrics.")
     cache: CacheSpec = Field(default_factory=CacheSpec)

@@ -213,16 +213,23 @@ def _after_burst(queues=None):
     return s, state, obs
 
 
-def test_idle_approximate_replica_goes_back_to_full_quality_after_the_dwell():
+def test_idle_approximate_replica_stays_warm_until_moving_it_back_pays():
     s, state, obs = _after_burst()
     early = run(s, obs, state, 230.0, gen=None)  # 130 s after the move: within the dwell
     assert early.allocation == {"cache-k0": 1, "steps-20": 1} and not early.changed
-    late = run(s, obs, early.state, 245.0, gen=None)
+    # After the dwell the idle replica is proposed back to full quality, but it serves nothing there either:
+    # the reload would gain no quality, so it stays, loaded for the next burst (issue 19: moves that pay).
+    idle = run(s, obs, early.state, 245.0, gen=None)
+    assert idle.allocation == {"cache-k0": 1, "steps-20": 1} and not idle.changed
+    assert idle.reason.startswith("held: the move saves no violations and gains less than 1% quality")
+    # Once the full-quality replica cannot take the load alone, moving it back serves more quality: it moves.
+    more = M(demand=0.5, h={"cache-k0": 1.0}, throughput={"cache-k0": 0.39, "steps-20": 0.11})
+    late = run(s, more, idle.state, 260.0, gen=None)
     assert late.allocation == {"cache-k0": 2, "steps-20": 0} and late.changed
-    assert late.reason.startswith("released idle replicas of steps-20 to cache-k0")
+    assert late.reason.startswith("move pays: more quality served")
     assert "moved 1 GPU steps-20 → cache-k0" in late.event
     assert late.policy.allocation == late.allocation
-    steady = run(s, obs, late.state, 250.0, gen=None)  # and it stays there: no flapping
+    steady = run(s, more, late.state, 265.0, gen=None)  # and it stays there: no flapping
     assert steady.allocation == late.allocation and not steady.changed
     assert steady.policy.version == late.policy.version
 

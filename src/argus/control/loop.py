@@ -18,12 +18,14 @@ from argus.levels import FULL
 from argus.policy.decision import Decision, to_policy_document
 from argus.policy.demand import NOISE_BAND, DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
-from argus.policy.optimizer import solve
+from argus.policy import moves
+from argus.policy.optimizer import evaluate, solve
 from argus.policy.profile import LevelProfile, agnostic_key
 from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
 from argus.spec import T2IServiceSpec
 
 DWELL_PERIODS = 4.0  # a new allocation is kept this many control periods before a non-urgent change
+MAX_PARTIAL_MOVES = 5  # partial moves weighed besides the whole one: 1, 2, 4, 8 and 16 replicas switched
 DWELL_RELOADS = 3.0  # ... and at least this many replica reload times: undoing a move sooner costs more than it gains
 
 
@@ -112,6 +114,11 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                     hysteresis=Hysteresis(min_dwell_s=dwell_s(spec.control_period, profiles)),
                     classes=() if key is not None else classes, quality_weight=quality_weight)
     decision = solve_releasing_idle(snap)
+    rate = None if observed is None or dstate.rate is None else arrival_rate(state, dstate.rate, queues, current,
+                                                                             profiles, now)
+    overload_since = _overload_since(state, rate, current, profiles, now)
+    if current and rate is not None and not spec_changed and not prior_plan and decision.replicas != current:
+        decision = weigh_move(snap, decision, rate, moves.horizon(spec.burst_horizon, overload_since, now))
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
@@ -126,8 +133,8 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     event = None
     if changed and state.allocation:
         event = reallocation_message(state.allocation, alloc, demand=demand,
-                                     old_capacity=_capacity(state.allocation, profiles),
-                                     new_capacity=_capacity(alloc, profiles),
+                                     old_capacity=moves.capacity(state.allocation, profiles),
+                                     new_capacity=moves.capacity(alloc, profiles),
                                      old_quality=state.quality, new_quality=decision.quality,
                                      queued=sum(queues.values()), degraded=decision.degraded_rate,
                                      shed=decision.shed_rate + decision.backlog_excess)
@@ -136,13 +143,54 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     new_state = ControlState(allocation=alloc, policy_version=version, last_change=started,
                              last_decision=now, quality=decision.quality,
                              observed_generation=generation if generation is not None else state.observed_generation,
-                             policy_digest=digest, demand=dstate)
+                             policy_digest=digest, demand=dstate, overload_since=overload_since,
+                             queued=sum(queues.values()) if observed is not None else None)
     if status.get("averageQuality") is None and decision.quality is not None:
         status["averageQuality"] = round(decision.quality, 3)
     status.update(demand=round(demand, 6), plannedThroughput=round(decision.throughput, 6),
                   overload=decision.overload, message=decision.reason[:1000])
     return Plan(allocation=alloc, policy=doc, state=new_state, changed=changed, policy_changed=policy_changed,
                 event=event, status=status, decision=decision, reason=decision.reason)
+
+
+def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float) -> Decision:
+    """`decision`, a partial move toward it, or the allocation in force kept: whichever pays best over the
+    horizon (argus.policy.moves); the reason starts with the weighing, in numbers."""
+    held = evaluate(snap, snap.current, "")
+    steps = moves.steps_toward(snap.current, decision.replicas, snap.profiles)
+    steps = [steps[i] for i in sorted({min(2 ** k - 1, len(steps) - 1) for k in range(MAX_PARTIAL_MOVES)} |
+                                      {len(steps) - 1})]
+    made = [decision if a == decision.replicas else evaluate(snap, a, "") for a in steps]
+    hold_q = held.quality or 0.0
+    verdict = moves.weigh(moves.hold_option(snap.current, snap.profiles, hold_q),
+                          [moves.move_option(snap.current, d.replicas, snap.profiles, hold_q, d.quality or 0.0)
+                           for d in made],
+                          rate, sum(snap.queues.values()), snap.latency_slo, horizon_s)
+    chosen = held if verdict.choice is None else made[verdict.choice]
+    notes = [verdict.reason, *(n for n in chosen.notes if n)]
+    return replace(chosen, reason="; ".join(notes), notes=notes)
+
+
+def arrival_rate(state: ControlState, smoothed: float, queues: dict[str, float], current: dict[str, int],
+                 profiles: tuple[LevelProfile, ...], now: float) -> float:
+    """The arrival rate a move is weighed at: the smoothed rate, or, when the queue grew since the last decision
+    while every replica was busy, the allocation's capacity plus that growth if more. The windowed rate lags
+    a burst's start by the scrape and the window (75 s by default); a saturated queue's growth does not."""
+    queued = sum(queues.values())
+    if state.queued is None or state.last_decision is None or not now > state.last_decision or not current:
+        return smoothed
+    if state.queued < sum(current.values()) or queued <= state.queued:
+        return smoothed
+    growth = (queued - state.queued) / (now - state.last_decision)
+    return max(smoothed, moves.capacity(current, profiles) + growth)
+
+
+def _overload_since(state: ControlState, rate: float | None, current: dict[str, int],
+                    profiles: tuple[LevelProfile, ...], now: float) -> float | None:
+    """Since when the smoothed arrival rate has exceeded the allocation in force's capacity (None: it does not)."""
+    if rate is None or not current or rate <= moves.capacity(current, profiles):
+        return None
+    return state.overload_since if state.overload_since is not None and state.overload_since <= now else now
 
 
 def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> Decision:
@@ -187,7 +235,8 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
     new_state = ControlState(allocation=alloc, policy_version=doc.version, last_change=state.last_change,
                              last_decision=now, quality=state.quality,
                              observed_generation=generation if generation is not None else state.observed_generation,
-                             policy_digest=state.policy_digest, demand=state.demand)
+                             policy_digest=state.policy_digest, demand=state.demand,
+                             overload_since=state.overload_since)
     if status.get("averageQuality") is None and state.quality is not None:
         status["averageQuality"] = round(state.quality, 3)
     return Plan(allocation=alloc, policy=doc, state=new_state, changed=False, policy_changed=False, event=None,
@@ -232,10 +281,6 @@ def _shares(raw: dict[str, float], levels: list[str]) -> dict[str, float]:
     kept = {lv: max(0.0, raw.get(lv, 0.0)) for lv in levels}
     total = sum(kept.values())
     return {lv: v / total for lv, v in kept.items() if v > 0} if total > 0 else {}
-
-
-def _capacity(alloc: dict[str, int], profiles: tuple[LevelProfile, ...]) -> float:
-    return sum(alloc.get(p.level, 0) * p.peak_throughput for p in profiles)
 
 
 def _digest(doc: PolicyDocument) -> str:

@@ -20,6 +20,8 @@ class ControlState:
     observed_generation: int | None = None  # spec generation the allocation was planned for
     policy_digest: str | None = None  # content hash of the last policy (a new version only when it changes)
     demand: DemandState = field(default_factory=DemandState)  # the demand EWMA (rate and h_k)
+    overload_since: float | None = None  # unix time demand first exceeded the allocation's capacity (None: it does not)
+    queued: float | None = None  # requests in flight at the last decision (the queue's trend)
 
     @classmethod
     def from_status(cls, status: dict[str, Any] | None) -> "ControlState":
@@ -32,7 +34,8 @@ class ControlState:
                    last_change=_num(st.get("lastChange")), last_decision=_num(st.get("lastDecision")),
                    quality=_num(st.get("plannedQuality")), observed_generation=_int(st.get("observedGeneration"), None),
                    policy_digest=st.get("policyDigest") if isinstance(st.get("policyDigest"), str) else None,
-                   demand=_demand(st.get("demandEstimate")))
+                   demand=_demand(st.get("demandEstimate")), overload_since=_num(st.get("overloadSince")),
+                   queued=_num(st.get("queued")))
 
     def to_status(self, known_levels: list[str] | None = None) -> dict[str, Any]:
         """The status fields holding this state; levels no longer served are nulled (merge-patch delete)."""
@@ -42,6 +45,7 @@ class ControlState:
         return {"allocation": alloc, "policyVersion": self.policy_version, "lastChange": self.last_change,
                 "lastDecision": self.last_decision, "plannedQuality": self.quality,
                 "observedGeneration": self.observed_generation, "policyDigest": self.policy_digest,
+                "overloadSince": self.overload_since, "queued": self.queued,
                 "demandEstimate": {"rate": self.demand.rate, "at": self.demand.at,
                                    "shares": dict(self.demand.shares) or None, "sharesAt": self.demand.shares_at}}
 

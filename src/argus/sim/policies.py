@@ -54,6 +54,7 @@ class Service:
     headroom: float = DEFAULT_HEADROOM  # the spec's headroom: capacity planned for this multiple of the rate
     scale_down_half_life: float = RELEASE_HALF_LIFE_S  # the spec's scaleDownHalfLife (s)
     control_period_s: float = 15.0  # the spec's controlPeriod (the loop's dwell is counted in periods)
+    burst_horizon: float = 120.0  # the spec's burstHorizon: the horizon a move must pay back within (s)
 
     def spec(self, levels: list[str] | None = None) -> T2IServiceSpec:
         """The T2IService spec this service stands for, over `levels` (default: all of its levels)."""
@@ -61,7 +62,7 @@ class Service:
             return T2IServiceSpec(levels=list(levels or self.names), throughput_target=self.throughput_target,
                                   quality_floor=self.quality_floor, gpus=self.gpus, latency_slo=self.latency_slo,
                                   control_period=self.control_period_s, headroom=self.headroom,
-                                  scale_down_half_life=self.scale_down_half_life,
+                                  scale_down_half_life=self.scale_down_half_life, burst_horizon=self.burst_horizon,
                                   model={"steps": max(50, _max_steps(self.names) + 1)})
         except ValueError as e:
             raise PolicyError(f"the simulated service is not a valid T2IService spec: {e}") from None

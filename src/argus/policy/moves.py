@@ -1,0 +1,210 @@
+"""Moves that pay: whether a reallocation is worth what its reloads cost, over a horizon.
+
+A move (a change of replicas per level) idles every GPU it reloads for the new level's load time:
+the replicas it removes stop serving at once, the ones it adds serve only once loaded. The optimizer
+values allocations in steady state; whether the steady state is reached soon enough to pay for the
+transition depends on how long the load that asks for the move lasts. `weigh` compares keeping the
+allocation in force (hold) with moving, over a horizon, in a fluid model of the service:
+
+- one pooled FIFO queue served at the allocation's capacity (sum of replicas x peak throughput; the
+  router moves prompts between levels, and which prompts a level may take is the optimizer's part);
+- arrivals at the smoothed arrival rate (no headroom: the horizon is what is expected to happen,
+  the headroom is the optimizer's safety margin); the queue starts at the requests in flight now;
+- while the move's replicas load (the slowest added level's load time), only the replicas both
+  allocations have serve; after it, the new allocation's capacity (a replica added on a spare GPU
+  costs nothing: make-before-break whenever the budget has room);
+- a request that cannot start within the SLO is a violation and leaves the queue (what the router's
+  deadline and the simulator's drop do), so the queue never holds more than the capacity can serve
+  within the SLO.
+
+Candidates are the whole move and partial moves toward it (`steps_toward`); the best of them is the
+one with the fewest expected violations over the horizon (within a tie band), then the most quality
+served (served requests x their expected quality). The verdict is lexicographic: that candidate is made
+if it saves more than the tie band's expected violations over holding; not if it adds more; between
+them, if it serves at least `QUALITY_GAIN` more quality (an idle replica moved to a better level serves
+nothing more, so it stays where it is, warm for the next burst). The horizon is the service's burst horizon (the T2IService field
+`burstHorizon`), stretched to how long demand has exceeded the allocation's capacity so far (a burst
+that has lasted t is expected to last about t more), up to `MAX_STRETCH` times the setting. Pure:
+no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from argus.policy.profile import LevelProfile
+
+MAX_STRETCH = 10.0  # the horizon grows with an ongoing overload up to this multiple of the setting
+STEPS = 400  # fluid-model time steps over the horizon
+TIE = 1.0  # expected violations: differences within max(TIE, TIE_SHARE x the larger count) are a tie
+TIE_SHARE = 0.05
+QUALITY_GAIN = 0.01  # a move that saves no violations must serve this much more quality (share of the hold's)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One course over the horizon: capacity while the move's replicas load, then after; quality served."""
+
+    during: float  # requests/s served while added replicas load
+    after: float  # requests/s served once they have loaded
+    transition_s: float  # how long the loading lasts (0: nothing loads)
+    quality_before: float  # mean expected quality (%) of what is served while loading
+    quality_after: float  # ... and after
+    service_s: float  # a request's time in service (capacity-weighted over the allocation's levels)
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """What the fluid model expects of one option over the horizon."""
+
+    violations: float  # requests expected to miss the SLO (shed at the deadline)
+    served: float  # requests expected to be served within it
+    quality: float  # requests served or still queued at the end x their expected quality (%)
+    backlog_end: float  # requests still queued at the horizon's end
+
+    @property
+    def mean_quality(self) -> float:
+        """Mean expected quality (%) of the requests served or queued."""
+        return self.quality / max(self.served + self.backlog_end, 1e-9)
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict, rounded."""
+        return {"violations": round(self.violations, 2), "served": round(self.served, 2),
+                "quality": round(self.quality, 1), "backlog_end": round(self.backlog_end, 2)}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether to move, the two outlooks it weighed and why, in numbers."""
+
+    choice: int | None  # index of the chosen candidate move; None: hold
+    horizon_s: float
+    hold: Outlook
+    change: Outlook  # the outlook of the best candidate, chosen or not
+    reason: str
+
+    @property
+    def move(self) -> bool:
+        """Whether a move was chosen."""
+        return self.choice is not None
+
+
+def horizon(setting_s: float, overload_since: float | None, now: float) -> float:
+    """The horizon a move's gain is counted over: the setting, or how long demand has exceeded the
+    allocation's capacity so far if longer, up to MAX_STRETCH times the setting."""
+    elapsed = 0.0 if overload_since is None else max(0.0, now - overload_since)
+    return min(max(setting_s, elapsed), MAX_STRETCH * setting_s)
+
+
+def capacity(alloc: dict[str, int], profiles: tuple[LevelProfile, ...]) -> float:
+    """Requests/s an allocation serves at its levels' peak throughput."""
+    return float(sum(alloc.get(p.level, 0) * p.peak_throughput for p in profiles))
+
+
+def _service_s(alloc: dict[str, int], profiles: tuple[LevelProfile, ...]) -> float:
+    cap = [(alloc.get(p.level, 0) * p.peak_throughput, p.service_time) for p in profiles]
+    total = sum(c for c, _ in cap)
+    return sum(c * s for c, s in cap) / total if total > 0 else max((p.service_time for p in profiles), default=0.0)
+
+
+def hold_option(current: dict[str, int], profiles: tuple[LevelProfile, ...], quality: float) -> Option:
+    """Keeping `current`: its capacity throughout."""
+    cap = capacity(current, profiles)
+    return Option(during=cap, after=cap, transition_s=0.0, quality_before=quality, quality_after=quality,
+                  service_s=_service_s(current, profiles))
+
+
+def move_option(current: dict[str, int], proposed: dict[str, int], profiles: tuple[LevelProfile, ...],
+                hold_quality: float, move_quality: float) -> Option:
+    """Moving from `current` to `proposed`: the replicas both have serve while the added ones load."""
+    kept = {p.level: min(current.get(p.level, 0), proposed.get(p.level, 0)) for p in profiles}
+    added = [p.load_time for p in profiles if proposed.get(p.level, 0) > current.get(p.level, 0)]
+    return Option(during=capacity(kept, profiles), after=capacity(proposed, profiles),
+                  transition_s=max(added, default=0.0), quality_before=hold_quality, quality_after=move_quality,
+                  service_s=_service_s(proposed, profiles))
+
+
+def steps_toward(current: dict[str, int], proposed: dict[str, int],
+                 profiles: tuple[LevelProfile, ...]) -> list[dict[str, int]]:
+    """The partial moves from `current` toward `proposed`, one replica switched more each, then `proposed`.
+
+    A partial move reloads fewer GPUs at once, so it may pay where the whole move does not. The replicas
+    given up first are those whose loss hurts least (the levels with the lowest throughput per replica),
+    the ones added first those that bring most (the highest); replicas for spare GPUs come first of all
+    (they cost no capacity while loading)."""
+    order = sorted(profiles, key=lambda p: p.peak_throughput)
+    out_units = [p.level for p in order for _ in range(max(current.get(p.level, 0) - proposed.get(p.level, 0), 0))]
+    in_units = [p.level for p in reversed(order) for _ in range(max(proposed.get(p.level, 0) - current.get(p.level, 0), 0))]
+    spare = max(sum(proposed.values()) - sum(current.values()), 0)
+    steps: list[dict[str, int]] = []
+    alloc = {p.level: current.get(p.level, 0) for p in profiles}
+    for i, lv in enumerate(in_units):
+        alloc = dict(alloc)
+        alloc[lv] += 1
+        if i >= spare and i - spare < len(out_units):
+            alloc[out_units[i - spare]] -= 1
+        steps.append(alloc)
+    final = {p.level: proposed.get(p.level, 0) for p in profiles}
+    return [a for a in steps if a != final] + [final]
+
+
+def outlook(opt: Option, rate: float, backlog: float, slo_s: float, horizon_s: float,
+            steps: int = STEPS) -> Outlook:
+    """The fluid model of `opt` over `horizon_s` (see the module docstring)."""
+    slack = max(slo_s - opt.service_s, 0.0)
+    dt = horizon_s / steps
+    t = np.arange(steps + 1) * dt
+
+    def served_by(u: np.ndarray) -> np.ndarray:  # cumulative capacity from 0 to u
+        first = np.minimum(u, opt.transition_s)
+        return opt.during * first + opt.after * np.maximum(u - opt.transition_s, 0.0)
+
+    # the most the queue may hold at t: what the capacity serves within the slack from t
+    room = served_by(t + slack) - served_by(t)
+    cap_at = np.where(t < opt.transition_s, opt.during, opt.after)
+    q = float(backlog)
+    violations = max(q - room[0], 0.0)
+    q -= violations
+    served_before = served_after = 0.0
+    for i in range(steps):
+        done = min(q + rate * dt, cap_at[i] * dt)
+        if t[i] < opt.transition_s:
+            served_before += done
+        else:
+            served_after += done
+        q = q + rate * dt - done
+        over = max(q - room[i + 1], 0.0)
+        violations += over
+        q -= over
+    served = served_before + served_after
+    # what is still queued at the horizon's end is served after it, at the allocation's quality: counting it
+    # keeps an option that defers work from looking like one that serves less
+    quality = served_before * opt.quality_before + (served_after + q) * opt.quality_after
+    return Outlook(violations=violations, served=served, quality=quality, backlog_end=q)
+
+
+def weigh(hold: Option, candidates: list[Option], rate: float, backlog: float, slo_s: float,
+          horizon_s: float) -> Verdict:
+    """Hold, or the candidate move that does best over the horizon (see the module docstring): fewest
+    expected violations (within the tie band of the fewest), then most quality served. The reason gives
+    the hold's and the chosen move's outlooks in numbers."""
+    h = outlook(hold, rate, backlog, slo_s, horizon_s)
+    looks = [outlook(c, rate, backlog, slo_s, horizon_s) for c in candidates]
+    fewest = min(o.violations for o in looks)
+    near = [i for i, o in enumerate(looks) if o.violations <= fewest + max(TIE, TIE_SHARE * fewest)]
+    pick = max(near, key=lambda i: (looks[i].quality, -i))
+    m, move = looks[pick], candidates[pick]
+    tie = max(TIE, TIE_SHARE * max(h.violations, m.violations))
+    saved = h.violations - m.violations
+    which = "the whole move" if pick == len(candidates) - 1 else f"partial move {pick + 1} of {len(candidates)}"
+    numbers = (f"over {horizon_s:.0f} s at {rate:.3g} req/s with {backlog:.0f} queued: hold {h.violations:.1f} "
+               f"violations, {h.served:.0f} served + {h.backlog_end:.0f} queued at {h.mean_quality:.1f} %; {which} "
+               f"{m.violations:.1f} violations ({move.transition_s:.0f} s at {move.during:.3g} req/s while "
+               f"loading), {m.served:.0f} served + {m.backlog_end:.0f} queued at {m.mean_quality:.1f} %")
+    if saved > tie or (saved >= -tie and m.quality > h.quality * (1 + QUALITY_GAIN)):
+        why = f"saves {saved:.1f} SLO violations" if saved > tie else f"more quality served, violations within {tie:.1f}"
+        return Verdict(pick, horizon_s, h, m, f"move pays: {why} {numbers}")
+    why = f"would add {-saved:.1f} SLO violations" if saved < -tie else f"saves no violations and gains less than {QUALITY_GAIN:.0%} quality"
+    return Verdict(None, horizon_s, h, m, f"held: the move {why} {numbers}")

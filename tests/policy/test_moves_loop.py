@@ -1,0 +1,66 @@
+"""Moves that pay, in the control period (argus.control.loop.plan): the same rule the operator, the local
+runtime and the simulator run. Two slots at full quality (1 req/s each), a level twice as fast, 20 s reloads,
+a 12 s SLO: the local system's shape (bench/bench_local.py)."""
+
+from argus.control.loop import plan
+from argus.control.observed import MetricsSnapshot as M
+from argus.control.state import ControlState
+from argus.policy.demand import DemandState
+from argus.policy.profile import LevelProfile
+from argus.spec import parse_spec
+
+PROFILES = (LevelProfile("cache-k0", {1: 1.0}, 1.0, 100.0, "m", load_time=20.0),
+            LevelProfile("steps-10", {1: 2.0}, 0.5, 85.0, "m", load_time=20.0))
+RAW = {"throughputTarget": 10, "gpus": 2, "levels": ["cache-k0", "steps-10"], "controlPeriod": 5, "latencySLO": 12,
+       "qualityFloor": 80, "model": {"steps": 20}}
+SPEC = parse_spec(RAW)  # burstHorizon 120 s (the default)
+SHORT = parse_spec({**RAW, "burstHorizon": 60})  # a service whose bursts are expected to be short
+FULL = {"cache-k0": 2, "steps-10": 0}
+
+
+def steady(rate=1.0, at=1000.0):
+    return ControlState(allocation=dict(FULL), policy_version=3, last_change=0.0, last_decision=at,
+                        demand=DemandState(rate=rate, at=at, shares={"cache-k0": 1.0}, shares_at=at), queued=0.0)
+
+
+def burst(rate, queued=0.0):
+    return M(demand=rate, h={"cache-k0": 1.0}, queues={"cache-k0": queued} if queued else {})
+
+
+def test_a_burst_just_over_capacity_is_ridden_out_when_bursts_are_short():
+    p = plan("svc", SHORT, PROFILES, burst(2.2, queued=2), steady(), 1005.0)
+    assert p.allocation == FULL and not p.changed
+    assert p.reason.startswith("held: ") and "over 60 s" in p.reason and "hold 0.0 violations" in p.reason
+    assert p.state.overload_since == 1005.0  # the overload is remembered: the horizon grows with it
+    # expected to last two minutes, the same burst is worth a move: its queue would pass the SLO within them
+    long = plan("svc", SPEC, PROFILES, burst(2.2, queued=2), steady(), 1005.0)
+    assert long.changed and long.reason.startswith("move pays: saves ")
+
+
+def test_a_burst_twice_capacity_moves_at_once_and_says_why_in_numbers():
+    p = plan("svc", SPEC, PROFILES, burst(4.0, queued=2), steady(), 1005.0)
+    assert p.changed and p.allocation["steps-10"] >= 1
+    assert p.reason.startswith("move pays: saves ") and " SLO violations over 120 s at 4 req/s" in p.reason
+
+
+def test_a_mild_overload_that_lasts_moves_once_its_horizon_has_grown():
+    st, now, moved_at = steady(), 1000.0, None
+    queued = 0.0
+    for _ in range(120):  # 10 minutes at 1.1x, the queue growing by what capacity leaves
+        now += 5.0
+        queued = min(queued + 0.2 * 5, 2.0 * 11)  # the SLO caps what the queue can hold
+        p = plan("svc", SHORT, PROFILES, burst(2.2, queued=queued), st, now)
+        st = p.state
+        if p.changed:
+            moved_at = now
+            break
+    assert moved_at is not None and moved_at - 1000.0 > 60  # not at the start: it had to last first
+    assert "move pays" in p.reason
+
+
+def test_the_queue_growth_reveals_a_burst_before_the_windowed_rate_does():
+    # The windowed rate still says 1 req/s, but the queue of a saturated allocation grew by 40 in 5 s.
+    st = steady()
+    st = ControlState(**{**st.__dict__, "queued": 10.0})
+    p = plan("svc", SPEC, PROFILES, burst(1.0, queued=50), st, 1005.0)
+    assert p.changed and "at 10 req/s" in p.reason
