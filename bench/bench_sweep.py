@@ -1,0 +1,156 @@
+"""Burst sweep in the simulator (issue 19): does the control loop ever do worse than a fixed policy?
+
+    .venv/bin/python bench/bench_sweep.py [--sizes 0.8,1.1,1.5,2,3] [--lengths 30,60,120,300,600]
+        [--plateaus 3] [--trace mooncake] [--burst-horizon 120]
+
+The paper's service (8 GPUs, the published SDXL profile, 30 s SLO, floor 90 %), arrivals from a real
+trace warped onto bursts: a base load of 0.4x the full-quality capacity (8 replicas of cache-k0 at
+their peak throughput, Clipper-HA's capacity), then `--plateaus` bursts of each size (a multiple of that
+capacity) and length, 20 minutes apart. Argus and Proteus-like run the production control period
+(argus.control.loop.plan, moves that pay included); Clipper-HA and Clipper-HT are fixed.
+
+For each cell: violations (late or dropped requests) per minute of burst, counted over the whole run
+(a queue built in a burst is paid for after it), and the mean relative quality of what was served from
+each burst's start to a minute after its end. Targets (issue 19): Argus's violations at most the best
+fixed policy's by 10 % or 1 per minute of burst, whichever is larger, in every cell; Argus's burst
+quality at least 2 points above Clipper-HT's. Writes bench/plots/sim_sweep.json and sim_sweep.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from argus.policy.profile import load_default_profile
+from argus.sim.engine import SimConfig, simulate
+from argus.sim.policies import Service, make_policy
+from argus.sim.prompts import PromptModel
+from argus.sim.trace import Workload, bursty
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sim import _trace  # noqa: E402  (the same trace loading as the paper setup)
+
+ROOT = Path(__file__).resolve().parent
+POLICIES = ("argus", "proteus", "clipper-ha", "clipper-ht")
+FIXED = ("clipper-ha", "clipper-ht")
+BASE = 0.4  # off-peak load, share of the full-quality capacity
+GAP_S = 1200.0
+
+
+def cell(trace, svc: Service, model, size: float, length: float, plateaus: int, capacity: float) -> dict:
+    """Every policy on one burst size x length."""
+    curve = bursty(BASE * capacity, size / BASE, plateau=length, gap=GAP_S, plateaus=plateaus)
+    wl = Workload(trace, curve)
+    starts = [GAP_S * (i + 1) + length * i for i in range(plateaus)]
+    out = {}
+    for name in POLICIES:
+        r = simulate(wl, svc, make_policy(name, svc, model), model, SimConfig(seed=0))
+        s = r.series
+        t = s["t_min"] * 60.0
+        window = np.zeros(len(t), dtype=bool)
+        for b in starts:
+            window |= (t + 60.0 > b) & (t < b + length + 60.0)
+        done = s["throughput_qpm"]  # completions per 1-minute bin
+        q = np.nan_to_num(s["quality"]) * done
+        violations = float(s["violations_per_min"].sum())  # per-minute bins: the sum is the count
+        out[name] = {"violations_per_burst_min": violations / (plateaus * length / 60.0),
+                     "burst_quality": float(q[window].sum() / max(done[window].sum(), 1e-9)),
+                     "quality": r.summary.quality, "starts": r.starts, "violations": violations}
+    return out
+
+
+def targets(cells: dict) -> list[tuple[str, bool]]:
+    """The issue's two sweep targets, per cell."""
+    checks = []
+    for key, c in cells.items():
+        a = c["argus"]
+        best = min(FIXED, key=lambda n: c[n]["violations_per_burst_min"])
+        bv = c[best]["violations_per_burst_min"]
+        allowed = max(1.1 * bv, bv + 1.0)
+        checks.append((f"{key}: violations/burst-min {a['violations_per_burst_min']:.2f} <= {allowed:.2f} "
+                       f"(best fixed {best} {bv:.2f})", a["violations_per_burst_min"] <= allowed))
+        ht = c["clipper-ht"]["burst_quality"]
+        checks.append((f"{key}: burst quality {a['burst_quality']:.2f} >= Clipper-HT {ht:.2f} + 2",
+                       a["burst_quality"] >= ht + 2.0))
+    return checks
+
+
+def plot(cells: dict, sizes: list[float], lengths: list[float], path: Path) -> None:
+    """Violations and quality against burst size, one column per burst length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(lengths), figsize=(3.2 * len(lengths), 6.4), squeeze=False)
+    for col, length in enumerate(lengths):
+        for name in POLICIES:
+            v = [cells[f"{s}x/{length:.0f}s"][name]["violations_per_burst_min"] for s in sizes]
+            q = [cells[f"{s}x/{length:.0f}s"][name]["burst_quality"] for s in sizes]
+            axes[0][col].plot(sizes, v, marker="o", label=name)
+            axes[1][col].plot(sizes, q, marker="o", label=name)
+        axes[0][col].set_title(f"bursts of {length:.0f} s")
+        axes[0][col].set_yscale("symlog", linthresh=1.0)
+        axes[1][col].set_xlabel("burst size (x full-quality capacity)")
+    axes[0][0].set_ylabel("SLO violations per burst minute")
+    axes[1][0].set_ylabel("mean quality in the burst (%)")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle("Burst sweep: 8 GPUs, SDXL profile (simulator)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="0.8,1.1,1.5,2,3")
+    ap.add_argument("--lengths", default="30,60,120,300,600")
+    ap.add_argument("--plateaus", type=int, default=3)
+    ap.add_argument("--trace", default="mooncake")
+    ap.add_argument("--burst-horizon", type=float, default=None, help="the service's burstHorizon (s)")
+    ap.add_argument("--out", default=str(ROOT / "plots" / "sim_sweep"))
+    a = ap.parse_args(argv)
+    sizes = [float(v) for v in a.sizes.split(",")]
+    lengths = [float(v) for v in a.lengths.split(",")]
+    profile = load_default_profile()
+    extra = {"burst_horizon": a.burst_horizon} if a.burst_horizon else {}
+    svc = Service(gpus=8, levels=profile.levels, quality_floor=90.0, latency_slo=30.0, **extra)
+    capacity = 8 * next(p.peak_throughput for p in profile.levels if p.level == "cache-k0")
+    model, trace = PromptModel(), _trace(a.trace)
+    cells: dict[str, dict] = {}
+    t0 = time.time()
+    total = len(sizes) * len(lengths)
+    for i, length in enumerate(lengths):
+        for j, size in enumerate(sizes):
+            key = f"{size}x/{length:.0f}s"
+            cells[key] = c = cell(trace, svc, model, size, length, a.plateaus, capacity)
+            done = i * len(sizes) + j + 1
+            print(f"[{done}/{total} {time.time() - t0:.0f} s] {key}: " + ", ".join(
+                f"{n} {c[n]['violations_per_burst_min']:.2f} v/min {c[n]['burst_quality']:.1f} %"
+                + (f" {c[n]['starts']} starts" if c[n]["starts"] else "") for n in POLICIES), flush=True)
+    checks = targets(cells)
+    print("\n| burst | " + " | ".join(f"{n} viol/burst-min, quality" for n in POLICIES) + " |")
+    print("| --- |" + " --- |" * len(POLICIES))
+    for key, c in cells.items():
+        print(f"| {key} | " + " | ".join(f"{c[n]['violations_per_burst_min']:.2f}, {c[n]['burst_quality']:.1f}"
+                                        for n in POLICIES) + " |")
+    missed = [t for t, ok in checks if not ok]
+    print(f"\ntargets: {len(checks) - len(missed)} of {len(checks)} met")
+    for t in missed:
+        print(f"  [NOT met] {t}")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"args": vars(a), "capacity_req_s": capacity, "cells": cells,
+                                                    "targets": checks}, indent=1))
+    plot(cells, sizes, lengths, out.with_suffix(".png"))
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')} in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
