@@ -43,11 +43,7 @@ def _demand_by_level(s):
 
 def test_light_load_is_served_at_full_quality():
     d = solve(snap(demand=1.0))
-    assert d.replicas["cache-k0"] >= 3 and sum(d.replicas.values()) == 8
-    # the GPUs the load does not need wait, idle, on the standby level: the fastest any prompt can run
-    assert d.served_by_level["cache-k0"] == pytest.approx(1.0)
-    spare = {k: v for k, v in d.replicas.items() if k != "cache-k0" and v}
-    assert len(spare) == 1 and not next(iter(spare)).startswith("cache-")
+    assert d.replicas["cache-k0"] == 8 and sum(d.replicas.values()) == 8
     assert d.quality == pytest.approx(100.0) and not d.overload and d.shed_rate == 0
     assert d.throughput == pytest.approx(1.0)
     assert "full quality" in d.reason

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from argus.levels import FULL, level_named, parse_level
+from argus.levels import FULL, parse_level
 from argus.policy.solver import milp
 from argus.policy.decision import Decision
 from argus.policy.redirection import matrix
@@ -141,22 +141,16 @@ def lp_bound(s: Snapshot, overload: bool) -> float | None:
 
 
 def _with_spare(s: Snapshot, f: milp.Formulation, x: np.ndarray) -> np.ndarray:
-    """Give GPUs no load needs back to levels that had them (no churn), the rest to the standby level.
-
-    The standby level is the fastest level any prompt can run (no cache hit needed; Clipper-HT's): a spare
-    replica serves nothing while the load fits the others (the router places prompts at their best level
-    first, and the plan's prices leave it idle), so where it waits costs no quality, and at the fastest
-    level it takes the most of a burst at once, with no reload (make-before-break: argus.policy.moves)."""
+    """Give GPUs no load needs back to levels that had them (no churn), the rest to full quality."""
     x = x.copy()
     spare = s.gpus - int(x.sum())
     for j in range(f.n):
         add = int(min(spare, max(f.current[j] - x[j], 0))) if f.usable[j] else 0
         x[j] += add
         spare -= add
-    if spare > 0:
-        standby = [j for j in np.flatnonzero(f.usable) if not level_named(s.levels[j]).needs_cache_hit]
-        if standby:
-            x[max(standby, key=lambda j: (s.profiles[j].peak_throughput, -j))] += spare
+    usable = np.flatnonzero(f.usable)
+    if spare > 0 and usable.size:
+        x[usable[0]] += spare  # the safest level that meets the SLO (cache-k0 unless it is too slow)
     return x
 
 
@@ -235,7 +229,7 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
         served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
         gap=max(sol.bound - sol.objective, 0.0), tolerance=f.tolerance,
         changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes,
-        prices=_prices(f, replicas), shares=_shares(names, f.net_capacity(np.array(x, dtype=float)), f.planned))
+        prices=_prices(f, replicas), shares=_shares(names, f.net_capacity(np.array(x, dtype=float))))
 
 
 def _by_level(f: milp.Formulation, rows: np.ndarray) -> np.ndarray:
@@ -268,15 +262,11 @@ def _prices(f: milp.Formulation, replicas: np.ndarray) -> dict[str, float]:
     return {names[j]: round(max(-float(duals[cap_row + j]), 0.0) / f.weight, 4) for j in range(f.n)}
 
 
-def _shares(names: list[str], capacity: np.ndarray, planned: float) -> dict[str, float]:
-    """The router's per-level ceiling: the share of arrivals each level's capacity (net of backlog drain) can
-    take, of the planned demand or of the whole capacity, whichever is smaller (at most 1: all of them). When
-    capacity exceeds the demand the shares sum above 1: a level takes load up to its capacity, so prompts are not pushed to a
-    worse level while their best one has room (an idle standby replica would otherwise draw its capacity's
-    share of the arrivals)."""
+def _shares(names: list[str], capacity: np.ndarray) -> dict[str, float]:
+    """Each level's share of the planned capacity (net of backlog drain): the router's per-level ceiling."""
     cap = np.maximum(capacity, 0.0)
-    total = min(float(cap.sum()), planned) if planned > 0 else float(cap.sum())
-    return {n: round(min(float(c) / total, 1.0), 6) for n, c in zip(names, cap) if c > 0} if total > 0 else {}
+    total = float(cap.sum())
+    return {n: round(float(c) / total, 6) for n, c in zip(names, cap) if c > 0} if total > 0 else {}
 
 
 def _unplanned(s: Snapshot, f: milp.Formulation, sol: milp.Solution) -> np.ndarray:
