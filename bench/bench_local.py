@@ -56,6 +56,8 @@ def main() -> int:
     ap.add_argument("--calibrate", action="store_true", help="scale rates, target and profile to this machine")
     ap.add_argument("--target", type=float, default=1.0, help="the service's throughput target, req/s (scaled "
                     "with --calibrate like the rates)")
+    ap.add_argument("--burst-horizon", type=float, default=None,
+                    help="the service's burstHorizon, s (default: the demo manifest's)")
     a = ap.parse_args()
     if a.model == "world" and not (WORLD_MODEL / "model_index.json").is_file():
         ap.error(f"--model world: no bundled world model at {WORLD_MODEL}")
@@ -63,6 +65,8 @@ def main() -> int:
     predictor = WORLD_PREDICTOR if a.model == "world" and WORLD_PREDICTOR.is_file() else None
     m["spec"].update(levels=a.levels.split(",") if a.levels else m["spec"]["levels"], latencySLO=a.slo,
                      controlPeriod=5, throughputTarget=a.target)
+    if a.burst_horizon is not None:
+        m["spec"]["burstHorizon"] = a.burst_horizon
     name, spec = parse_manifest(m)
     from argus.world.prompt_sets import is_world_set, world_prompts
 

@@ -34,6 +34,9 @@ TINY_MANIFEST = {
         "controlPeriod": 5,
         # The demo's load changes within seconds (a few-minute trace); give capacity back on that scale.
         "scaleDownHalfLife": 10,
+        # Its bursts last a minute or two and a slot reloads in ~10-20 s: a move must pay back within a minute
+        # (a longer one stretches the horizon as it lasts; argus.policy.moves).
+        "burstHorizon": 60,
     },
 }
 
