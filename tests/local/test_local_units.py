@@ -78,12 +78,30 @@ def test_each_run_plans_in_its_own_epoch(tmp_path):
     from argus.spec import parse_spec
 
     spec = parse_spec({"throughputTarget": 1, "gpus": 2, "levels": LEVELS, "model": {"steps": 20}})
-    system = SimpleNamespace(service="svc", spec=spec, workdir=tmp_path)
+    system = SimpleNamespace(service="svc", spec=spec, workdir=tmp_path, start_s=[])
     runs = [LocalController(system, default_profile(spec), source=None) for _ in range(2)]
     assert runs[0].epoch != runs[1].epoch
     assert all(c._plan(None).policy.epoch == c.epoch for c in runs)
     _, doc = fixed_plan("ha", "svc", profiles(), 2, DATA_PLANE, epoch=runs[0].epoch)
     assert doc.epoch == runs[0].epoch
+
+
+def test_the_loop_plans_reloads_at_the_replica_start_times_measured_here(tmp_path):
+    from types import SimpleNamespace
+
+    from argus.local.controller import LocalController
+    from argus.spec import parse_spec
+    from argus.tools.experiment import default_profile
+
+    spec = parse_spec({"throughputTarget": 1, "gpus": 2, "levels": LEVELS, "model": {"steps": 20}})
+    system = SimpleNamespace(service="svc", spec=spec, workdir=tmp_path, start_s=[])
+    ctl = LocalController(system, default_profile(spec), source=None)
+    profiled = {p.level: p.load_time for p in ctl.profiles()}
+    assert all(v < 31 for v in profiled.values())  # the profile's load time
+    system.start_s += [31.0, 12.5, 19.0]  # Triton's start-up and the model load, as measured by the runtime
+    assert {p.level: p.load_time for p in ctl.profiles()} == {lv: 31.0 for lv in profiled}
+    system.start_s += [12.0] * 5  # only the recent starts count
+    assert {p.level: p.load_time for p in ctl.profiles()} == {lv: max(12.0, v) for lv, v in profiled.items()}
 
 
 def _burst_at(capacity: int, service_s: float = 1.0, timeout_s: float = 10.0):
@@ -132,7 +150,7 @@ def test_initial_policy_carries_the_service_settings(tmp_path, mode):
     spec = parse_spec({"throughputTarget": 1, "gpus": 2, "levels": LEVELS, "latencySLO": 7.5, "qualityFloor": 93,
                        "model": {"steps": 20, "height": 32, "width": 48}})
     (tmp_path / "policy").mkdir()
-    system = SimpleNamespace(service="svc", spec=spec, workdir=tmp_path)
+    system = SimpleNamespace(service="svc", spec=spec, workdir=tmp_path, start_s=[])
     ctl = LocalController(system, default_profile(spec), source=None, mode=mode)
     alloc = ctl.initial_allocation()
     doc = parse_policy((tmp_path / "policy" / "svc.json").read_text())

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from argus.control.loop import Plan, plan
 from argus.control.observed import MetricsUnavailable
@@ -26,6 +26,7 @@ from argus.policy.profile import Profile
 log = logging.getLogger("argus.local")
 
 MODES = ("argus", "proteus", *FIXED)
+RECENT_STARTS = 5  # replica starts whose measured time-to-ready the loop plans reloads with
 LOOP_MODES = ("argus", "proteus")  # run the control loop (proteus: prompt-agnostic); the others are fixed policies
 
 
@@ -75,8 +76,19 @@ class LocalController:
 
     def _plan(self, observed, loading: int = 0) -> Plan:
         spec = self.system.spec
-        return plan(self.system.service, spec, service_profiles(spec, self.profile), observed, self.state,
+        return plan(self.system.service, spec, self.profiles(), observed, self.state,
                     self.clock(), generation=1, epoch=self.epoch, agnostic=self.mode == "proteus", loading=loading)
+
+    def profiles(self):
+        """The service's level profiles, each load time at least the slowest of the last RECENT_STARTS replica
+        starts measured here (process start to ready: Triton's start-up too, which the profiled model load
+        leaves out), so the loop weighs a move's reloads at what they take on this machine."""
+        profs = service_profiles(self.system.spec, self.profile)
+        recent = self.system.start_s[-RECENT_STARTS:]
+        if not recent:
+            return profs
+        took = max(recent)
+        return tuple(replace(p, load_time=max(p.load_time, took)) for p in profs)
 
     def period(self) -> Plan | None:
         """One control period: observe, plan, apply, record status. Fixed baseline modes only re-assert their policy."""

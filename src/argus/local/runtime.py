@@ -68,6 +68,7 @@ class LocalSystem:
     supervisor: Supervisor = field(init=False)
     replicas: dict[str, Replica] = field(default_factory=dict)
     ready: set[str] = field(default_factory=set)  # replica names that passed the readiness probe
+    start_s: list[float] = field(default_factory=list)  # measured seconds from a replica's start to ready, in order
     ports: dict[str, int] = field(default_factory=dict)
     status: dict = field(default_factory=dict)  # the control loop's status (written into state.json)
     backoff: Backoff = field(default_factory=Backoff)  # restarts of every process (workers are replaced)
@@ -115,6 +116,7 @@ class LocalSystem:
         if wait:
             self.wait_worker(rep, child)
             self.ready.add(name)
+            self.start_s.append(time.monotonic() - child.started)
         self.publish_endpoints()
         return rep
 
@@ -172,6 +174,7 @@ class LocalSystem:
                     with urllib.request.urlopen(url, timeout=1) as r:
                         if r.status == 200:
                             self.ready.add(name)
+                            self.start_s.append(time.monotonic() - child.started)
                             events.append(f"{name} ready")
                 except OSError:
                     pass
