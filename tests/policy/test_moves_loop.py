@@ -64,3 +64,11 @@ def test_the_queue_growth_reveals_a_burst_before_the_windowed_rate_does():
     st = ControlState(**{**st.__dict__, "queued": 10.0})
     p = plan("svc", SPEC, PROFILES, burst(1.0, queued=50), st, 1005.0)
     assert p.changed and "at 10 req/s" in p.reason
+
+
+def test_a_few_requests_arriving_together_are_not_read_as_a_burst():
+    # 4 more requests in 5 s on 2 slots serving ~10 in that time: within Poisson noise (3 sigma ~ 10)
+    st = ControlState(**{**steady().__dict__, "queued": 4.0})
+    p = plan("svc", SHORT, PROFILES, burst(1.0, queued=8), st, 1005.0)
+    assert not p.changed
+    assert p.state.overload_since is None  # the windowed rate, 1 req/s, is within capacity

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +26,7 @@ from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
 from argus.spec import T2IServiceSpec
 
 DWELL_PERIODS = 4.0  # a new allocation is kept this many control periods before a non-urgent change
+GROWTH_SIGMAS = 3.0  # a queue's growth counts as a burst's start beyond this many sigmas of arrival noise
 MAX_PARTIAL_MOVES = 5  # partial moves weighed besides the whole one: 1, 2, 4, 8 and 16 replicas switched
 DWELL_RELOADS = 3.0  # ... and at least this many replica reload times: undoing a move sooner costs more than it gains
 
@@ -181,8 +183,12 @@ def arrival_rate(state: ControlState, smoothed: float, queues: dict[str, float],
         return smoothed
     if state.queued < sum(current.values()) or queued <= state.queued:
         return smoothed
-    growth = (queued - state.queued) / (now - state.last_decision)
-    return max(smoothed, moves.capacity(current, profiles) + growth)
+    cap, span = moves.capacity(current, profiles), now - state.last_decision
+    # Poisson noise: in `span` a saturated allocation serves ~cap x span requests, and the arrivals of a load
+    # at that rate vary by ~sqrt of it; a growth within GROWTH_SIGMAS of that is a few requests arriving together
+    if queued - state.queued <= GROWTH_SIGMAS * math.sqrt(cap * span + 1.0):
+        return smoothed
+    return max(smoothed, cap + (queued - state.queued) / span)
 
 
 def _overload_since(state: ControlState, rate: float | None, current: dict[str, int],
