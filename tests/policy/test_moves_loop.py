@@ -72,3 +72,11 @@ def test_a_few_requests_arriving_together_are_not_read_as_a_burst():
     p = plan("svc", SHORT, PROFILES, burst(1.0, queued=8), st, 1005.0)
     assert not p.changed
     assert p.state.overload_since is None  # the windowed rate, 1 req/s, is within capacity
+
+
+def test_an_allocation_in_force_the_optimizer_may_no_longer_run_is_left_without_weighing():
+    # re-profiled: steps-10 now takes longer than the SLO, so the replica on it must go whatever the weighing
+    slow = (PROFILES[0], LevelProfile("steps-10", {1: 0.05}, 20.0, 85.0, "m", load_time=20.0))
+    st = ControlState(**{**steady().__dict__, "allocation": {"cache-k0": 1, "steps-10": 1}})
+    p = plan("svc", SHORT, slow, burst(0.5), st, 1005.0)
+    assert p.allocation == FULL and p.changed and not p.reason.startswith(("held", "move pays"))

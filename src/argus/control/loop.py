@@ -159,10 +159,12 @@ def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float
     """`decision`, a partial move toward it, or the allocation in force kept: whichever pays best over the
     horizon (argus.policy.moves); the reason starts with the weighing, in numbers."""
     held = evaluate(snap, snap.current, "")
+    if held is None:  # the allocation in force is not one the optimizer may run (a level now too slow): move
+        return decision
     steps = moves.steps_toward(snap.current, decision.replicas, snap.profiles)
     steps = [steps[i] for i in sorted({min(2 ** k - 1, len(steps) - 1) for k in range(MAX_PARTIAL_MOVES)} |
                                       {len(steps) - 1})]
-    made = [decision if a == decision.replicas else evaluate(snap, a, "") for a in steps]
+    made = [d for d in (decision if a == decision.replicas else evaluate(snap, a, "") for a in steps) if d is not None]
     hold_q = held.quality or 0.0
     verdict = moves.weigh(moves.hold_option(snap.current, snap.profiles, hold_q),
                           [moves.move_option(snap.current, d.replicas, snap.profiles, hold_q, d.quality or 0.0)

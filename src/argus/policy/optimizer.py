@@ -72,19 +72,18 @@ def solve(s: Snapshot) -> Decision:
     return _decision(s, f, best, _with_spare(s, f, best.x), kept_note)
 
 
-def evaluate(s: Snapshot, replicas: dict[str, int], note: str) -> Decision:
+def evaluate(s: Snapshot, replicas: dict[str, int], note: str) -> Decision | None:
     """The decision that keeps `replicas` (the allocation in force) with its best routing, valued as `solve`
     values a kept allocation: in the safe model, or the overload model when it cannot serve the load safely.
-    `note` leads its reason."""
+    `note` leads its reason. None when the allocation is not one the optimizer may run (over the budget, below
+    the full-quality minimum, or on a level too slow for the SLO)."""
     x = np.array([replicas.get(k, 0) for k in s.levels], dtype=float)
     f = milp.build(s, overload=False)
     sol = milp.run(f, fixed_x=x)
     if sol is None:
         f = milp.build(s, overload=True)
         sol = milp.run(f, fixed_x=x)
-    if sol is None:
-        raise ValueError(f"replicas {replicas} do not fit the snapshot (budget or full-quality minimum)")
-    return _decision(s, f, sol, x, note)
+    return None if sol is None else _decision(s, f, sol, x, note)
 
 
 def _steady(s: Snapshot, f: milp.Formulation) -> Decision | None:
