@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--unet-steps", type=int, default=d.unet_steps)
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--prediction", choices=("v_prediction", "epsilon"), default=d.prediction,
+                   help="what the UNet predicts (v_prediction: the recipe's default)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.set_defaults(func=run)
 
@@ -39,7 +41,7 @@ def run(args) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     s = TrainSettings(out=str(args.out), seed=args.seed, threads=args.threads, vae_steps=args.vae_steps, decoder_steps=args.decoder_steps,
                       dataset_size=args.dataset_size, unet_steps=args.unet_steps, batch=args.batch, lr=args.lr,
-                      checkpoint_every=args.checkpoint_every)
+                      checkpoint_every=args.checkpoint_every, prediction=args.prediction)
     if args.only_decoder:
         t = Trainer(s, log_name="train-log-decoder.json")
         t.train_vae()
