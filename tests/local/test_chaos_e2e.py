@@ -43,7 +43,8 @@ from argus.tools.experiment import boot
 from argus.local.runtime import read_state
 from argus.spec import parse_manifest
 
-pytestmark = [pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")),
+pytestmark = [pytest.mark.serial,
+              pytest.mark.skipif(not (shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")),
                                  reason="needs the prometheus binary (scripts/setup.sh installs it)"),
               pytest.mark.timeout(600)]
 

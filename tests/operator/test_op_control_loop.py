@@ -10,14 +10,17 @@ Cases:
 - observed h_k of levels the spec no longer has is dropped and renormalized;
 - narration table: moves pairing and message wording;
 - unprofiled levels get derived profiles marked as assumptions;
-- stored state that no longer fits the spec (levels changed, budget cut) is not reused.
+- stored state that no longer fits the spec (levels changed, budget cut) is not reused;
+- reloads are measured: a change that adds replicas starts the clock, the first period with none loading
+  records the time (kept on the status), and the next plans weigh reloads at no less than it; replicas
+  that stay unready past the patience no longer hold the allocation.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from argus.control.loop import allocation_fits, plan
+from argus.control.loop import LOAD_PATIENCE, allocation_fits, plan, with_measured_reloads
 from argus.control.narrate import moves, reallocation_message
 from argus.control.observed import MetricsSnapshot as M
 from argus.control.profiles import service_profiles
@@ -276,3 +279,39 @@ def test_prompt_agnostic_plan_keys_every_prompt_at_the_most_approximate_level():
         lv for lv, n in agnostic.allocation.items() if n > 0}
     kept = plan("svc", s, profiles, None, agnostic.state, 101.0, 1, agnostic=True)
     assert kept.policy.agnostic_key == key
+
+
+def test_reload_time_is_measured_and_planned_with():
+    s = spec()
+    first = run(s, None, ControlState(), 100.0)
+    assert first.state.reload_started == 100.0  # its replicas load
+    low = M(demand=0.5, h={"cache-k0": 1.0})
+    state = first.state
+    for t in range(101, 170):  # a period a second (the spec's controlPeriod), replicas loading
+        still = plan("svc", s, service_profiles(s, PROFILE), low, state, float(t), 1, loading=2)
+        state = still.state
+    assert still.progressing and still.state.reload_started == 100.0 and still.state.reload_times == ()
+    done = plan("svc", s, service_profiles(s, PROFILE), low, state, 170.0, 1, loading=0)
+    assert done.state.reload_times == (70.0,)
+    assert done.changed and done.state.reload_started == 170.0  # it moves replicas to full quality: a new reload
+    # a loop that did not run while the replicas loaded cannot tell when they became ready: nothing recorded
+    gap = plan("svc", s, service_profiles(s, PROFILE), low, first.state, 170.0, 1, loading=0)
+    assert gap.state.reload_times == ()
+    back = ControlState.from_status(done.state.to_status())
+    assert back.reload_times == (70.0,) and back.reload_started == 170.0
+    assert done.state.to_status()["measuredReloadSeconds"] == [70.0]
+    profs = with_measured_reloads(service_profiles(s, PROFILE), back)
+    assert all(p.load_time >= 70.0 for p in profs)
+    assert with_measured_reloads(service_profiles(s, PROFILE), ControlState()) == service_profiles(s, PROFILE)
+
+
+def test_unready_replicas_hold_only_within_the_patience():
+    s = spec()
+    first = run(s, None, ControlState(), 100.0)
+    burst = M(demand=2.5, h={"cache-k20": 1.0})
+    slowest = max(p.load_time for p in service_profiles(s, PROFILE))
+    patience = max(2 * s.control_period, LOAD_PATIENCE * slowest)
+    held = plan("svc", s, service_profiles(s, PROFILE), burst, first.state, 100.0 + patience - 1, 1, loading=1)
+    assert held.progressing
+    late = plan("svc", s, service_profiles(s, PROFILE), burst, first.state, 100.0 + patience + 1, 1, loading=1)
+    assert not late.progressing and late.decision is not None  # unschedulable or crash-looping: plan anyway

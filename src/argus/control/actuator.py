@@ -22,6 +22,11 @@ class Readiness:
         """Every level has as many ready workers as wanted, and nothing is missing."""
         return not self.missing and all(self.ready.get(k, 0) >= n for k, n in self.wanted.items())
 
+    @property
+    def loading(self) -> int:
+        """Workers wanted and not ready yet (started, loading: the control loop's `loading`)."""
+        return sum(max(0, n - self.ready.get(k, 0)) for k, n in self.wanted.items())
+
 
 class Actuator(Protocol):
     """Applies plans for one service; implemented by the Kubernetes adapter and the local runtime."""

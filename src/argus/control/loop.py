@@ -29,6 +29,9 @@ DWELL_PERIODS = 4.0  # a new allocation is kept this many control periods before
 GROWTH_SIGMAS = 3.0  # a queue's growth counts as a burst's start beyond this many sigmas of arrival noise
 MAX_PARTIAL_MOVES = 5  # partial moves weighed besides the whole one: 1, 2, 4, 8 and 16 replicas switched
 DWELL_RELOADS = 3.0  # ... and at least this many replica reload times: undoing a move sooner costs more than it gains
+RECENT_RELOADS = 5  # measured reloads (change -> its replicas all ready) the loop plans reloads with
+RELOAD_GAP_PERIODS = 3.0  # a reload is timed only by periods at most this many control periods apart
+LOAD_PATIENCE = 3.0  # loading replicas hold the allocation this many load times (at least 2 periods), no longer
 
 
 def dwell_s(period: float, profiles: tuple[LevelProfile, ...]) -> float:
@@ -59,6 +62,36 @@ def prior_h(levels: list[str]) -> dict[str, float]:
     return {lv: 1.0 / len(levels) for lv in levels}
 
 
+def with_measured_reloads(profiles: tuple[LevelProfile, ...], state: ControlState) -> tuple[LevelProfile, ...]:
+    """Each level's load time at least the slowest of the last RECENT_RELOADS reloads measured on this
+    service (a change to its added replicas all ready, at control-period resolution): a move's reloads are
+    weighed at what they take where the service runs, not only at what the profile measured."""
+    if not state.reload_times:
+        return profiles
+    took = max(state.reload_times[-RECENT_RELOADS:])
+    return tuple(replace(p, load_time=max(p.load_time, took)) for p in profiles)
+
+
+def _reload_clock(state: ControlState, loading: int, now: float, patience_s: float,
+                  period_s: float) -> tuple[ControlState, int]:
+    """The reload measurement after this period's readiness, and the loading count the plan may wait on.
+
+    A reload started at a change that added replicas ends at the first period that sees none loading: its
+    duration is recorded (an upper bound, to the control period), unless the last period was more than
+    RELOAD_GAP_PERIODS periods ago (the loop was not running: when the replicas became ready is unknown).
+    Replicas still not ready `patience_s` after the change (unschedulable pods, a crash-looping worker)
+    are not waited on any longer.
+    """
+    if state.reload_started is None:
+        return state, loading
+    took = now - state.reload_started
+    if loading == 0:
+        seen = state.last_decision is not None and now - state.last_decision <= RELOAD_GAP_PERIODS * period_s
+        times = (*state.reload_times, round(max(0.0, took), 3))[-RECENT_RELOADS:] if seen else state.reload_times
+        return replace(state, reload_started=None, reload_times=times), 0
+    return state, (loading if took < patience_s else 0)
+
+
 def allocation_fits(alloc: dict[str, int], spec: T2IServiceSpec) -> bool:
     """Whether a stored allocation is still valid for this spec (same levels, within budget and minimum)."""
     return (bool(alloc) and set(alloc) == set(spec.levels) and sum(alloc.values()) <= spec.gpus
@@ -83,6 +116,9 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     measured now say nothing about it, and re-planning on them replaced still-loading replicas period
     after period (measured on the local system: no cheaper replica ever became ready in a burst).
     """
+    profiles = with_measured_reloads(profiles, state)
+    patience = max(2.0 * spec.control_period, LOAD_PATIENCE * max((p.load_time for p in profiles), default=0.0))
+    state, loading = _reload_clock(state, loading, now, patience, spec.control_period)
     levels = [p.level for p in profiles]
     fits = allocation_fits(state.allocation, spec)
     spec_changed = generation is not None and generation != state.observed_generation
@@ -146,7 +182,9 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                              last_decision=now, quality=decision.quality,
                              observed_generation=generation if generation is not None else state.observed_generation,
                              policy_digest=digest, demand=dstate, overload_since=overload_since,
-                             queued=sum(queues.values()) if observed is not None else None)
+                             queued=sum(queues.values()) if observed is not None else None,
+                             reload_started=now if _adds_replicas(current, alloc) else state.reload_started,
+                             reload_times=state.reload_times)
     if status.get("averageQuality") is None and decision.quality is not None:
         status["averageQuality"] = round(decision.quality, 3)
     status.update(demand=round(demand, 6), plannedThroughput=round(decision.throughput, 6),
@@ -244,11 +282,18 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
                              last_decision=now, quality=state.quality,
                              observed_generation=generation if generation is not None else state.observed_generation,
                              policy_digest=state.policy_digest, demand=state.demand,
-                             overload_since=state.overload_since)
+                             overload_since=state.overload_since, reload_started=state.reload_started,
+                             reload_times=state.reload_times)
     if status.get("averageQuality") is None and state.quality is not None:
         status["averageQuality"] = round(state.quality, 3)
     return Plan(allocation=alloc, policy=doc, state=new_state, changed=False, policy_changed=False, event=None,
                 status=status, decision=None, reason=doc.reason, progressing=bool(reason))
+
+
+def _adds_replicas(current: dict[str, int], alloc: dict[str, int]) -> bool:
+    """Whether a new allocation starts replicas: some level gets more than the allocation in force has (a
+    first allocation counts: its replicas load too)."""
+    return any(n > current.get(lv, 0) for lv, n in alloc.items())
 
 
 def demand_settings(spec: T2IServiceSpec) -> DemandSettings:

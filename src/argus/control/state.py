@@ -22,6 +22,8 @@ class ControlState:
     demand: DemandState = field(default_factory=DemandState)  # the demand EWMA (rate and h_k)
     overload_since: float | None = None  # unix time demand first exceeded the allocation's capacity (None: it does not)
     queued: float | None = None  # requests in flight at the last decision (the queue's trend)
+    reload_started: float | None = None  # unix time of the change whose added replicas are still loading
+    reload_times: tuple[float, ...] = ()  # measured seconds from a change to its replicas all ready, latest last
 
     @classmethod
     def from_status(cls, status: dict[str, Any] | None) -> "ControlState":
@@ -35,7 +37,8 @@ class ControlState:
                    quality=_num(st.get("plannedQuality")), observed_generation=_int(st.get("observedGeneration"), None),
                    policy_digest=st.get("policyDigest") if isinstance(st.get("policyDigest"), str) else None,
                    demand=_demand(st.get("demandEstimate")), overload_since=_num(st.get("overloadSince")),
-                   queued=_num(st.get("queued")))
+                   queued=_num(st.get("queued")), reload_started=_num(st.get("reloadStartedAt")),
+                   reload_times=_reloads(st.get("measuredReloadSeconds")))
 
     def to_status(self, known_levels: list[str] | None = None) -> dict[str, Any]:
         """The status fields holding this state; levels no longer served are nulled (merge-patch delete)."""
@@ -46,6 +49,7 @@ class ControlState:
                 "lastDecision": self.last_decision, "plannedQuality": self.quality,
                 "observedGeneration": self.observed_generation, "policyDigest": self.policy_digest,
                 "overloadSince": self.overload_since, "queued": self.queued,
+                "reloadStartedAt": self.reload_started, "measuredReloadSeconds": list(self.reload_times) or None,
                 "demandEstimate": {"rate": self.demand.rate, "at": self.demand.at,
                                    "shares": dict(self.demand.shares) or None, "sharesAt": self.demand.shares_at}}
 
@@ -57,6 +61,12 @@ def _demand(raw: Any) -> DemandState:
     return DemandState(rate=_num(raw.get("rate")), at=_num(raw.get("at")),
                        shares={str(k): float(v) for k, v in shares.items() if _num(v) is not None and v > 0},
                        shares_at=_num(raw.get("sharesAt")))
+
+
+def _reloads(raw: Any) -> tuple[float, ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(float(v) for v in raw if _num(v) is not None and v >= 0)
 
 
 def _num(v: Any) -> float | None:

@@ -72,7 +72,8 @@ def run(*, name: str, raw_spec: dict[str, Any], status: dict[str, Any], generati
     observed = reading if isinstance(reading, MetricsSnapshot) else None
     unavailable = reading if isinstance(reading, MetricsUnavailable) else None
     t0 = time.perf_counter()
-    p = plan(name, spec, service_profiles(spec, deps.profile), observed, state, now, generation, epoch=uid)
+    p = plan(name, spec, service_profiles(spec, deps.profile), observed, state, now, generation, epoch=uid,
+             loading=deps.actuator.readiness(name, spec).loading)
     if p.decision is not None:
         deps.metrics.solve.observe(time.perf_counter() - t0)
         deps.metrics.decided(name, p.changed)
