@@ -35,7 +35,7 @@ def _decoder_steps(log: dict, log_path: Path | None) -> int | str:
     return steps[-1][0] + 1 if steps else "?"
 
 
-def card(model: Path, log: dict, res: dict, note: str = "", log_path: Path | None = None) -> str:
+def card(model: Path, log: dict, res: dict, note: str | list[str] = "", log_path: Path | None = None) -> str:
     s = log["settings"]
     sec = log.get("seconds", {})
     unet_last = log["unet_loss"][-1] if log.get("unet_loss") else None
@@ -60,13 +60,16 @@ def card(model: Path, log: dict, res: dict, note: str = "", log_path: Path | Non
         "",
         "## Training",
         f"- Seed {s['seed']}; VAE {s['vae_steps']} steps x {s['vae_batch']}; UNet + text encoder "
-        f"{unet_last[0] + 1 if unet_last else '?'} steps x {s['batch']} (lr {s['lr']}, EMA {s['ema_decay']}, "
-        f"{int(100 * s['drop_prompt'])} % prompt dropout); decoder refinement {_decoder_steps(log, log_path)} steps.",
+        f"{unet_last[0] + 1 if unet_last else '?'} steps x {s['batch']} ({s.get('prediction', 'epsilon')}, min-SNR-5, "
+        f"lr {s['lr']}, EMA {s['ema_decay']}, {int(100 * s['drop_prompt'])} % prompt dropout); decoder refinement "
+        f"{_decoder_steps(log, log_path)} steps.",
+        f"- Sampling: DDIM, {res['steps']} steps, classifier-free guidance {res['guidance']} (`argus_model.json`).",
         "- Wall time by phase (this machine, 2 CPU cores, torch at "
         f"{s['threads']} thread(s) per phase): " + ", ".join(f"{k} {v / 60:.0f} min" for k, v in sec.items()) + ".",
     ]
-    if note:
-        lines += [f"- {note}"]
+    for n in ([note] if isinstance(note, str) else note):
+        if n:
+            lines += [f"- {n}"]
     lines += ["", "## Quality, measured by the exact scorer (`bench/bench_world_model.py`)", "", markdown(res),
               "Relative quality is `argus.world.scorer.relative_quality`: an approximated image's score over the",
               "full-quality image's score for the same prompt and seed, capped at 1; 1 when the full image scores 0.",
@@ -79,7 +82,7 @@ def main() -> int:
     ap.add_argument("--model", required=True, type=Path)
     ap.add_argument("--train-log", required=True, type=Path)
     ap.add_argument("--bench", required=True, type=Path)
-    ap.add_argument("--note", default="")
+    ap.add_argument("--note", action="append", default=[], help="a provenance line (repeatable)")
     args = ap.parse_args()
     text = card(args.model, json.loads(args.train_log.read_text()), json.loads(args.bench.read_text()), args.note,
                 args.train_log)

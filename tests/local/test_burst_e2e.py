@@ -17,11 +17,9 @@ steps-5, a 12 s SLO, a 5 s control period, 30 s off-peak, a 100 s burst at PEAK_
 two full-quality replicas serve when saturated, 40 s off-peak. That rate is measured on the machine
 the test runs on (`saturation_throughput`, one full batch per replica, ~20 s) before the replays:
 machines of the same kind differ by up to ~3x (1.00 and 2.97 req/s measured), and a fixed rate that
-overloads one barely loads another. For the same reason the controlled run plans with the demo profile
-rescaled to the measured rate (a profile measured on another machine made the loop think 2.97 req/s of
-capacity was 1.17). Its throughput target is the off-peak rate, as a service sized for its steady load
-declares: the loop's first plan (before any metrics) is then all full quality, the system the burst
-arrives at, so the replay starts once both modes are warm. A replica takes 10-40 s to load, so a shorter burst is over before a move can pay off.
+overloads one barely loads another. For the same reason the controlled run's throughput target is
+the burst rate and it plans with the demo profile rescaled to the measured rate (a profile measured
+on another machine made the loop think 2.97 req/s of capacity was 1.17). A replica takes 10-40 s to load, so a shorter burst is over before a move can pay off.
 About 3.5 minutes per mode.
 """
 
@@ -81,8 +79,9 @@ def runs(tmp_path_factory):
     arrivals = profile = None
     for mode in ("ha", "argus"):
         if mode == "argus":
-            # Planned with this machine's numbers (the loop-off Clipper-HA run above uses none).
-            name, spec = service(target=BASE)
+            # The service's target is the burst, planned with this machine's numbers (the loop-off
+            # Clipper-HA run above uses neither).
+            name, spec = service(target=PEAK_FACTOR * capacity)
             profile = machine_profile(spec, capacity)
         workdir = tmp_path_factory.mktemp(mode)
         system, ctl = boot(name, spec, workdir, mode=mode, profile=profile)
@@ -93,7 +92,10 @@ def runs(tmp_path_factory):
                                            duration=PEAK_START + PEAK_LEN + TAIL, peak_start=PEAK_START,
                                            peak_len=PEAK_LEN, seed=1)
             else:
-                warm_up(system, prompts)  # both modes start warm, at the off-peak steady state
+                warm_up(system, prompts)  # both modes start warm
+                # ... and at the off-peak steady state: the plan made before any metrics is for the
+                # target (the burst), with a cheap replica; the loop gives it back once it sees the
+                # warm-up's low demand (after its dwell and a replica load).
                 settled = wait_for_ready(system, {FULL: spec.gpus}, timeout_s=SETTLE_S)
                 assert settled is not None, (system.counts(ready_only=True), system.status)
             out[mode] = replay_report(system, arrivals, prompts, label=mode, trace="bursty", slo_s=SLO, bin_s=10,
