@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from argus.local.defaults import TINY_MANIFEST, WORLD_MODEL, WORLD_PREDICTOR, world_manifest
-from argus.tools.experiment import boot, default_profile, replay_report
+from argus.tools.experiment import boot, default_profile, replay_report, wait_settled, warm_up
 from argus.tools.loadgen import Record
 from argus.tools.report import full_scores_of, measured_quality, plot, ratios
 from argus.spec import parse_manifest
@@ -58,6 +58,12 @@ def main() -> int:
                     "with --calibrate like the rates)")
     ap.add_argument("--burst-horizon", type=float, default=None,
                     help="the service's burstHorizon, s (default: the demo manifest's)")
+    ap.add_argument("--min-full", type=int, default=None,
+                    help="the service's minFullQualityReplicas (default: the demo manifest's)")
+    ap.add_argument("--settle", type=float, default=300.0,
+                    help="before each mode's replay: warm every replica up and wait, at most this many seconds, "
+                         "until the system is at its off-peak steady state (the loop's boot-time plan is for "
+                         "the target); 0: replay at once")
     a = ap.parse_args()
     if a.model == "world" and not (WORLD_MODEL / "model_index.json").is_file():
         ap.error(f"--model world: no bundled world model at {WORLD_MODEL}")
@@ -67,6 +73,8 @@ def main() -> int:
                      controlPeriod=5, throughputTarget=a.target)
     if a.burst_horizon is not None:
         m["spec"]["burstHorizon"] = a.burst_horizon
+    if a.min_full is not None:
+        m["spec"]["minFullQualityReplicas"] = a.min_full
     name, spec = parse_manifest(m)
     from argus.world.prompt_sets import is_world_set, world_prompts
 
@@ -93,9 +101,17 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix=f"argus-bench-{mode}-") as wd:
             system, ctl = boot(name, spec, Path(wd), mode=mode, profile=profile, predictor=predictor)
             try:
+                settled = None
+                if a.settle > 0:
+                    warm_up(system, prompts)
+                    settled = wait_settled(system, ctl, timeout_s=a.settle)
+                    print(f"{mode:8s} settled: {system.counts(ready_only=True)} after "
+                          f"{'-' if settled is None else round(settled)} s", flush=True)
                 docs[mode] = replay_report(system, arrivals, prompts, label=mode, trace="bursty", slo_s=a.slo,
                                            bin_s=10, progress=False)
                 docs[mode]["events"] = list(ctl.events)
+                docs[mode]["reasons"] = list(ctl.reasons)
+                docs[mode]["settled_after_s"] = settled
             finally:
                 ctl.stop()
                 system.stop()
@@ -114,7 +130,7 @@ def main() -> int:
                   f"{mq['mean_relative_quality']} % over {mq['relative_known']}, not scorable {mq['not_scorable']}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     setup = {"model": a.model, "predictor": str(predictor) if predictor else None, "spec": spec.model_dump(by_alias=True), "arrivals": len(arrivals), "base_rps": a.base, "peak_rps": a.peak,
-             "lead_s": a.lead, "peak_len_s": a.peak_len, "tail_s": a.tail, "calibration": calibration}
+             "lead_s": a.lead, "settle_s": a.settle, "peak_len_s": a.peak_len, "tail_s": a.tail, "calibration": calibration}
     slim = {k: {kk: v for kk, v in d.items() if kk != "records"} for k, d in docs.items()}
     a.out.with_suffix(".json").write_text(json.dumps({"setup": setup, "runs": slim}, indent=1, default=str))
     png = plot({k: d["timeline"] for k, d in docs.items()}, a.out.with_suffix(".png"),

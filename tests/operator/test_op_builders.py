@@ -77,6 +77,20 @@ def test_worker_deployment_gpu_probe_env_volume_scheduling():
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
+def test_a_stopping_worker_finishes_what_it_accepted(tmp_path):
+    # the endpoint goes first (preStop pause), then SIGTERM: Triton drains for WORKER_DRAIN_S (its
+    # --exit-timeout-secs), within the pod's grace period, so a scale-down or a switch loses no request
+    from argus.contract import ENDPOINT_PROPAGATION_S, WORKER_DRAIN_S
+    from argus.contract import TritonPorts
+    from argus.worker.repository import triton_command
+
+    pod = build_worker_deployment("svc", "prod", SPEC, "cache-k0", 1, OWNER)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > ENDPOINT_PROPAGATION_S + WORKER_DRAIN_S
+    assert str(ENDPOINT_PROPAGATION_S) in " ".join(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"])
+    cmd, _ = triton_command(tmp_path / "models", TritonPorts(), tmp_path)
+    assert f"--exit-timeout-secs={WORKER_DRAIN_S}" in cmd and WORKER_DRAIN_S >= 30
+
+
 def test_worker_pod_is_hardened_with_writable_scratch():
     pod = build_worker_deployment("svc", "prod", SPEC, "cache-k0", 1, OWNER)["spec"]["template"]["spec"]
     sc = pod["containers"][0]["securityContext"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from argus.contract import LEVEL_LABEL, POLICY_KEY, POLICY_LABEL, SERVICE_LABEL, TRITON_PORTS
+from argus.contract import (ENDPOINT_PROPAGATION_S, LEVEL_LABEL, POLICY_KEY, POLICY_LABEL, SERVICE_LABEL, TRITON_PORTS,
+                            WORKER_DRAIN_S)
 from argus.policy.document import PolicyDocument
 from argus.spec import API_GROUP, API_VERSION, KIND, LatentCacheMode, T2IServiceSpec
 
@@ -115,9 +116,14 @@ def build_worker_deployment(service: str, namespace: str, spec: T2IServiceSpec, 
         "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT},
                          "periodSeconds": 10, "failureThreshold": 60},
         "volumeMounts": mounts,
+        # Stopping: first the pause, while the router drops the terminating pod's endpoint; then SIGTERM,
+        # after which Triton takes no new request and finishes the accepted ones (WORKER_DRAIN_S).
+        "lifecycle": {"preStop": {"exec": {"command": [
+            "python", "-c", f"import time; time.sleep({ENDPOINT_PROPAGATION_S})"]}}},
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
+        "terminationGracePeriodSeconds": ENDPOINT_PROPAGATION_S + WORKER_DRAIN_S + 10,
         "volumes": volumes,
         # fsGroup makes the latent-store volume writable by the non-root worker.
         "securityContext": {"runAsNonRoot": True, "fsGroup": WORKER_UID,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 
+from argus.contract import WORKER_DRAIN_S
 from argus.control.actuator import Readiness
 from argus.control.loop import Plan
 from argus.local.runtime import LocalSystem
@@ -27,7 +28,11 @@ class ProcessActuator:
         self._sleep = sleep
 
     def apply(self, service: str, spec: T2IServiceSpec, plan: Plan, *, full: bool) -> None:
-        """Stop surplus replicas first (freeing slots), then start missing ones; write the policy file."""
+        """Stop surplus replicas first (freeing slots), then start missing ones; write the policy file.
+
+        A surplus replica is unpublished, then stopped: it finishes the requests it accepted first
+        (argus.contract.WORKER_DRAIN_S), as a pod does in its termination grace period, and its slot
+        is free once it has exited."""
         self.write_policy(plan, force=full)
         wanted = plan.allocation
         current = self.system.counts()
@@ -45,7 +50,7 @@ class ProcessActuator:
             self.system.publish_endpoints()
             self._sleep(self.drain_s)
             for name in surplus:
-                self.system.supervisor.stop(name)
+                self.system.supervisor.stop(name, timeout=WORKER_DRAIN_S + 10)
         slots = spec.gpus - sum(self.system.counts().values())
         for level, want in wanted.items():
             missing = want - self.system.counts().get(level, 0)

@@ -41,6 +41,7 @@ class LocalController:
     clock: object = time.time
     state: ControlState = field(default_factory=ControlState)
     events: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why each change was made (the plan's reason)
     calibration: dict | None = None  # what `argus.tools.experiment.calibrate` measured, when it ran
 
     def __post_init__(self):
@@ -115,6 +116,8 @@ class LocalController:
         self.state = p.state
         if p.event:
             self._event(p.event)
+            # why, in the core's numbers (the weighing of hold against move): what a benchmark reads back
+            self.reasons = (self.reasons + [f"{time.strftime('%H:%M:%S')} {p.reason[:600]}"])[-20:]
         self._status(p, degraded)
         return p
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from argus.contract import WORKER_DRAIN_S
 from argus.adapters.envoy_config import EnvoySettings, build_bootstrap
 from argus.local import prometheus
 from argus.local.supervisor import Backoff, Supervisor, describe_exit, free_port, wait_http
@@ -133,7 +134,7 @@ class LocalSystem:
         self.replicas.pop(name, None)
         self.ready.discard(name)
         self.publish_endpoints()
-        self.supervisor.stop(name)
+        self.supervisor.stop(name, timeout=WORKER_DRAIN_S + 10)  # it finishes what it accepted
 
     def tick(self) -> list[str]:
         """Probe starting replicas, replace dead ones after their backoff (reported once each, `event`);

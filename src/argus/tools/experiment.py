@@ -14,7 +14,7 @@ from typing import Callable
 from argus.adapters.prometheus_source import PrometheusSource
 from argus.control.profiles import service_profiles
 from argus.tools.loadgen import exact_measure, records_to_json, replay
-from argus.local.controller import LocalController
+from argus.local.controller import LOOP_MODES, LocalController
 from argus.local.defaults import TINY_LEVELS, WORLD_LEVELS
 from argus.local.demo_profile import at_steps, demo_profile
 from argus.local.runtime import LocalSystem
@@ -130,6 +130,36 @@ def probe_rate(burst, *, requests: int, rounds: int, attempts: int, pause_s: flo
         n = max(least, n // 2)
         sleep(pause_s)
     return best
+
+
+def wait_settled(system: LocalSystem, ctl: LocalController, *, timeout_s: float, quiet_s: float = 15.0,
+                 poll_s: float = 1.0) -> float | None:
+    """Seconds until the system is at its steady state, or None at timeout: every replica ready, the loop's
+    allocation planned from observed metrics (not the no-metrics plan made at boot, which is for the
+    target) and in force, and nothing changed for `quiet_s`. A fixed-policy mode is settled once ready.
+
+    How a benchmark starts every mode from where a service that has run a while would be: a loop mode's
+    first plan is for the throughput target, and the move back to what the observed load needs costs
+    a replica load (10-40 s here) that a trace starting at once would charge to the loop.
+    """
+    t0 = time.monotonic()
+    stable_since, last = None, None
+    while True:
+        ready = {k: n for k, n in system.counts(ready_only=True).items() if n}
+        started = {k: n for k, n in system.counts().items() if n}
+        observed = ctl.mode not in LOOP_MODES or ctl.state.demand.rate is not None
+        want = ({k: n for k, n in ctl.state.allocation.items() if n} if ctl.mode in LOOP_MODES else started)
+        now = time.monotonic()
+        if observed and ready == started == want:
+            if last != ready:
+                stable_since, last = now, ready
+            if now - stable_since >= quiet_s:
+                return now - t0
+        else:
+            stable_since, last = None, None
+        if now - t0 >= timeout_s:
+            return None
+        time.sleep(poll_s)
 
 
 def wait_for_ready(system: LocalSystem, want: dict[str, int], *, timeout_s: float, poll_s: float = 1.0) -> float | None:

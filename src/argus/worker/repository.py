@@ -13,7 +13,7 @@ import shutil
 import sysconfig
 from pathlib import Path
 
-from argus.contract import TritonPorts
+from argus.contract import WORKER_DRAIN_S, TritonPorts
 
 TEMPLATE_ENV = "ARGUS_MODEL_TEMPLATE"
 
@@ -45,7 +45,7 @@ def triton_command(repo: Path, ports: TritonPorts, work_dir: Path) -> tuple[list
     """
     args = [f"--model-repository={repo}", f"--http-port={ports.http}", f"--grpc-port={ports.grpc}",
             f"--metrics-port={ports.metrics}", "--allow-metrics=true", "--log-verbose=0",
-            "--exit-on-error=true", "--strict-readiness=true", "--exit-timeout-secs=5"]
+            "--exit-on-error=true", "--strict-readiness=true", f"--exit-timeout-secs={WORKER_DRAIN_S}"]
     try:
         import pytriton  # noqa: F401  (only to locate the bundled server)
     except ImportError:
