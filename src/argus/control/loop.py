@@ -224,28 +224,11 @@ def arrival_rate(state: ControlState, smoothed: float, queues: dict[str, float],
     if state.queued < sum(current.values()) or queued <= state.queued:
         return smoothed
     cap, span = moves.capacity(current, profiles), now - state.last_decision
-    # Noise: in `span` a saturated allocation serves ~cap x span requests, and the arrivals of a load at that
-    # rate vary by ~sqrt of it (Poisson). A replica serves whole batches: B requests every B / T seconds
-    # at its planned batch B and throughput T. A span of n + f batch times (0 <= f < 1) holds n or n + 1
-    # of its batch ends depending on where they fall (probability f of the extra one), so what it served
-    # varies by B^2 f (1 - f) (measured on the local system: 2 slots batching 8 grew the queue by 11 in one
-    # 5 s period of a 1.1x burst). A growth within GROWTH_SIGMAS of both is requests arriving together, or
-    # a batch not yet done.
-    by_level = {p.level: p for p in profiles}
-    batches = 0.0
-    for lv, n in current.items():
-        if n and lv in by_level:
-            b = peak_batch(by_level[lv])
-            f = (span * by_level[lv].throughput[b] / b) % 1.0
-            batches += n * b * b * f * (1.0 - f)
-    if queued - state.queued <= GROWTH_SIGMAS * math.sqrt(cap * span + 1.0 + batches):
+    # Poisson noise: in `span` a saturated allocation serves ~cap x span requests, and the arrivals of a load
+    # at that rate vary by ~sqrt of it; a growth within GROWTH_SIGMAS of that is a few requests arriving together
+    if queued - state.queued <= GROWTH_SIGMAS * math.sqrt(cap * span + 1.0):
         return smoothed
     return max(smoothed, cap + (queued - state.queued) / span)
-
-
-def peak_batch(profile: LevelProfile) -> int:
-    """The batch size a level's planned capacity (its peak throughput) is measured at."""
-    return max(profile.throughput, key=lambda b: (profile.throughput[b], -b))
 
 
 def _overload_since(state: ControlState, rate: float | None, current: dict[str, int],
