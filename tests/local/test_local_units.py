@@ -158,3 +158,38 @@ def test_initial_policy_carries_the_service_settings(tmp_path, mode):
     assert (doc.quality_floor, doc.latency_slo_s, doc.image_size) == (93.0, 7.5, "48x32")
     # proteus runs the control loop prompt-agnostic: its document tells the router to ignore predictions
     assert (doc.agnostic_key is not None) == (mode == "proteus")
+
+
+def test_a_benchmark_starts_once_the_loop_has_planned_from_metrics_and_its_replicas_are_ready():
+    from argus.control.state import ControlState
+    from argus.policy.demand import DemandState
+    from argus.tools.experiment import wait_settled
+
+    # boot: the no-metrics plan (for the target) runs; the loop then sees the load and moves back, the
+    # moved replica loads, and only then is the system at its steady state
+    steps = [({"cache-k0": 1, "steps-10": 1}, {"cache-k0": 1, "steps-10": 1}, None),
+             ({"cache-k0": 2}, {"cache-k0": 1}, 0.2),
+             ({"cache-k0": 2}, {"cache-k0": 2}, 0.2)]
+    polls = []
+
+    class System:
+        def counts(self, ready_only=False):
+            if ready_only:
+                polls.append(1)  # one poll of wait_settled
+            started, ready, _ = steps[min(len(polls) - 1, len(steps) - 1)]
+            return ready if ready_only else started
+
+    class Ctl:
+        mode = "argus"
+
+        @property
+        def state(self):
+            started, _, rate = steps[min(len(polls) - 1, len(steps) - 1)]
+            return ControlState(allocation=dict(started), demand=DemandState(rate=rate))
+
+    assert wait_settled(System(), Ctl(), timeout_s=5, quiet_s=0.0, poll_s=0.0) is not None
+    assert len(polls) == 3  # neither at boot (no metrics yet) nor while the moved replica loaded
+    # a loop that never sees metrics never settles: None at the timeout
+    polls.clear()
+    steps[1:] = []
+    assert wait_settled(System(), Ctl(), timeout_s=0.05, quiet_s=0.0, poll_s=0.01) is None
