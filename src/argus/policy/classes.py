@@ -18,7 +18,7 @@ from argus.policy.snapshot import PromptClass
 
 # Buckets of step sensitivity z = (100 - q_S) / (100 - Q_S) at the most approximate steps level S
 # (1 = the profile's mean loss); finer at the sensitive end, where full-quality capacity is rationed.
-SENSITIVITY_EDGES = (0.5, 0.85, 1.35)
+SENSITIVITY_EDGES = (0.5, 0.85, 1.35, 2.0)
 
 
 def sensitivity(predicted: np.ndarray, levels: tuple[LevelProfile, ...]) -> np.ndarray:
