@@ -19,9 +19,9 @@ POLICY_KEY = "policy.json"  # the ConfigMap key holding the policy document
 # A worker told to stop (SIGTERM: a scale-down, a level switch) stops taking requests and finishes the
 # ones it accepted, for at most this long (Triton's --exit-timeout-secs). A batch of the slowest level
 # takes tens of seconds; Triton's 5 s would drop the rest of it (measured on the local system: 10 of 74
-# requests of a 1.1x burst lost at one switch). The pod's grace period and the local supervisor's stop
-# wait a little longer than this.
+# requests of a 1.1x burst lost at one switch).
 WORKER_DRAIN_S = 30
+WORKER_STOP_GRACE_S = WORKER_DRAIN_S + 10  # from SIGTERM to SIGKILL: a pod's grace period, the local stop's wait
 ENDPOINT_PROPAGATION_S = 5  # preStop pause: the router drops a terminating pod's endpoint before it stops
 
 MAX_PROMPT_CHARS = 2000  # the request API's longest prompt (a longer line is almost surely not a prompt)

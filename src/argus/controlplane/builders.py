@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from argus.contract import (ENDPOINT_PROPAGATION_S, LEVEL_LABEL, POLICY_KEY, POLICY_LABEL, SERVICE_LABEL, TRITON_PORTS,
-                            WORKER_DRAIN_S)
+                            WORKER_STOP_GRACE_S)
 from argus.policy.document import PolicyDocument
 from argus.spec import API_GROUP, API_VERSION, KIND, LatentCacheMode, T2IServiceSpec
 
@@ -123,7 +123,7 @@ def build_worker_deployment(service: str, namespace: str, spec: T2IServiceSpec, 
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "terminationGracePeriodSeconds": ENDPOINT_PROPAGATION_S + WORKER_DRAIN_S + 10,
+        "terminationGracePeriodSeconds": ENDPOINT_PROPAGATION_S + WORKER_STOP_GRACE_S,
         "volumes": volumes,
         # fsGroup makes the latent-store volume writable by the non-root worker.
         "securityContext": {"runAsNonRoot": True, "fsGroup": WORKER_UID,

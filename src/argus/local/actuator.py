@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from argus.contract import WORKER_DRAIN_S
+from argus.contract import WORKER_STOP_GRACE_S
 from argus.control.actuator import Readiness
 from argus.control.loop import Plan
 from argus.local.runtime import LocalSystem
@@ -31,8 +31,8 @@ class ProcessActuator:
         """Stop surplus replicas first (freeing slots), then start missing ones; write the policy file.
 
         A surplus replica is unpublished, then stopped: it finishes the requests it accepted first
-        (argus.contract.WORKER_DRAIN_S), as a pod does in its termination grace period, and its slot
-        is free once it has exited."""
+        (argus.contract.WORKER_DRAIN_S; killed after WORKER_STOP_GRACE_S), as a pod does in its
+        termination grace period, and its slot is free once it has exited."""
         self.write_policy(plan, force=full)
         wanted = plan.allocation
         current = self.system.counts()
@@ -50,7 +50,7 @@ class ProcessActuator:
             self.system.publish_endpoints()
             self._sleep(self.drain_s)
             for name in surplus:
-                self.system.supervisor.stop(name, timeout=WORKER_DRAIN_S + 10)
+                self.system.supervisor.stop(name, timeout=WORKER_STOP_GRACE_S)
         slots = spec.gpus - sum(self.system.counts().values())
         for level, want in wanted.items():
             missing = want - self.system.counts().get(level, 0)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from argus.contract import WORKER_DRAIN_S
 from argus.adapters.envoy_config import EnvoySettings, build_bootstrap
+from argus.contract import WORKER_STOP_GRACE_S
 from argus.local import prometheus
 from argus.local.supervisor import Backoff, Supervisor, describe_exit, free_port, wait_http
 from argus.router.settings import RouterSettings, ServicePredictor
@@ -134,7 +134,7 @@ class LocalSystem:
         self.replicas.pop(name, None)
         self.ready.discard(name)
         self.publish_endpoints()
-        self.supervisor.stop(name, timeout=WORKER_DRAIN_S + 10)  # it finishes what it accepted
+        self.supervisor.stop(name, timeout=WORKER_STOP_GRACE_S)  # it finishes what it accepted
 
     def tick(self) -> list[str]:
         """Probe starting replicas, replace dead ones after their backoff (reported once each, `event`);
