@@ -89,6 +89,8 @@ def test_each_run_plans_in_its_own_epoch(tmp_path):
 def test_the_loop_plans_reloads_at_the_replica_start_times_measured_here(tmp_path):
     from types import SimpleNamespace
 
+    from argus.control.loop import with_measured_reloads
+    from argus.control.profiles import service_profiles
     from argus.local.controller import LocalController
     from argus.spec import parse_spec
     from argus.tools.experiment import default_profile
@@ -96,12 +98,19 @@ def test_the_loop_plans_reloads_at_the_replica_start_times_measured_here(tmp_pat
     spec = parse_spec({"throughputTarget": 1, "gpus": 2, "levels": LEVELS, "model": {"steps": 20}})
     system = SimpleNamespace(service="svc", spec=spec, workdir=tmp_path, start_s=[])
     ctl = LocalController(system, default_profile(spec), source=None)
-    profiled = {p.level: p.load_time for p in ctl.profiles()}
+
+    def planned_load_times():
+        ctl._plan(None)  # one period's planning, without metrics
+        return {p.level: p.load_time for p in with_measured_reloads(service_profiles(spec, ctl.profile), ctl.state)}
+    profiled = planned_load_times()
     assert all(v < 31 for v in profiled.values())  # the profile's load time
     system.start_s += [31.0, 12.5, 19.0]  # Triton's start-up and the model load, as measured by the runtime
-    assert {p.level: p.load_time for p in ctl.profiles()} == {lv: 31.0 for lv in profiled}
+    assert planned_load_times() == {lv: 31.0 for lv in profiled}
+    assert ctl.state.reload_times == (31.0, 12.5, 19.0)  # the core's own list: each start counted once
+    planned_load_times()
+    assert ctl.state.reload_times == (31.0, 12.5, 19.0)
     system.start_s += [12.0] * 5  # only the recent starts count
-    assert {p.level: p.load_time for p in ctl.profiles()} == {lv: max(12.0, v) for lv, v in profiled.items()}
+    assert planned_load_times() == {lv: max(12.0, v) for lv, v in profiled.items()}
 
 
 def _burst_at(capacity: int, service_s: float = 1.0, timeout_s: float = 10.0):

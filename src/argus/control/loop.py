@@ -72,6 +72,15 @@ def with_measured_reloads(profiles: tuple[LevelProfile, ...], state: ControlStat
     return tuple(replace(p, load_time=max(p.load_time, took)) for p in profiles)
 
 
+def with_reload_times(state: ControlState, seconds: tuple[float, ...]) -> ControlState:
+    """`state` with reloads measured by a driver added (the local runtime times each worker process from its
+    start to ready, boot included); the last RECENT_RELOADS are kept, as for the reloads the loop times."""
+    if not seconds:
+        return state
+    times = (*state.reload_times, *(round(max(0.0, t), 3) for t in seconds))[-RECENT_RELOADS:]
+    return replace(state, reload_times=times)
+
+
 def _reload_clock(state: ControlState, loading: int, now: float, patience_s: float,
                   period_s: float) -> tuple[ControlState, int]:
     """The reload measurement after this period's readiness, and the loading count the plan may wait on.
@@ -87,8 +96,8 @@ def _reload_clock(state: ControlState, loading: int, now: float, patience_s: flo
     took = now - state.reload_started
     if loading == 0:
         seen = state.last_decision is not None and now - state.last_decision <= RELOAD_GAP_PERIODS * period_s
-        times = (*state.reload_times, round(max(0.0, took), 3))[-RECENT_RELOADS:] if seen else state.reload_times
-        return replace(state, reload_started=None, reload_times=times), 0
+        state = replace(state, reload_started=None)
+        return (with_reload_times(state, (took,)) if seen else state), 0
     return state, (loading if took < patience_s else 0)
 
 

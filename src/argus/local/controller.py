@@ -12,9 +12,9 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from argus.control.loop import Plan, plan
+from argus.control.loop import Plan, plan, with_reload_times
 from argus.control.observed import MetricsUnavailable
 from argus.control.profiles import service_profiles
 from argus.control.state import ControlState
@@ -26,7 +26,6 @@ from argus.policy.profile import Profile
 log = logging.getLogger("argus.local")
 
 MODES = ("argus", "proteus", *FIXED)
-RECENT_STARTS = 5  # replica starts whose measured time-to-ready the loop plans reloads with
 LOOP_MODES = ("argus", "proteus")  # run the control loop (proteus: prompt-agnostic); the others are fixed policies
 
 
@@ -50,6 +49,7 @@ class LocalController:
         # router must not keep an older run's higher-versioned policy (argus.policy.document).
         self.epoch = f"local-{uuid.uuid4().hex[:12]}"
         self._last: Plan | None = None  # the plan in force (argus mode)
+        self._starts_seen = 0  # replica starts of the runtime's (start_s) already given to the core
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # The loop is watched like a process (LocalSystem.supervise): restarted with backoff if its thread ends.
@@ -77,19 +77,12 @@ class LocalController:
 
     def _plan(self, observed, loading: int = 0) -> Plan:
         spec = self.system.spec
-        return plan(self.system.service, spec, self.profiles(), observed, self.state,
+        # replica starts the runtime timed since the last period (boot's too) join the reloads the core
+        # measures itself; it plans a move's reloads at the slowest recent one (with_measured_reloads)
+        starts = self.system.start_s
+        self.state, self._starts_seen = with_reload_times(self.state, tuple(starts[self._starts_seen:])), len(starts)
+        return plan(self.system.service, spec, service_profiles(spec, self.profile), observed, self.state,
                     self.clock(), generation=1, epoch=self.epoch, agnostic=self.mode == "proteus", loading=loading)
-
-    def profiles(self):
-        """The service's level profiles, each load time at least the slowest of the last RECENT_STARTS replica
-        starts measured here (process start to ready: Triton's start-up too, which the profiled model load
-        leaves out), so the loop weighs a move's reloads at what they take on this machine."""
-        profs = service_profiles(self.system.spec, self.profile)
-        recent = self.system.start_s[-RECENT_STARTS:]
-        if not recent:
-            return profs
-        took = max(recent)
-        return tuple(replace(p, load_time=max(p.load_time, took)) for p in profs)
 
     def period(self) -> Plan | None:
         """One control period: observe, plan, apply, record status. Fixed baseline modes only re-assert their policy."""
