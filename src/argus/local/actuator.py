@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 
-from argus.contract import WORKER_STOP_GRACE_S
 from argus.control.actuator import Readiness
 from argus.control.loop import Plan
 from argus.local.runtime import LocalSystem
@@ -28,11 +27,8 @@ class ProcessActuator:
         self._sleep = sleep
 
     def apply(self, service: str, spec: T2IServiceSpec, plan: Plan, *, full: bool) -> None:
-        """Stop surplus replicas first (freeing slots), then start missing ones; write the policy file.
-
-        A surplus replica is unpublished, then stopped: it finishes the requests it accepted first
-        (argus.contract.WORKER_DRAIN_S; killed after WORKER_STOP_GRACE_S), as a pod does in its
-        termination grace period, and its slot is free once it has exited."""
+        """Stop surplus replicas first (freeing slots: `LocalSystem.stop_workers` drains them), then start
+        missing ones; write the policy file."""
         self.write_policy(plan, force=full)
         wanted = plan.allocation
         current = self.system.counts()
@@ -44,13 +40,7 @@ class ProcessActuator:
                 names.sort(key=lambda n: (n in self.system.ready, n))  # not-yet-ready ones go first
                 surplus += names[:extra]
         if surplus:
-            for name in surplus:
-                self.system.replicas.pop(name, None)
-                self.system.ready.discard(name)
-            self.system.publish_endpoints()
-            self._sleep(self.drain_s)
-            for name in surplus:
-                self.system.supervisor.stop(name, timeout=WORKER_STOP_GRACE_S)
+            self.system.stop_workers(surplus, self.drain_s, sleep=self._sleep)
         slots = spec.gpus - sum(self.system.counts().values())
         for level, want in wanted.items():
             missing = want - self.system.counts().get(level, 0)

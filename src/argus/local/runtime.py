@@ -131,10 +131,20 @@ class LocalSystem:
 
     def stop_worker(self, name: str) -> None:
         """Unpublish, then stop one replica (the router stops sending before it goes)."""
-        self.replicas.pop(name, None)
-        self.ready.discard(name)
+        self.stop_workers([name])
+
+    def stop_workers(self, names: list[str], drain_s: float = 0.0, sleep=time.sleep) -> None:
+        """Unpublish the replicas, wait `drain_s` (the router reloads its endpoints), then stop each: it
+        finishes the requests it accepted (argus.contract.WORKER_DRAIN_S), killed after WORKER_STOP_GRACE_S,
+        as a pod in its termination grace period. A stopped replica's slot is free once it has exited."""
+        for name in names:
+            self.replicas.pop(name, None)
+            self.ready.discard(name)
         self.publish_endpoints()
-        self.supervisor.stop(name, timeout=WORKER_STOP_GRACE_S)  # it finishes what it accepted
+        if drain_s > 0:
+            sleep(drain_s)
+        for name in names:
+            self.supervisor.stop(name, timeout=WORKER_STOP_GRACE_S)
 
     def tick(self) -> list[str]:
         """Probe starting replicas, replace dead ones after their backoff (reported once each, `event`);
