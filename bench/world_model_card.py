@@ -39,7 +39,7 @@ def card(model: Path, log: dict, res: dict, note: str | list[str] = "", log_path
     s = log["settings"]
     sec = log.get("seconds", {})
     unet_last = log["unet_loss"][-1] if log.get("unet_loss") else None
-    from argus.world import grammar, model as wm
+    from argus.world import grammar, model as wm, render
 
     lines = [
         "# world-sd: a small text-to-image model of Argus's compositional world",
@@ -55,6 +55,8 @@ def card(model: Path, log: dict, res: dict, note: str | list[str] = "", log_path
         f"  {s['dataset_size']:,} prompts drawn with the task mix of `argus.world.training.TASK_MIX`, one rendered",
         "  image each (random layout, size, background and colour jitter). Every number below is on the",
         "  held-out split, which the model never saw.",
+        "- Object size (half-size of its box, pixels, by how many objects the scene has): "
+        + ", ".join(f"{n}: {lo}-{hi}" for n, (lo, hi) in render.R_BY_COUNT.items()) + " (`argus.world.render`).",
         f"- Resolution: {wm.IMAGE_SIZE}x{wm.IMAGE_SIZE} pixels, latent {wm.IMAGE_SIZE // 4}x{wm.IMAGE_SIZE // 4}x4.",
         f"- Weights: {_mb(model):.1f} MB of safetensors.",
         "",

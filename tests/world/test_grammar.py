@@ -96,7 +96,9 @@ def test_every_layout_satisfies_its_scene(task):
         seed = int(rng.integers(1 << 30))
         objs = render.layout(sc, seed)
         assert len(objs) == sc.n_objects and _groups_match(sc, objs), (sc, objs)
+        lo, hi = render.R_BY_COUNT[sc.n_objects]
         for o in objs:
+            assert lo <= o.r <= hi  # as large as the scene leaves room for
             assert render.MARGIN + o.r <= o.cx <= render.SIZE - 1 - render.MARGIN - o.r
             assert render.MARGIN + o.r <= o.cy <= render.SIZE - 1 - render.MARGIN - o.r
         for a, b in combinations(objs, 2):

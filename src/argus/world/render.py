@@ -16,7 +16,12 @@ import numpy as np
 from argus.world.grammar import COLOURS, SHAPES, Scene
 
 SIZE = 64
-R_MIN, R_MAX = 6, 9  # half-size of an object's box, pixels
+# Half-size of an object's box in pixels, by how many objects the scene has: as large as the scene
+# leaves room for (a 64x64 image fits four objects of half-size 10 with their gaps). An object spans
+# 4-6 cells of the model's 16x16 latent, so its shape is drawable, not a 2-3-cell blob.
+R_BY_COUNT = {1: (9, 13), 2: (8, 12), 3: (7, 11), 4: (7, 10)}
+R_MIN = min(lo for lo, _ in R_BY_COUNT.values())
+R_MAX = max(hi for _, hi in R_BY_COUNT.values())
 GAP = 3  # minimum pixels between two objects' boxes
 MARGIN = 2  # minimum pixels between an object's box and the image edge
 COLOUR_JITTER = 14
@@ -77,10 +82,11 @@ def layout(scene: Scene, seed: int, size: int = SIZE) -> list[Obj]:
     """Random objects satisfying `scene` (rejection sampling; deterministic per seed)."""
     rng = np.random.default_rng([seed, 1])
     wanted = [(g.shape, g.colour) for g in scene.groups for _ in range(g.count)]
+    r_min, r_max = R_BY_COUNT[len(wanted)]
     for _ in range(2000):
         objs: list[Obj] = []
         for shape, colour in wanted:
-            r = float(rng.integers(R_MIN, R_MAX + 1))
+            r = float(rng.integers(r_min, r_max + 1))
             lo, hi = r + MARGIN, size - 1 - r - MARGIN
             name = colour or list(COLOURS)[int(rng.integers(len(COLOURS)))]
             o = Obj(shape, name, _colour(rng, name), float(rng.integers(lo, hi + 1)), float(rng.integers(lo, hi + 1)), r)
