@@ -111,6 +111,7 @@ def main() -> int:
                                            bin_s=10, progress=False)
                 docs[mode]["events"] = list(ctl.events)
                 docs[mode]["reasons"] = list(ctl.reasons)
+                docs[mode]["policies"] = list(ctl.policies)
                 docs[mode]["settled_after_s"] = settled
             finally:
                 ctl.stop()

@@ -202,3 +202,34 @@ def test_a_benchmark_starts_once_the_loop_has_planned_from_metrics_and_its_repli
     polls.clear()
     steps[1:] = []
     assert wait_settled(System(), Ctl(), timeout_s=0.05, quiet_s=0.0, poll_s=0.01) is None
+
+
+def test_the_loop_keeps_a_trail_of_the_policies_it_applied(tmp_path):
+    """Every policy document a period applies is kept compactly (version, allocation, prices, shares): what
+    `bench_local.py` writes out to show how the router was steered."""
+    from types import SimpleNamespace
+
+    from argus.control.observed import MetricsUnavailable
+    from argus.local.controller import LocalController
+    from argus.tools.experiment import default_profile
+
+    spec = parse_spec({"throughputTarget": 1, "gpus": 2, "levels": LEVELS, "model": {"steps": 20}})
+
+    class NoMetrics:
+        def snapshot(self, url, service):
+            raise MetricsUnavailable("PrometheusUnreachable", "not running in this test")
+    system = SimpleNamespace(service="svc", spec=spec, workdir=tmp_path, start_s=[], replicas={}, ready=set(),
+                             prometheus_url="http://127.0.0.1:9", counts=lambda ready_only=False: {},
+                             down=lambda: [], write_state=lambda: None)
+    clock = iter(range(100, 200, 5))
+    ctl = LocalController(system, default_profile(spec), source=NoMetrics(), clock=lambda: float(next(clock)))
+    applied = []
+    ctl.actuator = SimpleNamespace(apply=lambda service, spec, p, full: applied.append(p.policy))
+    for _ in range(3):
+        ctl.period()
+    changed = [doc for doc in applied if doc.version > 0]
+    assert ctl.policies and len(ctl.policies) <= len(applied)
+    first = ctl.policies[0]
+    assert first["version"] == changed[0].version and first["allocation"] == changed[0].allocation
+    assert set(first["shares"]) <= set(LEVELS) and set(first["prices"]) <= set(LEVELS)
+    assert [p["version"] for p in ctl.policies] == sorted({p["version"] for p in ctl.policies})  # one per version

@@ -29,6 +29,16 @@ MODES = ("argus", "proteus", *FIXED)
 LOOP_MODES = ("argus", "proteus")  # run the control loop (proteus: prompt-agnostic); the others are fixed policies
 
 
+POLICY_TRAIL = 400  # policy documents kept (a 10-minute run at a 1 s period)
+
+
+def policy_trail(doc, now: float) -> dict:
+    """One applied policy document, compactly: when, which version, the allocation, prices and shares."""
+    return {"t": round(now, 1), "version": doc.version, "allocation": dict(doc.allocation), "overload": doc.overload,
+            "prices": {k: round(v, 2) for k, v in doc.prices.items()},
+            "shares": {k: round(v, 3) for k, v in doc.shares.items()}}
+
+
 @dataclass
 class LocalController:
     """Runs control periods in a background thread until stopped."""
@@ -41,6 +51,9 @@ class LocalController:
     state: ControlState = field(default_factory=ControlState)
     events: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)  # why each change was made (the plan's reason)
+    # every policy document the loop applied, compactly: what a benchmark reads back to see how the router
+    # was steered (allocation, per-level prices and capacity shares), period by period
+    policies: list[dict] = field(default_factory=list)
     calibration: dict | None = None  # what `argus.tools.experiment.calibrate` measured, when it ran
 
     def __post_init__(self):
@@ -107,6 +120,8 @@ class LocalController:
         self._last = p
         self.actuator.apply(self.system.service, spec, p, full=False)
         self.state = p.state
+        if p.policy_changed:
+            self.policies = (self.policies + [policy_trail(p.policy, self.clock())])[-POLICY_TRAIL:]
         if p.event:
             self._event(p.event)
             # why, in the core's numbers (the weighing of hold against move): what a benchmark reads back
