@@ -1,6 +1,8 @@
 """Simulator benchmark: the paper's 8-GPU bursty setup for every policy, and a 1,000-GPU day.
 
     .venv/bin/python bench/bench_sim.py paper   # table, ratios to each baseline, plots in bench/plots/
+    .venv/bin/python bench/bench_sim.py paper-in-place  # the same where a replica switches between levels
+        # of one model without a reload (the worker serves any level of its weights; argus up does this)
     .venv/bin/python bench/bench_sim.py whatif  # Argus with one production default changed at a time
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
     .venv/bin/python bench/bench_sim.py per-prompt mooncake 1.2:1 1.1:1 1.0:1 1.0:30
@@ -55,10 +57,11 @@ def _trace(name: str):
     return poisson(20_000, seed=1)
 
 
-def paper(trace_name: str) -> dict:
-    """8 GPUs, published SDXL profile, one 120-min plateau at 7.8x of 50 q/min; every policy."""
+def paper(trace_name: str, in_place: bool = False) -> dict:
+    """8 GPUs, published SDXL profile, one 120-min plateau at 7.8x of 50 q/min; every policy. `in_place`:
+    replicas switch between levels of one model without a reload (as the local runtime does)."""
     profile = load_default_profile()
-    svc = Service(gpus=8, levels=profile.levels, quality_floor=90.0, latency_slo=30.0)
+    svc = Service(gpus=8, levels=profile.levels, quality_floor=90.0, latency_slo=30.0, in_place=in_place)
     model = PromptModel()
     wl = Workload(_trace(trace_name), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
     results = {}
@@ -66,9 +69,11 @@ def paper(trace_name: str) -> dict:
         r = simulate(wl, svc, make_policy(name, svc, model), model, SimConfig(seed=0))
         results[name] = r
         solve = f", {np.mean(r.solve_s) * 1e3:.0f} ms/solve" if r.solve_s else ""
-        print(f"  {name}: {r.wall_s:.1f} s, {r.summary.arrivals} requests, {r.starts} replica starts{solve}")
+        print(f"  {name}: {r.wall_s:.1f} s, {r.summary.arrivals} requests, {r.starts} replica starts, "
+              f"{r.switches} in-place switches{solve}")
     rows = [r.summary for r in results.values()]
-    print(f"\n### 8 GPUs, SDXL (published profile), bursty shape on the {trace_name} trace\n")
+    switching = "switches in place within a model" if in_place else "every switch reloads"
+    print(f"\n### 8 GPUs, SDXL (published profile), bursty shape on the {trace_name} trace; {switching}\n")
     print(table(rows))
     print()
     print(ratios(rows))
@@ -77,7 +82,8 @@ def paper(trace_name: str) -> dict:
         v = {k: n for k, n in r.violations_by_level.items() if n}
         s = {k: round(x, 3) for k, x in r.served_share.items() if x > 0.001}
         print(f"- {r.policy}: served {s}; violations by level {v}")
-    paths = plots({n: r.series for n, r in results.items()}, ROOT / "plots", f"sim_paper_{trace_name}",
+    paths = plots({n: r.series for n, r in results.items()}, ROOT / "plots",
+                  f"sim_paper_{trace_name}" + ("_in_place" if in_place else ""),
                   f"8 GPUs, SDXL, bursty ({trace_name} arrivals)")
     print("\nplots: " + ", ".join(str(p.relative_to(ROOT.parent)) for p in paths))
     _targets(results)
@@ -596,6 +602,9 @@ def main(argv: list[str]) -> int:
         (ROOT / "plots").mkdir(exist_ok=True)
         (ROOT / "plots" / f"sim_per_prompt_{argv[2]}.json").write_text(json.dumps(doc, indent=1, default=float))
         return 0
+    if what == "paper-in-place":
+        for name in TRACES:
+            doc[f"paper_{name}_in_place"] = paper(name, in_place=True)
     if what in ("paper", "all"):
         for name in TRACES:
             doc[f"paper_{name}"] = paper(name)

@@ -233,3 +233,46 @@ def test_the_loop_keeps_a_trail_of_the_policies_it_applied(tmp_path):
     assert first["version"] == changed[0].version and first["allocation"] == changed[0].allocation
     assert set(first["shares"]) <= set(LEVELS) and set(first["prices"]) <= set(LEVELS)
     assert [p["version"] for p in ctl.policies] == sorted({p["version"] for p in ctl.policies})  # one per version
+
+
+def test_the_actuator_switches_surplus_replicas_in_place_within_a_model_and_starts_only_other_weights(tmp_path):
+    from types import SimpleNamespace
+
+    from argus.contract import TritonPorts
+    from argus.local.actuator import ProcessActuator
+    from argus.local.runtime import Replica
+
+    class System:
+        def __init__(self):
+            self.replicas = {f"w{i}": Replica(f"w{i}", "cache-k0", TritonPorts(1, 7000 + i, 3)) for i in range(4)}
+            self.ready, self.workdir, self.log = {"w0", "w1", "w2"}, tmp_path, []
+            (tmp_path / "policy").mkdir()
+
+        def counts(self, ready_only=False):
+            out = {}
+            for n, r in self.replicas.items():
+                if not ready_only or n in self.ready:
+                    out[r.serves] = out.get(r.serves, 0) + 1
+            return out
+
+        def switch_worker(self, name, level):
+            self.replicas[name].serving = level
+            self.log.append(("switch", name, level))
+
+        def stop_workers(self, names, drain_s, sleep):
+            for n in names:
+                self.replicas.pop(n)
+            self.log.append(("stop", *names))
+
+        def start_worker(self, level, wait):
+            self.log.append(("start", level))
+
+    system = System()
+    spec = parse_spec({"throughputTarget": 1, "gpus": 4, "levels": [*LEVELS, "model-tiny"], "model": {"steps": 20}})
+    plan = SimpleNamespace(allocation={"cache-k0": 1, "steps-5": 2, "model-tiny": 1}, policy_changed=False)
+    ProcessActuator(system, sleep=lambda s: None).apply("svc", spec, plan, full=False)
+    # ready replicas switch (they serve at once); the not-ready one stops and its slot loads the other weights
+    assert system.log == [("switch", "w1", "steps-5"), ("switch", "w0", "steps-5"), ("stop", "w3"),
+                          ("start", "model-tiny")]
+    assert system.counts() == {"cache-k0": 1, "steps-5": 2}
+    assert system.replicas["w1"].endpoint == "127.0.0.1:7001@cache-k0" and system.replicas["w2"].endpoint == "127.0.0.1:7002"

@@ -96,6 +96,17 @@ def test_the_move_option_counts_only_kept_replicas_while_loading():
     assert o.during == pytest.approx(0.8) and o.after == pytest.approx(2.6) and o.transition_s == 47
 
 
+def test_a_replica_switched_in_place_to_a_level_of_its_model_serves_at_once():
+    light = LevelProfile("model-tiny", {1: 2.0}, 0.5, 70.0, "tiny", load_time=10.0)
+    cur, new = {"cache-k0": 4, "steps-20": 0, "model-tiny": 0}, {"cache-k0": 1, "steps-20": 2, "model-tiny": 1}
+    assert moves.switched_in_place(cur, new, (*P[:2], light)) == {"steps-20": 2}  # model-tiny must load
+    o = moves.move_option(cur, new, (*P[:2], light), 100, 90, in_place=True)
+    assert o.during == pytest.approx(0.4 + 1.8) and o.after == pytest.approx(4.2) and o.transition_s == 10
+    same = moves.move_option({"cache-k0": 4, "steps-20": 0}, {"cache-k0": 2, "steps-20": 2}, P[:2], 100, 90,
+                             in_place=True)
+    assert same.during == same.after == pytest.approx(2.6) and same.transition_s == 0
+
+
 def test_the_horizon_stretches_with_an_ongoing_overload_up_to_ten_times_the_setting():
     assert horizon(120, None, 1000) == 120
     assert horizon(120, 900, 1000) == 120

@@ -2,7 +2,7 @@
 runtime and the simulator run. Two slots at full quality (1 req/s each), a level twice as fast, 20 s reloads,
 a 12 s SLO: the local system's shape (bench/bench_local.py)."""
 
-from argus.control.loop import plan
+from argus.control.loop import dwell_s, plan
 from argus.control.observed import MetricsSnapshot as M
 from argus.control.state import ControlState
 from argus.policy.demand import DemandState
@@ -41,6 +41,16 @@ def test_a_burst_twice_capacity_moves_at_once_and_says_why_in_numbers():
     p = plan("svc", SPEC, PROFILES, burst(4.0, queued=2), steady(), 1005.0)
     assert p.changed and p.allocation["steps-10"] >= 1
     assert p.reason.startswith("move pays: saves ") and " SLO violations over 120 s at 4 req/s" in p.reason
+
+
+def test_a_switch_that_needs_no_reload_is_weighed_without_the_loading_gap():
+    # the same move, weighed as a reload (20 s at the kept replica's 1 req/s) and as an in-place switch
+    reload = plan("svc", SHORT, PROFILES, burst(2.4, queued=2), steady(), 1005.0)
+    switch = plan("svc", SHORT, PROFILES, burst(2.4, queued=2), steady(), 1005.0, in_place=True)
+    assert "hold 4.0 violations" in reload.reason and "the whole move 2.8 violations (20 s at 1 req/s" in reload.reason
+    assert "the whole move 0.0 violations (0 s at 3 req/s while loading)" in switch.reason
+    assert switch.changed and switch.allocation == {"cache-k0": 1, "steps-10": 1}
+    assert dwell_s(5, PROFILES) == 60 and dwell_s(5, PROFILES, in_place=True) == 20  # nothing reloads: 4 periods
 
 
 def test_a_mild_overload_that_lasts_moves_once_its_horizon_has_grown():

@@ -98,9 +98,9 @@ class InProcessClient:
         m = CountingMetrics()
         return WorkerService(settings, pipeline=pipeline, store=open_store(settings, m), metrics=m)
 
-    async def generate(self, level, prompt, seed, height, width, *, cache_key=None, store_key=None,
-                       timeout_s=None, request_id=None):
-        req = WorkRequest(prompt, seed, height, width, cache_key, store_key)
+    async def generate(self, model, prompt, seed, height, width, *, cache_key=None, store_key=None,
+                       timeout_s=None, request_id=None, level=None):
+        req = WorkRequest(prompt, seed, height, width, cache_key, store_key, level=level)
         (res,) = await asyncio.get_running_loop().run_in_executor(self.pool, self.service.handle, [req])
         if res.error:
             raise WorkerRejected(res.error)

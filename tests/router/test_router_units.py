@@ -86,7 +86,7 @@ class FakeClient:
         self.url, self.behaviour, self.calls = url, behaviour, calls
 
     async def generate(self, model, prompt, seed, h, w, **kw):
-        self.calls.append((self.url, model))
+        self.calls.append((self.url, model) if kw.get("level") in (None, model) else (self.url, model, kw["level"]))
         b = self.behaviour.get(self.url)
         if b is not None:
             raise b
@@ -114,6 +114,12 @@ def test_retry_once_on_another_replica():
     res, calls = dispatch({"cache-k0": ["a", "b"]}, {"a": WorkerUnavailable("down")}, ["cache-k0"])
     assert res.replica == "b" and res.retries == 1
     assert calls == [("a", "cache-k0"), ("b", "cache-k0")]
+
+
+def test_worker_switched_in_place_is_called_by_its_model_with_the_level():
+    res, calls = dispatch({"steps-20": ["a:1@cache-k0"], "cache-k0": ["b:1"]}, {}, ["steps-20"])
+    assert (res.level, res.replica) == ("steps-20", "a:1@cache-k0")
+    assert calls == [("a:1", "cache-k0", "steps-20")]
 
 
 def test_fallback_to_next_safer_level():

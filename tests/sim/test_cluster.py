@@ -46,3 +46,16 @@ def test_budget_caps_start_ups():
     c.apply([1, 5], now=0.0)
     assert c.replicas() == [1, 1]
     assert np.isclose(c.ready[1][0], 1.0)
+
+
+def test_in_place_switch_keeps_the_replica_busy_until_its_batch_ends_and_loads_nothing():
+    c = Cluster(3, [10.0, 20.0, 30.0], [3, 0, 0], models=["sdxl", "sdxl", "tiny"])
+    c.free[0][:] = [0.0, 40.0, 0.0]  # one of them serves a batch until t=40
+    c.apply([1, 1, 1], now=30.0)
+    assert c.switches == 1 and c.starts == 1
+    assert c.ready[1].tolist() == [0.0] and c.free[1].tolist() == [0.0]  # an idle one switched: serves at once
+    assert c.ready[2].tolist() == [60.0]  # another model loads on the freed GPU
+    assert sorted(c.free[0].tolist()) == [40.0]  # the busy one kept its level (switch soonest-free first)
+    without = Cluster(3, [10.0, 20.0, 30.0], [3, 0, 0])
+    without.apply([1, 1, 1], now=30.0)
+    assert without.switches == 0 and without.starts == 2 and without.ready[1].tolist() == [50.0]

@@ -214,3 +214,25 @@ def test_corrupt_index_serves_without_caching(pipeline, full_image, tmp_path):
     assert res.info.fallback_reason == "store_error"
     assert svc.metrics.counts == {("store_error", "read"): 1, ("cache", "fallback", "store_error"): 1,
                                   ("store_error", "write"): 1}
+
+
+def test_request_level_switches_in_place_and_model_levels_are_refused(pipeline, stored, full_image):
+    """A request's LEVEL serves it at another level of the worker's weights (a level switch without a
+    reload): the same images as that level's own worker gives, in one mixed batch; a level of other weights
+    or outside the service is an error for that request alone."""
+    store, _ = stored
+    worker = service(pipeline, "cache-k0", store)
+    own = service(pipeline, "steps-3", store).handle([req()])[0]
+    full, steps, hit, other, unknown = worker.handle([
+        req(), WorkRequest(PROMPT, SEED, SIZE, SIZE, level="steps-3"),
+        WorkRequest(PROMPT, SEED, SIZE, SIZE, cache_key="alice/fox", level="cache-k4"),
+        WorkRequest(PROMPT, SEED, SIZE, SIZE, level="model-tiny"), WorkRequest(PROMPT, SEED, SIZE, SIZE, level="steps-4")])
+    assert full.info.level == "cache-k0" and np.array_equal(full.image, full_image)
+    assert (steps.info.level, steps.info.steps_run) == ("steps-3", 3) and np.array_equal(steps.image, own.image)
+    assert (hit.info.level, hit.info.cache_hit, hit.info.k_used, hit.info.steps_run) == ("cache-k4", True, 4, N - 4)
+    assert other.image is None and "not a level of this service" in other.error
+    assert unknown.image is None and "'steps-4' is not a level" in unknown.error
+    model_worker = WorkerService(WorkerSettings(level="cache-k0", steps=N, levels=(*LEVELS, "model-tiny")),
+                                 pipeline=pipeline, metrics=CountingMetrics())
+    (refused,) = model_worker.handle([WorkRequest(PROMPT, SEED, SIZE, SIZE, level="model-tiny")])
+    assert refused.image is None and "needs other weights" in refused.error

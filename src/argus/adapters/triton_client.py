@@ -72,12 +72,13 @@ class TritonWorkerClient:
 
     async def generate(self, model: str, prompt: str, seed: int, height: int, width: int, *,
                        cache_key: str | None = None, store_key: str | None = None,
-                       timeout_s: float = 60.0, request_id: str = "") -> Generated:
-        """Run one image through `model` (a level) with a client-side deadline."""
+                       timeout_s: float = 60.0, request_id: str = "", level: str | None = None) -> Generated:
+        """Run one image through `model` (the Triton model: the level the worker loaded) with a client-side
+        deadline; `level` (when it differs from `model`) serves it at another level of the same weights."""
         import grpc
 
         request = infer_request(model, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
-                                request_id=request_id)
+                                request_id=request_id, level=level)
         try:
             response = await self._get().ModelInfer(request, timeout=timeout_s)
         except grpc.RpcError as e:
@@ -115,8 +116,8 @@ def _bytes_element(value: bytes) -> bytes:
 
 
 def infer_request(model: str, prompt: str, seed: int, height: int, width: int, *, cache_key: str | None = None,
-                  store_key: str | None = None, request_id: str = ""):
-    """The worker's input tensors (PROMPT, SEED, HEIGHT, WIDTH, optional CACHE_KEY/STORE_KEY), each [1, 1]."""
+                  store_key: str | None = None, request_id: str = "", level: str | None = None):
+    """The worker's input tensors (PROMPT, SEED, HEIGHT, WIDTH, optional CACHE_KEY/STORE_KEY/LEVEL), each [1, 1]."""
     from tritonclient.grpc import service_pb2
 
     req = service_pb2.ModelInferRequest(model_name=model, id=request_id)
@@ -128,6 +129,8 @@ def infer_request(model: str, prompt: str, seed: int, height: int, width: int, *
         tensors.append(("CACHE_KEY", "BYTES", _bytes_element(cache_key.encode())))
     if store_key:
         tensors.append(("STORE_KEY", "BYTES", _bytes_element(store_key.encode())))
+    if level and level != model:
+        tensors.append(("LEVEL", "BYTES", _bytes_element(level.encode())))
     for name, dtype, _ in tensors:
         t = req.inputs.add()
         t.name, t.datatype = name, dtype

@@ -34,11 +34,22 @@ RELOAD_GAP_PERIODS = 3.0  # a reload is timed only by periods at most this many 
 LOAD_PATIENCE = 3.0  # loading replicas hold the allocation this many load times (at least 2 periods), no longer
 
 
-def dwell_s(period: float, profiles: tuple[LevelProfile, ...]) -> float:
+def dwell_s(period: float, profiles: tuple[LevelProfile, ...], in_place: bool = False) -> float:
     """How long a new allocation is kept unless it falls short: DWELL_PERIODS control periods, and at least
     DWELL_RELOADS of the slowest level's load time (a move idles each moved GPU for that long; a loop that
-    undoes it within about one reload pays twice for nothing)."""
-    return max(DWELL_PERIODS * period, DWELL_RELOADS * max((p.load_time for p in profiles), default=0.0))
+    undoes it within about one reload pays twice for nothing). With `in_place`, levels that share their model
+    with another level are reached without a reload and add no dwell."""
+    return max(DWELL_PERIODS * period, DWELL_RELOADS * max((p.load_time for p in reloading(profiles, in_place)),
+                                                           default=0.0))
+
+
+def reloading(profiles: tuple[LevelProfile, ...], in_place: bool) -> tuple[LevelProfile, ...]:
+    """The levels a replica switch must reload to reach: all of them, or with `in_place` switches (a worker
+    serves any level of the weights it loaded, `argus.worker.service`) those whose model no other level has."""
+    if not in_place:
+        return profiles
+    models = [p.model for p in profiles]
+    return tuple(p for p in profiles if models.count(p.model) == 1)
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,7 @@ def allocation_fits(alloc: dict[str, int], spec: T2IServiceSpec) -> bool:
 def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...], observed: MetricsSnapshot | None,
          state: ControlState, now: float, generation: int | None = None, epoch: str = "",
          agnostic: bool = False, classes: tuple[PromptClass, ...] = (), quality_weight: float = 1.0,
-         loading: int = 0) -> Plan:
+         loading: int = 0, in_place: bool = False) -> Plan:
     """Decide the next allocation and policy; keep the last allocation when metrics are missing.
 
     `epoch` names the lineage of the policy versions (the T2IService's uid; a run id locally): the
@@ -124,6 +135,8 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     the allocation is kept (`Plan.progressing`): the capacity of the last change has not arrived, queues
     measured now say nothing about it, and re-planning on them replaced still-loading replicas period
     after period (measured on the local system: no cheaper replica ever became ready in a burst).
+    `in_place`: the actuator switches a replica between levels of the same model without a reload (the
+    local runtime does; a Deployment per level cannot), so such moves cost no load time.
     """
     profiles = with_measured_reloads(profiles, state)
     patience = max(2.0 * spec.control_period, LOAD_PATIENCE * max((p.load_time for p in profiles), default=0.0))
@@ -158,8 +171,8 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                     throughput_target=spec.throughput_target, quality_floor=spec.quality_floor,
                     latency_slo=spec.latency_slo, now=now, current=current, queues=queues,
                     last_change=last_change, min_full_quality=spec.min_full_quality_replicas,
-                    hysteresis=Hysteresis(min_dwell_s=dwell_s(spec.control_period, profiles)),
-                    classes=() if key is not None else classes, quality_weight=quality_weight)
+                    hysteresis=Hysteresis(min_dwell_s=dwell_s(spec.control_period, profiles, in_place)),
+                    classes=() if key is not None else classes, quality_weight=quality_weight, in_place=in_place)
     decision = solve_releasing_idle(snap)
     rate = None if observed is None or dstate.rate is None else arrival_rate(state, dstate.rate, queues, current,
                                                                              profiles, now)
@@ -214,8 +227,8 @@ def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float
     made = [d for d in (decision if a == decision.replicas else evaluate(snap, a, "") for a in steps) if d is not None]
     hold_q = held.quality or 0.0
     verdict = moves.weigh(moves.hold_option(snap.current, snap.profiles, hold_q),
-                          [moves.move_option(snap.current, d.replicas, snap.profiles, hold_q, d.quality or 0.0)
-                           for d in made],
+                          [moves.move_option(snap.current, d.replicas, snap.profiles, hold_q, d.quality or 0.0,
+                                             in_place=snap.in_place) for d in made],
                           rate, sum(snap.queues.values()), snap.latency_slo, horizon_s)
     chosen = held if verdict.choice is None else made[verdict.choice]
     notes = [verdict.reason, *(n for n in chosen.notes if n)]

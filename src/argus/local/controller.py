@@ -95,7 +95,8 @@ class LocalController:
         starts = self.system.start_s
         self.state, self._starts_seen = with_reload_times(self.state, tuple(starts[self._starts_seen:])), len(starts)
         return plan(self.system.service, spec, service_profiles(spec, self.profile), observed, self.state,
-                    self.clock(), generation=1, epoch=self.epoch, agnostic=self.mode == "proteus", loading=loading)
+                    self.clock(), generation=1, epoch=self.epoch, agnostic=self.mode == "proteus", loading=loading,
+                    in_place=True)  # the process actuator switches a worker between levels of its weights
 
     def period(self) -> Plan | None:
         """One control period: observe, plan, apply, record status. Fixed baseline modes only re-assert their policy."""

@@ -39,11 +39,12 @@ log = logging.getLogger("argus.local")
 
 @dataclass
 class Replica:
-    """One worker process serving one level."""
+    """One worker process: the level it loaded (its Triton model), and the level it serves."""
 
     name: str
     level: str
     ports: TritonPorts
+    serving: str | None = None  # switched in place to another level of its weights (None: its own level)
     streak: int = 0  # quick exits in a row of the replicas this one replaced (argus.local.supervisor.Backoff)
     replace_at: float | None = None  # set once it is found dead: when its replacement starts
     ran_s: float = 0.0  # how long it ran, once it is found dead
@@ -52,6 +53,17 @@ class Replica:
     def grpc(self) -> str:
         """gRPC address for the router."""
         return f"127.0.0.1:{self.ports.grpc}"
+
+    @property
+    def serves(self) -> str:
+        """The level the router sends it requests at."""
+        return self.serving or self.level
+
+    @property
+    def endpoint(self) -> str:
+        """Its entry in the router's endpoints file: `host:port`, or `host:port@model` once switched in place
+        (the router then calls the model it loaded, with the level per request)."""
+        return self.grpc if self.serves == self.level else f"{self.grpc}@{self.level}"
 
 
 @dataclass
@@ -129,6 +141,16 @@ class LocalSystem:
         except (RuntimeError, TimeoutError) as e:
             raise RuntimeError(f"{e}\n--- {rep.name} log ---\n{self.supervisor.tail(rep.name)}") from None
 
+    def switch_worker(self, name: str, level: str) -> None:
+        """Serve `level` on replica `name` from now on, without a restart: a level of the weights it loaded
+        (the worker serves any such level per request, argus.worker.service). The requests it accepted at its
+        old level finish there; the router sends it the new level's requests once it rereads the endpoints."""
+        rep = self.replicas[name]
+        old = rep.serves
+        rep.serving = None if level == rep.level else level
+        self.publish_endpoints()
+        self.event(f"{name} switched in place from {old} to {level}")
+
     def stop_worker(self, name: str) -> None:
         """Unpublish, then stop one replica (the router stops sending before it goes)."""
         self.stop_workers([name])
@@ -173,7 +195,7 @@ class LocalSystem:
                 self.replicas.pop(name, None)
                 self.supervisor.stop(name)  # reaps stragglers of its group (Triton stubs)
                 restarts = (child.restarts if child else 0) + 1
-                new = self.start_worker(rep.level, wait=False, restarts=restarts, streak=rep.streak)
+                new = self.start_worker(rep.serves, wait=False, restarts=restarts, streak=rep.streak)
                 self.event(f"{name} exited ({describe_exit(child.popen.returncode if child else None)}) after "
                            f"{rep.ran_s:.1f} s: replaced by {new.name} after {self.backoff.delay(rep.streak):g} s "
                            f"(restart {restarts})")
@@ -198,7 +220,7 @@ class LocalSystem:
         out: dict[str, int] = {}
         for name, rep in self.replicas.items():
             if not ready_only or name in self.ready:
-                out[rep.level] = out.get(rep.level, 0) + 1
+                out[rep.serves] = out.get(rep.serves, 0) + 1
         return out
 
     def publish_endpoints(self) -> None:
@@ -207,7 +229,7 @@ class LocalSystem:
         for rep in self.replicas.values():
             child = self.supervisor.children.get(rep.name)
             if rep.name in self.ready and child is not None and child.alive():
-                levels.setdefault(rep.level, []).append(rep.grpc)
+                levels.setdefault(rep.serves, []).append(rep.endpoint)
         _atomic_write(self.workdir / "endpoints.json", json.dumps({self.service: levels}, indent=1))
         if "prometheus" in self.ports:
             prometheus.write_targets(self.workdir / "worker-targets.json", {
@@ -355,7 +377,7 @@ class LocalSystem:
             info = c.info()
             if name in self.replicas:
                 rep = self.replicas[name]
-                info["level"] = rep.level
+                info["level"] = rep.serves
                 info["state"] = ("running" if name in self.ready else "starting") if c.alive() else "backoff"
             out[name] = info
         for name, loop in list(self.loops.items()):
@@ -367,7 +389,7 @@ class LocalSystem:
         state = {"service": self.service, "pid": os.getpid(), "url": self.url if "envoy" in self.ports else None,
                  "prometheus": self.prometheus_url if "prometheus" in self.ports else None, "ports": self.ports,
                  "latency_slo_s": self.spec.latency_slo,
-                 "replicas": {n: {"level": r.level, "grpc": r.grpc, "http": r.ports.http, "ready": n in self.ready,
+                 "replicas": {n: {"level": r.serves, "loaded": r.level, "grpc": r.grpc, "http": r.ports.http, "ready": n in self.ready,
                                   "metrics": r.ports.metrics} for n, r in list(self.replicas.items())},
                  "processes": self.processes(),
                  "status": self.status,

@@ -111,11 +111,29 @@ def hold_option(current: dict[str, int], profiles: tuple[LevelProfile, ...], qua
                   service_s=_service_s(current, profiles))
 
 
+def switched_in_place(current: dict[str, int], proposed: dict[str, int],
+                      profiles: tuple[LevelProfile, ...]) -> dict[str, int]:
+    """Replicas a move adds per level that a worker given up by a level of the same model (weights) serves
+    at once, switched in place (the actuator sends it the new level per request; nothing reloads)."""
+    freed: dict[str, int] = {}
+    for p in profiles:
+        freed[p.model] = freed.get(p.model, 0) + max(current.get(p.level, 0) - proposed.get(p.level, 0), 0)
+    out: dict[str, int] = {}
+    for p in profiles:
+        n = min(max(proposed.get(p.level, 0) - current.get(p.level, 0), 0), freed[p.model])
+        if n:
+            out[p.level], freed[p.model] = n, freed[p.model] - n
+    return out
+
+
 def move_option(current: dict[str, int], proposed: dict[str, int], profiles: tuple[LevelProfile, ...],
-                hold_quality: float, move_quality: float) -> Option:
-    """Moving from `current` to `proposed`: the replicas both have serve while the added ones load."""
-    kept = {p.level: min(current.get(p.level, 0), proposed.get(p.level, 0)) for p in profiles}
-    added = [p.load_time for p in profiles if proposed.get(p.level, 0) > current.get(p.level, 0)]
+                hold_quality: float, move_quality: float, in_place: bool = False) -> Option:
+    """Moving from `current` to `proposed`: the replicas both have serve while the added ones load. With
+    `in_place`, a replica switched to a level of its own weights serves there at once (`switched_in_place`)."""
+    switched = switched_in_place(current, proposed, profiles) if in_place else {}
+    kept = {p.level: min(current.get(p.level, 0), proposed.get(p.level, 0)) + switched.get(p.level, 0)
+            for p in profiles}
+    added = [p.load_time for p in profiles if proposed.get(p.level, 0) > kept[p.level]]
     return Option(during=capacity(kept, profiles), after=capacity(proposed, profiles),
                   transition_s=max(added, default=0.0), quality_before=hold_quality, quality_after=move_quality,
                   service_s=_service_s(proposed, profiles))

@@ -76,6 +76,8 @@ class Snapshot:
     # Per-class planning (issue 17): when given, demand is split by class share (h is then only reported)
     # and serving class c at level j is worth the class's expected quality there.
     classes: tuple[PromptClass, ...] = ()
+    # The actuator switches a replica between levels of one model without a reload (argus.control.loop.plan).
+    in_place: bool = False
     # The user's quality/violation trade (T2IService spec `qualityWeight`): the plan values quality this
     # many times more against unserved planned demand (P_SHED per req/s). 1 serves the planned demand
     # (headroom included) first; larger values give up some headroom for quality at peak.
@@ -100,7 +102,8 @@ class Snapshot:
                 "quality_floor": self.quality_floor, "latency_slo": self.latency_slo, "now": self.now,
                 "current": dict(self.current), "queues": dict(self.queues), "last_change": self.last_change,
                 "min_full_quality": self.min_full_quality, "hysteresis": self.hysteresis.to_dict(),
-                "classes": [c.to_dict() for c in self.classes], "quality_weight": self.quality_weight}
+                "classes": [c.to_dict() for c in self.classes], "quality_weight": self.quality_weight,
+                "in_place": self.in_place}
 
     def level_shares(self) -> dict[str, float]:
         """Share of demand per optimal level: h, or the classes' shares summed by optimal level."""
@@ -118,7 +121,7 @@ class Snapshot:
             raise SnapshotError(f"snapshot: expected an object, got {type(raw).__name__}")
         known = {"gpus", "levels", "demand", "h", "throughput_target", "quality_floor", "latency_slo", "now",
                  "current", "queues", "last_change", "min_full_quality", "hysteresis", "classes",
-                 "quality_weight"}
+                 "quality_weight", "in_place"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise SnapshotError(f"{unknown[0]}: unknown field")
@@ -170,7 +173,8 @@ class Snapshot:
                    current=_mapping(raw.get("current", {}), "current"),
                    queues=_mapping(raw.get("queues", {}), "queues"), last_change=raw.get("last_change"),
                    min_full_quality=raw.get("min_full_quality", 1), hysteresis=Hysteresis(**hyst),
-                   classes=tuple(parsed), quality_weight=raw.get("quality_weight", 1.0))
+                   classes=tuple(parsed), quality_weight=raw.get("quality_weight", 1.0),
+                   in_place=bool(raw.get("in_place", False)))
 
 
 def _mapping(v: Any, where: str) -> dict:

@@ -22,6 +22,13 @@ class Dispatched:
     retries: int
 
 
+def split_replica(replica: str) -> tuple[str, str | None]:
+    """`host:port` or `host:port@model`: the worker's address, and the Triton model to call when it is not
+    the level itself (a worker switched in place to another level of its weights keeps the model it loaded)."""
+    addr, _, model = replica.partition("@")
+    return addr, model or None
+
+
 class Dispatcher:
     """Picks a replica for a level and calls it, retrying once elsewhere when that can still help."""
 
@@ -65,9 +72,10 @@ class Dispatcher:
                     on_retry(level)
                 self.inflight[replica] += 1
                 try:
-                    res = await self._client(replica).generate(
-                        level, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
-                        timeout_s=remaining, request_id=request_id)
+                    addr, model = split_replica(replica)
+                    res = await self._client(addr).generate(
+                        model or level, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
+                        timeout_s=remaining, request_id=request_id, level=level)
                     return Dispatched(res, level, replica, attempts - 1)
                 except WorkerError as e:
                     last = e
@@ -81,10 +89,10 @@ class Dispatcher:
             raise last
         raise NoReplicas(f"no ready replica for level {levels[0]!r} of service {service!r}")
 
-    def _client(self, replica: str) -> TritonWorkerClient:
-        if replica not in self._clients:
-            self._clients[replica] = self._factory(replica)
-        return self._clients[replica]
+    def _client(self, addr: str) -> TritonWorkerClient:
+        if addr not in self._clients:
+            self._clients[addr] = self._factory(addr)
+        return self._clients[addr]
 
     async def close(self) -> None:
         """Close every client channel."""

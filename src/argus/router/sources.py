@@ -29,7 +29,8 @@ class EndpointSource(Protocol):
 
 
 class FileEndpoints:
-    """Endpoints from a JSON file `{service: {level: ["host:port", ...]}}`, written atomically by the local runtime."""
+    """Endpoints from a JSON file `{service: {level: ["host:port", ...]}}`, written atomically by the local runtime;
+    `host:port@model` is a worker serving `level` on the weights it loaded as `model` (switched in place)."""
 
     def __init__(self, path: Path):
         """Read `path` now and whenever its mtime changes."""

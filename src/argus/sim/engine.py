@@ -59,6 +59,7 @@ class Result:
     solve_s: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     starts: int = 0  # replica start-ups (model loads)
+    switches: int = 0  # replicas switched in place between levels of one model (Service.in_place)
 
 
 def place(doc: PolicyDocument, names: list[str], predicted: np.ndarray, available: list[bool],
@@ -118,7 +119,8 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
     rec = Recorder(end, svc.latency_slo, names, floor=svc.quality_floor)
     history: list[tuple[float, np.ndarray, np.ndarray]] = []
     plan = policy.tick(Observation(now=0.0, rate=0.0, keys={}, queues={}, replicas={}))
-    cluster = Cluster(svc.gpus, [lp.load_time for lp in levels], [plan.replicas.get(n, 0) for n in names])
+    cluster = Cluster(svc.gpus, [lp.load_time for lp in levels], [plan.replicas.get(n, 0) for n in names],
+                      models=[lp.model for lp in levels] if svc.in_place else None)
     backlog = _Levels(n_lv)
     backlog.credit = np.zeros(n_lv)
     decisions = [(0.0, dict(plan.replicas))]
@@ -144,7 +146,8 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
     peak = workload.curve.is_peak(np.arange(len(rec.arrived)) * rec.bin_s + rec.bin_s / 2)
     peak &= np.arange(len(rec.arrived)) * rec.bin_s + rec.bin_s <= duration
     return Result(summary=rec.summary(policy.name, duration, peak), series=rec.series(), replicas=decisions,
-                  solve_s=solve_s, wall_s=time.perf_counter() - wall, starts=cluster.starts)
+                  solve_s=solve_s, wall_s=time.perf_counter() - wall, starts=cluster.starts,
+                  switches=cluster.switches)
 
 
 def _observe(history, now: float, cfg: SimConfig, names: list[str], cluster: Cluster) -> Observation:

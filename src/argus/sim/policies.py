@@ -55,6 +55,7 @@ class Service:
     scale_down_half_life: float = RELEASE_HALF_LIFE_S  # the spec's scaleDownHalfLife (s)
     control_period_s: float = 15.0  # the spec's controlPeriod (the loop's dwell is counted in periods)
     burst_horizon: float = 120.0  # the spec's burstHorizon: the horizon a move must pay back within (s)
+    in_place: bool = False  # the cluster switches a replica between levels of one model without a reload
 
     def spec(self, levels: list[str] | None = None) -> T2IServiceSpec:
         """The T2IService spec this service stands for, over `levels` (default: all of its levels)."""
@@ -205,7 +206,7 @@ class Optimized:
                                                        obs.now, self.settings)
         t = time.perf_counter()
         out = plan("sim", self.spec, self.sub, observed, state, obs.now, agnostic=self.agnostic,
-                   classes=classes, quality_weight=self.quality_weight)
+                   classes=classes, quality_weight=self.quality_weight, in_place=self.svc.in_place)
         took = time.perf_counter() - t
         self.solve_times.append(took)
         self.state = out.state

@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from argus.contract import WorkReport
+from argus.levels import Level, parse_levels
 from argus.worker.latent_store import CacheMiss, DirectoryLatentStore, LatentStore, StoreWriteError
 from argus.worker.pipeline import DiffusionPipeline, GenRequest, SizeError
 from argus.worker.settings import WorkerSettings
@@ -38,6 +39,7 @@ class WorkRequest:
     width: int
     cache_key: str | None = None
     store_key: str | None = None
+    level: str | None = None  # the level to serve it at (None: the worker's own); any level of its model
 
 
 @dataclass
@@ -95,6 +97,7 @@ class WorkerService:
         """Load the model once; `store` is an optional latent store (approximate caching)."""
         self.settings = settings
         self.level = settings.parsed_level
+        self.levels = {lv.name: lv for lv in parse_levels(list(settings.levels), settings.steps)}
         self.pipeline = pipeline or DiffusionPipeline(settings.pipeline_settings())
         self.store = store
         self.metrics = metrics or CountingMetrics()
@@ -107,32 +110,47 @@ class WorkerService:
         return cls(settings, store=open_store(settings, metrics), metrics=metrics)
 
     def handle(self, batch: list[WorkRequest]) -> list[WorkResponse]:
-        """Generate a batch; a bad request fails alone, never the batch."""
+        """Generate a batch; a bad request fails alone, never the batch. Requests at different levels of
+        this worker's model run as one sub-batch per level."""
         out: list[WorkResponse | None] = [None] * len(batch)
-        todo: list[tuple[int, WorkRequest, GenRequest, WorkReport]] = []
+        todo: dict[Level, list[tuple[int, WorkRequest, GenRequest, WorkReport]]] = {}
         for i, r in enumerate(batch):
-            err = self._validate(r)
+            level, err = self._level(r)
+            err = err or self._validate(r)
             if err:
                 out[i] = WorkResponse(error=err)
                 continue
             gen = GenRequest(r.prompt, r.seed, r.height, r.width)
-            info = self._resume(r, gen, WorkReport(level=self.level.name))
-            todo.append((i, r, gen, info))
-        if todo:
+            info = self._resume(r, gen, level, WorkReport(level=level.name))
+            todo.setdefault(level, []).append((i, r, gen, info))
+        for level, items in todo.items():
             wants_store = self.store is not None and any(
-                r.store_key and g.resume_latent is None for _, r, g, _ in todo)
-            results = self.pipeline.generate([g for _, _, g, _ in todo], self.level,
+                r.store_key and g.resume_latent is None for _, r, g, _ in items)
+            results = self.pipeline.generate([g for _, _, g, _ in items], level,
                                              checkpoints=self.settings.checkpoints if wants_store else ())
-            for (i, r, gen, info), res in zip(todo, results):
+            for (i, r, gen, info), res in zip(items, results):
                 info = replace(info, k_used=res.resume_step, steps_run=res.steps_run, model=self.pipeline.identity)
                 if r.store_key and gen.resume_latent is None and res.checkpoints:
                     self._store(r, res.checkpoints)
                 out[i] = WorkResponse(image=res.image, info=info)
         return out  # type: ignore[return-value]
 
-    def _resume(self, r: WorkRequest, gen: GenRequest, info: WorkReport) -> WorkReport:
+    def _level(self, r: WorkRequest) -> tuple[Level, str | None]:
+        """The level `r` asks for: the worker's own, or another of the service's levels that runs on the
+        same weights (a same-model level switch needs no reload); else an error for this request."""
+        if not r.level or r.level == self.level.name:
+            return self.level, None
+        level = self.levels.get(r.level)
+        if level is None:
+            return self.level, f"LEVEL {r.level!r} is not a level of this service ({', '.join(self.levels)})"
+        if not (level.shares_main_weights and self.level.shares_main_weights):
+            return self.level, (f"LEVEL {r.level!r} needs other weights than this worker's level "
+                                f"{self.level.name!r}: a model level is served by its own workers")
+        return level, None
+
+    def _resume(self, r: WorkRequest, gen: GenRequest, level: Level, info: WorkReport) -> WorkReport:
         """At a cache level K>0, attach the cached latent to `gen`, or record why the run starts from noise."""
-        if not self.level.needs_cache_hit:
+        if not level.needs_cache_hit:
             return info
         if not r.cache_key:
             self.metrics.cache("miss", "no_key")
@@ -140,13 +158,13 @@ class WorkerService:
         if self.store is None:
             return self._fallback(info, "no_store")
         try:
-            latent = self.store.get(r.cache_key, self.level.resume_step, model=self.pipeline.identity,
+            latent = self.store.get(r.cache_key, level.resume_step, model=self.pipeline.identity,
                                     n=self.settings.steps, shape=self.pipeline.latent_shape(r.height, r.width))
         except CacheMiss as e:
             if e.reason == "store_error":
                 self.metrics.store_error("read")
                 self._warn("read", f"latent store read failed, running from noise: {e}")
-            log.info("cache fallback key=%s level=%s: %s", r.cache_key, self.level.name, e)
+            log.info("cache fallback key=%s level=%s: %s", r.cache_key, level.name, e)
             return self._fallback(info, e.reason)
         except Exception as e:  # noqa: BLE001 - a store fault or bug may only cost the caching
             self.metrics.store_error("read")
@@ -154,7 +172,7 @@ class WorkerService:
             return self._fallback(info, "store_error")
         gen.resume_latent, gen.resume_step = latent.array, latent.k
         # An evicted checkpoint at K may leave a smaller K' of the same prompt: still a hit, less skipped.
-        reason = "" if latent.k == self.level.resume_step else "lower_k"
+        reason = "" if latent.k == level.resume_step else "lower_k"
         self.metrics.cache("hit", reason)
         return replace(info, cache_hit=True, fallback_reason=reason or None)
 

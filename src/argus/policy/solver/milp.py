@@ -185,7 +185,9 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     # (only where there is a queue to credit: the covering search's relaxed rows are then exact elsewhere)
     credit = np.where(usable & (backlog > 0), batch / np.where(usable, slack, 1.0), 0.0)
     cold = x0.sum() == 0  # nothing runs yet: every replica loads anyway, so no level is cheaper to reach
-    load = np.array([p.load_time for p in prof])
+    # A replica switched in place to a level of a model that already runs here loads nothing (Snapshot.in_place).
+    running = {p.model for p in prof if s.current.get(p.level, 0) > 0} if s.in_place else set()
+    load = np.array([0.0 if p.model in running else p.load_time for p in prof])
     # A reload idles the replica's capacity for load_time; charged over the amortization horizon.
     switch = np.zeros(n) if cold else w * Q * T * load / s.hysteresis.amortize_s
 

@@ -67,7 +67,8 @@ class TritonPythonModel:
                 decoded.append((i, WorkRequest(
                     prompt=_scalar(req, "PROMPT"), seed=int(_scalar(req, "SEED")),
                     height=int(_scalar(req, "HEIGHT")), width=int(_scalar(req, "WIDTH")),
-                    cache_key=_scalar(req, "CACHE_KEY") or None, store_key=_scalar(req, "STORE_KEY") or None)))
+                    cache_key=_scalar(req, "CACHE_KEY") or None, store_key=_scalar(req, "STORE_KEY") or None,
+                    level=_scalar(req, "LEVEL") or None)))
             except (UnicodeDecodeError, TypeError, ValueError) as e:
                 responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(f"bad input: {e}"))
         for (i, _), res in zip(decoded, self.service.handle([w for _, w in decoded])):
