@@ -19,6 +19,7 @@ rate measured just before it). Cases, in order:
 - with a predictor (a second router process and Envoy on the same workers): a repeated prompt
   is planned at cache-k1 and served from its own latent stored by the first, full run
   (cache_hit, k_used=1); an unrelated prompt stays at full quality;
+- a cache-k0 worker switched in place to steps-1 serves steps-1 requests, the same process;
 - SIGKILL of one cache-k0 replica mid-load loses no request: the router retries on the
   other replica (retries counted in the responses and in /metrics);
 - SIGKILL of the only steps-1 replica mid-load loses no request: the router retries at the
@@ -427,6 +428,26 @@ def test_repeated_prompt_is_served_from_its_own_stored_latent(system, tmp_path):
     assert repeat["cache_hit"] is True and repeat["k_used"] == 1 and repeat["fallback_reason"] is None
     assert unrelated["optimal_level"] == "cache-k0" and unrelated["cache_hit"] is False
     assert 'argus_router_cache_lookups_total{result="hit",service="svc"} 1.0' in text
+
+
+def test_a_worker_switched_in_place_serves_its_new_level_without_a_restart(system):
+    """A cache-k0 replica switched in place to steps-1 (the local actuator's move within one model) serves
+    steps-1 requests as soon as the router rereads the endpoints: the same process, no reload. Switched back
+    after, for the cases that follow."""
+    _write_policy(system, 8, {"cache-k0": {"steps-1": 1.0}})
+    _wait_policy(system, 8)
+    mover = sorted(n for n, r in system.replicas.items() if r.level == "cache-k0")[0]
+    rep, pid = system.replicas[mover], system.supervisor.children[mover].popen.pid
+    system.switch_worker(mover, "steps-1")
+    try:
+        time.sleep(1.5)  # the router rereads its endpoints every 0.5 s
+        recs = asyncio.run(_load(system, 24, concurrency=4))
+    finally:
+        system.switch_worker(mover, "cache-k0")
+    assert [(r.status, r.body) for r in recs if r.status != 200] == []
+    assert {(r.argus["level"], r.argus["steps_run"]) for r in recs} == {("steps-1", 1)}
+    assert [r for r in recs if r.argus["replica"] == f"{rep.grpc}@cache-k0"]  # the switched worker served some
+    assert system.supervisor.children[mover].popen.pid == pid and system.counts() == REPLICAS
 
 
 def test_sigkill_of_a_replica_mid_load_loses_no_request(system):
