@@ -1,7 +1,7 @@
 """Burst sweep in the simulator (issue 19): does the control loop ever do worse than a fixed policy?
 
     .venv/bin/python bench/bench_sweep.py [--sizes 0.8,1.1,1.5,2,3] [--lengths 30,60,120,300,600]
-        [--plateaus 3] [--trace mooncake] [--burst-horizon 120]
+        [--plateaus 3] [--trace mooncake] [--burst-horizon 120] [--in-place]
 
 The paper's service (8 GPUs, the published SDXL profile, 30 s SLO, floor 90 %), arrivals from a real
 trace warped onto bursts: a base load of 0.4x the full-quality capacity (8 replicas of cache-k0 at
@@ -113,13 +113,15 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--plateaus", type=int, default=3)
     ap.add_argument("--trace", default="mooncake")
     ap.add_argument("--burst-horizon", type=float, default=None, help="the service's burstHorizon (s)")
+    ap.add_argument("--in-place", action="store_true",
+                    help="replicas switch between levels of one model without a reload (as `argus up` does)")
     ap.add_argument("--out", default=str(ROOT / "plots" / "sim_sweep"))
     a = ap.parse_args(argv)
     sizes = [float(v) for v in a.sizes.split(",")]
     lengths = [float(v) for v in a.lengths.split(",")]
     profile = load_default_profile()
     extra = {"burst_horizon": a.burst_horizon} if a.burst_horizon else {}
-    svc = Service(gpus=8, levels=profile.levels, quality_floor=90.0, latency_slo=30.0, **extra)
+    svc = Service(gpus=8, levels=profile.levels, quality_floor=90.0, latency_slo=30.0, in_place=a.in_place, **extra)
     capacity = 8 * next(p.peak_throughput for p in profile.levels if p.level == "cache-k0")
     model, trace = PromptModel(), _trace(a.trace)
     cells: dict[str, dict] = {}
