@@ -35,7 +35,8 @@ def test_png_rejects_other_dtypes_and_shapes():
 
 
 @pytest.mark.parametrize("keys", [{}, {"cache_key": "t/abc"}, {"store_key": "t/def"},
-                                  {"cache_key": "t/abc", "store_key": "t/def"}])
+                                  {"cache_key": "t/abc", "store_key": "t/def"},
+                                  {"cache_key": "t/abc", "level": "steps-5", "timeout_s": 2.5}])
 def test_infer_request_is_the_one_tritonclient_builds(keys):
     """Same protobuf bytes as tritonclient's InferInput/InferRequestedOutput path (the worker's contract)."""
     import tritonclient.grpc as grpcclient
@@ -54,11 +55,14 @@ def test_infer_request_is_the_one_tritonclient_builds(keys):
         inputs.append(tensor("CACHE_KEY", keys["cache_key"].encode(), "BYTES"))
     if "store_key" in keys:
         inputs.append(tensor("STORE_KEY", keys["store_key"].encode(), "BYTES"))
+    if "level" in keys:  # a worker switched in place: its model (cache-k5) serves the request at LEVEL
+        inputs.append(tensor("LEVEL", keys["level"].encode(), "BYTES"))
     theirs = _get_inference_request(model_name="cache-k5", inputs=inputs, model_version="", request_id="r1",
                                     outputs=[grpcclient.InferRequestedOutput("IMAGE"),
                                              grpcclient.InferRequestedOutput("INFO")],
                                     sequence_id=0, sequence_start=False, sequence_end=False, priority=0,
-                                    timeout=None, parameters=None)
+                                    timeout=int(keys["timeout_s"] * 1e6) if "timeout_s" in keys else None,
+                                    parameters=None)
     ours = infer_request("cache-k5", prompt, 2**40 + 3, 32, 64, request_id="r1", **keys)
     assert ours == theirs
 

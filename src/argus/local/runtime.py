@@ -249,7 +249,10 @@ class LocalSystem:
                            # throughput fell to ~0 for 30 s). Triton drops queued requests whose call ended.
                            timeout_s=self.timeout_slos * self.spec.latency_slo, predictors=self.router_predictors())
         url = f"http://127.0.0.1:{port}/healthz"
-        child = self.supervisor.start("router", [sys.executable, "-m", "argus.router"], s.to_env(),
+        # The predictor's sentence encoder gets one thread that sleeps when idle: torch's default (one
+        # spin-waiting OpenMP thread per core) took CPU from the worker slots after every embedding.
+        env = {**s.to_env(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+        child = self.supervisor.start("router", [sys.executable, "-m", "argus.router"], env,
                                       restart=self.backoff, ready_url=url)
         wait_http(url, 60, child)
 
