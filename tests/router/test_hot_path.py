@@ -36,7 +36,7 @@ def test_png_rejects_other_dtypes_and_shapes():
 
 @pytest.mark.parametrize("keys", [{}, {"cache_key": "t/abc"}, {"store_key": "t/def"},
                                   {"cache_key": "t/abc", "store_key": "t/def"},
-                                  {"cache_key": "t/abc", "level": "steps-5", "timeout_s": 2.5}])
+                                  {"cache_key": "t/abc", "level": "steps-5"}])
 def test_infer_request_is_the_one_tritonclient_builds(keys):
     """Same protobuf bytes as tritonclient's InferInput/InferRequestedOutput path (the worker's contract)."""
     import tritonclient.grpc as grpcclient
@@ -61,8 +61,7 @@ def test_infer_request_is_the_one_tritonclient_builds(keys):
                                     outputs=[grpcclient.InferRequestedOutput("IMAGE"),
                                              grpcclient.InferRequestedOutput("INFO")],
                                     sequence_id=0, sequence_start=False, sequence_end=False, priority=0,
-                                    timeout=int(keys["timeout_s"] * 1e6) if "timeout_s" in keys else None,
-                                    parameters=None)
+                                    timeout=None, parameters=None)
     ours = infer_request("cache-k5", prompt, 2**40 + 3, 32, 64, request_id="r1", **keys)
     assert ours == theirs
 

@@ -99,3 +99,18 @@ def test_cache_resume_through_triton(triton):
         d = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         counts[(d["level"], d["result"], d["reason"])] = float(value)
     assert counts == {(LEVEL, "miss", "no_key"): 1.0, (LEVEL, "hit", ""): 1.0, (LEVEL, "fallback", "missing"): 1.0}
+
+
+def test_a_level_of_the_same_weights_per_request_through_triton(triton):
+    """The worker loaded as cache-k2 serves a request whose LEVEL is cache-k0: the full run from noise."""
+    ports, _ = triton
+
+    async def call():
+        client = TritonWorkerClient(f"127.0.0.1:{ports.grpc}")
+        try:
+            return await client.generate(LEVEL, "a blue square", 3, 32, 32, level="cache-k0")
+        finally:
+            await client.close()
+    res = asyncio.run(call())
+    assert (res.info.level, res.info.steps_run, res.info.k_used) == ("cache-k0", 4, 0)
+

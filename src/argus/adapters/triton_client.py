@@ -78,7 +78,7 @@ class TritonWorkerClient:
         import grpc
 
         request = infer_request(model, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
-                                request_id=request_id, level=level, timeout_s=timeout_s)
+                                request_id=request_id, level=level)
         try:
             response = await self._get().ModelInfer(request, timeout=timeout_s)
         except grpc.RpcError as e:
@@ -116,16 +116,11 @@ def _bytes_element(value: bytes) -> bytes:
 
 
 def infer_request(model: str, prompt: str, seed: int, height: int, width: int, *, cache_key: str | None = None,
-                  store_key: str | None = None, request_id: str = "", level: str | None = None,
-                  timeout_s: float | None = None):
-    """The worker's input tensors (PROMPT, SEED, HEIGHT, WIDTH, optional CACHE_KEY/STORE_KEY/LEVEL), each [1, 1];
-    `timeout_s` becomes Triton's per-request queue timeout (the schedule-policy `timeout` parameter, in
-    microseconds): a request still queued at the caller's deadline is rejected instead of computed."""
+                  store_key: str | None = None, request_id: str = "", level: str | None = None):
+    """The worker's input tensors (PROMPT, SEED, HEIGHT, WIDTH, optional CACHE_KEY/STORE_KEY/LEVEL), each [1, 1]."""
     from tritonclient.grpc import service_pb2
 
     req = service_pb2.ModelInferRequest(model_name=model, id=request_id)
-    if timeout_s is not None and timeout_s > 0:
-        req.parameters["timeout"].int64_param = max(1, int(timeout_s * 1e6))
     tensors = [("PROMPT", "BYTES", _bytes_element(prompt.encode("utf-8"))),
                ("SEED", "INT64", struct.pack("<q", seed)),
                ("HEIGHT", "INT32", struct.pack("<i", height)),
@@ -167,7 +162,7 @@ def parse_response(response) -> Generated:
 
 def _translate(status: str, msg: str) -> WorkerError:
     status = (status or "").upper()
-    if "DEADLINE" in status or "Deadline Exceeded" in msg or "timeout expired" in msg.lower():  # Triton's queue timeout
+    if "DEADLINE" in status or "Deadline Exceeded" in msg:
         return WorkerTimeout(msg)
     if "maximum queue size" in msg or "RESOURCE_EXHAUSTED" in status:
         return WorkerOverloaded(msg)
