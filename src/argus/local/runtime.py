@@ -44,10 +44,10 @@ class Replica:
     name: str
     level: str
     ports: TritonPorts
-    serving: str | None = None  # switched in place to another level of its weights (None: its own level)
     streak: int = 0  # quick exits in a row of the replicas this one replaced (argus.local.supervisor.Backoff)
     replace_at: float | None = None  # set once it is found dead: when its replacement starts
     ran_s: float = 0.0  # how long it ran, once it is found dead
+    serving: str | None = None  # switched in place to another level of its weights (None: its own level)
 
     @property
     def grpc(self) -> str:
@@ -124,7 +124,7 @@ class LocalSystem:
         # 2-second image take ~50 s with two replicas on two cores (measured).
         env.update({k: str(self.worker_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
         child = self.supervisor.start(name, cmd, env, restarts=restarts)
-        rep = Replica(name, level, ports, streak)
+        rep = Replica(name, level, ports, streak=streak)
         self.replicas[name] = rep
         if wait:
             self.wait_worker(rep, child)
