@@ -276,3 +276,5 @@ def test_the_actuator_switches_surplus_replicas_in_place_within_a_model_and_star
                           ("start", "model-tiny")]
     assert system.counts() == {"cache-k0": 1, "steps-5": 2}
     assert system.replicas["w1"].endpoint == "127.0.0.1:7001@cache-k0" and system.replicas["w2"].endpoint == "127.0.0.1:7002"
+    replacement = Replica("w9", "steps-5", TritonPorts(1, 7009, 3), streak=2)  # a dead replica's replacement
+    assert (replacement.serves, replacement.endpoint) == ("steps-5", "127.0.0.1:7009")
