@@ -53,6 +53,9 @@ def register(sub) -> None:
     p.add_argument("--dispatch", choices=sorted(DISPATCH), default="queue",
                    help="queue: one FIFO per level served by all its replicas; least-pending: the router's push "
                    "to the replica with the fewest requests in flight, a queue per replica")
+    p.add_argument("--in-place", action="store_true",
+                   help="replicas switch between levels of one model without a reload, as `argus up` does "
+                        "(default: every switch reloads, as a Deployment per level does)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="directory for summary.json, per-minute series and plots")
     p.set_defaults(func=run)
@@ -77,7 +80,7 @@ def run(args) -> int:
              if args.shape == "bursty" else flat(base, args.duration_min * 60))
     svc = Service(gpus=args.gpus, levels=profile.levels, quality_floor=args.quality_floor, latency_slo=args.slo,
                   control_period_s=args.period, headroom=args.headroom,
-                  scale_down_half_life=args.release_half_life)
+                  scale_down_half_life=args.release_half_life, in_place=args.in_place)
     cfg = SimConfig(period_s=args.period, scrape_lag_s=args.lag, rate_window_s=args.window, seed=args.seed,
                     dispatch=args.dispatch)
     results = {}
@@ -93,6 +96,7 @@ def run(args) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         doc = {name: {"summary": r.summary.row(), "wall_s": r.wall_s, "replica_starts": r.starts,
+                      "in_place_switches": r.switches,
                       "solve_ms_mean": float(np.mean(r.solve_s) * 1e3) if r.solve_s else None,
                       "decisions": [[t, d] for t, d in r.replicas]} for name, r in results.items()}
         (args.out / "summary.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
