@@ -278,3 +278,17 @@ def test_the_actuator_switches_surplus_replicas_in_place_within_a_model_and_star
     assert system.replicas["w1"].endpoint == "127.0.0.1:7001@cache-k0" and system.replicas["w2"].endpoint == "127.0.0.1:7002"
     replacement = Replica("w9", "steps-5", TritonPorts(1, 7009, 3), streak=2)  # a dead replica's replacement
     assert (replacement.serves, replacement.endpoint) == ("steps-5", "127.0.0.1:7009")
+
+
+def test_status_says_which_worker_serves_a_level_switched_in_place(tmp_path, capsys):
+    from argus import cli
+    from argus.local.runtime import STATE_FILE
+
+    procs = {"worker-cache-k0-1": {"pid": 11, "state": "running", "restarts": 0, "level": "steps-5", "loaded": "cache-k0"},
+             "worker-cache-k0-2": {"pid": 12, "state": "running", "restarts": 0, "level": "cache-k0", "loaded": "cache-k0"}}
+    (tmp_path / STATE_FILE).write_text(json.dumps({"service": "svc", "url": "http://x", "processes": procs,
+                                                   "status": {"allocation": {"cache-k0": 1, "steps-5": 1}}}))
+    assert cli.main(["status", "--workdir", str(tmp_path)]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("worker-")}
+    assert "serves steps-5 (switched in place from the cache-k0 it loaded)" in lines["worker-cache-k0-1"]
+    assert "serves" not in lines["worker-cache-k0-2"]

@@ -39,6 +39,8 @@ def run(args) -> int:
         print("  processes:")
     for name, p in procs.items():
         extra = [f"pid {p['pid']}"] if p.get("pid") else []
+        if p.get("loaded") and p.get("level") != p["loaded"]:
+            extra.append(f"serves {p['level']} (switched in place from the {p['loaded']} it loaded)")
         if p.get("uptime_s") is not None:
             extra.append(f"up {p['uptime_s']:.0f}s")
         if p.get("lastExit"):

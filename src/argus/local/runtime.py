@@ -380,7 +380,7 @@ class LocalSystem:
             info = c.info()
             if name in self.replicas:
                 rep = self.replicas[name]
-                info["level"] = rep.serves
+                info["level"], info["loaded"] = rep.serves, rep.level
                 info["state"] = ("running" if name in self.ready else "starting") if c.alive() else "backoff"
             out[name] = info
         for name, loop in list(self.loops.items()):
