@@ -135,9 +135,10 @@ def _kill(system, target: str, recs: list[Rec]) -> dict:
                 new = [name] if procs[name]["restarts"] == 1 and procs[name]["state"] == "running" else []
             if new:
                 out["back_s"], out["replacement"], out["back_wall"] = time.monotonic() - t0, new[0], time.time()
-        # answering again: a request served after the kill (after a worker kill, the other replica never
-        # stopped; after a front-door kill, whatever was in flight failed)
-        served = [r.t1 for r in list(recs) if r.t1 > t0 and r.status == 200]
+        # answering again: a request sent after the kill and served (after a worker kill, the other replica
+        # never stopped). Not one merely answered after it: a reply Envoy had sent as it was killed ended
+        # 2 ms after the kill and closed the outage before it began (a request 3 ms later failed "outside").
+        served = [r.t1 for r in list(recs) if r.t0 > t0 and r.status == 200]
         if out["back_s"] is not None and served:
             out["answered_s"] = min(served) - t0
         time.sleep(0.05)
