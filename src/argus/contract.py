@@ -2,7 +2,8 @@
 
 Pure constants and types: the labels the operator puts on a service's objects and the router selects
 by, the ports a Triton worker listens on, the policy ConfigMap's key, the request API's prompt limit,
-and the report a worker returns with each image (its Triton INFO output, read by the router).
+the local endpoints file's entry format, and the report a worker returns with each image (its Triton INFO
+output, read by the router).
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ WORKER_STOP_GRACE_S = WORKER_DRAIN_S + 10  # from SIGTERM to SIGKILL: a pod's gr
 ENDPOINT_PROPAGATION_S = 5  # preStop pause: the router drops a terminating pod's endpoint before it stops
 
 MAX_PROMPT_CHARS = 2000  # the request API's longest prompt (a longer line is almost surely not a prompt)
+
+
+def replica_endpoint(addr: str, loaded: str, serves: str) -> str:
+    """A worker's entry in the local endpoints file: `host:port`, or `host:port@<loaded>` when it serves a
+    level other than the one it loaded (switched in place: called as its Triton model, the level per request)."""
+    return addr if serves == loaded else f"{addr}@{loaded}"
+
+
+def split_endpoint(entry: str) -> tuple[str, str | None]:
+    """`replica_endpoint` read back: the address, and the Triton model to call (None: the level itself)."""
+    addr, _, model = entry.partition("@")
+    return addr, model or None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,11 @@ class Level:
         """True when this level loads the main model (no reload to switch between such levels)."""
         return self.family != "model"
 
+    def runs_on(self, loaded: "Level") -> bool:
+        """Whether a worker that loaded `loaded` can serve this level without loading other weights: the
+        same level, or two levels of the main model (a `model-*` level only on its own workers)."""
+        return self == loaded or (self.shares_main_weights and loaded.shares_main_weights)
+
 
 def parse_level(name: str, n_full: int = 50) -> Level:
     """Parse a level name; raise LevelError naming the problem."""

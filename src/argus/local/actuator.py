@@ -58,8 +58,7 @@ class ProcessActuator:
 
     def _same_weights(self, name: str, level: str) -> bool:
         """Whether replica `name` can serve `level` without loading other weights."""
-        loaded = level_named(self.system.replicas[name].level)
-        return level_named(level).shares_main_weights and loaded.shares_main_weights
+        return level_named(level).runs_on(level_named(self.system.replicas[name].level))
 
     def write_policy(self, plan: Plan, force: bool = False) -> None:
         """Write the router's policy document atomically (when it changed, or when forced)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from argus.adapters.envoy_config import EnvoySettings, build_bootstrap
-from argus.contract import WORKER_STOP_GRACE_S
+from argus.contract import WORKER_STOP_GRACE_S, replica_endpoint
 from argus.local import prometheus
 from argus.local.supervisor import Backoff, Supervisor, describe_exit, free_port, wait_http
 from argus.router.settings import RouterSettings, ServicePredictor
@@ -63,7 +63,7 @@ class Replica:
     def endpoint(self) -> str:
         """Its entry in the router's endpoints file: `host:port`, or `host:port@model` once switched in place
         (the router then calls the model it loaded, with the level per request)."""
-        return self.grpc if self.serves == self.level else f"{self.grpc}@{self.level}"
+        return replica_endpoint(self.grpc, self.level, self.serves)
 
 
 @dataclass
@@ -392,8 +392,9 @@ class LocalSystem:
         state = {"service": self.service, "pid": os.getpid(), "url": self.url if "envoy" in self.ports else None,
                  "prometheus": self.prometheus_url if "prometheus" in self.ports else None, "ports": self.ports,
                  "latency_slo_s": self.spec.latency_slo,
-                 "replicas": {n: {"level": r.serves, "loaded": r.level, "grpc": r.grpc, "http": r.ports.http, "ready": n in self.ready,
-                                  "metrics": r.ports.metrics} for n, r in list(self.replicas.items())},
+                 "replicas": {n: {"level": r.serves, "loaded": r.level, "grpc": r.grpc, "http": r.ports.http,
+                                  "ready": n in self.ready, "metrics": r.ports.metrics}
+                              for n, r in list(self.replicas.items())},
                  "processes": self.processes(),
                  "status": self.status,
                  "workdir": str(self.workdir), "updated": time.time()}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from argus.adapters.triton_client import Generated, TritonWorkerClient, WorkerError, WorkerTimeout
+from argus.contract import split_endpoint
 from argus.router.errors import NoReplicas
 from argus.router.sources import EndpointSource
 
@@ -20,13 +21,6 @@ class Dispatched:
     level: str
     replica: str
     retries: int
-
-
-def split_replica(replica: str) -> tuple[str, str | None]:
-    """`host:port` or `host:port@model`: the worker's address, and the Triton model to call when it is not
-    the level itself (a worker switched in place to another level of its weights keeps the model it loaded)."""
-    addr, _, model = replica.partition("@")
-    return addr, model or None
 
 
 class Dispatcher:
@@ -72,7 +66,7 @@ class Dispatcher:
                     on_retry(level)
                 self.inflight[replica] += 1
                 try:
-                    addr, model = split_replica(replica)
+                    addr, model = split_endpoint(replica)
                     res = await self._client(addr).generate(
                         model or level, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
                         timeout_s=remaining, request_id=request_id, level=level)

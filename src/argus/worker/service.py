@@ -143,7 +143,7 @@ class WorkerService:
         level = self.levels.get(r.level)
         if level is None:
             return self.level, f"LEVEL {r.level!r} is not a level of this service ({', '.join(self.levels)})"
-        if not (level.shares_main_weights and self.level.shares_main_weights):
+        if not level.runs_on(self.level):
             return self.level, (f"LEVEL {r.level!r} needs other weights than this worker's level "
                                 f"{self.level.name!r}: a model level is served by its own workers")
         return level, None
