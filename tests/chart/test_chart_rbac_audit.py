@@ -1,7 +1,7 @@
 """The operator, started exactly as the chart starts it, calls only what the chart's RBAC grants.
 
 Cases, in cluster-wide and in namespaced mode: the real `kopf run` process with the args and env of
-the rendered operator Deployment (peering on; only the liveness/metrics addresses moved to loopback) runs against
+the rendered operator Deployment (peering on; the liveness address moved to loopback, its metrics off) runs against
 the operator tests' KMock API server with an audit log; a T2IService (the laptop example) is
 applied, edited to drop a level, and deleted. Every request the operator sent, mapped to
 (apiGroup, resource[/subresource], verb), must be granted by the operator's ClusterRole/Role of that mode.
@@ -42,16 +42,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(check, timeout, what):
+def _wait(check, timeout, what, logs: Path | None = None, operator: subprocess.Popen | None = None):
+    """Wait for `check`; on a timeout, or as soon as the operator has exited, fail with the logs' tails."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if operator is not None and operator.poll() is not None:
+            what = f"{what}: the operator exited with {operator.returncode}"
+            break
         try:
             if check():
                 return
         except requests.RequestException:
             pass
         time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    tails = "".join(f"\n--- {f.name} (tail) ---\n{f.read_text()[-4000:]}"
+                    for f in (sorted(logs.glob("*.log")) if logs else []))
+    raise AssertionError(f"timed out waiting for {what}{tails}")
 
 
 def _stop(proc):
@@ -64,16 +70,16 @@ def _stop(proc):
             proc.wait(5)
 
 
-def _operator_command(objects: list[dict], kubeconfig: Path) -> tuple[list[str], dict[str, str]]:
+def _operator_command(objects: list[dict], kubeconfig: Path, **env_extra: str) -> tuple[list[str], dict[str, str]]:
     deployment = next(d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == "argus-operator")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     args = [f"--liveness=http://127.0.0.1:{_free_port()}/healthz" if a.startswith("--liveness=") else a
             for a in container["args"]]
     env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e},
            "POD_ID": "argus-operator-audit", "KUBECONFIG": str(kubeconfig),
-           "ARGUS_OPERATOR_METRICS_HOST": "127.0.0.1", "ARGUS_OPERATOR_METRICS_PORT": str(_free_port()),
+           "ARGUS_OPERATOR_METRICS_PORT": "0",  # not audited; a port picked here can be taken before the bind
            "ARGUS_OPERATOR_TICK_S": "0.5", "ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "1",
-           "ARGUS_OPERATOR_RETRY_DELAY_S": "0.5"}
+           "ARGUS_OPERATOR_RETRY_DELAY_S": "0.5", **env_extra}
     return [str(Path(sys.executable).parent / container["command"][0]), *container["command"][1:], *args], env
 
 
@@ -103,7 +109,7 @@ def _granted(objects: list[dict]) -> set[tuple[str, str, str]]:
 
 
 @contextlib.contextmanager
-def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | None = None):
+def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | None = None, **env_extra: str):
     """KMock (with an audit log, enforcing `grants` if given) and the operator as the chart starts it;
     yields (API URL, operator process, audit path); stops both."""
     port_file, audit = tmp_path / "port", tmp_path / "audit.jsonl"
@@ -124,7 +130,7 @@ def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | 
             "clusters": [{"name": "kmock", "cluster": {"server": url}}],
             "users": [{"name": "op", "user": {"token": "test"}}],
             "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "op"}}]}))
-        cmd, env = _operator_command(objects, kubeconfig)
+        cmd, env = _operator_command(objects, kubeconfig, **env_extra)
         op_log = open(tmp_path / "operator.log", "w")
         operator = subprocess.Popen(cmd, env=env, stdout=op_log, stderr=subprocess.STDOUT, cwd=tmp_path)
         yield url, operator, audit
@@ -154,12 +160,15 @@ def test_operator_calls_only_what_the_chart_grants(tmp_path, mode):
         example = _example()
         name, levels = example["metadata"]["name"], example["spec"]["levels"]
         requests.post(url + T2I, json=example, timeout=10).raise_for_status()
-        _wait(lambda: _deployment_names(url) >= {f"{name}-{lv}" for lv in levels}, 90, "worker Deployments")
+        _wait(lambda: _deployment_names(url) >= {f"{name}-{lv}" for lv in levels}, 90, "worker Deployments",
+              tmp_path, operator)
         requests.patch(url + f"{T2I}/{name}", json={"spec": {"levels": levels[:-1]}}, timeout=10,
                        headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
-        _wait(lambda: f"{name}-{levels[-1]}" not in _deployment_names(url), 60, "the dropped level's Deployment to go")
+        _wait(lambda: f"{name}-{levels[-1]}" not in _deployment_names(url), 60, "the dropped level's Deployment to go",
+              tmp_path, operator)
         requests.delete(url + f"{T2I}/{name}", timeout=10).raise_for_status()
-        _wait(lambda: requests.get(url + f"{T2I}/{name}", timeout=10).status_code == 404, 60, "the T2IService to go")
+        _wait(lambda: requests.get(url + f"{T2I}/{name}", timeout=10).status_code == 404, 60, "the T2IService to go",
+              tmp_path, operator)
         assert operator.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
 
     used, granted = _triples(audit), _granted(objects)
@@ -200,9 +209,27 @@ def test_namespaced_operator_without_cluster_discovery_starts_at_once(tmp_path):
         example = _example()
         requests.post(url + T2I, json=example, timeout=10).raise_for_status()
         wanted = {f"{example['metadata']['name']}-{lv}" for lv in example["spec"]["levels"]}
-        _wait(lambda: _deployment_names(url) >= wanted, 20, "worker Deployments within 20 s of the operator's start")
+        _wait(lambda: _deployment_names(url) >= wanted, 20, "worker Deployments within 20 s of the operator's start",
+              tmp_path, operator)
         took = time.monotonic() - started
         assert operator.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
     refused = [json.loads(line) for line in audit.read_text().splitlines() if json.loads(line)["status"] == 403]
     assert refused == [], refused[:5]
     print(f"worker Deployments {took:.1f} s after the operator started")
+
+
+@pytest.mark.timeout(90)
+def test_operator_exits_at_once_when_its_metrics_port_is_taken(tmp_path):
+    """A metrics port already in use stops the operator with the address in its log (the pod restarts
+    and says why), rather than kopf retrying its startup a minute later with nothing running meanwhile."""
+    objects = helm_chart.render(ROOT, {}, release="argus", namespace=NS)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with _operator_against_kmock(tmp_path, objects, ARGUS_OPERATOR_METRICS_HOST="127.0.0.1",
+                                     ARGUS_OPERATOR_METRICS_PORT=str(port)) as (_, operator, _):
+            operator.wait(45)
+    log = (tmp_path / "operator.log").read_text()
+    assert operator.returncode != 0, log[-3000:]
+    assert f"cannot serve the operator's metrics on 127.0.0.1:{port}" in log, log[-3000:]

@@ -25,6 +25,7 @@ from argus.router.metrics import RouterMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+METRICS_PORT_TAKEN = "cannot serve the operator's metrics"  # what the operator logs as it exits
 GROUP_PATH = "/apis/argus.dev/v1alpha1/namespaces/{ns}/t2iservices"
 
 
@@ -177,19 +178,25 @@ class Operator:
                  verbosity: str | None = None):
         """Start `kopf run`; `verbosity` 'quiet', 'info' (kopf's default) or 'verbose' (default: verbose
         with peering, else quiet)."""
-        self.metrics_port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(api.kubeconfig), "ARGUS_OPERATOR_TICK_S": str(tick_s),
-               "ARGUS_OPERATOR_RATE_WINDOW": window, "ARGUS_OPERATOR_METRICS_PORT": str(self.metrics_port),
-               "ARGUS_OPERATOR_METRICS_HOST": "127.0.0.1", "ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "1",
-               "ARGUS_OPERATOR_RETRY_DELAY_S": "0.5", **(extra_env or {})}
+        self._env = {**os.environ, "KUBECONFIG": str(api.kubeconfig), "ARGUS_OPERATOR_TICK_S": str(tick_s),
+                     "ARGUS_OPERATOR_RATE_WINDOW": window, "ARGUS_OPERATOR_METRICS_HOST": "127.0.0.1",
+                     "ARGUS_OPERATOR_PROMETHEUS_TIMEOUT_S": "1", "ARGUS_OPERATOR_RETRY_DELAY_S": "0.5",
+                     **(extra_env or {})}
         args = [str(VENV_BIN / "kopf"), "run", "-m", "argus.controlplane.handlers", "-n", "default", "-n", "argus",
                 "--log-format=plain"]
         verbosity = verbosity or ("verbose" if peering else "quiet")
         args += [] if verbosity == "info" else [f"--{verbosity}"]
         args += ["--peering", peering, "--priority", str(priority)] if peering else ["--standalone"]
+        self._args = args
         self.log_path = workdir / f"{tag}.log"
+        self._start()
+
+    def _start(self) -> None:
+        """Start the process on a free metrics port (a fresh log)."""
+        self.metrics_port = free_port()
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        self.proc = subprocess.Popen(self._args, env={**self._env, "ARGUS_OPERATOR_METRICS_PORT": str(self.metrics_port)},
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=str(ROOT))
 
     def alive(self) -> bool:
         """Whether the process still runs."""
@@ -199,7 +206,15 @@ class Operator:
         """Wait until its startup handler has run (its /metrics answers): what a test times after this is the
         operator's work, not the interpreter importing kopf, kubernetes and the optimizer on a busy machine
         (seconds on a quiet one, tens of seconds beside a heavy job). Fails at once if the process exits."""
+        restarts = 0
+
         def up():
+            nonlocal restarts
+            if not self.alive() and METRICS_PORT_TAKEN in self.logs() and restarts < 3:
+                restarts += 1  # the port picked was taken by another process before the operator bound it
+                self.log.close()
+                self._start()
+                return False
             assert self.alive(), f"the operator exited ({self.proc.returncode}):\n{self.logs()[-3000:]}"
             try:
                 return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).ok

@@ -66,7 +66,11 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Lo
                        profile=load_profile(cfg.profile_path) if cfg.profile_path else load_default_profile(),
                        metrics=memo.metrics)
     if cfg.metrics_port:
-        start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=memo.metrics.registry)
+        try:
+            start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=memo.metrics.registry)
+        except OSError as e:  # kopf would retry a startup handler after a minute, doing nothing meanwhile
+            raise kopf.PermanentError(f"cannot serve the operator's metrics on "
+                                      f"{cfg.metrics_host}:{cfg.metrics_port}: {e}") from e
         logger.info(f"operator metrics on {cfg.metrics_host}:{cfg.metrics_port}/metrics")
     memo.fleet.start()
 
