@@ -70,10 +70,11 @@ def _stop(proc):
             proc.wait(5)
 
 
-def _operator_command(objects: list[dict], kubeconfig: Path, **env_extra: str) -> tuple[list[str], dict[str, str]]:
+def _operator_command(objects: list[dict], kubeconfig: Path, liveness_port: int,
+                      **env_extra: str) -> tuple[list[str], dict[str, str]]:
     deployment = next(d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == "argus-operator")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    args = [f"--liveness=http://127.0.0.1:{_free_port()}/healthz" if a.startswith("--liveness=") else a
+    args = [f"--liveness=http://127.0.0.1:{liveness_port}/healthz" if a.startswith("--liveness=") else a
             for a in container["args"]]
     env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e},
            "POD_ID": "argus-operator-audit", "KUBECONFIG": str(kubeconfig),
@@ -130,15 +131,28 @@ def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | 
             "clusters": [{"name": "kmock", "cluster": {"server": url}}],
             "users": [{"name": "op", "user": {"token": "test"}}],
             "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "op"}}]}))
-        cmd, env = _operator_command(objects, kubeconfig, **env_extra)
-        op_log = open(tmp_path / "operator.log", "w")
-        operator = subprocess.Popen(cmd, env=env, stdout=op_log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        for _ in range(3):  # a liveness port picked here can be taken before kopf binds it: kopf exits, pick again
+            port = _free_port()
+            cmd, env = _operator_command(objects, kubeconfig, port, **env_extra)
+            with open(tmp_path / "operator.log", "w") as op_log:
+                operator = subprocess.Popen(cmd, env=env, stdout=op_log, stderr=subprocess.STDOUT, cwd=tmp_path)
+            _wait(lambda: operator.poll() is not None or _answers(f"http://127.0.0.1:{port}/healthz"), 120,
+                  "the operator's liveness endpoint", tmp_path)
+            if f"{port}): address already in use" not in (tmp_path / "operator.log").read_text():
+                break
         yield url, operator, audit
     finally:
         if operator is not None:
             _stop(operator)
         _stop(server)
         server_log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False
 
 
 def _example() -> dict:
