@@ -5,7 +5,7 @@
         # of one model without a reload (the worker serves any level of its weights; argus up does this)
     .venv/bin/python bench/bench_sim.py whatif  # Argus with one production default changed at a time
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
-    .venv/bin/python bench/bench_sim.py per-prompt mooncake 1.2:1 1.1:1 1.0:1 1.0:30
+    .venv/bin/python bench/bench_sim.py per-prompt mooncake 1.2:1 1.1:1 1.0:1 1.0:30 [--in-place]
         # issue 17: Argus vs Proteus-like at peak, then a Pareto front over headroom:qualityWeight
     .venv/bin/python bench/bench_sim.py measured PROFILE.jsonl [PREDICTOR.json] [--levels=work|measured]
         [--trace=mooncake] [--plateau-min=60] [--gap-min=30] [--floor=90] [--gpus=8]
@@ -136,17 +136,19 @@ def whatif() -> dict:
     return out
 
 
-def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None) -> dict:
+def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None, in_place: bool = False) -> dict:
     """Issue 17: Argus (per-class plan, per-prompt placement) vs Proteus-like and Clipper-HA at peak, the
-    pre-issue Argus (argus-rows), and a Pareto front of Argus settings (headroom, quality weight)."""
+    pre-issue Argus (argus-rows), and a Pareto front of Argus settings (headroom, quality weight).
+    `in_place`: replicas switch between levels of one model without a reload (as `argus up` does)."""
     profile = load_default_profile()
     model = PromptModel()
     wl = Workload(_trace(trace_name), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
 
     def svc(headroom: float = 1.2) -> Service:
-        return Service(gpus=8, levels=profile.levels, headroom=headroom)
-    out: dict = {"runs": {}, "pareto": {}}
-    print(f"\n### issue 17, 8 GPUs, SDXL, bursty shape on {trace_name} arrivals (at peak)\n")
+        return Service(gpus=8, levels=profile.levels, headroom=headroom, in_place=in_place)
+    out: dict = {"runs": {}, "pareto": {}, "in_place": in_place}
+    switching = "switches in place within a model" if in_place else "every switch reloads"
+    print(f"\n### issue 17, 8 GPUs, SDXL, bursty shape on {trace_name} arrivals (at peak); {switching}\n")
     print("| policy | peak tput q/min | peak q % | peak viol/min | replica starts | solve ms mean / p99 | sim s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in ["proteus", "clipper-ha", "argus-rows", "argus"]:
@@ -168,7 +170,7 @@ def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None)
             spec = "argus" if weight == 1 else f"argus-w{weight:g}"
             r = simulate(wl, svc(headroom), make_policy(spec, svc(headroom), model), model, SimConfig(seed=0))
             out["pareto"][label] = _line(label, r)
-        out["plot"] = str(_plot_pareto(out, trace_name).relative_to(ROOT.parent))
+        out["plot"] = str(_plot_pareto(out, trace_name + ("_in_place" if in_place else "")).relative_to(ROOT.parent))
         print("plot: " + out["plot"])
     return out
 
@@ -597,10 +599,13 @@ def main(argv: list[str]) -> int:
     doc = {}
     if what == "per-prompt":
         # bench_sim.py per-prompt TRACE [H:W ...]: Argus vs Proteus-like, then Argus at each headroom:weight
-        pts = [tuple(float(v) for v in a.split(":")) for a in argv[3:]]
-        doc = per_prompt(argv[2], pts)
+        # [--in-place]: replicas switch between levels of one model without a reload
+        pts = [tuple(float(v) for v in a.split(":")) for a in argv[3:] if not a.startswith("--")]
+        in_place = "--in-place" in argv[3:]
+        doc = per_prompt(argv[2], pts, in_place=in_place)
         (ROOT / "plots").mkdir(exist_ok=True)
-        (ROOT / "plots" / f"sim_per_prompt_{argv[2]}.json").write_text(json.dumps(doc, indent=1, default=float))
+        suffix = "_in_place" if in_place else ""
+        (ROOT / "plots" / f"sim_per_prompt_{argv[2]}{suffix}.json").write_text(json.dumps(doc, indent=1, default=float))
         return 0
     if what == "paper-in-place":
         for name in TRACES:
