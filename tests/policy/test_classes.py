@@ -126,3 +126,15 @@ def test_class_table_keys_by_hit_and_sensitivity():
     c = table[keys[1]]
     assert c.optimal == "cache-k0" and c.quality["steps-20"] == 76.0 and c.share == 0.25
     assert "cache-k10" not in c.quality and "cache-k10" in table[keys[3]].quality
+
+
+def test_shares_follow_capacity_even_when_every_queue_needs_it_all():
+    """In a burst every level's queue may need all its capacity to drain within the SLO. The shares (the
+    router's ceilings on arrivals) still follow the allocation's capacity: with none left net of the drain,
+    the router would send every prompt to its favourite (slowest) level."""
+    rng = np.random.default_rng(5)
+    s = snap(gpus=8, demand=6.0, h={}, classes=_random_classes(rng, 4), current={"cache-k0": 1, "steps-20": 7},
+             queues={"cache-k0": 40.0, "steps-20": 400.0})
+    d = solve(s)
+    cap = {lv: n * SDXL.get(lv).peak_throughput for lv, n in d.replicas.items() if n > 0}
+    assert d.shares == pytest.approx({lv: c / sum(cap.values()) for lv, c in cap.items()}, abs=1e-5)

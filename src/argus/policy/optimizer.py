@@ -228,7 +228,7 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
         served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
         gap=max(sol.bound - sol.objective, 0.0), tolerance=f.tolerance,
         changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes,
-        prices=_prices(f, replicas), shares=_shares(names, f.net_capacity(np.array(x, dtype=float))))
+        prices=_prices(f, replicas), shares=_shares(names, np.array(x, dtype=float) * f.throughput * f.usable))
 
 
 def _by_level(f: milp.Formulation, rows: np.ndarray) -> np.ndarray:
@@ -262,7 +262,11 @@ def _prices(f: milp.Formulation, replicas: np.ndarray) -> dict[str, float]:
 
 
 def _shares(names: list[str], capacity: np.ndarray) -> dict[str, float]:
-    """Each level's share of the planned capacity (net of backlog drain): the router's per-level ceiling."""
+    """Each level's share of the planned capacity: the router's per-level ceiling on arrivals.
+
+    Gross capacity, not net of backlog drain: in a burst every level's queue may need all its capacity to
+    drain, which left no share anywhere, and the router then sent every prompt to its favourite level (the
+    slowest, full quality): on Azure arrivals Argus had 3.5x Proteus-like's violations at cache-k0."""
     cap = np.maximum(capacity, 0.0)
     total = float(cap.sum())
     return {n: round(float(c) / total, 6) for n, c in zip(names, cap) if c > 0} if total > 0 else {}
