@@ -63,7 +63,8 @@ def one(rng: np.random.Generator, levels, n_prompts: int) -> dict:
     doc = to_policy_document(d, service="s", version=1, quality_floor=90.0, latency_slo_s=30.0, image_size="64x64",
                              generated_at=0.0)
     scores = score_rows(p.predicted, doc)
-    j = place_rows(scores, np.array([doc.shares.get(n, 0.0) for n in names]), np.zeros(len(names)))
+    j = place_rows(scores, np.array([doc.shares.get(n, 0.0) for n in names]), np.zeros(len(names)),
+                   np.zeros(len(names)))
     placed = p.quality[np.arange(n_prompts), np.where(j >= 0, j, 0)].mean()
     return {"plan": d.quality, "lp": lp_q, "router": float(placed), "overload": d.overload, "lp_ok": res.status == 0}
 

@@ -15,6 +15,7 @@ import random
 import time
 
 import numpy as np
+import pytest
 
 from argus.policy.document import PolicyDocument
 from argus.policy.assign import BURST, Ledger, assigned_level, place, place_rows
@@ -66,12 +67,37 @@ def test_ledger_keeps_levels_within_their_shares():
     scores = np.column_stack([rng.normal(10, 3, n), rng.normal(5, 3, n), np.zeros(n)])  # everyone wants level 0
     share = np.array([0.1, 0.3, 0.6])
     credit = np.zeros(3)
-    got = place_rows(scores, share, credit)
+    got = place_rows(scores, share, credit, np.zeros(3))
     counts = np.bincount(got, minlength=3)
     assert counts[0] <= 0.1 * n + BURST and counts[1] <= 0.3 * n + BURST + 1
     # within its share, level 0 goes to the prompts that want it most
     took = scores[got == 0, 0] - scores[got == 0, 2]
     assert counts[0] >= 0.1 * n - BURST and np.mean(took) > np.mean(scores[:, 0])
+
+
+def test_a_share_goes_to_the_prompts_that_gain_most():
+    """Everyone prefers level 0 at the plan's price; its 10 % share goes to the prompts that gain most there
+    (the ledger's learned price), not to whichever came first."""
+    rng = np.random.default_rng(2)
+    n = 6000
+    gain = rng.gamma(2.0, 4.0, n)
+    scores = np.column_stack([gain, np.zeros(n)])  # level 0: its gain over level 1
+    share = np.array([0.1, 0.9])
+    top = gain >= np.quantile(gain, 0.9)
+
+    def placed(eta):
+        credit, offset = np.zeros(2), np.zeros(2)
+        return place_rows(scores, share, credit, offset, eta=eta), offset
+    first_come, _ = placed(0.0)
+    learned, offset = placed(0.1)
+    assert abs(np.mean(learned == 0) - 0.1) < 0.01 and abs(np.mean(first_come == 0) - 0.1) < 0.01
+    late = np.arange(n) >= 1000  # once the price has settled
+
+    def captured(j):  # the gain level 0 served, against the most its share could (the top decile's)
+        return gain[late & (j == 0)].sum() / gain[late & top].sum()
+    assert captured(first_come) < 0.45 and np.mean(top[first_come == 0]) < 0.2  # first come, any gain
+    assert captured(learned) > 0.65 and np.mean(top[late & (learned == 0)]) > 0.5
+    assert offset[0] == pytest.approx(np.quantile(gain, 0.9), rel=0.3) and offset[1] < 1.0
 
 
 def test_decision_p99_within_1ms():

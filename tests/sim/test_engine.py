@@ -142,7 +142,7 @@ def test_vectorized_placement_is_the_routers():
     rng = np.random.default_rng(0)
     pred = np.column_stack([np.full(300, 100.0), rng.uniform(90, 98, 300), rng.uniform(80, 99, 300)])
     pred[rng.random(300) < 0.4, 1] = np.nan  # no hit deep enough
-    got = sim_place(doc, names, pred, [True, True, True], np.zeros(3))
+    got = sim_place(doc, names, pred, [True, True, True], np.zeros(3), np.zeros(3))
     ledger = Ledger()
     want = [router_place({n: q for n, q in zip(names, row) if not np.isnan(q)}, doc, ledger) for row in pred]
     assert [names[j] for j in got] == want

@@ -18,6 +18,8 @@ from argus.levels import FULL
 from argus.policy.document import PolicyDocument
 
 BURST = 4.0  # requests a level may take beyond its share of the arrivals before it counts as full
+ETA = 0.1  # quality points a level's learned price moves per arrival (see place_rows)
+MAX_OFFSET = 50.0  # the most a level's learned price adds to the plan's
 
 
 def served_level(optimal: str, policy: PolicyDocument | None, rng: random.Random,
@@ -50,14 +52,23 @@ def safer_levels(level: str, policy: PolicyDocument | None) -> list[str]:
     return list(reversed(policy.levels[:idx]))
 
 
-def place_rows(scores: np.ndarray, share: np.ndarray, credit: np.ndarray, burst: float = BURST) -> np.ndarray:
+def place_rows(scores: np.ndarray, share: np.ndarray, credit: np.ndarray, offset: np.ndarray,
+               burst: float = BURST, eta: float = ETA) -> np.ndarray:
     """Level index per prompt (row): the best score among levels with credit left, else the best score.
 
     `scores[i, j]` is prompt i's predicted quality at level j minus the level's price (-inf: not allowed).
     Every arrival gives each level `share[j]` credit (at most `burst`); a placement takes one. So no level
     receives more than its share of the arrivals beyond `burst` requests, whatever the prompts prefer.
-    `credit` is updated in place (the caller keeps it between calls). -1 for a prompt with no allowed level.
-    Plain loops over arrays: the simulator compiles this very function with numba.
+
+    Which prompts fill a level's share: those that gain most there. The plan's prices come from classes, so
+    within a class more prompts may prefer a level than its share holds, and the credit alone would give it
+    to whichever came first. `offset[j]` is a price the ledger learns on top of the plan's: it rises by
+    `eta` x (1 - share) with each arrival that prefers level j, falls by `eta` x share with each other one
+    (never below 0, at most MAX_OFFSET), so it settles where the share of arrivals preferring the level is
+    its share: a threshold on the prompts' own gains (the per-prompt fluid optimum's dual).
+
+    `credit` and `offset` are updated in place (the caller keeps them between calls). -1 for a prompt with
+    no allowed level. Plain loops over arrays: the simulator compiles this very function with numba.
     """
     n, m = scores.shape
     out = np.empty(n, dtype=np.int64)
@@ -66,7 +77,7 @@ def place_rows(scores: np.ndarray, share: np.ndarray, credit: np.ndarray, burst:
         for j in range(m):
             c = credit[j] + share[j]
             credit[j] = c if c < burst else burst
-            v = scores[i, j]
+            v = scores[i, j] - offset[j]
             if v > top_s:
                 top, top_s = j, v
             if credit[j] > 0.0 and v > best_s:
@@ -75,15 +86,21 @@ def place_rows(scores: np.ndarray, share: np.ndarray, credit: np.ndarray, burst:
             best = top
         if best >= 0:
             credit[best] -= 1.0
+        if top >= 0:
+            for j in range(m):
+                o = offset[j] + eta * ((1.0 if j == top else 0.0) - share[j])
+                offset[j] = 0.0 if o < 0.0 else (MAX_OFFSET if o > MAX_OFFSET else o)
         out[i] = best
     return out
 
 
 class Ledger:
-    """Per-level credit of one service's placements (see place_rows); lives in the router, one per service."""
+    """Per-level credit and learned price of one service's placements (see place_rows); lives in the router,
+    one per service."""
 
     def __init__(self) -> None:
         self.credit: dict[str, float] = {}
+        self.offset: dict[str, float] = {}
 
 
 def score_rows(predicted: np.ndarray, policy: PolicyDocument, available: np.ndarray | None = None) -> np.ndarray:
@@ -116,8 +133,10 @@ def place(predicted: dict[str, float], policy: PolicyDocument, ledger: Ledger,
         return None
     share = np.array([policy.shares.get(lv, 0.0) for lv in policy.levels])
     credit = np.array([ledger.credit.get(lv, 0.0) for lv in policy.levels])
-    j = int(place_rows(scores[None, :], share, credit)[0])
+    offset = np.array([ledger.offset.get(lv, 0.0) for lv in policy.levels])
+    j = int(place_rows(scores[None, :], share, credit, offset)[0])
     ledger.credit = dict(zip(policy.levels, credit.tolist()))
+    ledger.offset = dict(zip(policy.levels, offset.tolist()))
     return policy.levels[j]
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from argus.policy.document import PolicyDocument
-from argus.policy.assign import BURST, place_rows, score_rows, served_level
+from argus.policy.assign import BURST, ETA, place_rows, score_rows, served_level
 from argus.sim.cluster import Cluster
 from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, njit, run_level, run_level_least_pending
 from argus.sim.metrics import Recorder, Summary
@@ -63,14 +63,14 @@ class Result:
 
 
 def place(doc: PolicyDocument, names: list[str], predicted: np.ndarray, available: list[bool],
-          credit: np.ndarray) -> np.ndarray:
+          credit: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Per-prompt placement (argus.policy.assign.place, vectorized): served level index per prompt in
-    `names`, -1 where the prompt has no allowed level; `credit` (per doc level) is the router's ledger."""
+    `names`, -1 where the prompt has no allowed level; `credit` and `offset` (per doc level) are the router's ledger."""
     cols = [names.index(lv) for lv in doc.levels]
     avail = np.array([available[c] for c in cols])
     scores = score_rows(predicted[:, cols], doc, avail)
     share = np.array([doc.shares.get(lv, 0.0) for lv in doc.levels])
-    j = _place_rows(scores, share, credit, BURST)
+    j = _place_rows(scores, share, credit, offset, BURST, ETA)
     return np.where(j >= 0, np.array(cols)[np.maximum(j, 0)], -1)
 
 
@@ -102,6 +102,7 @@ class _Levels:
         self.t = [np.empty(0) for _ in range(n)]
         self.q = [np.empty(0) for _ in range(n)]
         self.credit = np.zeros(n)  # the router's per-level placement ledger (argus.policy.assign.place_rows)
+        self.offset = np.zeros(n)  # ... and its learned prices
         self.classes: dict[str, float] = {}  # arrivals per prompt class in the last period
 
 
@@ -122,7 +123,7 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
     cluster = Cluster(svc.gpus, [lp.load_time for lp in levels], [plan.replicas.get(n, 0) for n in names],
                       models=[lp.model for lp in levels] if svc.in_place else None)
     backlog = _Levels(n_lv)
-    backlog.credit = np.zeros(n_lv)
+    backlog.credit, backlog.offset = np.zeros(n_lv), np.zeros(n_lv)
     decisions = [(0.0, dict(plan.replicas))]
     solve_s = [plan.solve_s] if plan.solve_s else []
     t0 = 0.0
@@ -196,8 +197,8 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
         dest = route(plan.doc, names, keys, avail, rng)
         if plan.doc.prices and prompts.predicted is not None:
             if len(backlog.credit) != len(plan.doc.levels):
-                backlog.credit = np.zeros(len(plan.doc.levels))
-            placed = place(plan.doc, names, prompts.predicted, avail, backlog.credit)
+                backlog.credit, backlog.offset = np.zeros(len(plan.doc.levels)), np.zeros(len(plan.doc.levels))
+            placed = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset)
             dest = np.where(placed >= 0, placed, dest)
         qual = prompts.quality[np.arange(len(arr)), dest]
     for j in range(n_lv):
