@@ -120,6 +120,12 @@ class T2IServiceSpec(_Model):
                     "arrival rate. Less headroom leaves the optimizer more capacity for slower, better "
                     "levels at peak, at the cost of more SLO violations in bursts (bench/RESULTS.md, Pareto "
                     "table); 1.2 is DiffServe's.")
+    quality_weight: float = Field(
+        1.0, ge=1.0, le=1000.0,
+        description="The second quality/violation trade, at peak: how many times the optimizer weighs "
+                    "quality against serving the planned demand (headroom included). 1 serves the planned "
+                    "demand first; larger values give part of the headroom to better levels, at the cost of "
+                    "more SLO violations in bursts (bench/RESULTS.md, Pareto table).")
     burst_horizon: float = Field(
         120.0, ge=1, le=86400,
         description="Seconds over which a reallocation must pay for its reloads: it is made only if, over "

@@ -90,3 +90,18 @@ def test_an_allocation_in_force_the_optimizer_may_no_longer_run_is_left_without_
     st = ControlState(**{**steady().__dict__, "allocation": {"cache-k0": 1, "steps-10": 1}})
     p = plan("svc", SHORT, slow, burst(0.5), st, 1005.0)
     assert p.allocation == FULL and p.changed and not p.reason.startswith(("held", "move pays"))
+
+
+def test_quality_weight_gives_the_headroom_to_quality():
+    """The spec's qualityWeight: at 1.75 req/s (2.1 planned with the 1.2 headroom) two full-quality slots
+    (2 req/s) leave the planned demand short; weight 1 keeps the faster mix, a large weight plans for quality
+    (switched in place: the reload's amortized cost, weighed with the same weight, would hold either)."""
+    mix = {"cache-k0": 1, "steps-10": 1}
+    st = ControlState(allocation=dict(mix), policy_version=3, last_change=0.0, last_decision=1000.0,
+                      demand=DemandState(rate=1.75, at=1000.0, shares={"cache-k0": 1.0}, shares_at=1000.0), queued=0.0)
+    obs = M(demand=1.75, h={"cache-k0": 1.0}, queues={})
+    assert plan("svc", SPEC, PROFILES, obs, st, 1005.0, in_place=True).allocation == mix
+    heavy = parse_spec({**RAW, "qualityWeight": 1000})
+    assert heavy.quality_weight == 1000
+    p = plan("svc", heavy, PROFILES, obs, st, 1005.0, in_place=True)
+    assert p.allocation == FULL and p.changed, p.reason

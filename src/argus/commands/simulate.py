@@ -46,6 +46,9 @@ def register(sub) -> None:
     p.add_argument("--window", type=float, default=60.0, help="rate window, seconds")
     p.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM,
                    help="demand headroom the optimizer plans with (argus.policy.demand)")
+    p.add_argument("--quality-weight", type=float, default=1.0,
+                   help="the spec's qualityWeight: how many times the optimizer weighs quality against serving "
+                        "the planned demand (1-1000)")
     p.add_argument("--release-half-life", type=float, default=RELEASE_HALF_LIFE_S,
                    help="seconds: half-life of demand decreases (how fast capacity is given back)")
     p.add_argument("--steps-shape", type=float, default=2.0, help="Gamma shape of per-prompt step sensitivity")
@@ -79,7 +82,7 @@ def run(args) -> int:
     curve = (bursty(base, args.burst_factor, args.plateau_min * 60, args.gap_min * 60, args.plateaus)
              if args.shape == "bursty" else flat(base, args.duration_min * 60))
     svc = Service(gpus=args.gpus, levels=profile.levels, quality_floor=args.quality_floor, latency_slo=args.slo,
-                  control_period_s=args.period, headroom=args.headroom,
+                  control_period_s=args.period, headroom=args.headroom, quality_weight=args.quality_weight,
                   scale_down_half_life=args.release_half_life, in_place=args.in_place)
     cfg = SimConfig(period_s=args.period, scrape_lag_s=args.lag, rate_window_s=args.window, seed=args.seed,
                     dispatch=args.dispatch)

@@ -120,8 +120,8 @@ def allocation_fits(alloc: dict[str, int], spec: T2IServiceSpec) -> bool:
 
 def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...], observed: MetricsSnapshot | None,
          state: ControlState, now: float, generation: int | None = None, epoch: str = "",
-         agnostic: bool = False, classes: tuple[PromptClass, ...] = (), quality_weight: float = 1.0,
-         loading: int = 0, in_place: bool = False) -> Plan:
+         agnostic: bool = False, classes: tuple[PromptClass, ...] = (), loading: int = 0,
+         in_place: bool = False) -> Plan:
     """Decide the next allocation and policy; keep the last allocation when metrics are missing.
 
     `epoch` names the lineage of the policy versions (the T2IService's uid; a run id locally): the
@@ -130,7 +130,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     most approximate level (so every level may serve it), the same optimizer trading mean level quality
     against capacity, and a policy that tells the router to ignore per-prompt predictions.
     `classes` plans per prompt class (argus.policy.classes; shares smoothed by the caller with
-    `smooth_class_shares`), `quality_weight` scales quality against capacity in the optimizer's objective.
+    `smooth_class_shares`); the spec's `qualityWeight` scales quality against capacity in the optimizer's objective.
     `loading`: replicas of the allocation in force that were started and are still loading. While any is,
     the allocation is kept (`Plan.progressing`): the capacity of the last change has not arrived, queues
     measured now say nothing about it, and re-planning on them replaced still-loading replicas period
@@ -172,7 +172,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                     latency_slo=spec.latency_slo, now=now, current=current, queues=queues,
                     last_change=last_change, min_full_quality=spec.min_full_quality_replicas,
                     hysteresis=Hysteresis(min_dwell_s=dwell_s(spec.control_period, profiles, in_place)),
-                    classes=() if key is not None else classes, quality_weight=quality_weight, in_place=in_place)
+                    classes=() if key is not None else classes, quality_weight=spec.quality_weight, in_place=in_place)
     decision = solve_releasing_idle(snap)
     rate = None if observed is None or dstate.rate is None else arrival_rate(state, dstate.rate, queues, current,
                                                                              profiles, now)

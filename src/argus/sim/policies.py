@@ -56,6 +56,7 @@ class Service:
     control_period_s: float = 15.0  # the spec's controlPeriod (the loop's dwell is counted in periods)
     burst_horizon: float = 120.0  # the spec's burstHorizon: the horizon a move must pay back within (s)
     in_place: bool = False  # the cluster switches a replica between levels of one model without a reload
+    quality_weight: float = 1.0  # the spec's qualityWeight
 
     def spec(self, levels: list[str] | None = None) -> T2IServiceSpec:
         """The T2IService spec this service stands for, over `levels` (default: all of its levels)."""
@@ -63,6 +64,7 @@ class Service:
             return T2IServiceSpec(levels=list(levels or self.names), throughput_target=self.throughput_target,
                                   quality_floor=self.quality_floor, gpus=self.gpus, latency_slo=self.latency_slo,
                                   control_period=self.control_period_s, headroom=self.headroom,
+                                  quality_weight=self.quality_weight,
                                   scale_down_half_life=self.scale_down_half_life, burst_horizon=self.burst_horizon,
                                   model={"steps": max(50, _max_steps(self.names) + 1)})
         except ValueError as e:
@@ -160,9 +162,8 @@ class Optimized:
     """
 
     def __init__(self, name: str, svc: Service, levels: list[str] | None = None, agnostic: bool = False,
-                 utilization: float = 1.0, model: PromptSource | None = None, quality_weight: float = 1.0) -> None:
+                 utilization: float = 1.0, model: PromptSource | None = None) -> None:
         self.name, self.svc, self.agnostic = name, svc, agnostic
-        self.quality_weight = quality_weight
         self.table: dict[str, PromptClass] | None = None
         if model is not None and not agnostic:
             p = model.profiled(svc.levels, svc.quality_floor, PROFILED_PROMPTS, np.random.default_rng(PROFILE_SEED))
@@ -206,7 +207,7 @@ class Optimized:
                                                        obs.now, self.settings)
         t = time.perf_counter()
         out = plan("sim", self.spec, self.sub, observed, state, obs.now, agnostic=self.agnostic,
-                   classes=classes, quality_weight=self.quality_weight, in_place=self.svc.in_place)
+                   classes=classes, in_place=self.svc.in_place)
         took = time.perf_counter() - t
         self.solve_times.append(took)
         self.state = out.state
@@ -231,10 +232,10 @@ def make_policy(spec: str, svc: Service, model: PromptSource) -> Policy:
         try:
             w = float(spec[len("argus-w"):])
         except ValueError:
-            raise PolicyError(f"{spec!r}: expected argus-w<quality weight > 0>") from None
-        if not w > 0:
-            raise PolicyError(f"{spec!r}: quality weight must be > 0")
-        return Optimized(spec, svc, model=model, quality_weight=w)
+            raise PolicyError(f"{spec!r}: expected argus-w<quality weight >= 1>") from None
+        if not 1 <= w <= 1000:
+            raise PolicyError(f"{spec!r}: quality weight must be in [1, 1000] (the spec's qualityWeight)")
+        return Optimized(spec, replace(svc, quality_weight=w), model=model)
     if spec.startswith("argus-u"):
         try:
             u = float(spec[len("argus-u"):])
