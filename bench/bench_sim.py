@@ -144,8 +144,8 @@ def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None,
     model = PromptModel()
     wl = Workload(_trace(trace_name), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
 
-    def svc(headroom: float = 1.2) -> Service:
-        return Service(gpus=8, levels=profile.levels, headroom=headroom, in_place=in_place)
+    def svc(headroom: float = 1.2, weight: float = 1.0) -> Service:
+        return Service(gpus=8, levels=profile.levels, headroom=headroom, quality_weight=weight, in_place=in_place)
     out: dict = {"runs": {}, "pareto": {}, "in_place": in_place}
     switching = "switches in place within a model" if in_place else "every switch reloads"
     print(f"\n### issue 17, 8 GPUs, SDXL, bursty shape on {trace_name} arrivals (at peak); {switching}\n")
@@ -165,11 +165,13 @@ def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None,
         print("| --- | --- | --- | --- | --- | --- | --- |")
         out["pareto"]["headroom 1.2, qualityWeight 1"] = a  # the default: the run above
         print("| headroom 1.2, qualityWeight 1 (default, above) | | | | | | |")
-        for headroom, weight in pareto:
+        for headroom, weight in pareto:  # the spec's headroom and qualityWeight, for Argus and Proteus-like
             label = f"headroom {headroom:g}, qualityWeight {weight:g}"
-            spec = "argus" if weight == 1 else f"argus-w{weight:g}"
-            r = simulate(wl, svc(headroom), make_policy(spec, svc(headroom), model), model, SimConfig(seed=0))
+            sv = svc(headroom, weight)
+            r = simulate(wl, sv, make_policy("argus", sv, model), model, SimConfig(seed=0))
             out["pareto"][label] = _line(label, r)
+            r = simulate(wl, sv, make_policy("proteus", sv, model), model, SimConfig(seed=0))
+            out.setdefault("proteus_pareto", {})[label] = _line(f"(Proteus-like, {label})", r)
         out["plot"] = str(_plot_pareto(out, trace_name + ("_in_place" if in_place else "")).relative_to(ROOT.parent))
         print("plot: " + out["plot"])
     return out
@@ -195,9 +197,13 @@ def _plot_pareto(out: dict, trace_name: str) -> Path:
     for x, y, k in pts:
         ax.annotate(k.replace("headroom ", "h").replace(", qualityWeight ", ", w"), (x, y), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
+    if out.get("proteus_pareto"):
+        pts = sorted((v["peak_violations_per_min"], v["peak_quality"])
+                     for v in [out["runs"]["proteus"], *out["proteus_pareto"].values()])
+        ax.plot([x for x, _ in pts], [y for _, y in pts], "s--", label="Proteus-like, same settings")
     for name, marker in (("proteus", "s"), ("argus-rows", "^")):
         v = out["runs"][name]
-        ax.plot(v["peak_violations_per_min"], v["peak_quality"], marker, label=name)
+        ax.plot(v["peak_violations_per_min"], v["peak_quality"], marker, label=name + " (defaults)")
     ax.set_xlabel("SLO violations / min at peak")
     ax.set_ylabel("mean relative quality at peak, %")
     ax.set_title(f"8 GPUs, SDXL, bursty {trace_name}: quality vs violations", fontsize=9)
