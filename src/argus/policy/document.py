@@ -55,9 +55,8 @@ class PolicyDocument(BaseModel):
         "router sends a prompt with per-level predictions to the allowed level maximizing predicted quality "
         "minus price (argus.policy.assign.place). Empty: draw from the redirection row."))
     shares: dict[str, float] = Field(default_factory=dict, description=(
-        "Each level's ceiling on the share of arrivals: its capacity over the planned demand (over the whole "
-        "capacity under overload, when the shares sum to 1), at most 1. Per-prompt placement sends no level more "
-        "than this share of the arrivals (beyond a small burst)."))
+        "Each level's share of the planned capacity: per-prompt placement sends no level more than this share "
+        "of the arrivals (beyond a small burst)."))
     agnostic_key: str | None = Field(None, description=(
         "Prompt-agnostic mode (Proteus-like, `argus up --mode proteus`): the router keys every prompt at this "
         "level and draws its served level from that level's redirection row, ignoring per-prompt predictions. "
