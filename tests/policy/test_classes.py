@@ -138,3 +138,18 @@ def test_shares_follow_capacity_even_when_every_queue_needs_it_all():
     d = solve(s)
     cap = {lv: n * SDXL.get(lv).peak_throughput for lv, n in d.replicas.items() if n > 0}
     assert d.shares == pytest.approx({lv: c / sum(cap.values()) for lv, c in cap.items()}, abs=1e-5)
+
+
+def test_every_level_is_filled_when_all_prompts_prefer_one():
+    """Shares sum to 1 even with capacity to spare, so a level every prompt would avoid at its price still
+    takes its share of the arrivals (ceilings above 1 left cache-k0 nearly idle on the local system)."""
+    from argus.policy.assign import place_rows
+    rng = np.random.default_rng(7)
+    d = solve(snap(gpus=8, demand=1.0, h={}, classes=_random_classes(rng, 4)))
+    assert sum(d.shares.values()) == pytest.approx(1.0, abs=1e-5)
+    levels = sorted(d.shares)
+    share = np.array([d.shares[lv] for lv in levels])
+    scores = np.tile(np.arange(len(levels), dtype=float) * 50.0, (2000, 1))  # everyone prefers the last level
+    got = place_rows(scores, share, np.zeros(len(levels)), np.zeros(len(levels)))
+    counts = np.bincount(got, minlength=len(levels)) / len(got)
+    assert counts == pytest.approx(share, abs=0.01)

@@ -266,7 +266,12 @@ def _shares(names: list[str], capacity: np.ndarray) -> dict[str, float]:
 
     Gross capacity, not net of backlog drain: in a burst every level's queue may need all its capacity to
     drain, which left no share anywhere, and the router then sent every prompt to its favourite level (the
-    slowest, full quality): on Azure arrivals Argus had 3.5x Proteus-like's violations at cache-k0."""
+    slowest, full quality): on Azure arrivals Argus had 3.5x Proteus-like's violations at cache-k0.
+
+    They sum to 1 even with capacity to spare: the credit then also fills every level when all prompts
+    prefer one (the price of a level other prompts need for their floors can be 50 points, P_DEGRADE).
+    Ceilings of capacity over planned demand (summing above 1) left cache-k0 nearly idle on the local
+    system in a burst: 215 of 1,316 requests there, against Proteus-like's 551 (bench/RESULTS.md)."""
     cap = np.maximum(capacity, 0.0)
     total = float(cap.sum())
     return {n: round(float(c) / total, 6) for n, c in zip(names, cap) if c > 0} if total > 0 else {}
