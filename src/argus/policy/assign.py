@@ -106,17 +106,21 @@ class Ledger:
 def score_rows(predicted: np.ndarray, policy: PolicyDocument, available: np.ndarray | None = None) -> np.ndarray:
     """Predicted quality minus price, (prompts x policy levels); -inf where a prompt may not go: no prediction
     (NaN: a cache level deeper than its hit), no replica planned or ready (`available`, per level), or
-    below the quality floor outside overload (cache-k0 always allowed)."""
+    below the quality floor outside overload (cache-k0 always allowed). Under overload a level predicted
+    below the prompt's floor costs the policy's `degrade_price` more, as it does in the plan the prices
+    come from."""
     levels = policy.levels
     price = np.array([policy.prices.get(lv, 0.0) for lv in levels])
     ok = np.array([policy.allocation.get(lv, 0) > 0 for lv in levels])
     if available is not None:
         ok &= available
     allowed = ~np.isnan(predicted) & ok[None, :]
+    full = np.array([lv == FULL for lv in levels])
+    below = (predicted < policy.quality_floor) & ~full[None, :]
     if not policy.overload:
-        full = np.array([lv == FULL for lv in levels])
-        allowed &= (predicted >= policy.quality_floor) | full[None, :]
-    return np.where(allowed, np.nan_to_num(predicted) - price[None, :], -math.inf)
+        allowed &= ~below
+    scores = np.nan_to_num(predicted) - price[None, :] - np.where(below, policy.degrade_price, 0.0)
+    return np.where(allowed, scores, -math.inf)
 
 
 def place(predicted: dict[str, float], policy: PolicyDocument, ledger: Ledger,

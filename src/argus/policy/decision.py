@@ -30,7 +30,8 @@ class Decision:
     reason: str  # what bound is active and what was traded, for people
     notes: list[str] = field(default_factory=list)  # the reason's parts, one per line
     prices: dict[str, float] = field(default_factory=dict)  # quality points a request at each level costs the plan
-    shares: dict[str, float] = field(default_factory=dict)  # each level's share of planned capacity
+    shares: dict[str, float] = field(default_factory=dict)  # each level's ceiling on the share of arrivals
+    degrade_price: float = 0.0  # what the prices charge a request below its prompt's floor (see PolicyDocument)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with deterministic ordering of levels as given."""
@@ -41,7 +42,7 @@ class Decision:
                 "served_by_level": dict(self.served_by_level), "objective": self.objective, "gap": self.gap,
                 "tolerance": self.tolerance,
                 "changed": self.changed, "reason": self.reason, "prices": dict(self.prices),
-                "shares": dict(self.shares)}
+                "shares": dict(self.shares), "degrade_price": self.degrade_price}
 
 
 def to_policy_document(decision: Decision, *, service: str, version: int, quality_floor: float,
@@ -55,4 +56,4 @@ def to_policy_document(decision: Decision, *, service: str, version: int, qualit
                           allocation=dict(decision.replicas), redirection=decision.redirection,
                           overload=decision.overload, shed_rate=decision.shed_rate, reason=decision.reason,
                           level_quality=dict(level_quality or {}), prices=dict(decision.prices),
-                          shares=dict(decision.shares))
+                          shares=dict(decision.shares), degrade_price=decision.degrade_price)

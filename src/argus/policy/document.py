@@ -55,8 +55,14 @@ class PolicyDocument(BaseModel):
         "router sends a prompt with per-level predictions to the allowed level maximizing predicted quality "
         "minus price (argus.policy.assign.place). Empty: draw from the redirection row."))
     shares: dict[str, float] = Field(default_factory=dict, description=(
-        "Each level's share of the planned capacity: per-prompt placement sends no level more than this share "
-        "of the arrivals (beyond a small burst)."))
+        "Each level's ceiling on the share of arrivals: its capacity over the planned demand (over the whole "
+        "capacity when that is less: the shares then sum to 1), at most 1. Per-prompt placement sends no level "
+        "more than this share of the arrivals (beyond a small burst)."))
+    degrade_price: float = Field(0.0, ge=0, description=(
+        "Under overload, what the plan charges a request served below its prompt's quality floor, in quality "
+        "points (the optimizer's degrade price when it plans per optimal level; 0 when it plans per class, "
+        "whose values are the classes' own qualities). The router takes it off a prompt's score at a level "
+        "predicted below its floor, so its scores are in the prices' units."))
     agnostic_key: str | None = Field(None, description=(
         "Prompt-agnostic mode (Proteus-like, `argus up --mode proteus`): the router keys every prompt at this "
         "level and draws its served level from that level's redirection row, ignoring per-prompt predictions. "

@@ -228,7 +228,8 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
         served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
         gap=max(sol.bound - sol.objective, 0.0), tolerance=f.tolerance,
         changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes,
-        prices=_prices(f, replicas), shares=_shares(names, np.array(x, dtype=float) * f.throughput * f.usable))
+        prices=_prices(f, replicas), shares=_shares(names, np.array(x, dtype=float) * f.throughput * f.usable, f.planned),
+        degrade_price=milp.P_DEGRADE / f.weight if f.overload and not f.classed else 0.0)
 
 
 def _by_level(f: milp.Formulation, rows: np.ndarray) -> np.ndarray:
@@ -261,20 +262,18 @@ def _prices(f: milp.Formulation, replicas: np.ndarray) -> dict[str, float]:
     return {names[j]: round(max(-float(duals[cap_row + j]), 0.0) / f.weight, 4) for j in range(f.n)}
 
 
-def _shares(names: list[str], capacity: np.ndarray) -> dict[str, float]:
-    """Each level's share of the planned capacity: the router's per-level ceiling on arrivals.
+def _shares(names: list[str], capacity: np.ndarray, planned: float) -> dict[str, float]:
+    """Each level's ceiling on the share of arrivals the router sends it: its capacity over the planned
+    demand, or over the whole capacity when that is less (the shares then sum to 1); at most 1. With room
+    to spare a level may take more than its share of the capacity (the shares sum above 1): whether it
+    does is the prices' call, which are the plan's duals in the placement's own units (`degrade_price`).
 
     Gross capacity, not net of backlog drain: in a burst every level's queue may need all its capacity to
     drain, which left no share anywhere, and the router then sent every prompt to its favourite level (the
-    slowest, full quality): on Azure arrivals Argus had 3.5x Proteus-like's violations at cache-k0.
-
-    They sum to 1 even with capacity to spare: the credit then also fills every level when all prompts
-    prefer one (the price of a level other prompts need for their floors can be 50 points, P_DEGRADE).
-    Ceilings of capacity over planned demand (summing above 1) left cache-k0 nearly idle on the local
-    system in a burst: 215 of 1,316 requests there, against Proteus-like's 551 (bench/RESULTS.md)."""
+    slowest, full quality): on Azure arrivals Argus had 3.5x Proteus-like's violations at cache-k0."""
     cap = np.maximum(capacity, 0.0)
-    total = float(cap.sum())
-    return {n: round(float(c) / total, 6) for n, c in zip(names, cap) if c > 0} if total > 0 else {}
+    total = min(float(cap.sum()), planned) if planned > 0 else float(cap.sum())
+    return {n: round(min(float(c) / total, 1.0), 6) for n, c in zip(names, cap) if c > 0} if total > 0 else {}
 
 
 def _unplanned(s: Snapshot, f: milp.Formulation, sol: milp.Solution) -> np.ndarray:
