@@ -90,7 +90,7 @@ def test_prices_make_split_classes_indifferent():
     s = snap(gpus=8, demand=4.0, h={}, classes=_random_classes(rng, 6))
     d = solve(s)
     assert d.prices and set(d.shares) <= set(d.replicas)
-    assert sum(d.shares.values()) >= 1.0 - 1e-5 and max(d.shares.values()) <= 1.0  # above 1 with room to spare
+    assert sum(d.shares.values()) == pytest.approx(1.0, abs=1e-5)
     # a class whose best levels at these prices tie is the one the assignment splits; no class prefers an
     # unused level by more than rounding
     used = [lv for lv, n in d.replicas.items() if n > 0]
@@ -137,19 +137,16 @@ def test_shares_follow_capacity_even_when_every_queue_needs_it_all():
              queues={"cache-k0": 40.0, "steps-20": 400.0})
     d = solve(s)
     cap = {lv: n * SDXL.get(lv).peak_throughput for lv, n in d.replicas.items() if n > 0}
-    base = min(sum(cap.values()), d.planned)
-    assert d.shares == pytest.approx({lv: min(c / base, 1.0) for lv, c in cap.items()}, abs=1e-5)
+    assert d.shares == pytest.approx({lv: c / sum(cap.values()) for lv, c in cap.items()}, abs=1e-5)
 
 
-def test_shares_above_one_in_all_with_room_to_spare():
-    """A level may take more than its share of the capacity when the planned demand leaves room: its ceiling
-    is its capacity over the planned demand (at most 1); when capacity is short the shares sum to 1."""
+def test_shares_sum_to_one_with_room_to_spare():
+    """The shares scale with whatever arrives: they sum to 1 even when the planned demand leaves room (ceilings
+    of capacity over planned demand overfilled the slow levels in bursts the plan had not caught up with)."""
     rng = np.random.default_rng(6)
     classes = _random_classes(rng, 4)
     light = solve(snap(gpus=8, demand=1.0, h={}, classes=classes))
-    cap = {lv: n * SDXL.get(lv).peak_throughput for lv, n in light.replicas.items() if n > 0}
-    assert sum(cap.values()) > 1.0
-    assert light.shares == pytest.approx({lv: min(c / 1.0, 1.0) for lv, c in cap.items()}, abs=1e-5)
+    assert sum(light.shares.values()) == pytest.approx(1.0, abs=1e-5)
     heavy = solve(snap(gpus=8, demand=20.0, h={}, classes=classes))
     assert heavy.overload and sum(heavy.shares.values()) == pytest.approx(1.0, abs=1e-5)
     assert heavy.degrade_price == 0.0  # per class: the values are the classes' own qualities
@@ -159,15 +156,14 @@ def test_a_level_the_floors_need_is_filled_under_an_unclassed_overload():
     """The local system's burst: planned per optimal level, every prompt keyed at full quality, 2 GPUs, more
     demand than full quality serves but less than the cheap level does. The plan prices cache-k0 with the
     overload model's degrade price; the router charges a prompt that price at a level below its floor
-    (the document's degrade_price), so the prompts below their floor at steps-20 fill cache-k0, although
-    steps-20's ceiling would take every arrival. (Without it, 215 of 1,316 requests reached cache-k0 on
-    the local system, against Proteus-like's 551.)"""
+    (the document's degrade_price), so cache-k0's share goes to the prompts below their floor at steps-20
+    (without it, every prompt preferred steps-20 and cache-k0's share went first come)."""
     from argus.policy.assign import place_rows, score_rows
     from argus.policy.decision import to_policy_document
     levels = ["cache-k0", "steps-20"]
     d = solve(snap(gpus=2, levels=levels, demand=0.9, h={"cache-k0": 1.0}, min_full_quality=1))
     assert d.overload and d.replicas == {"cache-k0": 1, "steps-20": 1}
-    assert d.shares["steps-20"] == 1.0 and d.degrade_price == pytest.approx(50.0)
+    assert d.degrade_price == pytest.approx(50.0)
     doc = to_policy_document(d, service="s", version=1, quality_floor=90.0, latency_slo_s=30.0,
                              image_size="64x64", generated_at=0.0)
     rng = np.random.default_rng(8)
@@ -176,5 +172,5 @@ def test_a_level_the_floors_need_is_filled_under_an_unclassed_overload():
     at_k0 = np.mean(got == 0)
     k0 = SDXL.get("cache-k0").peak_throughput
     assert 0.85 * d.shares["cache-k0"] <= at_k0 <= d.shares["cache-k0"] + 0.01, (at_k0, d.prices)
-    assert d.shares["cache-k0"] == pytest.approx(k0 / d.planned, abs=1e-5)
-    assert np.mean(pred[got == 0, 1] < 90.0) > 0.9  # and it goes to those below their floor at steps-20
+    assert d.shares["cache-k0"] == pytest.approx(k0 / (k0 + SDXL.get("steps-20").peak_throughput), abs=1e-5)
+    assert np.mean(pred[got == 0, 1] < 90.0) > 0.75  # and it goes to those below their floor at steps-20 (56 % are)

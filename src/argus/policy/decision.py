@@ -30,7 +30,7 @@ class Decision:
     reason: str  # what bound is active and what was traded, for people
     notes: list[str] = field(default_factory=list)  # the reason's parts, one per line
     prices: dict[str, float] = field(default_factory=dict)  # quality points a request at each level costs the plan
-    shares: dict[str, float] = field(default_factory=dict)  # each level's ceiling on the share of arrivals
+    shares: dict[str, float] = field(default_factory=dict)  # each level's share of the capacity
     degrade_price: float = 0.0  # what the prices charge a request below its prompt's floor (see PolicyDocument)
 
     def to_dict(self) -> dict[str, Any]:

@@ -55,8 +55,7 @@ class PolicyDocument(BaseModel):
         "router sends a prompt with per-level predictions to the allowed level maximizing predicted quality "
         "minus price (argus.policy.assign.place). Empty: draw from the redirection row."))
     shares: dict[str, float] = Field(default_factory=dict, description=(
-        "Each level's ceiling on the share of arrivals: its capacity over the planned demand (over the whole "
-        "capacity when that is less: the shares then sum to 1), at most 1. Per-prompt placement sends no level "
+        "Each level's share of the allocation's capacity (they sum to 1): per-prompt placement sends no level "
         "more than this share of the arrivals (beyond a small burst)."))
     degrade_price: float = Field(0.0, ge=0, description=(
         "Under overload, what the plan charges a request served below its prompt's quality floor, in quality "

@@ -228,7 +228,7 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
         served_by_level={n: float(served[j]) for j, n in enumerate(names)}, objective=sol.objective,
         gap=max(sol.bound - sol.objective, 0.0), tolerance=f.tolerance,
         changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes,
-        prices=_prices(f, replicas), shares=_shares(names, np.array(x, dtype=float) * f.throughput * f.usable, f.planned),
+        prices=_prices(f, replicas), shares=_shares(names, np.array(x, dtype=float) * f.throughput * f.usable),
         degrade_price=milp.P_DEGRADE / f.weight if f.overload and not f.classed else 0.0)
 
 
@@ -262,18 +262,19 @@ def _prices(f: milp.Formulation, replicas: np.ndarray) -> dict[str, float]:
     return {names[j]: round(max(-float(duals[cap_row + j]), 0.0) / f.weight, 4) for j in range(f.n)}
 
 
-def _shares(names: list[str], capacity: np.ndarray, planned: float) -> dict[str, float]:
-    """Each level's ceiling on the share of arrivals the router sends it: its capacity over the planned
-    demand, or over the whole capacity when that is less (the shares then sum to 1); at most 1. With room
-    to spare a level may take more than its share of the capacity (the shares sum above 1): whether it
-    does is the prices' call, which are the plan's duals in the placement's own units (`degrade_price`).
+def _shares(names: list[str], capacity: np.ndarray) -> dict[str, float]:
+    """Each level's share of the allocation's capacity: the router's per-level ceiling on arrivals. They sum
+    to 1, so they scale with whatever arrives. Ceilings of capacity over the planned demand (summing above 1
+    with room to spare) bought 0.1-0.4 points at the paper setup's plateau, but in a burst the plan lags the
+    arrivals and the slow levels overfilled: the in-place burst sweep's violations rose from 990 to 1,353
+    per burst minute (Proteus-like 1,342), 30 s bursts at 2x from 44 to 140.
 
     Gross capacity, not net of backlog drain: in a burst every level's queue may need all its capacity to
     drain, which left no share anywhere, and the router then sent every prompt to its favourite level (the
     slowest, full quality): on Azure arrivals Argus had 3.5x Proteus-like's violations at cache-k0."""
     cap = np.maximum(capacity, 0.0)
-    total = min(float(cap.sum()), planned) if planned > 0 else float(cap.sum())
-    return {n: round(min(float(c) / total, 1.0), 6) for n, c in zip(names, cap) if c > 0} if total > 0 else {}
+    total = float(cap.sum())
+    return {n: round(float(c) / total, 6) for n, c in zip(names, cap) if c > 0} if total > 0 else {}
 
 
 def _unplanned(s: Snapshot, f: milp.Formulation, sol: milp.Solution) -> np.ndarray:
