@@ -136,8 +136,8 @@ def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | 
             cmd, env = _operator_command(objects, kubeconfig, port, **env_extra)
             with open(tmp_path / "operator.log", "w") as op_log:
                 operator = subprocess.Popen(cmd, env=env, stdout=op_log, stderr=subprocess.STDOUT, cwd=tmp_path)
-            _wait(lambda: operator.poll() is not None or _answers(f"http://127.0.0.1:{port}/healthz"), 120,
-                  "the operator's liveness endpoint", tmp_path)
+            _wait(lambda: operator.poll() is not None or requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok,
+                  120, "the operator's liveness endpoint", tmp_path)
             if f"{port}): address already in use" not in (tmp_path / "operator.log").read_text():
                 break
         yield url, operator, audit
@@ -146,13 +146,6 @@ def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | 
             _stop(operator)
         _stop(server)
         server_log.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).ok
-    except requests.RequestException:
-        return False
 
 
 def _example() -> dict:

@@ -229,7 +229,7 @@ def _decision(s: Snapshot, f: milp.Formulation, sol: milp.Solution, replicas: np
         gap=max(sol.bound - sol.objective, 0.0), tolerance=f.tolerance,
         changed=not bool(np.array_equal(np.array(x, dtype=float), f.current)), reason="; ".join(notes), notes=notes,
         prices=_prices(f, replicas), shares=_shares(names, np.array(x, dtype=float) * f.throughput * f.usable),
-        degrade_price=milp.P_DEGRADE / f.weight if f.overload and not f.classed else 0.0)
+        degrade_price=f.degrade_cost / f.weight)
 
 
 def _by_level(f: milp.Formulation, rows: np.ndarray) -> np.ndarray:

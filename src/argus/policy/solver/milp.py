@@ -138,6 +138,12 @@ class Formulation:
         return net_capacity(x, self.throughput, self.backlog_rate, self.credit) * self.usable
 
     @property
+    def degrade_cost(self) -> float:
+        """What the objective charges per request/s served below its prompt's floor: P_DEGRADE in the
+        overload model without classes (with classes a degraded request costs what its class loses there)."""
+        return P_DEGRADE if self.overload and not self.classed else 0.0
+
+    @property
     def tolerance(self) -> float:
         """Absolute objective tolerance of the search: REL_TOL of the model's value scale.
 
@@ -145,8 +151,7 @@ class Formulation:
         plus a quarter of the shedding price when overload is certain (proven: no safe allocation exists,
         even with fractional replicas or after a complete search): the search then stops sooner, once
         shedding is nearly settled."""
-        scale = (100.0 * self.weight + (P_DEGRADE if self.overload and not self.classed else 0.0)
-                 + (P_SHED / 4 if self.certain else 0.0))
+        scale = 100.0 * self.weight + self.degrade_cost + (P_SHED / 4 if self.certain else 0.0)
         return REL_TOL * (scale * self.planned + 1.0)
 
 
