@@ -42,13 +42,14 @@ BASE = 0.4  # off-peak load, share of the full-quality capacity
 GAP_S = 1200.0
 
 
-def cell(trace, svc: Service, model, size: float, length: float, plateaus: int, capacity: float) -> dict:
+def cell(trace, svc: Service, model, size: float, length: float, plateaus: int, capacity: float,
+         policies=POLICIES) -> dict:
     """Every policy on one burst size x length."""
     curve = bursty(BASE * capacity, size / BASE, plateau=length, gap=GAP_S, plateaus=plateaus)
     wl = Workload(trace, curve)
     starts = [GAP_S * (i + 1) + length * i for i in range(plateaus)]
     out = {}
-    for name in POLICIES:
+    for name in policies:
         r = simulate(wl, svc, make_policy(name, svc, model), model, SimConfig(seed=0))
         s = r.series
         t = s["t_min"] * 60.0
@@ -80,7 +81,7 @@ def targets(cells: dict) -> list[tuple[str, bool]]:
     return checks
 
 
-def plot(cells: dict, sizes: list[float], lengths: list[float], path: Path) -> None:
+def plot(cells: dict, sizes: list[float], lengths: list[float], path: Path, policies=POLICIES) -> None:
     """Violations and quality against burst size, one column per burst length."""
     import matplotlib
 
@@ -89,7 +90,7 @@ def plot(cells: dict, sizes: list[float], lengths: list[float], path: Path) -> N
 
     fig, axes = plt.subplots(2, len(lengths), figsize=(3.2 * len(lengths), 6.4), squeeze=False)
     for col, length in enumerate(lengths):
-        for name in POLICIES:
+        for name in policies:
             v = [cells[f"{s}x/{length:.0f}s"][name]["violations_per_burst_min"] for s in sizes]
             q = [cells[f"{s}x/{length:.0f}s"][name]["burst_quality"] for s in sizes]
             axes[0][col].plot(sizes, v, marker="o", label=name)
@@ -115,8 +116,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--burst-horizon", type=float, default=None, help="the service's burstHorizon (s)")
     ap.add_argument("--in-place", action="store_true",
                     help="replicas switch between levels of one model without a reload (as `argus up` does)")
+    ap.add_argument("--policies", default=",".join(POLICIES),
+                    help="policies to run (argus and the fixed ones are needed for the targets); a name may end in "
+                         "+late or -late (argus.sim.policies: late batches served at a faster rung, or dropped)")
     ap.add_argument("--out", default=str(ROOT / "plots" / "sim_sweep"))
     a = ap.parse_args(argv)
+    policies = a.policies.split(",")
     sizes = [float(v) for v in a.sizes.split(",")]
     lengths = [float(v) for v in a.lengths.split(",")]
     profile = load_default_profile()
@@ -130,17 +135,17 @@ def main(argv: list[str]) -> int:
     for i, length in enumerate(lengths):
         for j, size in enumerate(sizes):
             key = f"{size}x/{length:.0f}s"
-            cells[key] = c = cell(trace, svc, model, size, length, a.plateaus, capacity)
+            cells[key] = c = cell(trace, svc, model, size, length, a.plateaus, capacity, policies)
             done = i * len(sizes) + j + 1
             print(f"[{done}/{total} {time.time() - t0:.0f} s] {key}: " + ", ".join(
                 f"{n} {c[n]['violations_per_burst_min']:.2f} v/min {c[n]['burst_quality']:.1f} %"
-                + (f" {c[n]['starts']} starts" if c[n]["starts"] else "") for n in POLICIES), flush=True)
+                + (f" {c[n]['starts']} starts" if c[n]["starts"] else "") for n in policies), flush=True)
     checks = targets(cells)
-    print("\n| burst | " + " | ".join(f"{n} viol/burst-min, quality" for n in POLICIES) + " |")
-    print("| --- |" + " --- |" * len(POLICIES))
+    print("\n| burst | " + " | ".join(f"{n} viol/burst-min, quality" for n in policies) + " |")
+    print("| --- |" + " --- |" * len(policies))
     for key, c in cells.items():
         print(f"| {key} | " + " | ".join(f"{c[n]['violations_per_burst_min']:.2f}, {c[n]['burst_quality']:.1f}"
-                                        for n in POLICIES) + " |")
+                                        for n in policies) + " |")
     missed = [t for t, ok in checks if not ok]
     print(f"\ntargets: {len(checks) - len(missed)} of {len(checks)} met")
     for t in missed:
@@ -149,7 +154,7 @@ def main(argv: list[str]) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"args": vars(a), "capacity_req_s": capacity, "cells": cells,
                                                     "targets": checks}, indent=1))
-    plot(cells, sizes, lengths, out.with_suffix(".png"))
+    plot(cells, sizes, lengths, out.with_suffix(".png"), policies)
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')} in {time.time() - t0:.0f} s")
     return 0
 

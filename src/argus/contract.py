@@ -58,7 +58,9 @@ class WorkReport:
 
     `k_used` is the denoising step the run started at (0: from noise; K: resumed from a cached latent),
     `steps_run` how many steps it ran, `fallback_reason` why a cache level ran from noise or from a
-    smaller K than its own (None: it did not), `model` the weights' identity.
+    smaller K than its own (None: it did not), `model` the weights' identity, `late_from` the level asked for
+    when the request ran at `level`, a faster rung, because it would have missed its deadline there
+    (argus.policy.lateness).
     """
 
     level: str
@@ -67,6 +69,7 @@ class WorkReport:
     cache_hit: bool = False
     fallback_reason: str | None = None
     model: str | None = None
+    late_from: str | None = None
 
     def to_json(self) -> bytes:
         """The wire form (sorted keys)."""
@@ -83,4 +86,4 @@ class WorkReport:
     def outcome(self) -> dict[str, Any]:
         """The fields the request API returns beside the image."""
         return {"k_used": self.k_used, "steps_run": self.steps_run, "cache_hit": self.cache_hit,
-                "fallback_reason": self.fallback_reason}
+                "fallback_reason": self.fallback_reason, "late_from": self.late_from}

@@ -99,8 +99,8 @@ class InProcessClient:
         return WorkerService(settings, pipeline=pipeline, store=open_store(settings, m), metrics=m)
 
     async def generate(self, model, prompt, seed, height, width, *, cache_key=None, store_key=None,
-                       timeout_s=None, request_id=None, level=None):
-        req = WorkRequest(prompt, seed, height, width, cache_key, store_key, level=level)
+                       timeout_s=None, request_id=None, level=None, deadline=None):
+        req = WorkRequest(prompt, seed, height, width, cache_key, store_key, level=level, deadline=deadline)
         (res,) = await asyncio.get_running_loop().run_in_executor(self.pool, self.service.handle, [req])
         if res.error:
             raise WorkerRejected(res.error)
@@ -259,3 +259,27 @@ def test_predictor_mismatch_names_the_file(system, embedder, predictor_file):
     bad = RouterSettings(predictors={"svc": ServicePredictor(predictor_file, ("cache-k0", "cache-k5"), None, N)})
     with pytest.raises(ValueError, match="level set differs"):
         PromptPlanning.from_settings(bad, embedder=embedder)
+
+
+@pytest.mark.parametrize("late_rungs", [True, False])
+def test_a_request_that_would_be_late_runs_faster_when_the_policy_says_so(tmp_path, late_rungs):
+    """With `late_rungs` in the service's policy the router sends each request's deadline (start + AIM x the
+    SLO, argus.policy.lateness) and a worker whose clock says its level would miss it serves a faster level
+    of its weights; the answer names the level that served and the one asked for. Without, no deadline."""
+    ws = WorkerSettings(level="cache-k0", steps=N, levels=tuple(LEVELS))
+    worker = InProcessClient(ws, None)
+    worker.service.clock.per_step = {1: 1.0}  # 1 s per step: cache-k0 10 s, steps-5 5 s, over a 4 s SLO
+    (tmp_path / "endpoints.json").write_text(json.dumps({"late": {"cache-k0": ["w"]}}))
+    (tmp_path / "policy").mkdir()
+    doc = PolicyDocument(version=1, service="late", quality_floor=50.0, latency_slo_s=4.0, image_size="32x32",
+                         levels=list(LEVELS), allocation={"cache-k0": 1}, late_rungs=late_rungs)
+    (tmp_path / "policy" / "late.json").write_text(doc.to_json())
+    settings = RouterSettings(sizes=("32x32",), default_size="32x32", policy_dir=tmp_path / "policy")
+    endpoints = FileEndpoints(tmp_path / "endpoints.json")
+    router = Router(settings, endpoints, RouterMetrics(), dispatcher=Dispatcher(endpoints, lambda url: worker))
+    (res,) = asyncio.run(router.generate(request(CAT, "late")))["argus"]
+    if late_rungs:
+        assert (res["level"], res["late_from"], res["steps_run"]) == ("steps-5", "cache-k0", 5)
+        assert router.metrics.requests.labels("late", "steps-5", "ok")._value.get() == 1
+    else:
+        assert (res["level"], res["late_from"], res["steps_run"]) == ("cache-k0", None, N)

@@ -236,3 +236,29 @@ def test_request_level_switches_in_place_and_model_levels_are_refused(pipeline, 
                                  pipeline=pipeline, metrics=CountingMetrics())
     (refused,) = model_worker.handle([WorkRequest(PROMPT, SEED, SIZE, SIZE, level="model-tiny")])
     assert refused.image is None and "needs other weights" in refused.error
+
+
+def test_a_late_group_runs_at_the_first_rung_that_makes_its_deadline(pipeline, stored):
+    """With a DEADLINE the worker's clock says its level would miss, a group runs at the first steps-* level
+    of the same weights that makes it (the same image as that level's own request), and its report names
+    both levels; a group that makes its deadline, or has none, runs at its own level."""
+    import time
+
+    store, _ = stored
+    worker = WorkerService(WorkerSettings(level="cache-k0", steps=N, levels=(*LEVELS, "steps-1")),
+                           pipeline=pipeline, store=store, metrics=CountingMetrics())
+    steps3 = worker.handle([WorkRequest(PROMPT, SEED, SIZE, SIZE, level="steps-3")])[0]
+
+    def run(deadline_in, **kw):
+        worker.clock.per_step = {1: 1.0}  # 1 s per step: cache-k0 takes 6 s, steps-3 3 s, steps-1 1 s
+        return worker.handle([WorkRequest(PROMPT, SEED, SIZE, SIZE, deadline=time.time() + deadline_in, **kw)])[0]
+
+    on_time, late, later, cached = run(100.0), run(4.5), run(2.0), run(4.5, cache_key="alice/fox", level="cache-k2")
+    assert (on_time.info.level, on_time.info.late_from, on_time.info.steps_run) == ("cache-k0", None, N)
+    assert (late.info.level, late.info.late_from, late.info.steps_run) == ("steps-3", "cache-k0", 3)
+    assert np.array_equal(late.image, steps3.image)
+    assert (later.info.level, later.info.late_from, later.info.steps_run) == ("steps-1", "cache-k0", 1)
+    # a hit at cache-k2 runs 4 steps: 4 s, in time at its own level
+    assert (cached.info.level, cached.info.late_from, cached.info.cache_hit) == ("cache-k2", None, True)
+    (plain,) = worker.handle([req()])
+    assert plain.info.late_from is None and plain.info.level == "cache-k0"

@@ -72,13 +72,15 @@ class TritonWorkerClient:
 
     async def generate(self, model: str, prompt: str, seed: int, height: int, width: int, *,
                        cache_key: str | None = None, store_key: str | None = None,
-                       timeout_s: float = 60.0, request_id: str = "", level: str | None = None) -> Generated:
+                       timeout_s: float = 60.0, request_id: str = "", level: str | None = None,
+                       deadline: float | None = None) -> Generated:
         """Run one image through `model` (the Triton model: the level the worker loaded) with a client-side
-        deadline; `level` (when it differs from `model`) serves it at another level of the same weights."""
+        deadline; `level` (when it differs from `model`) serves it at another level of the same weights;
+        `deadline` (Unix time) lets the worker run it at a faster level rather than finish it late."""
         import grpc
 
         request = infer_request(model, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
-                                request_id=request_id, level=level)
+                                request_id=request_id, level=level, deadline=deadline)
         try:
             response = await self._get().ModelInfer(request, timeout=timeout_s)
         except grpc.RpcError as e:
@@ -116,8 +118,10 @@ def _bytes_element(value: bytes) -> bytes:
 
 
 def infer_request(model: str, prompt: str, seed: int, height: int, width: int, *, cache_key: str | None = None,
-                  store_key: str | None = None, request_id: str = "", level: str | None = None):
-    """The worker's input tensors (PROMPT, SEED, HEIGHT, WIDTH, optional CACHE_KEY/STORE_KEY/LEVEL), each [1, 1]."""
+                  store_key: str | None = None, request_id: str = "", level: str | None = None,
+                  deadline: float | None = None):
+    """The worker's input tensors (PROMPT, SEED, HEIGHT, WIDTH, optional CACHE_KEY/STORE_KEY/LEVEL/DEADLINE),
+    each [1, 1]."""
     from tritonclient.grpc import service_pb2
 
     req = service_pb2.ModelInferRequest(model_name=model, id=request_id)
@@ -131,6 +135,8 @@ def infer_request(model: str, prompt: str, seed: int, height: int, width: int, *
         tensors.append(("STORE_KEY", "BYTES", _bytes_element(store_key.encode())))
     if level and level != model:
         tensors.append(("LEVEL", "BYTES", _bytes_element(level.encode())))
+    if deadline is not None:
+        tensors.append(("DEADLINE", "FP64", struct.pack("<d", deadline)))
     for name, dtype, _ in tensors:
         t = req.inputs.add()
         t.name, t.datatype = name, dtype

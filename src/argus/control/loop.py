@@ -183,7 +183,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
                              **spec.data_plane(), generated_at=now, epoch=epoch,
-                             level_quality={p.level: p.quality for p in profiles})
+                             level_quality={p.level: p.quality for p in profiles}, late_rungs=key is None)
     if key is not None:
         doc = doc.model_copy(update={"agnostic_key": key, "prices": {}, "shares": {}})
     digest = _digest(doc)
@@ -299,6 +299,7 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
     alloc = dict(state.allocation)
     doc = PolicyDocument(version=max(state.policy_version, 1), epoch=epoch, service=service, generated_at=now,
                          **spec.data_plane(), levels=list(spec.levels), allocation=alloc, agnostic_key=agnostic_key,
+                         late_rungs=agnostic_key is None,
                          reason=reason or "kept the last allocation: no fresh metrics")
     new_state = ControlState(allocation=alloc, policy_version=doc.version, last_change=state.last_change,
                              last_decision=now, quality=state.quality,

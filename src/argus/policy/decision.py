@@ -47,13 +47,14 @@ class Decision:
 
 def to_policy_document(decision: Decision, *, service: str, version: int, quality_floor: float,
                        latency_slo_s: float, image_size: str, generated_at: float, epoch: str = "",
-                       level_quality: dict[str, float] | None = None) -> PolicyDocument:
+                       level_quality: dict[str, float] | None = None, late_rungs: bool = False) -> PolicyDocument:
     """The versioned document for the router: allocation, redirection, overload and reason, with the
-    service's data-plane settings (floor, latency SLO, image size)."""
+    service's data-plane settings (floor, latency SLO, image size) and whether late requests run faster."""
     return PolicyDocument(version=version, epoch=epoch, service=service, generated_at=generated_at,
                           quality_floor=quality_floor, latency_slo_s=latency_slo_s, image_size=image_size,
                           levels=list(decision.replicas),
                           allocation=dict(decision.replicas), redirection=decision.redirection,
                           overload=decision.overload, shed_rate=decision.shed_rate, reason=decision.reason,
                           level_quality=dict(level_quality or {}), prices=dict(decision.prices),
-                          shares=dict(decision.shares), degrade_price=decision.degrade_price)
+                          shares=dict(decision.shares), degrade_price=decision.degrade_price,
+                          late_rungs=late_rungs)

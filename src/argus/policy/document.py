@@ -66,6 +66,10 @@ class PolicyDocument(BaseModel):
         "Prompt-agnostic mode (Proteus-like, `argus up --mode proteus`): the router keys every prompt at this "
         "level and draws its served level from that level's redirection row, ignoring per-prompt predictions. "
         "None (Argus): each prompt is keyed and placed by its own predictions."))
+    late_rungs: bool = Field(False, description=(
+        "Late requests run faster (argus.policy.lateness): the router sends each request's deadline, and a "
+        "worker runs a group that would miss it at the first step-reduction level of the same weights that "
+        "makes it. Argus's plans set it; fixed and prompt-agnostic policies serve their levels as they are."))
     reason: str = ""
 
     @model_validator(mode="after")

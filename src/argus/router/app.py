@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from argus.levels import FULL, level_named
+from argus.policy.lateness import AIM
 from argus.policy.document import PolicyDocument
 from argus.policy.prompt_plan import FullQualityPlanner, Planner
 from argus.policy.assign import Ledger, assigned_level, safer_levels
@@ -143,7 +144,9 @@ class Router:
                 height=size[0], width=size[1],
                 cache_key=plan.cache_key if level_named(level).needs_cache_hit else None,
                 store_key=plan.store_key, request_id=uuid.uuid4().hex,
-                on_retry=lambda lv: self.metrics.retries.labels(service, lv).inc())
+                on_retry=lambda lv: self.metrics.retries.labels(service, lv).inc(),
+                late_by=time.time() + AIM * policy.latency_slo_s - (time.monotonic() - start)
+                if policy is not None and policy.late_rungs else None)
         except WorkerError as e:
             self.metrics.requests.labels(service, level, type(e).__name__).inc()
             raise

@@ -47,8 +47,11 @@ class Dispatcher:
 
     async def call(self, service: str, levels: list[str], deadline: float, *, prompt: str, seed: int,
                    height: int, width: int, cache_key: str | None, store_key: str | None,
-                   request_id: str, on_retry: Callable[[str], None] = lambda lv: None) -> Dispatched:
-        """Run on `levels[0]`; after a retryable failure try another replica, then the next level in `levels`."""
+                   request_id: str, on_retry: Callable[[str], None] = lambda lv: None,
+                   late_by: float | None = None) -> Dispatched:
+        """Run on `levels[0]`; after a retryable failure try another replica, then the next level in `levels`.
+        With `late_by` (Unix time) the worker may run it at a faster level rather than finish after it; the
+        result's level is the one that served it."""
         tried: set[str] = set()
         last: Exception | None = None
         attempts = 0
@@ -69,8 +72,8 @@ class Dispatcher:
                     addr, model = split_endpoint(replica)
                     res = await self._client(addr).generate(
                         model or level, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
-                        timeout_s=remaining, request_id=request_id, level=level)
-                    return Dispatched(res, level, replica, attempts - 1)
+                        timeout_s=remaining, request_id=request_id, level=level, deadline=late_by)
+                    return Dispatched(res, res.info.level if res.info.late_from else level, replica, attempts - 1)
                 except WorkerError as e:
                     last = e
                     if not e.retryable:

@@ -18,6 +18,7 @@ import numpy as np
 
 from argus.policy.document import PolicyDocument
 from argus.policy.assign import BURST, ETA, place_rows, score_rows, served_level
+from argus.policy.lateness import ladder
 from argus.sim.cluster import Cluster
 from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, njit, run_level, run_level_least_pending
 from argus.sim.metrics import Recorder, Summary
@@ -96,11 +97,11 @@ def route(doc: PolicyDocument, names: list[str], keys: np.ndarray, available: li
 
 
 class _Levels:
-    """Per-level backlog (arrival time, quality at that level) carried between periods."""
+    """Per-level backlog (arrival time, the prompt's quality at every level) carried between periods."""
 
     def __init__(self, n: int) -> None:
         self.t = [np.empty(0) for _ in range(n)]
-        self.q = [np.empty(0) for _ in range(n)]
+        self.q = [np.empty((0, n)) for _ in range(n)]
         self.credit = np.zeros(n)  # the router's per-level placement ledger (argus.policy.assign.place_rows)
         self.offset = np.zeros(n)  # ... and its learned prices
         self.classes: dict[str, float] = {}  # arrivals per prompt class in the last period
@@ -151,6 +152,20 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
                   switches=cluster.switches)
 
 
+def _rungs(doc: PolicyDocument, names: list[str]) -> list[list[int]]:
+    """Per level: itself, then the ladder a late batch of it may run at (argus.policy.lateness), among the
+    document's levels."""
+    return [[j] + [names.index(x) for x in ladder(n, doc.levels) if x in names] if n in doc.levels else [j]
+            for j, n in enumerate(names)]
+
+
+def _row(times: np.ndarray, n: int) -> np.ndarray:
+    """A rung's batch times over a level's batch sizes: a size beyond the rung's largest batch never fits."""
+    out = np.full(n, np.inf)
+    out[:min(n, len(times))] = times[:n]
+    return out
+
+
 def _observe(history, now: float, cfg: SimConfig, names: list[str], cluster: Cluster) -> Observation:
     """The lagged, windowed view a Prometheus-fed control loop has at `now`."""
     newest = now - cfg.scrape_lag_s
@@ -181,7 +196,7 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
     counts = np.zeros(n_lv)
     in_flight = np.zeros(n_lv)
     dest = np.empty(0, dtype=np.int64)
-    qual = np.empty(0)
+    qual = np.empty((0, n_lv))
     backlog.classes = {}
     if len(arr):
         rec.arrivals(arr)
@@ -200,20 +215,25 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
                 backlog.credit, backlog.offset = np.zeros(len(plan.doc.levels)), np.zeros(len(plan.doc.levels))
             placed = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset)
             dest = np.where(placed >= 0, placed, dest)
-        qual = prompts.quality[np.arange(len(arr)), dest]
+        qual = prompts.quality
+    rungs = _rungs(plan.doc, names) if plan.doc.late_rungs else [[j] for j in range(n_lv)]
     for j in range(n_lv):
         m = dest == j
         t = np.concatenate([backlog.t[j], arr[m]])
-        q = np.concatenate([backlog.q[j], qual[m]])
+        q = np.concatenate([backlog.q[j], qual[m]]) if len(arr) else backlog.q[j]
         if len(t) == 0:
             continue
         start, finish = np.empty(len(t)), np.empty(len(t))
         status = np.zeros(len(t), dtype=np.int8)
+        rung = np.zeros(len(t), dtype=np.int8)
         DISPATCH[cfg.dispatch](t, bt[j], svc.latency_slo, cfg.drop, cluster.free[j], cluster.ready[j], t1,
-                  start, finish, status)
+                               start, finish, status, [_row(bt[x], len(bt[j])) for x in rungs[j][1:]], rung)
         s, d = status == SERVED, status == DROPPED
         in_flight[j] = np.count_nonzero(s & (finish > t1)) + np.count_nonzero(status == WAITING)
-        rec.served(t[s], finish[s], q[s], j)
+        for k, lv in enumerate(rungs[j]):  # served at the level itself (rung 0) or, late, at a ladder rung
+            sk = s & (rung == k)
+            if sk.any():
+                rec.served(t[sk], finish[sk], q[sk, lv], lv)
         if d.any():
             rec.drops(finish[d], j)
         w = status == WAITING

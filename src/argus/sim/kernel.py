@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from argus.policy.lateness import AIM, aimed_rung
+
 try:  # numba is a dependency, but the kernel stays correct (only slower) without it
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
@@ -20,6 +22,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
         return lambda f: f
 
 WAITING, SERVED, DROPPED = 0, 1, 2
+_pick = njit(cache=True)(aimed_rung)  # the rung a late batch runs at (argus.policy.lateness), compiled
 
 
 @njit(cache=True)
@@ -43,20 +46,37 @@ def _sift_down(heap, aux, i, n):
             return
 
 
-@njit(cache=True)
-def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish, status):
+def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish, status, ladder=None, rung=None,
+              aim=AIM):
     """Serve `arrivals` (sorted) FIFO on replicas free at `free` until `t_end`; return requests handled.
 
     batch_time[b] is the service time of a batch of b (index 0 unused; max batch = len - 1).
     A free replica takes every waiting request up to the max batch (Triton dynamic batching with
-    no queue delay). With `drop`, a request that would miss `slo` in the batch about to start is
-    dropped instead of served (Clipper-style early drop). `free` is updated in place (as a heap; `ready`,
-    the replicas' load-completion times, is permuted alongside);
+    no queue delay). With `drop`, a batch about to start runs at the first rung of `ladder` that finishes within
+    `aim` x `slo` of its oldest member's arrival, else at the fastest rung if that makes the SLO, else that
+    oldest member is dropped (Clipper-style early drop) and the batch reconsidered (argus.policy.lateness.
+    aimed_rung: `ladder[k - 1]` is rung k's batch-time row; the rung served is written to `rung`).
+    `free` is updated in place (as a heap; `ready`, the replicas' load-completion times, is permuted alongside);
     start/finish/status are written for the handled prefix; the rest stays WAITING.
     """
+    table, rung = _table(batch_time, ladder, rung, arrivals.shape[0])
+    return _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim)
+
+
+def _table(batch_time, ladder, rung, n):
+    """Rung 0 (the level's own batch times) stacked over its ladder's rows; a rung array if none was given."""
+    rows = [np.asarray(batch_time, dtype=np.float64)]
+    if ladder is not None:
+        rows += [np.asarray(r, dtype=np.float64) for r in ladder]
+    table = np.ascontiguousarray(np.stack(rows))
+    return table, (np.zeros(n, dtype=np.int8) if rung is None else rung)
+
+
+@njit(cache=True)
+def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim):
     n = arrivals.shape[0]
     c = free.shape[0]
-    max_b = batch_time.shape[0] - 1
+    max_b = table.shape[1] - 1
     for i in range(c // 2 - 1, -1, -1):
         _sift_down(free, ready, i, c)
     head = 0
@@ -70,9 +90,13 @@ def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish
         b = 0
         while head + b < n and b < max_b and arrivals[head + b] <= t:
             b += 1
+        k = 0
         if drop:
-            # the batch about to start takes batch_time[b]; its oldest members may not make the SLO
-            while b > 0 and t + batch_time[b] - arrivals[head] > slo:
+            # the batch about to start takes table[k, b] at rung k; its oldest members may not make the SLO
+            while b > 0:
+                k = _pick(t, arrivals[head], slo, aim, table[:, b])
+                if k >= 0:
+                    break
                 status[head] = DROPPED
                 start[head] = t
                 finish[head] = t
@@ -82,11 +106,12 @@ def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish
                 b -= 1
             if b == 0:
                 continue  # the drops emptied the queue; the replica waits for the next arrival
-        done = t + batch_time[b]
+        done = t + table[k, b]
         for i in range(head, head + b):
             status[i] = SERVED
             start[i] = t
             finish[i] = done
+            rung[i] = k
         head += b
         free[0] = done
         _sift_down(free, ready, 0, c)
@@ -94,9 +119,9 @@ def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish
 
 
 @njit(cache=True)
-def _start_batches(r, until, arrivals, batch_time, slo, drop, free, qhead, qlen, nxt, run_n, start, finish, status):
+def _start_batches(r, until, arrivals, table, slo, drop, free, qhead, qlen, nxt, run_n, start, finish, status, rung, aim):
     """Start replica r's batches from its own FIFO while it frees before `until` (Triton's queue per replica)."""
-    max_b = batch_time.shape[0] - 1
+    max_b = table.shape[1] - 1
     while qlen[r] > 0:
         t = free[r]
         first = arrivals[qhead[r]]
@@ -110,8 +135,12 @@ def _start_batches(r, until, arrivals, batch_time, slo, drop, free, qhead, qlen,
             b += 1
             if b < qlen[r]:
                 i = nxt[i]
+        k = 0
         if drop:
-            while b > 0 and t + batch_time[b] - arrivals[qhead[r]] > slo:
+            while b > 0:
+                k = _pick(t, arrivals[qhead[r]], slo, aim, table[:, b])
+                if k >= 0:
+                    break
                 h = qhead[r]
                 status[h] = DROPPED
                 start[h] = t
@@ -126,9 +155,10 @@ def _start_batches(r, until, arrivals, batch_time, slo, drop, free, qhead, qlen,
                         i = nxt[i]
             if b == 0:
                 continue
-        done = t + batch_time[b]
+        done = t + table[k, b]
         for _ in range(b):
             h = qhead[r]
+            rung[h] = k
             status[h] = SERVED
             start[h] = t
             finish[h] = done
@@ -138,8 +168,8 @@ def _start_batches(r, until, arrivals, batch_time, slo, drop, free, qhead, qlen,
         run_n[r] = b
 
 
-@njit(cache=True)
-def run_level_least_pending(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish, status):
+def run_level_least_pending(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish, status,
+                            ladder=None, rung=None, aim=AIM):
     """Like run_level, but each request is pushed on arrival to one replica's own queue (the router's dispatch).
 
     The router (argus.router.dispatch.Dispatcher.pick) sends a request to the ready replica with the
@@ -148,8 +178,15 @@ def run_level_least_pending(arrivals, batch_time, slo, drop, free, ready, t_end,
     to the max batch when it frees (no queue delay: Triton's 5 ms is negligible here). Unlike the shared
     queue, a request can wait behind a busy replica while another one idles. Requests still waiting at
     `t_end` stay WAITING and are dispatched again when the next call sees them (an approximation across
-    control ticks: the engine carries them over; within one call the dispatch is exact).
+    control ticks: the engine carries them over; within one call the dispatch is exact). A late batch runs
+    at a rung of `ladder` as in run_level.
     """
+    table, rung = _table(batch_time, ladder, rung, arrivals.shape[0])
+    return _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim)
+
+
+@njit(cache=True)
+def _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim):
     n = arrivals.shape[0]
     c = free.shape[0]
     if c == 0:
@@ -168,8 +205,8 @@ def run_level_least_pending(arrivals, batch_time, slo, drop, free, ready, t_end,
         best, best_load, first_ready = -1, 1 << 60, 0
         for r in range(c):
             # batches that started before t (one starting at t also takes what arrives at t)
-            _start_batches(r, t, arrivals, batch_time, slo, drop, free, qhead, qlen, nxt, run_n,
-                           start, finish, status)
+            _start_batches(r, t, arrivals, table, slo, drop, free, qhead, qlen, nxt, run_n,
+                           start, finish, status, rung, aim)
             if ready[r] < ready[first_ready]:
                 first_ready = r
             if ready[r] > t:
@@ -186,8 +223,8 @@ def run_level_least_pending(arrivals, batch_time, slo, drop, free, ready, t_end,
         qtail[best] = i
         qlen[best] += 1
     for r in range(c):
-        _start_batches(r, t_end, arrivals, batch_time, slo, drop, free, qhead, qlen, nxt, run_n,
-                       start, finish, status)
+        _start_batches(r, t_end, arrivals, table, slo, drop, free, qhead, qlen, nxt, run_n,
+                       start, finish, status, rung, aim)
     return n
 
 

@@ -33,6 +33,7 @@ PROFILE_SEED = 12345
 
 POLICY_NAMES = ("argus", "argus-u<utilization>", "argus-w<quality weight>", "argus-rows", "clipper-ha", "clipper-ht", "nirvana", "proteus",
                 "static:<level>=<n>,...")
+LATE_ON, LATE_OFF = "+late", "-late"  # a name suffix: the policy's documents turn late rungs on or off (an ablation)
 
 
 class PolicyError(ValueError):
@@ -112,6 +113,7 @@ class Policy(Protocol):
     """A control policy under simulation."""
 
     name: str
+    late: bool | None  # overrides the documents' late_rungs (argus.policy.lateness) when not None
 
     def keys(self, prompts: Prompts) -> np.ndarray:
         """Routing key (level index in the service's levels) of each prompt."""
@@ -137,6 +139,7 @@ class Fixed:
         if sum(replicas.values()) > svc.gpus:
             raise PolicyError(f"{name}: {sum(replicas.values())} replicas exceed the {svc.gpus} GPUs")
         self.name, self.svc, self._key_fn = name, svc, key_fn
+        self.late: bool | None = None
         self.replicas = {k: int(replicas.get(k, 0)) for k in svc.names}
 
     def keys(self, prompts: Prompts) -> np.ndarray:
@@ -145,7 +148,8 @@ class Fixed:
 
     def tick(self, obs: Observation) -> Plan:
         """Always the same allocation."""
-        return Plan(dict(self.replicas), identity_doc(self.svc, self.replicas, 0, obs.now, self.name))
+        doc = identity_doc(self.svc, self.replicas, 0, obs.now, self.name)
+        return Plan(dict(self.replicas), doc if self.late is None else doc.model_copy(update={"late_rungs": self.late}))
 
 
 class Optimized:
@@ -164,6 +168,7 @@ class Optimized:
     def __init__(self, name: str, svc: Service, levels: list[str] | None = None, agnostic: bool = False,
                  utilization: float = 1.0, model: PromptSource | None = None) -> None:
         self.name, self.svc, self.agnostic = name, svc, agnostic
+        self.late: bool | None = None
         self.table: dict[str, PromptClass] | None = None
         if model is not None and not agnostic:
             p = model.profiled(svc.levels, svc.quality_floor, PROFILED_PROMPTS, np.random.default_rng(PROFILE_SEED))
@@ -214,11 +219,18 @@ class Optimized:
         doc = out.policy
         if self.table is None:  # no per-prompt placement: the router draws from the redirection rows
             doc = doc.model_copy(update={"prices": {}, "shares": {}})
+        if self.late is not None:
+            doc = doc.model_copy(update={"late_rungs": self.late})
         return Plan(dict(out.allocation), doc, took, bool(out.decision and out.decision.overload))
 
 
 def make_policy(spec: str, svc: Service, model: PromptSource) -> Policy:
-    """Build a policy from its name (see POLICY_NAMES)."""
+    """Build a policy from its name (see POLICY_NAMES), with LATE_ON or LATE_OFF appended to set `late`."""
+    for suffix, late in ((LATE_ON, True), (LATE_OFF, False)):
+        if spec.endswith(suffix):
+            policy = make_policy(spec[:-len(suffix)], svc, model)
+            policy.name, policy.late = spec, late
+            return policy
     names = svc.names
     if FULL not in names:
         raise PolicyError(f"the profile must include {FULL}")

@@ -14,6 +14,7 @@ read-only only costs the caching (WORKER_STORE_ERRORS metric + log), never the r
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -22,7 +23,9 @@ import numpy as np
 
 from argus.contract import WorkReport
 from argus.levels import Level, parse_levels
+from argus.policy.lateness import ladder
 from argus.worker.latent_store import CacheMiss, DirectoryLatentStore, LatentStore, StoreWriteError
+from argus.worker.pacing import StepClock, group_rung
 from argus.worker.pipeline import DiffusionPipeline, GenRequest, SizeError
 from argus.worker.settings import WorkerSettings
 
@@ -40,6 +43,7 @@ class WorkRequest:
     cache_key: str | None = None
     store_key: str | None = None
     level: str | None = None  # the level to serve it at (None: the worker's own); any level of its model
+    deadline: float | None = None  # when it must be done (Unix time, s): a group that would miss it runs faster
 
 
 @dataclass
@@ -101,6 +105,7 @@ class WorkerService:
         self.pipeline = pipeline or DiffusionPipeline(settings.pipeline_settings())
         self.store = store
         self.metrics = metrics or CountingMetrics()
+        self.clock = StepClock()
         self._warned: set[str] = set()
 
     @classmethod
@@ -124,16 +129,33 @@ class WorkerService:
             info = self._resume(r, gen, level, WorkReport(level=level.name))
             todo.setdefault(level, []).append((i, r, gen, info))
         for level, items in todo.items():
+            level, items = self._pace(level, items)
             wants_store = self.store is not None and any(
                 r.store_key and g.resume_latent is None for _, r, g, _ in items)
+            began = time.perf_counter()
             results = self.pipeline.generate([g for _, _, g, _ in items], level,
                                              checkpoints=self.settings.checkpoints if wants_store else ())
+            self.clock.record(len(items), max(res.steps_run for res in results), time.perf_counter() - began)
             for (i, r, gen, info), res in zip(items, results):
                 info = replace(info, k_used=res.resume_step, steps_run=res.steps_run, model=self.pipeline.identity)
                 if r.store_key and gen.resume_latent is None and res.checkpoints:
                     self._store(r, res.checkpoints)
                 out[i] = WorkResponse(image=res.image, info=info)
         return out  # type: ignore[return-value]
+
+    def _pace(self, level: Level, items: list) -> tuple[Level, list]:
+        """The level a group runs at: its own, or, when its requests' deadlines would be missed there, the
+        first rung of its ladder that makes them (argus.worker.pacing); its reports then name both levels."""
+        deadlines = [r.deadline for _, r, _, _ in items if r.deadline is not None]
+        rungs = [self.levels[n] for n in ladder(level.name, list(self.levels), self.settings.steps)] if deadlines else []
+        k = group_rung(self.clock, time.time(), deadlines, level, rungs, self.settings.steps, len(items)) if rungs else 0
+        if k == 0:
+            return level, items
+        rung = rungs[k - 1]
+        log.info("late group of %d at %s runs at %s", len(items), level.name, rung.name)
+        moved = [(i, r, replace(g, resume_latent=None, resume_step=0), WorkReport(level=rung.name, late_from=level.name))
+                 for i, r, g, _ in items]
+        return rung, moved
 
     def _level(self, r: WorkRequest) -> tuple[Level, str | None]:
         """The level `r` asks for: the worker's own, or another of the service's levels that runs on the

@@ -4,6 +4,7 @@ All logic lives in argus.worker.service; this file only converts tensors and err
 """
 
 import json
+import math
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -19,6 +20,16 @@ def _scalar(request, name, default=None):
         return default
     v = t.as_numpy().reshape(-1)[0]
     return v.decode("utf-8") if isinstance(v, bytes) else v
+
+
+def _deadline(request):
+    v = _scalar(request, "DEADLINE")
+    if v is None:
+        return None
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"DEADLINE must be a finite Unix time, got {v}")
+    return v
 
 
 class TritonMetrics:
@@ -68,7 +79,7 @@ class TritonPythonModel:
                     prompt=_scalar(req, "PROMPT"), seed=int(_scalar(req, "SEED")),
                     height=int(_scalar(req, "HEIGHT")), width=int(_scalar(req, "WIDTH")),
                     cache_key=_scalar(req, "CACHE_KEY") or None, store_key=_scalar(req, "STORE_KEY") or None,
-                    level=_scalar(req, "LEVEL") or None)))
+                    level=_scalar(req, "LEVEL") or None, deadline=_deadline(req))))
             except (UnicodeDecodeError, TypeError, ValueError) as e:
                 responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(f"bad input: {e}"))
         for (i, _), res in zip(decoded, self.service.handle([w for _, w in decoded])):

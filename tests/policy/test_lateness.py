@@ -1,0 +1,42 @@
+"""argus.policy.lateness: the ladder a late batch may run at, and the rung it runs at.
+
+Cases: a cache or steps level's ladder is the steps-* levels of the main weights that run fewer steps, most
+steps first; cache levels (a prompt's own hit) and model levels (other weights) are never rungs, and a model
+level has no ladder; the rung is the first whose time finishes within the SLO of the oldest arrival, -1 when
+none does.
+"""
+
+from __future__ import annotations
+
+from argus.policy.lateness import ladder, late_rung
+
+LEVELS = ["cache-k0", "cache-k10", "cache-k30", "steps-10", "steps-30", "steps-20", "model-small"]
+
+
+def test_ladder_is_fewer_steps_of_the_same_weights_most_steps_first():
+    assert ladder("cache-k0", LEVELS) == ["steps-30", "steps-20", "steps-10"]
+    assert ladder("cache-k30", LEVELS) == ["steps-10"]  # runs 20 steps: steps-20 is no faster
+    assert ladder("steps-20", LEVELS) == ["steps-10"]
+    assert ladder("steps-10", LEVELS) == []
+    assert ladder("model-small", LEVELS) == []
+    assert ladder("cache-k0", ["cache-k0", "cache-k10"]) == []
+
+
+def test_late_rung_takes_the_first_rung_that_makes_the_slo():
+    times = [10.0, 6.0, 3.0]
+    assert late_rung(100.0, 95.0, 30.0, times) == 0  # waited 5 s: 15 s at its own level is in time
+    assert late_rung(100.0, 78.0, 30.0, times) == 1  # waited 22 s: 32 s late, 28 s in time
+    assert late_rung(100.0, 74.0, 30.0, times) == 2
+    assert late_rung(100.0, 70.0, 30.0, times) == -1
+    assert late_rung(100.0, 110.0, 0.0, times) == 0  # a deadline form: oldest = deadline, slo = 0
+
+
+def test_aimed_rung_finishes_by_the_aim_else_the_fastest_within_the_slo():
+    from argus.policy.lateness import aimed_rung
+
+    times = [10.0, 6.0, 3.0]
+    assert aimed_rung(100.0, 95.0, 30.0, 0.5, times) == 0  # done 15 s after arrival: within 0.5 x 30
+    assert aimed_rung(100.0, 91.0, 30.0, 0.5, times) == 1  # 19 s at its level; 15 s at rung 1
+    assert aimed_rung(100.0, 80.0, 30.0, 0.5, times) == 2  # no rung makes 15 s; the fastest makes 30 s
+    assert aimed_rung(100.0, 72.0, 30.0, 0.5, times) == -1  # 31 s even at the fastest: the oldest is lost
+    assert aimed_rung(100.0, 80.0, 30.0, 0.5, [10.0]) == 0  # no ladder: its own level while it makes the SLO
