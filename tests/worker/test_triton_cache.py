@@ -6,7 +6,8 @@ Cases: a request with STORE_KEY and no CACHE_KEY runs the full schedule from noi
 and stores its checkpoint (listed in the store with tenant and prompt); with that CACHE_KEY it returns the full run's image and INFO says
 hit, k_used=2, steps_run=2; a CACHE_KEY that was never stored falls back to the full run
 (INFO fallback_reason=missing, same image); Triton's /metrics exposes the custom counter
-argus_worker_cache_total with level/result/reason labels for exactly these outcomes.
+argus_worker_cache_total with level/result/reason labels for exactly these outcomes. A DEADLINE the
+request's level would miss makes the worker run it at a faster steps-* level (INFO late_from).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from argus.contract import TritonPorts
 from argus.worker.repository import render_repository, triton_command
 from argus.worker.settings import WorkerSettings
 
-LEVELS = ("cache-k0", "cache-k2")
+LEVELS = ("cache-k0", "cache-k2", "steps-1")
 LEVEL = "cache-k2"
 
 
@@ -114,3 +115,22 @@ def test_a_level_of_the_same_weights_per_request_through_triton(triton):
     res = asyncio.run(call())
     assert (res.info.level, res.info.steps_run, res.info.k_used) == ("cache-k0", 4, 0)
 
+
+
+def test_a_deadline_the_level_would_miss_runs_a_faster_level_through_triton(triton):
+    """DEADLINE (Unix time) through Triton: once the worker has timed a run, a request it cannot finish by its
+    deadline at cache-k0 runs at steps-1, the fastest level of its weights, and INFO names both levels."""
+    ports, _ = triton
+
+    async def call():
+        client = TritonWorkerClient(f"127.0.0.1:{ports.grpc}")
+        try:
+            warm = await client.generate(LEVEL, "a green circle", 5, 32, 32, level="cache-k0")
+            late = await client.generate(LEVEL, "a green circle", 5, 32, 32, level="cache-k0",
+                                         deadline=time.time() - 1.0)
+            return warm, late
+        finally:
+            await client.close()
+    warm, late = asyncio.run(call())
+    assert (warm.info.level, warm.info.late_from, warm.info.steps_run) == ("cache-k0", None, 4)
+    assert (late.info.level, late.info.late_from, late.info.steps_run) == ("steps-1", "cache-k0", 1)
