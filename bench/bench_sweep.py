@@ -114,6 +114,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--plateaus", type=int, default=3)
     ap.add_argument("--trace", default="mooncake")
     ap.add_argument("--burst-horizon", type=float, default=None, help="the service's burstHorizon (s)")
+    ap.add_argument("--headroom", type=float, default=None, help="the service's headroom")
     ap.add_argument("--in-place", action="store_true",
                     help="replicas switch between levels of one model without a reload (as `argus up` does)")
     ap.add_argument("--policies", default=",".join(POLICIES),
@@ -126,6 +127,8 @@ def main(argv: list[str]) -> int:
     lengths = [float(v) for v in a.lengths.split(",")]
     profile = load_default_profile()
     extra = {"burst_horizon": a.burst_horizon} if a.burst_horizon else {}
+    if a.headroom:
+        extra["headroom"] = a.headroom
     svc = Service(gpus=8, levels=profile.levels, quality_floor=90.0, latency_slo=30.0, in_place=a.in_place, **extra)
     capacity = 8 * next(p.peak_throughput for p in profile.levels if p.level == "cache-k0")
     model, trace = PromptModel(), _trace(a.trace)

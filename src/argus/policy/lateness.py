@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from argus.levels import Level, level_named
 
-AIM = 0.5  # a request's batch runs faster once it would finish later than this share of the SLO after arrival
+AIM = 0.75  # a request's batch runs faster once it would finish later than this share of the SLO after arrival
 
 
 def ladder(level: str, levels: Sequence[str], n_full: int = 50) -> list[str]:
