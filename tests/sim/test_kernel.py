@@ -149,3 +149,28 @@ def test_least_pending_skips_loading_replicas():
 def test_least_pending_leaves_requests_after_t_end_waiting():
     _, _, status, _ = _run_lp([0.0, 0.5, 2.0, 3.0], [0.0, 1.0], [0.0], t_end=2.0)
     assert list(status) == [SERVED, SERVED, WAITING, WAITING]
+
+
+@pytest.mark.parametrize("dispatch", ["queue", "least-pending"])
+def test_a_late_batch_runs_at_the_first_rung_that_makes_the_aim(dispatch):
+    """Three requests at t=0 on one replica, 1 s each alone at the level, 0.5 s and 0.2 s at its two rungs,
+    SLO 2 s, aim 0.75 (1.5 s): the first runs at the level (done at 1 s); the second would be done at 2 s,
+    so it runs at rung 1 (1.5 s); the third, at 1.5 s, makes 1.7 s only at rung 2, within the SLO."""
+    from argus.sim.kernel import run_level_least_pending
+
+    fn = run_level if dispatch == "queue" else run_level_least_pending
+    a = np.zeros(3)
+    start, finish, status = np.empty(3), np.empty(3), np.zeros(3, dtype=np.int8)
+    rung = np.zeros(3, dtype=np.int8)
+    fn(a, np.array([0.0, 1.0]), 2.0, True, np.zeros(1), np.zeros(1), np.inf, start, finish, status,
+       [np.array([0.0, 0.5]), np.array([0.0, 0.2])], rung, aim=0.75)
+    assert (status == SERVED).all()
+    assert list(rung) == [0, 1, 2]
+    assert list(finish) == pytest.approx([1.0, 1.5, 1.7])
+
+
+def test_without_rungs_a_late_request_is_dropped_as_before():
+    a = np.zeros(3)
+    start, finish, status = np.empty(3), np.empty(3), np.zeros(3, dtype=np.int8)
+    run_level(a, np.array([0.0, 1.0]), 2.0, True, np.zeros(1), np.zeros(1), np.inf, start, finish, status, aim=0.75)
+    assert list(status) == [SERVED, SERVED, DROPPED]
