@@ -14,6 +14,7 @@ PENDING = "argus_router_pending"  # gauge {level}: requests in flight to workers
 CACHE_LOOKUPS = "argus_router_cache_lookups_total"  # {result=hit|miss}
 RETRIES = "argus_router_retries_total"  # {level}: retries after a replica failure
 SHED = "argus_router_shed_total"  # {reason}: requests refused for overload
+LATE_RUNGS = "argus_router_late_rung_total"  # {level, served}: requests a worker ran faster to make their deadline
 SLO_VIOLATIONS = "argus_router_slo_violations_total"  # {level}: finished later than the SLO
 POLICY_VERSION = "argus_router_policy_version"  # gauge: version of the policy in force
 POLICY_REJECTED = "argus_router_policy_rejected_total"  # invalid policy documents ignored

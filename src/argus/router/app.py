@@ -154,6 +154,8 @@ class Router:
             self.metrics.pending.labels(service, level).dec()
         elapsed = time.monotonic() - start
         self.metrics.requests.labels(service, done.level, "ok").inc()
+        if done.result.info.late_from:
+            self.metrics.late.labels(service, done.result.info.late_from, done.level).inc()
         self.metrics.latency.labels(service, done.level).observe(elapsed)
         if policy is not None and elapsed > policy.latency_slo_s:
             self.metrics.slo.labels(service, done.level).inc()
