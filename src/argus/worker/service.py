@@ -43,7 +43,7 @@ class WorkRequest:
     cache_key: str | None = None
     store_key: str | None = None
     level: str | None = None  # the level to serve it at (None: the worker's own); any level of its model
-    deadline: float | None = None  # when it must be done (Unix time, s): a group that would miss it runs faster
+    deadline: float | None = None  # when it should be done (Unix time, s): a group that would miss it runs faster
 
 
 @dataclass
@@ -152,7 +152,7 @@ class WorkerService:
         if k == 0:
             return level, items
         rung = rungs[k - 1]
-        log.info("late group of %d at %s runs at %s", len(items), level.name, rung.name)
+        log.debug("late group of %d at %s runs at %s", len(items), level.name, rung.name)
         moved = [(i, r, replace(g, resume_latent=None, resume_step=0), WorkReport(level=rung.name, late_from=level.name))
                  for i, r, g, _ in items]
         return rung, moved
