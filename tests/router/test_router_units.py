@@ -219,3 +219,28 @@ def test_served_quality_falls_back_to_the_policy_level_quality():
     assert served_quality({"cache-k10": 94.0}, "cache-k10", doc) == 94.0  # the prompt's own prediction
     assert served_quality({"cache-k0": 100.0}, "cache-k10", doc) == 91.5  # no prediction: planned mean
     assert served_quality({}, "cache-k0", None) == 100.0
+
+
+def test_a_worker_without_the_deadline_input_is_called_again_without_it():
+    """A rolling upgrade: an older worker's Triton refuses the DEADLINE input. The router calls it again at once
+    without it, and never sends it that replica again; a newer one gets it; other rejections stand."""
+    calls = []
+
+    class Old(FakeClient):
+        async def generate(self, model, prompt, seed, h, w, **kw):
+            calls.append((self.url, kw.get("deadline")))
+            if kw.get("deadline") is not None and self.url == "old":
+                raise WorkerRejected("unexpected inference input 'DEADLINE' for model 'cache-k0'")
+            return Generated(np.zeros((h, w, 3), np.uint8), WorkReport(level=model))
+
+    d = Dispatcher(FakeEndpoints({"cache-k0": ["old"], "steps-20": ["new"]}), lambda url: Old(url, {}, calls),
+                   clock=lambda: 0.0)
+    kw = dict(prompt="p", seed=1, height=8, width=8, cache_key=None, store_key=None, request_id="r", late_by=5.0)
+    for level in ("cache-k0", "cache-k0", "steps-20"):
+        res = asyncio.run(d.call("s", [level], 100.0, **kw))
+        assert res.retries == 0
+    assert calls == [("old", 5.0), ("old", None), ("old", None), ("new", 5.0)]
+    d2 = Dispatcher(FakeEndpoints({"cache-k0": ["x"]}), lambda url: FakeClient(url, {"x": WorkerRejected("bad")}, []),
+                    clock=lambda: 0.0)
+    with pytest.raises(WorkerRejected):
+        asyncio.run(d2.call("s", ["cache-k0"], 100.0, **kw))

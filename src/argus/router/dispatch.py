@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
-from argus.adapters.triton_client import Generated, TritonWorkerClient, WorkerError, WorkerTimeout
+from argus.adapters.triton_client import Generated, TritonWorkerClient, WorkerError, WorkerRejected, WorkerTimeout
 from argus.contract import split_endpoint
 from argus.router.errors import NoReplicas
 from argus.router.sources import EndpointSource
@@ -34,6 +34,7 @@ class Dispatcher:
         self._factory = client_factory
         self._clients: dict[str, TritonWorkerClient] = {}
         self.inflight: dict[str, int] = defaultdict(int)
+        self.without_deadline: set[str] = set()  # replicas whose worker predates the DEADLINE input
         self._clock = clock
 
     def pick(self, service: str, level: str, exclude: set[str]) -> str | None:
@@ -69,10 +70,8 @@ class Dispatcher:
                     on_retry(level)
                 self.inflight[replica] += 1
                 try:
-                    addr, model = split_endpoint(replica)
-                    res = await self._client(addr).generate(
-                        model or level, prompt, seed, height, width, cache_key=cache_key, store_key=store_key,
-                        timeout_s=remaining, request_id=request_id, level=level, deadline=late_by)
+                    res = await self._generate(replica, level, prompt, seed, height, width, cache_key, store_key,
+                                               remaining, request_id, late_by)
                     return Dispatched(res, res.info.level if res.info.late_from else level, replica, attempts - 1)
                 except WorkerError as e:
                     last = e
@@ -85,6 +84,24 @@ class Dispatcher:
         if last is not None:
             raise last
         raise NoReplicas(f"no ready replica for level {levels[0]!r} of service {service!r}")
+
+    async def _generate(self, replica: str, level: str, prompt: str, seed: int, height: int, width: int,
+                        cache_key: str | None, store_key: str | None, timeout_s: float, request_id: str,
+                        late_by: float | None) -> Generated:
+        """One call to `replica`. A worker of an older image refuses the DEADLINE input: it is called again at
+        once without it, and never sent it again (a rolling upgrade serves on, without late rungs there)."""
+        addr, model = split_endpoint(replica)
+        call = dict(cache_key=cache_key, store_key=store_key, request_id=request_id, level=level)
+        if late_by is not None and replica not in self.without_deadline:
+            try:
+                return await self._client(addr).generate(model or level, prompt, seed, height, width,
+                                                         timeout_s=timeout_s, deadline=late_by, **call)
+            except WorkerRejected as e:
+                if "unexpected inference input 'DEADLINE'" not in str(e):
+                    raise
+                self.without_deadline.add(replica)  # refused at once: the call's time is nearly all left
+        return await self._client(addr).generate(model or level, prompt, seed, height, width, timeout_s=timeout_s,
+                                                 **call)
 
     def _client(self, addr: str) -> TritonWorkerClient:
         if addr not in self._clients:
