@@ -99,6 +99,7 @@ def summarize(records: list[Record], *, slo_s: float, duration: float, level_qua
         "avg_exact_score": measured["mean_exact_score"], "avg_measured_quality": measured["mean_relative_quality"],
         "measured_quality": measured,
         "served_by_level": dict(sorted(by_level.items())), "by_status": by_status,
+        "late_rungs": sum(1 for r in ok if r.late_from),
         "cache_hit_rate": _rate([r.cache_hit for r in ok if r.cache_hit is not None]),
     }
 
