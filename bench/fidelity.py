@@ -288,7 +288,7 @@ def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...
     plan_svc = Service(gpus=spec.gpus, levels=tuple(plan[lv] for lv in levels), quality_floor=spec.quality_floor,
                        latency_slo=spec.latency_slo, throughput_target=spec.throughput_target,
                        headroom=spec.headroom, scale_down_half_life=spec.scale_down_half_life,
-                       control_period_s=period)
+                       control_period_s=period, late_rungs=spec.late_rungs)
     policy = _KeyedAtFullQuality(Optimized("argus", plan_svc), levels.index(FULL))
     t_sent = np.array([r["t_sent"] for r in records])
     wl = replay(t_sent)

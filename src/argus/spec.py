@@ -126,6 +126,12 @@ class T2IServiceSpec(_Model):
                     "quality against serving the planned demand (headroom included). 1 serves the planned "
                     "demand first; larger values give part of the headroom to better levels, at the cost of "
                     "more SLO violations in bursts (bench/RESULTS.md, Pareto table).")
+    late_rungs: bool = Field(
+        True,
+        description="Late requests run faster: a worker runs a group it would finish later than 0.75 x the "
+                    "latency SLO after arrival at the first steps-* level of its weights that makes it "
+                    "(argus.policy.lateness). false: every request runs at the level it was assigned, late "
+                    "or not.")
     burst_horizon: float = Field(
         120.0, ge=1, le=86400,
         description="Seconds over which a reallocation must pay for its reloads: it is made only if, over "

@@ -1,6 +1,7 @@
 """Moves that pay, in the control period (argus.control.loop.plan): the same rule the operator, the local
 runtime and the simulator run. Two slots at full quality (1 req/s each), a level twice as fast, 20 s reloads,
-a 12 s SLO: the local system's shape (bench/bench_local.py)."""
+a 12 s SLO: the local system's shape (bench/bench_local.py). These cases weigh moves alone (`lateRungs: false`);
+the last ones show what late rungs (argus.policy.lateness) change."""
 
 from argus.control.loop import dwell_s, plan
 from argus.control.observed import MetricsSnapshot as M
@@ -12,7 +13,7 @@ from argus.spec import parse_spec
 PROFILES = (LevelProfile("cache-k0", {1: 1.0}, 1.0, 100.0, "m", load_time=20.0),
             LevelProfile("steps-10", {1: 2.0}, 0.5, 85.0, "m", load_time=20.0))
 RAW = {"throughputTarget": 10, "gpus": 2, "levels": ["cache-k0", "steps-10"], "controlPeriod": 5, "latencySLO": 12,
-       "qualityFloor": 80, "model": {"steps": 20}}
+       "qualityFloor": 80, "model": {"steps": 20}, "lateRungs": False}
 SPEC = parse_spec(RAW)  # burstHorizon 120 s (the default)
 SHORT = parse_spec({**RAW, "burstHorizon": 60})  # a service whose bursts are expected to be short
 FULL = {"cache-k0": 2, "steps-10": 0}
@@ -105,3 +106,18 @@ def test_quality_weight_gives_the_headroom_to_quality():
     assert heavy.quality_weight == 1000
     p = plan("svc", heavy, PROFILES, obs, st, 1005.0, in_place=True)
     assert p.allocation == FULL and p.changed, p.reason
+
+
+def test_late_rungs_ride_out_a_burst_a_reload_would_cost_more_for():
+    """With late rungs (the default), a 2.4x burst that a reload move would answer (above, without them) is
+    ridden out: the slots serve it at steps-10 when late, which the weighing counts, and the policy tells the
+    router so. In place a move costs nothing and the weighing is the one without rungs. Prompt-agnostic plans
+    (Proteus-like) and `lateRungs: false` leave the rungs off."""
+    late = parse_spec({**RAW, "lateRungs": True, "burstHorizon": 60})
+    held = plan("svc", late, PROFILES, burst(2.4, queued=2), steady(), 1005.0)
+    assert held.allocation == FULL and held.reason.startswith("held: ") and "hold 0.0 violations" in held.reason
+    assert held.policy.late_rungs
+    moved = plan("svc", late, PROFILES, burst(2.4, queued=2), steady(), 1005.0, in_place=True)
+    assert moved.changed and moved.reason.startswith("move pays: ")
+    assert not plan("svc", late, PROFILES, burst(2.4, queued=2), steady(), 1005.0, agnostic=True).policy.late_rungs
+    assert not plan("svc", SHORT, PROFILES, burst(2.4, queued=2), steady(), 1005.0).policy.late_rungs

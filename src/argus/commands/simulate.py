@@ -46,6 +46,8 @@ def register(sub) -> None:
     p.add_argument("--window", type=float, default=60.0, help="rate window, seconds")
     p.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM,
                    help="demand headroom the optimizer plans with (argus.policy.demand)")
+    p.add_argument("--no-late-rungs", dest="late_rungs", action="store_false",
+                   help="the spec's lateRungs: false (late requests run at their assigned level, late or not)")
     p.add_argument("--quality-weight", type=float, default=1.0,
                    help="the spec's qualityWeight: how many times the optimizer weighs quality against serving "
                         "the planned demand (1-1000)")
@@ -83,6 +85,7 @@ def run(args) -> int:
              if args.shape == "bursty" else flat(base, args.duration_min * 60))
     svc = Service(gpus=args.gpus, levels=profile.levels, quality_floor=args.quality_floor, latency_slo=args.slo,
                   control_period_s=args.period, headroom=args.headroom, quality_weight=args.quality_weight,
+                  late_rungs=args.late_rungs,
                   scale_down_half_life=args.release_half_life, in_place=args.in_place)
     cfg = SimConfig(period_s=args.period, scrape_lag_s=args.lag, rate_window_s=args.window, seed=args.seed,
                     dispatch=args.dispatch)
