@@ -112,19 +112,3 @@ def test_the_horizon_stretches_with_an_ongoing_overload_up_to_ten_times_the_sett
     assert horizon(120, 900, 1000) == 120
     assert horizon(120, 500, 1000) == 500
     assert horizon(120, 0, 5000) == 1200
-
-
-def test_late_rungs_add_the_fastest_rungs_capacity_past_the_aim():
-    """Two full-quality slots (1 req/s each) whose ladder's fastest rung, steps-10, serves 2 req/s: late rungs
-    add 2 req/s at steps-10's quality. At 2.4 req/s the hold then misses nothing; the part of the queue past the
-    aim is served at 85 %; without them it misses the excess once its queue is full."""
-    profiles = (LevelProfile("cache-k0", {1: 1.0}, 1.0, 100.0, "m", load_time=20.0),
-                LevelProfile("steps-10", {1: 2.0}, 0.5, 85.0, "m", load_time=20.0))
-    assert moves.surge({"cache-k0": 2}, profiles) == (2.0, 85.0)
-    assert moves.surge({"steps-10": 2}, profiles) == (0.0, 0.0)  # the fastest level has no rung below it
-    plain = moves.hold_option({"cache-k0": 2}, profiles, 100.0)
-    late = moves.hold_option({"cache-k0": 2}, profiles, 100.0, late=True)
-    a = outlook(plain, rate=2.4, backlog=0, slo_s=12, horizon_s=200)
-    b = outlook(late, rate=2.4, backlog=0, slo_s=12, horizon_s=200)
-    assert a.violations > 30 and b.violations == 0
-    assert 85.0 < b.mean_quality < 100.0 and b.served > a.served

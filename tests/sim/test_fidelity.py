@@ -152,12 +152,11 @@ def test_batch_fit_works_per_replica():
     assert n > 100 and a == pytest.approx(0.3, abs=0.05) and c == pytest.approx(1.0, abs=0.05)
 
 
-def _demo_spec(target: float = 1.0, late_rungs: bool = True):
+def _demo_spec(target: float = 1.0):
     from argus.spec import parse_spec
 
     return parse_spec({"model": {"name": "tiny-sd", "steps": 20}, "levels": ["cache-k0", "steps-5"], "gpus": 2,
-                       "throughputTarget": target, "latencySLO": 12, "controlPeriod": 5, "scaleDownHalfLife": 10,
-                       "lateRungs": late_rungs})
+                       "throughputTarget": target, "latencySLO": 12, "controlPeriod": 5, "scaleDownHalfLife": 10})
 
 
 def test_controlled_replay_runs_the_loop_and_matches_a_light_load_run():
@@ -184,8 +183,7 @@ def test_controlled_replay_moves_capacity_under_overload_and_needs_a_full_qualit
     # ~1.6 req/s against two full-quality replicas that serve ~1.1: the loop must move one to steps-5. The
     # target covers the burst, as the local experiments set it: planned demand is then the measured one
     # (a target below it caps the plan, and only a queue beyond what the replicas hold in service is seen).
-    # Without late rungs: with them, the loop would ride the overload out at steps-5 without moving.
-    spec = _demo_spec(target=2.0, late_rungs=False)
+    spec = _demo_spec(target=2.0)
     rep = _router_report(n=300, rate=1.6, a=0.5, c=1.7)
     for r in rep["records"]:
         r["level"] = "cache-k0"

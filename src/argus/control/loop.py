@@ -179,8 +179,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                                                                              profiles, now)
     overload_since = _overload_since(state, rate, current, profiles, now)
     if current and rate is not None and not spec_changed and not prior_plan and decision.replicas != current:
-        decision = weigh_move(snap, decision, rate, moves.horizon(spec.burst_horizon, overload_since, now),
-                              late=late)
+        decision = weigh_move(snap, decision, rate, moves.horizon(spec.burst_horizon, overload_since, now))
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
@@ -217,14 +216,10 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                 event=event, status=status, decision=decision, reason=decision.reason)
 
 
-def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float, late: bool = False) -> Decision:
+def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float) -> Decision:
     """`decision`, a partial move toward it, or the allocation in force kept: whichever pays best over the
-    horizon (argus.policy.moves); the reason starts with the weighing, in numbers. `late`: the policy runs
-    late requests at faster rungs (PolicyDocument.late_rungs). Against a move that reloads, the weighing counts
-    the rungs' capacity: riding a burst out on them is often cheaper than idling GPUs to reload (simulator
-    burst sweep with reloads: 668 to 365 violations per burst minute, 168 to 14 replica starts). Against
-    in-place moves, which cost nothing, it does not: the plan's mix serves better than rungs that start only
-    past the aim (in-place sweep: 378 without, 508 with)."""
+    horizon (argus.policy.moves); the reason starts with the weighing, in numbers. Late rungs are not counted:
+    weighing holds with their capacity rode a 2-hour plateau out at the aim's edge (bench/RESULTS.md)."""
     held = evaluate(snap, snap.current, "")
     if held is None:  # the allocation in force is not one the optimizer may run (a level now too slow): move
         return decision
@@ -233,10 +228,9 @@ def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float
                                       {len(steps) - 1})]
     made = [d for d in (decision if a == decision.replicas else evaluate(snap, a, "") for a in steps) if d is not None]
     hold_q = held.quality or 0.0
-    surge = late and not snap.in_place
-    verdict = moves.weigh(moves.hold_option(snap.current, snap.profiles, hold_q, late=surge),
+    verdict = moves.weigh(moves.hold_option(snap.current, snap.profiles, hold_q),
                           [moves.move_option(snap.current, d.replicas, snap.profiles, hold_q, d.quality or 0.0,
-                                             in_place=snap.in_place, late=surge) for d in made],
+                                             in_place=snap.in_place) for d in made],
                           rate, sum(snap.queues.values()), snap.latency_slo, horizon_s)
     chosen = held if verdict.choice is None else made[verdict.choice]
     notes = [verdict.reason, *(n for n in chosen.notes if n)]

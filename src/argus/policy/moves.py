@@ -15,10 +15,7 @@ allocation in force (hold) with moving, over a horizon, in a fluid model of the 
   costs nothing: make-before-break whenever the budget has room);
 - a request that cannot start within the SLO is a violation and leaves the queue (what the router's
   deadline and the simulator's drop do), so the queue never holds more than the capacity can serve
-  within the SLO;
-- with late rungs (argus.policy.lateness), a replica whose queue waits past the aim serves at the fastest
-  rung of its level's ladder: the part of the queue its own capacity would not finish within the aim is
-  served at that extra capacity (`Option.surge_*`) and the rung's quality, and counts toward the room.
+  within the SLO.
 
 Candidates are the whole move and partial moves toward it (`steps_toward`); the best of them is the
 one with the fewest expected violations over the horizon (within a tie band), then the most quality
@@ -37,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from argus.policy.lateness import AIM, ladder
 from argus.policy.profile import LevelProfile
 
 MAX_STRETCH = 10.0  # the horizon grows with an ongoing overload up to this multiple of the setting
@@ -57,9 +53,6 @@ class Option:
     quality_before: float  # mean expected quality (%) of what is served while loading
     quality_after: float  # ... and after
     service_s: float  # a request's time in service (capacity-weighted over the allocation's levels)
-    surge_before: float = 0.0  # requests/s more at late rungs while loading (0: no late rungs)
-    surge_after: float = 0.0  # ... and after
-    surge_quality: float = 0.0  # mean expected quality (%) of what late rungs serve
 
 
 @dataclass(frozen=True)
@@ -111,28 +104,11 @@ def _service_s(alloc: dict[str, int], profiles: tuple[LevelProfile, ...]) -> flo
     return sum(c * s for c, s in cap) / total if total > 0 else max((p.service_time for p in profiles), default=0.0)
 
 
-def surge(alloc: dict[str, int], profiles: tuple[LevelProfile, ...]) -> tuple[float, float]:
-    """Requests/s an allocation serves beyond its capacity when every replica runs at the fastest rung of its
-    level's ladder (argus.policy.lateness), and their mean expected quality (%)."""
-    by_level = {p.level: p for p in profiles}
-    names = list(by_level)
-    extra = weighted = 0.0
-    for p in profiles:
-        rungs = ladder(p.level, names) if alloc.get(p.level, 0) else []
-        if rungs:
-            fast = by_level[rungs[-1]]
-            more = alloc[p.level] * max(fast.peak_throughput - p.peak_throughput, 0.0)
-            extra, weighted = extra + more, weighted + more * fast.quality
-    return extra, (weighted / extra if extra > 0 else 0.0)
-
-
-def hold_option(current: dict[str, int], profiles: tuple[LevelProfile, ...], quality: float,
-                late: bool = False) -> Option:
-    """Keeping `current`: its capacity throughout (with `late`, its late rungs' too)."""
+def hold_option(current: dict[str, int], profiles: tuple[LevelProfile, ...], quality: float) -> Option:
+    """Keeping `current`: its capacity throughout."""
     cap = capacity(current, profiles)
-    extra, q = surge(current, profiles) if late else (0.0, 0.0)
     return Option(during=cap, after=cap, transition_s=0.0, quality_before=quality, quality_after=quality,
-                  service_s=_service_s(current, profiles), surge_before=extra, surge_after=extra, surge_quality=q)
+                  service_s=_service_s(current, profiles))
 
 
 def switched_in_place(current: dict[str, int], proposed: dict[str, int],
@@ -151,19 +127,16 @@ def switched_in_place(current: dict[str, int], proposed: dict[str, int],
 
 
 def move_option(current: dict[str, int], proposed: dict[str, int], profiles: tuple[LevelProfile, ...],
-                hold_quality: float, move_quality: float, in_place: bool = False, late: bool = False) -> Option:
+                hold_quality: float, move_quality: float, in_place: bool = False) -> Option:
     """Moving from `current` to `proposed`: the replicas both have serve while the added ones load. With
-    `in_place`, a replica switched to a level of its own weights serves there at once (`switched_in_place`);
-    with `late`, late rungs add their capacity (`surge`)."""
+    `in_place`, a replica switched to a level of its own weights serves there at once (`switched_in_place`)."""
     switched = switched_in_place(current, proposed, profiles) if in_place else {}
     kept = {p.level: min(current.get(p.level, 0), proposed.get(p.level, 0)) + switched.get(p.level, 0)
             for p in profiles}
     added = [p.load_time for p in profiles if proposed.get(p.level, 0) > kept[p.level]]
-    (before, qb), (after, qa) = (surge(kept, profiles), surge(proposed, profiles)) if late else ((0.0, 0.0), (0.0, 0.0))
     return Option(during=capacity(kept, profiles), after=capacity(proposed, profiles),
                   transition_s=max(added, default=0.0), quality_before=hold_quality, quality_after=move_quality,
-                  service_s=_service_s(proposed, profiles), surge_before=before, surge_after=after,
-                  surge_quality=qa or qb)
+                  service_s=_service_s(proposed, profiles))
 
 
 def steps_toward(current: dict[str, int], proposed: dict[str, int],
@@ -197,39 +170,32 @@ def outlook(opt: Option, rate: float, backlog: float, slo_s: float, horizon_s: f
     dt = horizon_s / steps
     t = np.arange(steps + 1) * dt
 
-    def served_by(u: np.ndarray, surge: bool = False) -> np.ndarray:  # cumulative capacity from 0 to u
+    def served_by(u: np.ndarray) -> np.ndarray:  # cumulative capacity from 0 to u
         first = np.minimum(u, opt.transition_s)
-        rest = np.maximum(u - opt.transition_s, 0.0)
-        if surge:
-            return (opt.during + opt.surge_before) * first + (opt.after + opt.surge_after) * rest
-        return opt.during * first + opt.after * rest
+        return opt.during * first + opt.after * np.maximum(u - opt.transition_s, 0.0)
 
-    # the most the queue may hold at t: what the capacity (late rungs included) serves within the slack from t;
-    # late rungs serve the part of the queue the replicas' own capacity would not finish within the aim
-    room = (served_by(t + slack, True) - served_by(t, True)).tolist()
-    aim = (served_by(t + AIM * slack) - served_by(t)).tolist()
+    # the most the queue may hold at t: what the capacity serves within the slack from t
+    room = (served_by(t + slack) - served_by(t)).tolist()
     loading = (t < opt.transition_s).tolist()
     # (plain floats in the loop below: numpy scalars made it ~3x slower, and it runs per candidate per period)
     q = float(backlog)
     violations = max(q - room[0], 0.0)
     q -= violations
-    served_before = served_after = fast = 0.0
+    served_before = served_after = 0.0
     for i in range(steps):
         done = min(q + rate * dt, (opt.during if loading[i] else opt.after) * dt)
-        extra = min(max(q + rate * dt - done - aim[i], 0.0), (opt.surge_before if loading[i] else opt.surge_after) * dt)
         if loading[i]:
             served_before += done
         else:
             served_after += done
-        fast += extra
-        q = q + rate * dt - done - extra
+        q = q + rate * dt - done
         over = max(q - room[i + 1], 0.0)
         violations += over
         q -= over
-    served = served_before + served_after + fast
+    served = served_before + served_after
     # what is still queued at the horizon's end is served after it, at the allocation's quality: counting it
     # keeps an option that defers work from looking like one that serves less
-    quality = served_before * opt.quality_before + (served_after + q) * opt.quality_after + fast * opt.surge_quality
+    quality = served_before * opt.quality_before + (served_after + q) * opt.quality_after
     return Outlook(violations=violations, served=served, quality=quality, backlog_end=q)
 
 
