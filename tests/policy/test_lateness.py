@@ -2,13 +2,13 @@
 
 Cases: a cache or steps level's ladder is the steps-* levels of the main weights that run fewer steps, most
 steps first; cache levels (a prompt's own hit) and model levels (other weights) are never rungs, and a model
-level has no ladder; the rung is the first whose time finishes within the SLO of the oldest arrival, -1 when
-none does.
+level has no ladder; the rung is the first whose time finishes within the aim (a share of the SLO) after the
+oldest arrival, else the fastest if it makes the SLO, else -1.
 """
 
 from __future__ import annotations
 
-from argus.policy.lateness import ladder, late_rung
+from argus.policy.lateness import aimed_rung, ladder
 
 LEVELS = ["cache-k0", "cache-k10", "cache-k30", "steps-10", "steps-30", "steps-20", "model-small"]
 
@@ -22,18 +22,17 @@ def test_ladder_is_fewer_steps_of_the_same_weights_most_steps_first():
     assert ladder("cache-k0", ["cache-k0", "cache-k10"]) == []
 
 
-def test_late_rung_takes_the_first_rung_that_makes_the_slo():
+def test_with_the_whole_slo_as_aim_the_first_rung_that_makes_it():
     times = [10.0, 6.0, 3.0]
-    assert late_rung(100.0, 95.0, 30.0, times) == 0  # waited 5 s: 15 s at its own level is in time
-    assert late_rung(100.0, 78.0, 30.0, times) == 1  # waited 22 s: 32 s late, 28 s in time
-    assert late_rung(100.0, 74.0, 30.0, times) == 2
-    assert late_rung(100.0, 70.0, 30.0, times) == -1
-    assert late_rung(100.0, 110.0, 0.0, times) == 0  # a deadline form: oldest = deadline, slo = 0
+    assert aimed_rung(100.0, 95.0, 30.0, 1.0, times) == 0  # waited 5 s: 15 s at its own level is in time
+    assert aimed_rung(100.0, 78.0, 30.0, 1.0, times) == 1  # waited 22 s: 32 s late, 28 s in time
+    assert aimed_rung(100.0, 74.0, 30.0, 1.0, times) == 2
+    assert aimed_rung(100.0, 70.0, 30.0, 1.0, times) == -1
+    assert aimed_rung(100.0, 110.0, 0.0, 1.0, times) == 0  # the worker's form: a deadline, nothing more
+    assert aimed_rung(100.0, 105.0, 0.0, 1.0, times) == 2
 
 
 def test_aimed_rung_finishes_by_the_aim_else_the_fastest_within_the_slo():
-    from argus.policy.lateness import aimed_rung
-
     times = [10.0, 6.0, 3.0]
     assert aimed_rung(100.0, 95.0, 30.0, 0.5, times) == 0  # done 15 s after arrival: within 0.5 x 30
     assert aimed_rung(100.0, 91.0, 30.0, 0.5, times) == 1  # 19 s at its level; 15 s at rung 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from argus.levels import Level
-from argus.policy.lateness import late_rung
+from argus.policy.lateness import aimed_rung
 
 ALPHA = 0.3  # weight of the newest timing in the per-step average
 
@@ -51,7 +51,7 @@ def rung_for(now: float, deadlines: Sequence[float], times: Sequence[float | Non
     if not deadlines or len(times) < 2 or any(t is None for t in times):
         return 0
     for d in sorted(deadlines):
-        k = late_rung(now, d, 0.0, times)
+        k = aimed_rung(now, d, 0.0, 1.0, times)  # the deadline is already the aim: finish by it
         if k >= 0:
             return k
     return len(times) - 1
