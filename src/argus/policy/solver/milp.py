@@ -48,6 +48,13 @@ MAX_NODES_SETTLE = 4000  # safety cap of the search that closes the gap to the h
 LIST_LIMIT = 5000  # allocations in the box up to which every one is scored (safe) or bounded (overload)
 
 
+def degrade_cost(overload: bool, classed: bool) -> float:
+    """What the objective charges per request/s served below its prompt's floor: P_DEGRADE in the overload
+    model without classes (with classes a degraded request costs what its class loses there; the safe
+    model serves no one below the floor)."""
+    return P_DEGRADE if overload and not classed else 0.0
+
+
 @dataclass(frozen=True)
 class Formulation:
     """The MILP in matrix form plus the index maps needed to read a solution back."""
@@ -139,9 +146,8 @@ class Formulation:
 
     @property
     def degrade_cost(self) -> float:
-        """What the objective charges per request/s served below its prompt's floor: P_DEGRADE in the
-        overload model without classes (with classes a degraded request costs what its class loses there)."""
-        return P_DEGRADE if self.overload and not self.classed else 0.0
+        """What the objective charges per request/s served below its prompt's floor (`degrade_cost`)."""
+        return degrade_cost(self.overload, self.classed)
 
     @property
     def tolerance(self) -> float:
@@ -207,8 +213,7 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     c = np.zeros(nv)  # minimize -objective
     c[n:2 * n] = switch
     for i, (k, j, safe) in enumerate(pairs):
-        # With classes a degraded request costs what its class loses there; without, a flat price.
-        c[off_y + i] = -w * V[k, j] + (0.0 if safe or s.classes else P_DEGRADE)
+        c[off_y + i] = -w * V[k, j] + (0.0 if safe else degrade_cost(overload, bool(s.classes)))
     c[off_s:off_v] = P_SHED
     c[off_v:off_w] = P_SHED
 
