@@ -8,7 +8,7 @@ oldest arrival, else the fastest if it makes the SLO, else -1.
 
 from __future__ import annotations
 
-from argus.policy.lateness import aimed_rung, ladder
+from argus.policy.lateness import aimed_rung, kept_rung, ladder
 
 LEVELS = ["cache-k0", "cache-k10", "cache-k30", "steps-10", "steps-30", "steps-20", "model-small"]
 
@@ -39,3 +39,12 @@ def test_aimed_rung_finishes_by_the_aim_else_the_fastest_within_the_slo():
     assert aimed_rung(100.0, 80.0, 30.0, 0.5, times) == 2  # no rung makes 15 s; the fastest makes 30 s
     assert aimed_rung(100.0, 72.0, 30.0, 0.5, times) == -1  # 31 s even at the fastest: the oldest is lost
     assert aimed_rung(100.0, 80.0, 30.0, 0.5, [10.0]) == 0  # no ladder: its own level while it makes the SLO
+
+
+def test_kept_rung_answers_a_surge_past_the_levels_speed_with_the_rung_that_keeps_up():
+    times = [4.0, 2.0, 1.0]  # full batches of 4: 1, 2 and 4 requests/s
+    assert kept_rung(1.4, 4, times, 1.5) == 0  # within 1.5 x its own level's speed: no surge
+    assert kept_rung(1.6, 4, times, 1.5) == 1  # a surge: the first rung that keeps up
+    assert kept_rung(3.0, 4, times, 1.5) == 2
+    assert kept_rung(9.0, 4, times, 1.5) == 2  # none keeps up: the fastest
+    assert kept_rung(9.0, 4, [4.0], 1.5) == 0  # no ladder

@@ -169,3 +169,17 @@ def test_late_rungs_answer_a_short_burst_the_loop_sees_too_late():
     assert not proteus.tick(Observation(now=0.0, rate=1.0, keys={}, queues={}, replicas={})).doc.late_rungs
     argus = make_policy("argus", svc, MODEL)
     assert argus.tick(Observation(now=0.0, rate=1.0, keys={}, queues={}, replicas={})).doc.late_rungs
+
+
+def test_a_surge_past_the_fastest_rungs_reach_runs_faster_before_anything_is_late():
+    """A 30 s burst at 3x the full-quality capacity: the late rungs alone start only once batches would be
+    late, behind a queue already too deep; with the surge rule (argus.policy.lateness.kept_rung) a replica
+    whose arrivals outrun its level runs at the rung that keeps up at once. Far fewer violations."""
+    svc = Service(gpus=8, levels=PROFILE.levels, quality_floor=90.0, latency_slo=30.0, in_place=True)
+    capacity = 8 * PROFILE.get("cache-k0").peak_throughput
+    wl = Workload(poisson(20_000, seed=4), bursty(0.4 * capacity, 7.5, plateau=30, gap=600, plateaus=1))
+    viol = {w: float(simulate(wl, svc, make_policy("argus", svc, MODEL), MODEL,
+                              SimConfig(seed=4, surge_window_s=w)).series["violations_per_min"].sum())
+            for w in (0.0, 10.0)}
+    assert viol[0.0] > 40
+    assert viol[10.0] <= 0.5 * viol[0.0]

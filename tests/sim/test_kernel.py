@@ -174,3 +174,22 @@ def test_without_rungs_a_late_request_is_dropped_as_before():
     start, finish, status = np.empty(3), np.empty(3), np.zeros(3, dtype=np.int8)
     run_level(a, np.array([0.0, 1.0]), 2.0, True, np.zeros(1), np.zeros(1), np.inf, start, finish, status, aim=0.75)
     assert list(status) == [SERVED, SERVED, DROPPED]
+
+
+@pytest.mark.parametrize("dispatch", ["queue", "least-pending"])
+@pytest.mark.parametrize("recent, expected", [(20, 0), (40, 2)])
+def test_a_surge_runs_full_batches_at_the_rung_that_keeps_up(dispatch, recent, expected):
+    """Two requests at t=10 on one replica (max batch 2: 1.2 s at the level, 1.67/s; 0.6 s and 0.25 s at its
+    rungs). None is late. With 20 arrivals in the last 10 s (2/s, within 1.5 x the level's speed) the batch
+    runs at its level; with 40 (4/s) at the first rung that keeps up, the fastest (8/s)."""
+    from argus.sim.kernel import run_level_least_pending
+
+    fn = run_level if dispatch == "queue" else run_level_least_pending
+    a = np.full(2, 10.0)
+    seen = np.sort(np.concatenate([np.linspace(0.5, 9.9, recent - 2), a]))
+    start, finish, status = np.empty(2), np.empty(2), np.zeros(2, dtype=np.int8)
+    rung = np.zeros(2, dtype=np.int8)
+    fn(a, np.array([0.0, 1.0, 1.2]), 10.0, True, np.zeros(1), np.zeros(1), np.inf, start, finish, status,
+       [np.array([0.0, 0.5, 0.6]), np.array([0.0, 0.2, 0.25])], rung, aim=0.75, seen=seen, window=10.0)
+    assert (status == SERVED).all()
+    assert list(rung) == [expected, expected]

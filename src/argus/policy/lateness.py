@@ -6,7 +6,9 @@ batch at the first rung of that level's ladder that finishes by then; if none do
 only if even that misses the SLO is the oldest request given up (Clipper's early drop; in production the
 router's own deadline). Finishing by the aim rather than the SLO leaves the queue behind the batch room. This
 answers a burst the moment a queue forms, where the control loop sees it only a rate window and a period
-later; the loop then moves replicas as before.
+later; the loop then moves replicas as before. A surge well past the level's speed (3x) is answered sooner
+still: once a replica's arrivals over the last RATE_WINDOW_S exceed SURGE x what its full batches serve, its
+batches run at the rung that keeps up (`kept_rung`), before the queue is deep enough for any to be late.
 
 The ladder is what every prompt can take without other data: step-reduction levels of the main weights
 that run fewer steps than the requested level, most steps first (a cache level needs its prompt's own hit,
@@ -22,6 +24,10 @@ from collections.abc import Sequence
 from argus.levels import Level, level_named
 
 AIM = 0.75  # a request's batch runs faster once it would finish later than this share of the SLO after arrival
+# A replica whose arrivals over the last RATE_WINDOW_S exceed SURGE x what its level's full batches serve runs
+# its batches at the rung that keeps up, before any request is late (kept_rung; chosen on the burst sweep)
+SURGE = 1.5
+RATE_WINDOW_S = 10.0
 
 
 def ladder(level: str, levels: Sequence[str], n_full: int = 50) -> list[str]:
@@ -47,4 +53,17 @@ def aimed_rung(start: float, oldest: float, slo: float, aim: float, times) -> in
             return k
     last = len(times) - 1
     return last if start + times[last] - oldest <= slo else -1
+
+
+def kept_rung(rate: float, batch: int, times, surge: float) -> int:
+    """The rung a replica runs at while its arrivals surge: 0 while its own level's full batches (`batch`
+    requests in `times[0]`) serve at least 1/`surge` of `rate` (arrivals per second at this replica), else the
+    first rung whose full batches keep up with `rate`, else the fastest. A queue that grows that fast will be
+    late, however short it is now."""
+    if rate * times[0] <= surge * batch:
+        return 0
+    for k in range(len(times)):
+        if batch >= rate * times[k]:
+            return k
+    return len(times) - 1
 

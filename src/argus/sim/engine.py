@@ -18,7 +18,7 @@ import numpy as np
 
 from argus.policy.document import PolicyDocument
 from argus.policy.assign import BURST, ETA, place_rows, score_rows, served_level
-from argus.policy.lateness import ladder
+from argus.policy.lateness import RATE_WINDOW_S, ladder
 from argus.sim.cluster import Cluster
 from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, njit, run_level, run_level_least_pending
 from argus.sim.metrics import Recorder, Summary
@@ -41,6 +41,8 @@ class SimConfig:
     drop: bool = True  # drop a request that cannot meet the SLO when a replica reaches it
     drain_s: float | None = None  # run on after the last arrival (default: 2 x SLO)
     seed: int = 0
+    # a late-rung replica's surge rule (argus.policy.lateness.kept_rung) counts arrivals over this window; 0: off
+    surge_window_s: float = RATE_WINDOW_S
     # "queue": one FIFO per level that every replica of it serves; "least-pending": the router's push
     # to the replica with the fewest requests in flight, each replica batching its own queue
     dispatch: str = "queue"
@@ -105,6 +107,7 @@ class _Levels:
         self.credit = np.zeros(n)  # the router's per-level placement ledger (argus.policy.assign.place_rows)
         self.offset = np.zeros(n)  # ... and its learned prices
         self.classes: dict[str, float] = {}  # arrivals per prompt class in the last period
+        self.seen = [np.empty(0) for _ in range(n)]  # arrivals sent to each level lately (its replicas' rate)
 
 
 def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSource,
@@ -223,11 +226,14 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
         q = np.concatenate([backlog.q[j], qual[m]]) if len(arr) else backlog.q[j]
         if len(t) == 0:
             continue
+        seen = backlog.seen[j]
+        backlog.seen[j] = seen = np.concatenate([seen[seen > t0 - cfg.surge_window_s], arr[m]])
         start, finish = np.empty(len(t)), np.empty(len(t))
         status = np.zeros(len(t), dtype=np.int8)
         rung = np.zeros(len(t), dtype=np.int8)
         DISPATCH[cfg.dispatch](t, bt[j], svc.latency_slo, cfg.drop, cluster.free[j], cluster.ready[j], t1,
-                               start, finish, status, [_row(bt[x], len(bt[j])) for x in rungs[j][1:]], rung)
+                               start, finish, status, [_row(bt[x], len(bt[j])) for x in rungs[j][1:]], rung,
+                               seen=seen, window=cfg.surge_window_s if len(rungs[j]) > 1 else 0.0)
         s, d = status == SERVED, status == DROPPED
         in_flight[j] = np.count_nonzero(s & (finish > t1)) + np.count_nonzero(status == WAITING)
         for k, lv in enumerate(rungs[j]):  # served at the level itself (rung 0) or, late, at a ladder rung

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from argus.policy.lateness import AIM, aimed_rung
+from argus.policy.lateness import AIM, SURGE, aimed_rung, kept_rung
 
 try:  # numba is a dependency, but the kernel stays correct (only slower) without it
     from numba import njit
@@ -23,6 +23,8 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 
 WAITING, SERVED, DROPPED = 0, 1, 2
 _pick = njit(cache=True)(aimed_rung)  # the rung a late batch runs at (argus.policy.lateness), compiled
+_keep = njit(cache=True)(kept_rung)  # the rung a replica's full batches keep up with its arrivals at, compiled
+EMPTY = np.empty(0)
 
 
 @njit(cache=True)
@@ -47,7 +49,7 @@ def _sift_down(heap, aux, i, n):
 
 
 def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish, status, ladder=None, rung=None,
-              aim=AIM):
+              aim=AIM, seen=EMPTY, window=0.0, surge=SURGE):
     """Serve `arrivals` (sorted) FIFO on replicas free at `free` until `t_end`; return requests handled.
 
     batch_time[b] is the service time of a batch of b (index 0 unused; max batch = len - 1).
@@ -60,7 +62,7 @@ def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish
     start/finish/status are written for the handled prefix; the rest stays WAITING.
     """
     table, rung = _table(batch_time, ladder, rung, arrivals.shape[0])
-    return _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim)
+    return _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen, window, surge)
 
 
 def _table(batch_time, ladder, rung, n):
@@ -73,13 +75,14 @@ def _table(batch_time, ladder, rung, n):
 
 
 @njit(cache=True)
-def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim):
+def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen, window, surge):
     n = arrivals.shape[0]
     c = free.shape[0]
     max_b = table.shape[1] - 1
     for i in range(c // 2 - 1, -1, -1):
         _sift_down(free, ready, i, c)
     head = 0
+    lo, hi = 0, 0
     while head < n and c > 0:
         f = free[0]
         t = arrivals[head]
@@ -106,6 +109,12 @@ def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, st
                 b -= 1
             if b == 0:
                 continue  # the drops emptied the queue; the replica waits for the next arrival
+            if window > 0 and table.shape[0] > 1:
+                while hi < seen.shape[0] and seen[hi] <= t:
+                    hi += 1
+                while lo < hi and seen[lo] <= t - window:
+                    lo += 1
+                k = max(k, _keep((hi - lo) / window / c, max_b, table[:, max_b], surge))
         done = t + table[k, b]
         for i in range(head, head + b):
             status[i] = SERVED
@@ -119,7 +128,8 @@ def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, st
 
 
 @njit(cache=True)
-def _start_batches(r, until, arrivals, table, slo, drop, free, qhead, qlen, nxt, run_n, start, finish, status, rung, aim):
+def _start_batches(r, until, arrivals, table, slo, drop, free, qhead, qlen, nxt, run_n, start, finish, status, rung, aim,
+                   seen, window, surge, c):
     """Start replica r's batches from its own FIFO while it frees before `until` (Triton's queue per replica)."""
     max_b = table.shape[1] - 1
     while qlen[r] > 0:
@@ -155,6 +165,10 @@ def _start_batches(r, until, arrivals, table, slo, drop, free, qhead, qlen, nxt,
                         i = nxt[i]
             if b == 0:
                 continue
+            if window > 0 and table.shape[0] > 1:
+                hi = np.searchsorted(seen, t, side="right")
+                lo = np.searchsorted(seen, t - window, side="right")
+                k = max(k, _keep((hi - lo) / window / c, max_b, table[:, max_b], surge))
         done = t + table[k, b]
         for _ in range(b):
             h = qhead[r]
@@ -169,7 +183,7 @@ def _start_batches(r, until, arrivals, table, slo, drop, free, qhead, qlen, nxt,
 
 
 def run_level_least_pending(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish, status,
-                            ladder=None, rung=None, aim=AIM):
+                            ladder=None, rung=None, aim=AIM, seen=EMPTY, window=0.0, surge=SURGE):
     """Like run_level, but each request is pushed on arrival to one replica's own queue (the router's dispatch).
 
     The router (argus.router.dispatch.Dispatcher.pick) sends a request to the ready replica with the
@@ -182,11 +196,12 @@ def run_level_least_pending(arrivals, batch_time, slo, drop, free, ready, t_end,
     at a rung of `ladder` as in run_level.
     """
     table, rung = _table(batch_time, ladder, rung, arrivals.shape[0])
-    return _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim)
+    return _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen,
+                              window, surge)
 
 
 @njit(cache=True)
-def _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim):
+def _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen, window, surge):
     n = arrivals.shape[0]
     c = free.shape[0]
     if c == 0:
@@ -206,7 +221,7 @@ def _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, fi
         for r in range(c):
             # batches that started before t (one starting at t also takes what arrives at t)
             _start_batches(r, t, arrivals, table, slo, drop, free, qhead, qlen, nxt, run_n,
-                           start, finish, status, rung, aim)
+                           start, finish, status, rung, aim, seen, window, surge, c)
             if ready[r] < ready[first_ready]:
                 first_ready = r
             if ready[r] > t:
@@ -224,7 +239,7 @@ def _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, fi
         qlen[best] += 1
     for r in range(c):
         _start_batches(r, t_end, arrivals, table, slo, drop, free, qhead, qlen, nxt, run_n,
-                       start, finish, status, rung, aim)
+                       start, finish, status, rung, aim, seen, window, surge, c)
     return n
 
 
