@@ -22,7 +22,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from argus.adapters.triton_client import TritonWorkerClient
+from argus.adapters.triton_client import TritonWorkerClient, WorkerOverloaded
 from argus.local.supervisor import free_port
 from argus.telemetry import WORKER_CACHE
 from argus.worker.latent_store import DirectoryLatentStore
@@ -134,3 +134,32 @@ def test_a_deadline_the_level_would_miss_runs_a_faster_level_through_triton(trit
     warm, late = asyncio.run(call())
     assert (warm.info.level, warm.info.late_from, warm.info.steps_run) == ("cache-k0", None, 4)
     assert (late.info.level, late.info.late_from, late.info.steps_run) == ("steps-1", "cache-k0", 1)
+
+
+def test_a_surge_past_the_levels_speed_runs_a_faster_level_through_triton(triton):
+    """A flood of requests whose deadlines are far off: none is late, but they reach the worker far faster
+    than full batches at cache-k0 serve them. The worker meters its arrivals from this Triton's own counters
+    (answered + queued) and, once it has timed a full batch, runs the rest at steps-1 (INFO late_from)."""
+    ports, _ = triton
+    n = 300
+
+    async def flood():
+        client = TritonWorkerClient(f"127.0.0.1:{ports.grpc}")
+        try:
+            far, calls = time.time() + 3600.0, []
+            for i in range(n):  # open loop, 100/s: what the queue (64) cannot hold is refused, and counted too
+                calls.append(asyncio.ensure_future(client.generate(
+                    LEVEL, "a red square", i, 32, 32, level="cache-k0", deadline=far, timeout_s=300.0)))
+                await asyncio.sleep(0.01)
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await client.close()
+    began = time.perf_counter()
+    answers = asyncio.run(flood())
+    spent = time.perf_counter() - began
+    out = [g for g in answers if not isinstance(g, Exception)]
+    assert all(isinstance(e, WorkerOverloaded) for e in answers if isinstance(e, Exception))
+    moved = [g for g in out if g.info.late_from == "cache-k0"]
+    assert all(g.info.level == "steps-1" and g.info.steps_run == 1 for g in moved)
+    assert len(moved) > len(out) / 4, (len(moved), len(out), spent)
+    assert any(g.info.late_from is None and g.info.level == "cache-k0" for g in out)  # before the surge showed

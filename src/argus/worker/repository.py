@@ -14,6 +14,7 @@ import sysconfig
 from pathlib import Path
 
 from argus.contract import WORKER_DRAIN_S, TritonPorts
+from argus.worker.settings import METRICS_PORT_ENV
 
 TEMPLATE_ENV = "ARGUS_MODEL_TEMPLATE"
 
@@ -46,10 +47,11 @@ def triton_command(repo: Path, ports: TritonPorts, work_dir: Path) -> tuple[list
     args = [f"--model-repository={repo}", f"--http-port={ports.http}", f"--grpc-port={ports.grpc}",
             f"--metrics-port={ports.metrics}", "--allow-metrics=true", "--log-verbose=0",
             "--exit-on-error=true", "--strict-readiness=true", f"--exit-timeout-secs={WORKER_DRAIN_S}"]
+    port = {METRICS_PORT_ENV: str(ports.metrics)}  # the worker reads its own arrivals there
     try:
         import pytriton  # noqa: F401  (only to locate the bundled server)
     except ImportError:
-        return ["tritonserver", *args], {}
+        return ["tritonserver", *args], port
     root = Path(pytriton.__file__).parent / "tritonserver"
     backends = work_dir / "backends"
     py = backends / "python"
@@ -63,5 +65,5 @@ def triton_command(repo: Path, ports: TritonPorts, work_dir: Path) -> tuple[list
     env = {"LD_LIBRARY_PATH": ":".join(libs + [os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(":"),
            # The embedded stub interpreter finds its site-packages through `python3` on PATH:
            # put this environment's first, so model.py imports argus from the same venv.
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **port}
     return [str(root / "bin/tritonserver"), *args, f"--backend-directory={backends}"], env

@@ -17,6 +17,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -25,7 +26,7 @@ from argus.contract import WorkReport
 from argus.levels import Level, parse_levels
 from argus.policy.lateness import ladder
 from argus.worker.latent_store import CacheMiss, DirectoryLatentStore, LatentStore, StoreWriteError
-from argus.worker.pacing import StepClock, group_rung
+from argus.worker.pacing import ArrivalMeter, StepClock, group_rung, surge_rung
 from argus.worker.pipeline import DiffusionPipeline, GenRequest, SizeError
 from argus.worker.settings import WorkerSettings
 
@@ -97,8 +98,11 @@ class WorkerService:
     """Serves one level: owns the pipeline and (when configured) the latent store."""
 
     def __init__(self, settings: WorkerSettings, pipeline: DiffusionPipeline | None = None,
-                 store: LatentStore | None = None, metrics: WorkerMetrics | None = None):
-        """Load the model once; `store` is an optional latent store (approximate caching)."""
+                 store: LatentStore | None = None, metrics: WorkerMetrics | None = None,
+                 arrivals: Callable[[], int | None] | None = None, max_batch: int | None = None):
+        """Load the model once; `store` is an optional latent store (approximate caching); `arrivals` counts
+        the requests that have reached this worker, the batch it is handed aside (None when unknown), and
+        `max_batch` is the largest batch it is handed: with both, a surge runs at a faster rung."""
         self.settings = settings
         self.level = settings.parsed_level
         self.levels = {lv.name: lv for lv in parse_levels(list(settings.levels), settings.steps)}
@@ -106,18 +110,27 @@ class WorkerService:
         self.store = store
         self.metrics = metrics or CountingMetrics()
         self.clock = StepClock()
+        self.arrivals = arrivals  # requests that have reached this worker so far (the Triton adapter's counters)
+        self.max_batch = max_batch  # the largest batch Triton hands over (the surge rule's full batch)
+        self.meter = ArrivalMeter()
         self._warned: set[str] = set()
 
     @classmethod
-    def create(cls, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> "WorkerService":
+    def create(cls, settings: WorkerSettings, metrics: WorkerMetrics | None = None,
+               arrivals: Callable[[], int | None] | None = None, max_batch: int | None = None) -> "WorkerService":
         """A service with the store named by `settings` (what the Triton model builds)."""
         metrics = metrics or CountingMetrics()
-        return cls(settings, store=open_store(settings, metrics), metrics=metrics)
+        return cls(settings, store=open_store(settings, metrics), metrics=metrics, arrivals=arrivals,
+                   max_batch=max_batch)
 
     def handle(self, batch: list[WorkRequest]) -> list[WorkResponse]:
         """Generate a batch; a bad request fails alone, never the batch. Requests at different levels of
         this worker's model run as one sub-batch per level."""
         out: list[WorkResponse | None] = [None] * len(batch)
+        if self.arrivals is not None and any(r.deadline is not None for r in batch):
+            arrived = self.arrivals()
+            if arrived is not None:
+                self.meter.observe(time.time(), arrived + len(batch))
         todo: dict[Level, list[tuple[int, WorkRequest, GenRequest, WorkReport]]] = {}
         for i, r in enumerate(batch):
             level, err = self._level(r)
@@ -145,10 +158,16 @@ class WorkerService:
 
     def _pace(self, level: Level, items: list) -> tuple[Level, list]:
         """The level a group runs at: its own, or, when its requests' deadlines would be missed there, the
-        first rung of its ladder that makes them (argus.worker.pacing); its reports then name both levels."""
+        first rung of its ladder that makes them, or, while arrivals surge past the level's speed, the rung
+        that keeps up (argus.worker.pacing); its reports then name both levels."""
         deadlines = [r.deadline for _, r, _, _ in items if r.deadline is not None]
         rungs = [self.levels[n] for n in ladder(level.name, list(self.levels), self.settings.steps)] if deadlines else []
-        k = group_rung(self.clock, time.time(), deadlines, level, rungs, self.settings.steps, len(items)) if rungs else 0
+        if not rungs:
+            return level, items
+        n = self.settings.steps
+        k = group_rung(self.clock, time.time(), deadlines, level, rungs, n, len(items))
+        if self.max_batch:
+            k = max(k, surge_rung(self.clock, self.meter.rate(), level, rungs, n, self.max_batch))
         if k == 0:
             return level, items
         rung = rungs[k - 1]

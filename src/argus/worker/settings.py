@@ -9,6 +9,8 @@ from typing import Mapping
 from argus.levels import DEFAULT_LEVELS, FULL, Level, cache_checkpoints, parse_level, parse_levels
 from argus.worker.pipeline import PipelineSettings
 
+METRICS_PORT_ENV = "ARGUS_METRICS_PORT"
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -23,6 +25,9 @@ class WorkerSettings:
     latent_store: str | None = None  # directory; None serves without caching
     latent_store_bytes: int = 2 * 1024**3
     device: str = "cpu"
+    # the Triton serving this worker serves its /metrics here (its arrivals: argus.worker.pacing.ArrivalMeter);
+    # set per process by argus.worker.repository.triton_command, so not part of to_env
+    metrics_port: int = 8002
 
     def __post_init__(self):
         parse_level(self.level, self.steps)  # raises LevelError naming the problem
@@ -73,4 +78,5 @@ class WorkerSettings:
             latent_store=env.get("ARGUS_LATENT_STORE") or None,
             latent_store_bytes=int(env.get("ARGUS_LATENT_STORE_BYTES", d.latent_store_bytes)),
             device=env.get("ARGUS_DEVICE", d.device),
+            metrics_port=int(env.get(METRICS_PORT_ENV, d.metrics_port)),
         )

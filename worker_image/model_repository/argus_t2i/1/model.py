@@ -4,12 +4,15 @@ All logic lives in argus.worker.service; this file only converts tensors and err
 """
 
 import json
+import logging
 import math
+import urllib.request
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from argus.telemetry import WORKER_CACHE, WORKER_STORE_ERRORS
+from argus.worker.pacing import arrived_from_metrics
 from argus.worker.service import WorkerService, WorkRequest
 from argus.worker.settings import WorkerSettings
 
@@ -30,6 +33,24 @@ def _deadline(request):
     if not math.isfinite(v):
         raise ValueError(f"DEADLINE must be a finite Unix time, got {v}")
     return v
+
+
+class TritonArrivals:
+    """The requests that have reached this model so far, from the server's own /metrics (argus.worker.pacing:
+    answered + failed + queued); None when the endpoint does not answer (the surge rule then rests)."""
+
+    def __init__(self, port, model):
+        self.url, self.model, self.warned = f"http://127.0.0.1:{port}/metrics", model, False
+
+    def __call__(self):
+        try:
+            with urllib.request.urlopen(self.url, timeout=0.5) as r:
+                return arrived_from_metrics(r.read().decode("utf-8", "replace"), self.model)
+        except OSError as e:
+            if not self.warned:
+                logging.getLogger("argus.worker").warning("no arrival counts from %s: %s", self.url, e)
+                self.warned = True
+            return None
 
 
 class TritonMetrics:
@@ -68,7 +89,10 @@ class TritonPythonModel:
         """Build the worker for the level named by the model (or ARGUS_LEVEL)."""
         settings = WorkerSettings.from_env(level=args["model_name"])
         self.metrics = TritonMetrics(settings.level)
-        self.service = WorkerService.create(settings, self.metrics)
+        config = json.loads(args["model_config"])
+        self.service = WorkerService.create(settings, self.metrics,
+                                            arrivals=TritonArrivals(settings.metrics_port, args["model_name"]),
+                                            max_batch=int(config.get("max_batch_size", 0)) or None)
 
     def execute(self, requests):
         """Decode every request, generate the batch, answer each request on its own."""
