@@ -62,7 +62,8 @@ def run_level(arrivals, batch_time, slo, drop, free, ready, t_end, start, finish
     start/finish/status are written for the handled prefix; the rest stays WAITING.
     """
     table, rung = _table(batch_time, ladder, rung, arrivals.shape[0])
-    return _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen, window, surge)
+    return _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen, window,
+                      surge)
 
 
 def _table(batch_time, ladder, rung, n):
@@ -75,7 +76,8 @@ def _table(batch_time, ladder, rung, n):
 
 
 @njit(cache=True)
-def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen, window, surge):
+def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen, window,
+               surge):
     n = arrivals.shape[0]
     c = free.shape[0]
     max_b = table.shape[1] - 1
@@ -128,8 +130,8 @@ def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, st
 
 
 @njit(cache=True)
-def _start_batches(r, until, arrivals, table, slo, drop, free, qhead, qlen, nxt, run_n, start, finish, status, rung, aim,
-                   seen, window, surge, c):
+def _start_batches(r, until, arrivals, table, slo, drop, free, qhead, qlen, nxt, run_n, start, finish, status, rung,
+                   aim, seen, window, surge, c):
     """Start replica r's batches from its own FIFO while it frees before `until` (Triton's queue per replica)."""
     max_b = table.shape[1] - 1
     while qlen[r] > 0:
@@ -201,7 +203,8 @@ def run_level_least_pending(arrivals, batch_time, slo, drop, free, ready, t_end,
 
 
 @njit(cache=True)
-def _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen, window, surge):
+def _run_least_pending(arrivals, table, slo, drop, free, ready, t_end, start, finish, status, rung, aim, seen, window,
+                       surge):
     n = arrivals.shape[0]
     c = free.shape[0]
     if c == 0:
