@@ -35,7 +35,7 @@ from argus.tools.workload import bursty_arrivals, read_prompts
 
 PLOTS = Path(__file__).resolve().parent / "plots"
 KEYS = ["requests", "ok", "slo_violations", "slo_violation_rate", "throughput_rps", "goodput_rps",
-        "latency_p50_s", "latency_p95_s", "avg_level_quality", "served_by_level", "late_rungs"]
+        "latency_p50_s", "latency_p95_s", "avg_level_quality", "served_by_level", "late_rungs", "late_rungs_by_why"]
 
 
 def main() -> int:

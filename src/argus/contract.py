@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
 from typing import Any
 
 SERVICE_LABEL = "argus.dev/service"  # every object a T2IService owns carries its name
@@ -52,6 +53,13 @@ class TritonPorts:
 TRITON_PORTS = TritonPorts()
 
 
+class Pace(StrEnum):
+    """Why a worker ran a request at a faster level than asked (WorkReport.late_why; argus.policy.lateness)."""
+
+    DEADLINE = "deadline"  # its group would have finished after its aimed deadline
+    SURGE = "surge"  # the worker's arrivals outran what the level's full batches serve
+
+
 @dataclass(frozen=True)
 class WorkReport:
     """What a worker actually did for one request: its Triton INFO output, JSON on the wire.
@@ -59,8 +67,8 @@ class WorkReport:
     `k_used` is the denoising step the run started at (0: from noise; K: resumed from a cached latent),
     `steps_run` how many steps it ran, `fallback_reason` why a cache level ran from noise or from a
     smaller K than its own (None: it did not), `model` the weights' identity, `late_from` the level asked for
-    when the request ran at `level`, a faster rung, because it would have missed its deadline there
-    (argus.policy.lateness).
+    when the request ran at `level`, a faster rung, because it would have missed its deadline there or its
+    worker's arrivals surged past that level's speed (`late_why`, a Pace; argus.policy.lateness).
     """
 
     level: str
@@ -70,6 +78,7 @@ class WorkReport:
     fallback_reason: str | None = None
     model: str | None = None
     late_from: str | None = None
+    late_why: str | None = None
 
     def to_json(self) -> bytes:
         """The wire form (sorted keys)."""
@@ -86,4 +95,4 @@ class WorkReport:
     def outcome(self) -> dict[str, Any]:
         """The fields the request API returns beside the image."""
         return {"k_used": self.k_used, "steps_run": self.steps_run, "cache_hit": self.cache_hit,
-                "fallback_reason": self.fallback_reason, "late_from": self.late_from}
+                "fallback_reason": self.fallback_reason, "late_from": self.late_from, "late_why": self.late_why}

@@ -281,6 +281,7 @@ def test_a_request_that_would_be_late_runs_faster_when_the_policy_says_so(tmp_pa
     if late_rungs:
         assert (res["level"], res["late_from"], res["steps_run"]) == ("steps-5", "cache-k0", 5)
         assert router.metrics.requests.labels("late", "steps-5", "ok")._value.get() == 1
-        assert router.metrics.late.labels("late", "cache-k0", "steps-5")._value.get() == 1
+        assert router.metrics.late.labels("late", "cache-k0", "steps-5", "deadline")._value.get() == 1
+        assert res["late_why"] == "deadline"
     else:
         assert (res["level"], res["late_from"], res["steps_run"]) == ("cache-k0", None, N)

@@ -134,6 +134,7 @@ def test_a_deadline_the_level_would_miss_runs_a_faster_level_through_triton(trit
     warm, late = asyncio.run(call())
     assert (warm.info.level, warm.info.late_from, warm.info.steps_run) == ("cache-k0", None, 4)
     assert (late.info.level, late.info.late_from, late.info.steps_run) == ("steps-1", "cache-k0", 1)
+    assert late.info.late_why == "deadline"
 
 
 def test_a_surge_past_the_levels_speed_runs_a_faster_level_through_triton(triton):
@@ -154,12 +155,10 @@ def test_a_surge_past_the_levels_speed_runs_a_faster_level_through_triton(triton
             return await asyncio.gather(*calls, return_exceptions=True)
         finally:
             await client.close()
-    began = time.perf_counter()
     answers = asyncio.run(flood())
-    spent = time.perf_counter() - began
     out = [g for g in answers if not isinstance(g, Exception)]
     assert all(isinstance(e, WorkerOverloaded) for e in answers if isinstance(e, Exception))
     moved = [g for g in out if g.info.late_from == "cache-k0"]
     assert all(g.info.level == "steps-1" and g.info.steps_run == 1 for g in moved)
-    assert len(moved) > len(out) / 4, (len(moved), len(out), spent)
+    assert sum(g.info.late_why == "surge" for g in moved) > len(out) / 4  # none was late: the surge moved them
     assert any(g.info.late_from is None and g.info.level == "cache-k0" for g in out)  # before the surge showed

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from argus.contract import Pace
 from argus.levels import FULL, level_named
 from argus.policy.lateness import AIM
 from argus.policy.document import PolicyDocument
@@ -155,7 +156,8 @@ class Router:
         elapsed = time.monotonic() - start
         self.metrics.requests.labels(service, done.level, "ok").inc()
         if done.result.info.late_from:
-            self.metrics.late.labels(service, done.result.info.late_from, done.level).inc()
+            info = done.result.info
+            self.metrics.late.labels(service, info.late_from, done.level, info.late_why or Pace.DEADLINE.value).inc()
         self.metrics.latency.labels(service, done.level).observe(elapsed)
         if policy is not None and elapsed > policy.latency_slo_s:
             self.metrics.slo.labels(service, done.level).inc()

@@ -26,7 +26,8 @@ class RouterMetrics:
         self.cache = Counter(t.CACHE_LOOKUPS, "Similarity-cache look-ups.", ["service", "result"], registry=r)
         self.retries = Counter(t.RETRIES, "Retries after a replica failure.", ["service", "level"], registry=r)
         self.late = Counter(t.LATE_RUNGS, "Requests a worker ran at a faster level than assigned, to make their "
-                            "deadline or keep up with a surge (argus.policy.lateness).", ["service", "level", "served"],
+                            "deadline or keep up with a surge (argus.policy.lateness); why: deadline|surge.",
+                            ["service", "level", "served", "why"],
                             registry=r)
         self.shed = Counter(t.SHED, "Requests refused for overload.", ["service", "reason"], registry=r)
         self.slo = Counter(t.SLO_VIOLATIONS, "Requests finished later than the SLO.", ["service", "level"],

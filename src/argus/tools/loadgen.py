@@ -39,6 +39,7 @@ class Record:
     scorable: bool | None = None  # the exact scorer could score the prompt (None: not scored)
     exact_score: float | None = None  # the exact scorer's 0-100 score of the returned image
     late_from: str | None = None  # the level assigned, when a worker ran it faster to make its deadline
+    late_why: str | None = None  # ... and why (argus.contract.Pace: deadline or surge)
 
 
 # (base64 PNG, prompt) -> (scorable, score): the exact scorer, run off the event loop
@@ -95,7 +96,8 @@ async def replay(url: str, arrivals, prompts: list[str], *, size: str, timeout_s
                 rep = doc["argus"][0]
                 rec = Record(t0 - start, lat, 200, rep.get("level"), rep.get("optimal_level"),
                              rep.get("predicted_quality"), rep.get("cache_hit"), retries=rep.get("retries"),
-                             replica=rep.get("replica"), prompt=prompt, seed=i, late_from=rep.get("late_from"))
+                             replica=rep.get("replica"), prompt=prompt, seed=i, late_from=rep.get("late_from"),
+                             late_why=rep.get("late_why"))
                 records.append(rec)
                 if pool is not None:
                     fut = asyncio.get_running_loop().run_in_executor(pool, measure, doc["data"][0]["b64_json"], prompt)

@@ -11,6 +11,7 @@ full-quality one) and those whose (prompt, seed) has a full-quality score in `fu
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,7 @@ def summarize(records: list[Record], *, slo_s: float, duration: float, level_qua
         "measured_quality": measured,
         "served_by_level": dict(sorted(by_level.items())), "by_status": by_status,
         "late_rungs": sum(1 for r in ok if r.late_from),
+        "late_rungs_by_why": dict(sorted(Counter(r.late_why or "deadline" for r in ok if r.late_from).items())),
         "cache_hit_rate": _rate([r.cache_hit for r in ok if r.cache_hit is not None]),
     }
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from argus.contract import WorkReport
+from argus.contract import Pace, WorkReport
 from argus.levels import Level, parse_levels
 from argus.policy.lateness import ladder
 from argus.worker.latent_store import CacheMiss, DirectoryLatentStore, LatentStore, StoreWriteError
@@ -166,14 +166,14 @@ class WorkerService:
             return level, items
         n = self.settings.steps
         k = group_rung(self.clock, time.time(), deadlines, level, rungs, n, len(items))
-        if self.max_batch:
-            k = max(k, surge_rung(self.clock, self.meter.rate(), level, rungs, n, self.max_batch))
+        surge = surge_rung(self.clock, self.meter.rate(), level, rungs, n, self.max_batch) if self.max_batch else 0
+        why, k = (Pace.SURGE, surge) if surge > k else (Pace.DEADLINE, k)
         if k == 0:
             return level, items
         rung = rungs[k - 1]
-        log.debug("late group of %d at %s runs at %s", len(items), level.name, rung.name)
-        moved = [(i, r, replace(g, resume_latent=None, resume_step=0), WorkReport(level=rung.name, late_from=level.name))
-                 for i, r, g, _ in items]
+        log.debug("group of %d at %s runs at %s (%s)", len(items), level.name, rung.name, why)
+        moved = [(i, r, replace(g, resume_latent=None, resume_step=0),
+                  WorkReport(level=rung.name, late_from=level.name, late_why=why.value)) for i, r, g, _ in items]
         return rung, moved
 
     def _level(self, r: WorkRequest) -> tuple[Level, str | None]:
