@@ -8,7 +8,7 @@ full-quality slots serve here, measured at the start of every cell.
     .venv/bin/python bench/bench_local_sweep.py [--sizes 0.8,1.1,1.5,2,3] [--lengths 60] \
         [--modes argus,proteus,ha,ht] [--fresh]
 
-Each cell writes bench/plots/local_sweep/burst_<size>x_<length>s.{json,png} and is skipped when its JSON
+Each cell writes bench/plots/local_sweep/burst_<size>x_<length>s.{json,png} (1p5x for 1.5x) and is skipped when its JSON
 exists, so a sweep cut off resumes where it stopped (`--fresh` reruns every cell). Then it writes
 bench/plots/local_sweep.{json,png} and prints the table and the issue's local targets. It needs the machine
 to itself: every cell measures what the machine serves.
@@ -40,8 +40,8 @@ def full_quality_rps() -> float:
 
 
 def cell_path(size: float, length: float) -> Path:
-    """Where a cell's bench_local output goes (without suffix)."""
-    return CELLS / f"burst_{size:g}x_{length:g}s"
+    """Where a cell's bench_local output goes (without suffix; no dot in the name: 1.5x is `1p5x`)."""
+    return CELLS / f"burst_{size:g}x_{length:g}s".replace(".", "p")
 
 
 def run_cell(size: float, length: float, modes: str, full: float, lead: float, tail: float) -> dict:

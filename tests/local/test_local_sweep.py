@@ -41,4 +41,5 @@ def test_rows_and_the_local_targets(tmp_path):
 
 def test_a_burst_size_is_a_multiple_of_the_full_quality_allocations_profiled_rate():
     assert 1.0 < sweep.full_quality_rps() < 1.5  # 2 slots of the tiny model at full quality, by its profile
-    assert sweep.cell_path(1.5, 60).name == "burst_1.5x_60s"
+    path = sweep.cell_path(1.5, 60)
+    assert path.name == "burst_1p5x_60s" and path.with_suffix(".json").name == "burst_1p5x_60s.json"
