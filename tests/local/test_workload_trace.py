@@ -35,3 +35,17 @@ def test_bad_traces(tmp_path):
     empty.write_text("")
     with pytest.raises(WorkloadError, match="empty.jsonl: trace is empty"):
         read_arrivals(empty)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_bursty_trace_keeps_its_plateau_from_its_start(seed):
+    """An off-peak gap drawn at the low rate must not run into the plateau (it once skipped up to 40 s of a
+    60 s burst): the plateau's arrivals start within a few of its own gaps of its start and number about
+    peak x length."""
+    from argus.tools.workload import bursty_arrivals
+
+    a = bursty_arrivals(base_rate=0.11, peak_rate=2.6, duration=110.0, peak_start=20.0, peak_len=60.0, seed=seed)
+    burst = a[(a >= 20.0) & (a < 80.0)]
+    assert burst[0] < 20.0 + 5 / 2.6
+    assert abs(len(burst) - 156) < 4 * 156 ** 0.5
+    assert np.all(np.diff(a) > 0) and a[-1] < 110.0

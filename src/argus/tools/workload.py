@@ -55,12 +55,21 @@ def scale_trace(arrivals: np.ndarray, *, mean_rate: float, duration: float, offs
 
 def bursty_arrivals(*, base_rate: float, peak_rate: float, duration: float, peak_start: float,
                     peak_len: float, seed: int = 0) -> np.ndarray:
-    """Poisson arrivals at `base_rate` with one plateau at `peak_rate` (the paper's bursty shape)."""
+    """Poisson arrivals at `base_rate` with one plateau at `peak_rate` (the paper's bursty shape).
+
+    A gap drawn at one rate that would cross a change of rate ends at the change, and the next is drawn at
+    the new rate (exponential gaps are memoryless): an off-peak gap never runs into the plateau."""
     rng = np.random.default_rng(seed)
     out, t = [], 0.0
+    end = peak_start + peak_len
     while True:
-        rate = peak_rate if peak_start <= t < peak_start + peak_len else base_rate
-        t += rng.exponential(1.0 / rate)
+        rate = peak_rate if peak_start <= t < end else base_rate
+        edge = peak_start if t < peak_start else (end if t < end else duration)
+        gap = rng.exponential(1.0 / rate)
+        if t + gap >= edge and edge < duration:
+            t = edge
+            continue
+        t += gap
         if t >= duration:
             return np.asarray(out)
         out.append(t)
