@@ -28,6 +28,14 @@ EMPTY = np.empty(0)
 
 
 @njit(cache=True)
+def _surged(seen, t, window, c, table, max_b, surge):
+    """The rung a batch starting at `t` runs at for the surge rule: the level's arrivals (`seen`, sorted) in
+    the last `window` seconds, per replica of `c` (argus.policy.lateness.kept_rung)."""
+    n = np.searchsorted(seen, t, side="right") - np.searchsorted(seen, t - window, side="right")
+    return _keep(n / window / c, max_b, table[:, max_b], surge)
+
+
+@njit(cache=True)
 def _sift_down(heap, aux, i, n):
     while True:
         left = 2 * i + 1
@@ -84,7 +92,6 @@ def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, st
     for i in range(c // 2 - 1, -1, -1):
         _sift_down(free, ready, i, c)
     head = 0
-    lo, hi = 0, 0
     while head < n and c > 0:
         f = free[0]
         t = arrivals[head]
@@ -112,11 +119,7 @@ def _run_level(arrivals, table, slo, drop, free, ready, t_end, start, finish, st
             if b == 0:
                 continue  # the drops emptied the queue; the replica waits for the next arrival
             if window > 0 and table.shape[0] > 1:
-                while hi < seen.shape[0] and seen[hi] <= t:
-                    hi += 1
-                while lo < hi and seen[lo] <= t - window:
-                    lo += 1
-                k = max(k, _keep((hi - lo) / window / c, max_b, table[:, max_b], surge))
+                k = max(k, _surged(seen, t, window, c, table, max_b, surge))
         done = t + table[k, b]
         for i in range(head, head + b):
             status[i] = SERVED
@@ -168,9 +171,7 @@ def _start_batches(r, until, arrivals, table, slo, drop, free, qhead, qlen, nxt,
             if b == 0:
                 continue
             if window > 0 and table.shape[0] > 1:
-                hi = np.searchsorted(seen, t, side="right")
-                lo = np.searchsorted(seen, t - window, side="right")
-                k = max(k, _keep((hi - lo) / window / c, max_b, table[:, max_b], surge))
+                k = max(k, _surged(seen, t, window, c, table, max_b, surge))
         done = t + table[k, b]
         for _ in range(b):
             h = qhead[r]

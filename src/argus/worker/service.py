@@ -127,7 +127,7 @@ class WorkerService:
         """Generate a batch; a bad request fails alone, never the batch. Requests at different levels of
         this worker's model run as one sub-batch per level."""
         out: list[WorkResponse | None] = [None] * len(batch)
-        if self.arrivals is not None and any(r.deadline is not None for r in batch):
+        if self.arrivals is not None and self.max_batch and any(r.deadline is not None for r in batch):
             arrived = self.arrivals()
             if arrived is not None:
                 self.meter.observe(time.time(), arrived + len(batch))
