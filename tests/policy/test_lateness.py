@@ -48,3 +48,17 @@ def test_kept_rung_answers_a_surge_past_the_levels_speed_with_the_rung_that_keep
     assert kept_rung(3.0, 4, times, 1.5) == 2
     assert kept_rung(9.0, 4, times, 1.5) == 2  # none keeps up: the fastest
     assert kept_rung(9.0, 4, [4.0], 1.5) == 0  # no ladder
+
+
+def test_past_every_replicas_fastest_rung_the_shares_follow_the_fastest_rungs():
+    from argus.policy.lateness import overload_shares
+    levels = ["cache-k0", "steps-25", "steps-20", "model-small"]
+    thr = {"cache-k0": 0.4, "steps-25": 0.8, "steps-20": 1.0, "model-small": 2.0}
+    alloc = {"cache-k0": 1, "steps-20": 7, "steps-25": 0}
+    # 0.4 + 7 = 7.4 req/s at their own levels, 8 at their fastest rungs (cache-k0's is steps-20)
+    assert overload_shares(alloc, thr, levels, 7.9) == {"cache-k0": round(0.4 / 7.4, 6), "steps-20": round(7 / 7.4, 6)}
+    assert overload_shares(alloc, thr, levels, 8.0) == {"cache-k0": 0.125, "steps-20": 0.875}
+    # a level with no ladder (other weights) keeps its own speed
+    assert overload_shares({"cache-k0": 1, "model-small": 1}, thr, levels, 9.0) == {
+        "cache-k0": round(1.0 / 3.0, 6), "model-small": round(2.0 / 3.0, 6)}
+    assert overload_shares({}, thr, levels, 9.0) == {}

@@ -1,7 +1,10 @@
 """Moves that pay, in the control period (argus.control.loop.plan): the same rule the operator, the local
 runtime and the simulator run. Two slots at full quality (1 req/s each), a level twice as fast, 20 s reloads,
 a 12 s SLO: the local system's shape (bench/bench_local.py). The spec turns late rungs
-(argus.policy.lateness) off; the last case shows that they leave the weighing alone."""
+(argus.policy.lateness) off; one case shows that they leave the weighing alone, the last what they do to the
+router's shares past what every replica serves at its fastest rung."""
+
+import pytest
 
 from argus.control.loop import dwell_s, plan
 from argus.control.observed import MetricsSnapshot as M
@@ -118,3 +121,21 @@ def test_late_rungs_are_on_for_argus_plans_and_leave_the_weighing_alone():
     assert p.allocation == plan("svc", SPEC, PROFILES, burst(2.4, queued=2), steady(), 1005.0).allocation
     assert not plan("svc", late, PROFILES, burst(2.4, queued=2), steady(), 1005.0, agnostic=True).policy.late_rungs
     assert not plan("svc", SPEC, PROFILES, burst(2.4, queued=2), steady(), 1005.0).policy.late_rungs
+
+
+def test_past_what_every_replica_serves_at_its_fastest_the_kept_full_quality_replica_gets_a_fair_share():
+    # One slot is kept at full quality (minFullQualityReplicas 1) and one runs steps-10: 3 req/s at their own
+    # levels, 4 at their fastest rungs. At 5 req/s the router gives the full-quality slot half the arrivals
+    # (its late and surge rungs run them at steps-10); at 2.5 req/s its share stays its own capacity's.
+    spec = parse_spec({**RAW, "lateRungs": True, "minFullQualityReplicas": 1})
+    mixed = {"cache-k0": 1, "steps-10": 1}
+
+    def at(rate):
+        st = ControlState(allocation=dict(mixed), policy_version=3, last_change=0.0, last_decision=1000.0,
+                          demand=DemandState(rate=rate, at=1000.0, shares={"cache-k0": 1.0}, shares_at=1000.0))
+        return plan("svc", spec, PROFILES, burst(rate), st, 1005.0)
+
+    over = at(5.0)
+    assert over.allocation == mixed and over.policy.shares == {"cache-k0": 0.5, "steps-10": 0.5}
+    fits = at(2.5)
+    assert fits.policy.shares["cache-k0"] == pytest.approx(1 / 3, abs=1e-5)

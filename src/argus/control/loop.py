@@ -20,6 +20,7 @@ from argus.policy.decision import Decision, to_policy_document
 from argus.policy.demand import NOISE_BAND, DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
 from argus.policy import moves
+from argus.policy.lateness import overload_shares
 from argus.policy.optimizer import evaluate, solve
 from argus.policy.profile import LevelProfile, agnostic_key
 from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
@@ -187,6 +188,10 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                              level_quality={p.level: p.quality for p in profiles}, late_rungs=late)
     if key is not None:
         doc = doc.model_copy(update={"agnostic_key": key, "prices": {}, "shares": {}})
+    elif late and dstate.rate is not None and dstate.rate > moves.capacity(alloc, profiles):
+        # the smoothed arrivals (not the headroom the plan adds) past what the allocation serves at its levels
+        doc = doc.model_copy(update={"shares": overload_shares(
+            alloc, {p.level: p.peak_throughput for p in profiles}, levels, dstate.rate)})
     digest = _digest(doc)
     policy_changed = digest != _stored_digest(state) or state.policy_version == 0
     version = state.policy_version + 1 if policy_changed else state.policy_version

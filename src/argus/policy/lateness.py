@@ -19,7 +19,7 @@ sends (arrival + AIM x SLO: `aimed_rung(now, deadline, 0, 1, times)`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from argus.levels import Level, level_named
 
@@ -67,3 +67,27 @@ def kept_rung(rate: float, batch: int, times, surge: float) -> int:
             return k
     return len(times) - 1
 
+
+
+
+def overload_shares(replicas: Mapping[str, int], throughput: Mapping[str, float], levels: Sequence[str],
+                    rate: float) -> dict[str, float]:
+    """The router's shares when `rate` (arrivals/s) exceeds what the allocation serves at its own levels: each
+    level's capacity, moved toward its capacity at the fastest rung of its ladder by the share of that extra
+    capacity the excess needs (all of it once the arrivals reach what every replica serves at its fastest).
+    A replica kept at a slow level (the full-quality minimum) would otherwise get a share sized to its slow
+    batches while the others' queues overflow; with this one its arrivals outrun its level's speed as much as
+    the others', and the late and surge rules run its batches at the rungs that keep up. Empty when nothing
+    runs; the allocation's own shares when the arrivals fit."""
+    own, fast = {}, {}
+    for name, n in replicas.items():
+        if n > 0 and throughput.get(name, 0.0) > 0:
+            own[name] = n * throughput[name]
+            fast[name] = n * max([throughput[name]] + [throughput[r] for r in ladder(name, levels) if r in throughput])
+    cap, top = sum(own.values()), sum(fast.values())
+    if cap <= 0:
+        return {}
+    lam = 1.0 if rate >= top else 0.0
+    mixed = {k: own[k] + lam * (fast[k] - own[k]) for k in own}
+    total = sum(mixed.values())
+    return {k: round(v / total, 6) for k, v in mixed.items()}

@@ -59,6 +59,7 @@ class Service:
     in_place: bool = False  # the cluster switches a replica between levels of one model without a reload
     quality_weight: float = 1.0  # the spec's qualityWeight
     late_rungs: bool = True  # the spec's lateRungs
+    min_full_quality: int = 1  # the spec's minFullQualityReplicas
 
     def spec(self, levels: list[str] | None = None) -> T2IServiceSpec:
         """The T2IService spec this service stands for, over `levels` (default: all of its levels)."""
@@ -67,6 +68,7 @@ class Service:
                                   quality_floor=self.quality_floor, gpus=self.gpus, latency_slo=self.latency_slo,
                                   control_period=self.control_period_s, headroom=self.headroom,
                                   quality_weight=self.quality_weight, late_rungs=self.late_rungs,
+                                  min_full_quality_replicas=self.min_full_quality,
                                   scale_down_half_life=self.scale_down_half_life, burst_horizon=self.burst_horizon,
                                   model={"steps": max(50, _max_steps(self.names) + 1)})
         except ValueError as e:
