@@ -62,3 +62,15 @@ def test_past_every_replicas_fastest_rung_the_shares_follow_the_fastest_rungs():
     assert overload_shares({"cache-k0": 1, "model-small": 1}, thr, levels, 9.0) == {
         "cache-k0": round(1.0 / 3.0, 6), "model-small": round(2.0 / 3.0, 6)}
     assert overload_shares({}, thr, levels, 9.0) == {}
+
+
+def test_in_flight_limits_are_what_a_replica_finishes_within_the_slo_at_its_fastest_rung():
+    from argus.policy.lateness import in_flight_limits
+    from argus.policy.profile import LevelProfile
+
+    profiles = (LevelProfile("cache-k0", {1: 0.25, 8: 0.4}, 4.0, 100.0, "m", load_time=40.0),
+                LevelProfile("steps-20", {1: 0.5, 8: 1.0}, 2.0, 88.0, "m", load_time=40.0),
+                LevelProfile("model-small", {1: 1.0, 4: 2.0}, 1.0, 80.0, "s", load_time=10.0))
+    limits = in_flight_limits(profiles, [p.level for p in profiles], 30.0)
+    # cache-k0's fastest rung is steps-20: 1 req/s, a full batch of 8 in 8 s, so 22 finish within 30 s
+    assert limits == {"cache-k0": 22.0, "steps-20": 22.0, "model-small": 56.0}

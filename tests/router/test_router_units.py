@@ -244,3 +244,19 @@ def test_a_worker_without_the_deadline_input_is_called_again_without_it():
                     clock=lambda: 0.0)
     with pytest.raises(WorkerRejected):
         asyncio.run(d2.call("s", ["cache-k0"], 100.0, **kw))
+
+
+def test_a_level_past_its_in_flight_limit_takes_no_more_prompts_unless_none_has_room():
+    """PolicyDocument.max_in_flight: a level whose replicas hold that many requests each is not offered for
+    placement (the prompt goes to its next level with room); with every limited level full, all are offered."""
+    d = Dispatcher(FakeEndpoints({"cache-k0": ["a", "b"], "steps-20": ["c"], "steps-25": []}),
+                   lambda url: FakeClient(url, {}, []), clock=lambda: 0.0)
+    levels = ["cache-k0", "steps-25", "steps-20"]
+    d.inflight.update({"a": 20, "b": 21, "c": 22})
+    limits = {"cache-k0": 21.5, "steps-20": 21.5}
+    assert d.available_levels("s", levels) == {"cache-k0", "steps-20"}  # no limits: replicas decide
+    assert d.available_levels("s", levels, limits) == {"cache-k0"}  # steps-20 holds 22 > 21.5 per replica
+    d.inflight["a"] = 23
+    assert d.available_levels("s", levels, limits) == {"cache-k0", "steps-20"}  # none has room: as if no limit
+    d.inflight["c"] = 3
+    assert d.available_levels("s", levels, limits) == {"steps-20"}

@@ -20,7 +20,7 @@ from argus.policy.decision import Decision, to_policy_document
 from argus.policy.demand import NOISE_BAND, DemandSettings, DemandState, estimate, estimate_shares
 from argus.policy.document import PolicyDocument
 from argus.policy import moves
-from argus.policy.lateness import overload_shares
+from argus.policy.lateness import in_flight_limits, overload_shares
 from argus.policy.optimizer import evaluate, solve
 from argus.policy.profile import LevelProfile, agnostic_key
 from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
@@ -192,6 +192,8 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
         # the smoothed arrivals (not the headroom the plan adds) past what the allocation serves at its levels
         doc = doc.model_copy(update={"shares": overload_shares(
             alloc, {p.level: p.peak_throughput for p in profiles}, levels, dstate.rate)})
+    if late:
+        doc = doc.model_copy(update={"max_in_flight": in_flight_limits(profiles, levels, spec.latency_slo)})
     digest = _digest(doc)
     policy_changed = digest != _stored_digest(state) or state.policy_version == 0
     version = state.policy_version + 1 if policy_changed else state.policy_version

@@ -70,6 +70,11 @@ class PolicyDocument(BaseModel):
         "Late requests run faster (argus.policy.lateness): the router sends each request's deadline, and a "
         "worker runs a group that would miss it at the first step-reduction level of the same weights that "
         "makes it. Argus's plans set it; fixed and prompt-agnostic policies serve their levels as they are."))
+    max_in_flight: dict[str, float] = Field(default_factory=dict, description=(
+        "Requests in flight per ready replica beyond which a level takes no more prompts: the router places a "
+        "prompt at its next level with room instead (argus.policy.lateness.in_flight_limits: what a replica "
+        "finishes within the SLO at its fastest rung). Empty: no limit. Argus's plans set it with late_rungs; "
+        "when every level is past its limit the router places as if none were."))
     reason: str = ""
 
     @model_validator(mode="after")
@@ -85,7 +90,7 @@ class PolicyDocument(BaseModel):
                 raise ValueError(f"level_quality: unknown level {lv!r}")
             if not 0.0 <= q <= 100.0:
                 raise ValueError(f"level_quality[{lv}]: {q} outside [0, 100]")
-        for name, table in (("prices", self.prices), ("shares", self.shares)):
+        for name, table in (("prices", self.prices), ("shares", self.shares), ("max_in_flight", self.max_in_flight)):
             for lv, v in table.items():
                 if lv not in known:
                     raise ValueError(f"{name}: unknown level {lv!r}")

@@ -91,3 +91,21 @@ def overload_shares(replicas: Mapping[str, int], throughput: Mapping[str, float]
     mixed = {k: own[k] + lam * (fast[k] - own[k]) for k in own}
     total = sum(mixed.values())
     return {k: round(v / total, 6) for k, v in mixed.items()}
+
+
+def in_flight_limits(profiles, levels: Sequence[str], slo: float) -> dict[str, float]:
+    """Per level (of `profiles`, argus.policy.profile.LevelProfile), the requests in flight per replica it finishes
+    within `slo` at the fastest rung of its ladder: that rung's peak throughput x (the SLO less its full batch's
+    time). Past it a request sent there is lost whatever the worker runs, so the router places it at its next
+    level with room (`PolicyDocument.max_in_flight`): a level with no faster rung (steps-20) no longer drops the
+    excess of a burst while a replica whose rungs would serve it has room."""
+    by = {p.level: p for p in profiles}
+    out = {}
+    for p in profiles:
+        fast = max([p] + [by[r] for r in ladder(p.level, levels) if r in by], key=lambda x: x.peak_throughput)
+        peak = fast.peak_throughput
+        if peak <= 0:
+            continue
+        batch = max(b for b, t in fast.throughput.items() if t == peak)
+        out[p.level] = round(peak * max(slo - batch / peak, 0.0), 3)
+    return out

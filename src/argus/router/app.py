@@ -136,7 +136,8 @@ class Router:
         levels = policy.levels if policy else [plan.optimal_level]
         level = assigned_level(plan.optimal_level, plan.predicted_quality, policy, self.rng,
                                self.ledgers.setdefault(service, Ledger()),
-                               self.dispatcher.available_levels(service, levels))
+                               self.dispatcher.available_levels(service, levels,
+                                                                policy.max_in_flight if policy else None))
         order = [level] + safer_levels(level, policy)
         self.metrics.pending.labels(service, level).inc()
         try:

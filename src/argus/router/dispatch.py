@@ -42,9 +42,17 @@ class Dispatcher:
         cands = [r for r in self.endpoints.replicas(service, level) if r not in exclude]
         return min(cands, key=lambda r: self.inflight[r]) if cands else None
 
-    def available_levels(self, service: str, levels: list[str]) -> set[str]:
-        """Levels of `service` with at least one replica."""
-        return {lv for lv in levels if self.endpoints.replicas(service, lv)}
+    def available_levels(self, service: str, levels: list[str],
+                         max_in_flight: dict[str, float] | None = None) -> set[str]:
+        """Levels of `service` with at least one replica and, where `max_in_flight` limits a level, fewer requests
+        in flight per replica than that (argus.policy.document.PolicyDocument.max_in_flight); every level with a
+        replica when none has room."""
+        ready = {lv: self.endpoints.replicas(service, lv) for lv in levels}
+        ready = {lv: reps for lv, reps in ready.items() if reps}
+        limits = max_in_flight or {}
+        room = {lv for lv, reps in ready.items()
+                if lv not in limits or sum(self.inflight[r] for r in reps) < limits[lv] * len(reps)}
+        return room or set(ready)
 
     async def call(self, service: str, levels: list[str], deadline: float, *, prompt: str, seed: int,
                    height: int, width: int, cache_key: str | None, store_key: str | None,

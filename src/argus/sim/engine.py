@@ -4,8 +4,9 @@ Time advances one control period at a time. At each tick the policy sees Prometh
 lagged, windowed measurements and returns replicas plus a redirection matrix; the cluster starts
 and drains replicas (start-up = model load time); arrivals of the period are drawn from the
 workload, keyed by the predictor, routed by sampling the redirection row with the router's
-fallback for levels without a ready replica (argus.policy.assign.served_level); each level's queue
-then runs in the compiled kernel until the next tick.
+fallback for levels without a ready replica (argus.policy.assign.served_level) and its room rule
+(`_spill`); each level's queue then runs in the compiled kernel until the next tick. A replica switched in
+place to a rung of its level takes its share of that level's queue with it (`_follow`).
 """
 
 from __future__ import annotations
@@ -66,15 +67,16 @@ class Result:
 
 
 def place(doc: PolicyDocument, names: list[str], predicted: np.ndarray, available: list[bool],
-          credit: np.ndarray, offset: np.ndarray) -> np.ndarray:
+          credit: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Per-prompt placement (argus.policy.assign.place, vectorized): served level index per prompt in
-    `names`, -1 where the prompt has no allowed level; `credit` and `offset` (per doc level) are the router's ledger."""
+    `names`, -1 where the prompt has no allowed level; `credit` and `offset` (per doc level) are the router's ledger.
+    Also the scores it placed by (prompts x doc levels) and each doc level's index in `names`."""
     cols = [names.index(lv) for lv in doc.levels]
     avail = np.array([available[c] for c in cols])
     scores = score_rows(predicted[:, cols], doc, avail)
     share = np.array([doc.shares.get(lv, 0.0) for lv in doc.levels])
     j = _place_rows(scores, share, credit, offset, BURST, ETA)
-    return np.where(j >= 0, np.array(cols)[np.maximum(j, 0)], -1)
+    return np.where(j >= 0, np.array(cols)[np.maximum(j, 0)], -1), scores, cols
 
 
 def route(doc: PolicyDocument, names: list[str], keys: np.ndarray, available: list[bool],
@@ -96,6 +98,58 @@ def route(doc: PolicyDocument, names: list[str], keys: np.ndarray, available: li
     fallback = np.array([names.index(served_level(n, bare, rnd, avail)) if n in bare.levels else i
                          for i, n in enumerate(names)])
     return fallback[dest]
+
+
+def _spill(dest: np.ndarray, scores: np.ndarray, cols: list[int], doc: PolicyDocument, svc: Service,
+           cluster: Cluster, backlog: "_Levels", rungs: list[list[int]], t0: float, t1: float) -> np.ndarray:
+    """The router's room rule (PolicyDocument.max_in_flight), per period: a level takes no more of the period's
+    arrivals than its ready replicas hold in flight within the limit (less its queue) plus what they serve at
+    their fastest rung in the period. The newest beyond it go, one by one, to their best-scoring level (`scores`,
+    over the document's levels `cols`) with room left; none left: they stay."""
+    n = len(svc.levels)
+    cap = np.full(n, np.inf)
+    for j, name in enumerate(svc.names):
+        limit = doc.max_in_flight.get(name)
+        if limit is None:
+            continue
+        c = int(np.count_nonzero(cluster.ready[j] <= t0))
+        fast = max(svc.levels[x].peak_throughput for x in rungs[j])
+        cap[j] = max(limit * c - len(backlog.t[j]), 0.0) + fast * c * (t1 - t0)
+    counts = np.bincount(dest[dest >= 0], minlength=n).astype(float)
+    room = cap - counts
+    if not (room < 0).any():
+        return dest
+    dest = dest.copy()
+    at = {c: k for k, c in enumerate(cols)}  # level index -> column of `scores`
+    for j in np.nonzero(room < 0)[0]:
+        for i in np.nonzero(dest == j)[0][int(np.floor(cap[j])):]:
+            best, best_s = -1, -np.inf
+            for x in range(n):
+                if x != j and room[x] >= 1 and x in at and scores[i, at[x]] > best_s:
+                    best, best_s = x, scores[i, at[x]]
+            if best < 0:
+                break
+            dest[i], room[best], room[j] = best, room[best] - 1, room[j] + 1
+    return dest
+
+
+def _follow(backlog: "_Levels", before: list[int], after: list[int], rungs: list[list[int]]) -> None:
+    """Replicas switched in place from level a to a rung of a's ladder take their share of a's queue with them:
+    each worker keeps its own Triton queue, and runs what waits there at the rung, as the late and surge rules
+    do under the load that made the loop switch it (the shared queue per level would leave it all to a's
+    remaining replicas). The newest of a's queue move, to the fastest rung that gained replicas."""
+    for a in range(len(before)):
+        lost = before[a] - after[a]
+        gainers = [b for b in rungs[a][1:] if after[b] > before[b]]
+        k = int(round(len(backlog.t[a]) * lost / before[a])) if lost > 0 and gainers else 0
+        if k <= 0:
+            continue
+        b = gainers[-1]
+        t = np.concatenate([backlog.t[b], backlog.t[a][-k:]])
+        q = np.concatenate([backlog.q[b], backlog.q[a][-k:]])
+        order = np.argsort(t, kind="stable")
+        backlog.t[b], backlog.q[b] = t[order], q[order]
+        backlog.t[a], backlog.q[a] = backlog.t[a][:-k], backlog.q[a][:-k]
 
 
 class _Levels:
@@ -138,9 +192,12 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
             if plan.solve_s:
                 solve_s.append(plan.solve_s)
             target = [plan.replicas.get(n, 0) for n in names]
-            if target != cluster.replicas():
+            before = cluster.replicas()
+            if target != before:
                 decisions.append((t0, dict(plan.replicas)))
             cluster.apply(target, t0)
+            if svc.in_place and plan.doc.late_rungs and target != before:
+                _follow(backlog, before, cluster.replicas(), _rungs(plan.doc, names))
         counts, in_flight = _period(workload, svc, policy, model, plan, cluster, backlog, rec, bt, rng, cfg,
                                     t0, min(t1, duration) if t0 < duration else t0, t1)
         history.append((t1, counts, in_flight, backlog.classes))
@@ -216,8 +273,10 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
         if plan.doc.prices and prompts.predicted is not None:
             if len(backlog.credit) != len(plan.doc.levels):
                 backlog.credit, backlog.offset = np.zeros(len(plan.doc.levels)), np.zeros(len(plan.doc.levels))
-            placed = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset)
+            placed, scores, cols = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset)
             dest = np.where(placed >= 0, placed, dest)
+            if plan.doc.max_in_flight:
+                dest = _spill(dest, scores, cols, plan.doc, svc, cluster, backlog, _rungs(plan.doc, names), t0, t1)
         qual = prompts.quality
     rungs = _rungs(plan.doc, names) if plan.doc.late_rungs else [[j] for j in range(n_lv)]
     for j in range(n_lv):
