@@ -20,8 +20,12 @@ sends (arrival + AIM x SLO: `aimed_rung(now, deadline, 0, 1, times)`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from argus.levels import Level, level_named
+
+if TYPE_CHECKING:
+    from argus.policy.profile import LevelProfile
 
 AIM = 0.75  # a request's batch runs faster once it would finish later than this share of the SLO after arrival
 # A replica whose arrivals over the last RATE_WINDOW_S exceed SURGE x what its level's full batches serve runs
@@ -68,33 +72,27 @@ def kept_rung(rate: float, batch: int, times, surge: float) -> int:
     return len(times) - 1
 
 
-
-
 def overload_shares(replicas: Mapping[str, int], throughput: Mapping[str, float], levels: Sequence[str],
                     rate: float) -> dict[str, float]:
-    """The router's shares when `rate` (arrivals/s) exceeds what the allocation serves at its own levels: each
-    level's capacity, moved toward its capacity at the fastest rung of its ladder by the share of that extra
-    capacity the excess needs (all of it once the arrivals reach what every replica serves at its fastest).
+    """The router's shares once `rate` (arrivals/s) reaches what every replica serves at the fastest rung of its
+    ladder: each level's capacity at that rung, over the allocation's; below it, each level's own capacity.
     A replica kept at a slow level (the full-quality minimum) would otherwise get a share sized to its slow
     batches while the others' queues overflow; with this one its arrivals outrun its level's speed as much as
-    the others', and the late and surge rules run its batches at the rungs that keep up. Empty when nothing
-    runs; the allocation's own shares when the arrivals fit."""
+    the others', and the surge rule runs its batches at the fastest rung. (Moving the shares there gradually
+    as the arrivals pass the own-level capacity cost the paper setup 0.1 points: bench/RESULTS.md.) Empty
+    when nothing runs."""
     own, fast = {}, {}
     for name, n in replicas.items():
         if n > 0 and throughput.get(name, 0.0) > 0:
             own[name] = n * throughput[name]
             fast[name] = n * max([throughput[name]] + [throughput[r] for r in ladder(name, levels) if r in throughput])
-    cap, top = sum(own.values()), sum(fast.values())
-    if cap <= 0:
-        return {}
-    lam = 1.0 if rate >= top else 0.0
-    mixed = {k: own[k] + lam * (fast[k] - own[k]) for k in own}
-    total = sum(mixed.values())
-    return {k: round(v / total, 6) for k, v in mixed.items()}
+    cap = fast if rate >= sum(fast.values()) else own
+    total = sum(cap.values())
+    return {k: round(v / total, 6) for k, v in cap.items()} if total > 0 else {}
 
 
-def in_flight_limits(profiles, levels: Sequence[str], slo: float) -> dict[str, float]:
-    """Per level (of `profiles`, argus.policy.profile.LevelProfile), the requests in flight per replica it finishes
+def in_flight_limits(profiles: Sequence[LevelProfile], levels: Sequence[str], slo: float) -> dict[str, float]:
+    """Per level of `profiles`, the requests in flight per replica it finishes
     within `slo` at the fastest rung of its ladder: that rung's peak throughput x (the SLO less its full batch's
     time). Past it a request sent there is lost whatever the worker runs, so the router places it at its next
     level with room (`PolicyDocument.max_in_flight`): a level with no faster rung (steps-20) no longer drops the
