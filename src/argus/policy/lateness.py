@@ -72,6 +72,11 @@ def kept_rung(rate: float, batch: int, times, surge: float) -> int:
     return len(times) - 1
 
 
+def fastest_rung(level: str, levels: Sequence[str], throughput: Mapping[str, float]) -> str:
+    """The level of `level`'s ladder (itself included) with the highest `throughput` (peak requests/s)."""
+    return max([level] + [r for r in ladder(level, levels) if r in throughput], key=lambda x: throughput[x])
+
+
 def overload_shares(replicas: Mapping[str, int], throughput: Mapping[str, float], levels: Sequence[str],
                     rate: float) -> dict[str, float]:
     """The router's shares once `rate` (arrivals/s) reaches what every replica serves at the fastest rung of its
@@ -85,7 +90,7 @@ def overload_shares(replicas: Mapping[str, int], throughput: Mapping[str, float]
     for name, n in replicas.items():
         if n > 0 and throughput.get(name, 0.0) > 0:
             own[name] = n * throughput[name]
-            fast[name] = n * max([throughput[name]] + [throughput[r] for r in ladder(name, levels) if r in throughput])
+            fast[name] = n * throughput[fastest_rung(name, levels, throughput)]
     cap = fast if rate >= sum(fast.values()) else own
     total = sum(cap.values())
     return {k: round(v / total, 6) for k, v in cap.items()} if total > 0 else {}
@@ -98,9 +103,10 @@ def in_flight_limits(profiles: Sequence[LevelProfile], levels: Sequence[str], sl
     level with room (`PolicyDocument.max_in_flight`): a level with no faster rung (steps-20) no longer drops the
     excess of a burst while a replica whose rungs would serve it has room."""
     by = {p.level: p for p in profiles}
+    peaks = {p.level: p.peak_throughput for p in profiles}
     out = {}
     for p in profiles:
-        fast = max([p] + [by[r] for r in ladder(p.level, levels) if r in by], key=lambda x: x.peak_throughput)
+        fast = by[fastest_rung(p.level, levels, peaks)]
         peak = fast.peak_throughput
         if peak <= 0:
             continue

@@ -102,7 +102,7 @@ def route(doc: PolicyDocument, names: list[str], keys: np.ndarray, available: li
 
 def _spill(dest: np.ndarray, scores: np.ndarray, cols: list[int], doc: PolicyDocument, svc: Service,
            cluster: Cluster, backlog: "_Levels", rungs: list[list[int]], t0: float, t1: float) -> np.ndarray:
-    """The router's room rule (PolicyDocument.max_in_flight), per period: a level takes no more of the period's
+    """The router's room rule (PolicyDocument.max_in_flight; `rungs`: each level's ladder), per period: a level takes no more of the period's
     arrivals than its ready replicas hold in flight within the limit (less its queue) plus what they serve at
     their fastest rung in the period. The newest beyond it go, one by one, to their best-scoring level (`scores`,
     over the document's levels `cols`) with room left; none left: they stay."""
@@ -258,6 +258,7 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
     dest = np.empty(0, dtype=np.int64)
     qual = np.empty((0, n_lv))
     backlog.classes = {}
+    rungs = _rungs(plan.doc, names) if plan.doc.late_rungs else [[j] for j in range(n_lv)]
     if len(arr):
         rec.arrivals(arr)
         prompts = draw(model, svc.levels, svc.quality_floor, len(arr), rng)
@@ -276,9 +277,8 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
             placed, scores, cols = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset)
             dest = np.where(placed >= 0, placed, dest)
             if plan.doc.max_in_flight:
-                dest = _spill(dest, scores, cols, plan.doc, svc, cluster, backlog, _rungs(plan.doc, names), t0, t1)
+                dest = _spill(dest, scores, cols, plan.doc, svc, cluster, backlog, rungs, t0, t1)
         qual = prompts.quality
-    rungs = _rungs(plan.doc, names) if plan.doc.late_rungs else [[j] for j in range(n_lv)]
     for j in range(n_lv):
         m = dest == j
         t = np.concatenate([backlog.t[j], arr[m]])
