@@ -1,0 +1,52 @@
+"""The burst sweep's clairvoyant reference (bench/bench_sweep.py): full quality until a burst's first second,
+Clipper-HT's allocation, switched in place, through the burst and its drain."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from argus.policy.profile import load_default_profile
+from argus.sim.engine import SimConfig, simulate
+from argus.sim.policies import Observation, Service, make_policy
+from argus.sim.prompts import PromptModel
+from argus.sim.trace import Workload, bursty, poisson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import bench_sweep  # noqa: E402
+
+PROFILE = load_default_profile()
+
+
+def _at(policy, now):
+    plan = policy.tick(Observation(now=now, rate=0.0, keys={}, queues={}, replicas={}))
+    return {k: v for k, v in plan.replicas.items() if v}, plan.doc
+
+
+def test_full_quality_until_the_burst_starts_then_the_fastest_level_through_its_drain():
+    svc = Service(gpus=8, levels=PROFILE.levels, in_place=True)
+    cv = bench_sweep.Clairvoyant(svc, starts=[600.0], length=120.0)
+    assert _at(cv, 585.0)[0] == {"cache-k0": 8}
+    rep, doc = _at(cv, 600.0)
+    assert rep == {"steps-20": 8} and doc.late_rungs and doc.redirection == {"steps-20": {"steps-20": 1.0}}
+    assert _at(cv, 600.0 + 120 + 3 * 30 - 15)[0] == {"steps-20": 8}  # the queue's drain, 3 SLOs
+    rep, doc = _at(cv, 600.0 + 120 + 3 * 30)
+    assert rep == {"cache-k0": 8} and doc.redirection == {"steps-20": {"cache-k0": 1.0}}
+
+
+def test_it_bounds_in_place_switches_only():
+    with pytest.raises(ValueError, match="in-place"):
+        bench_sweep.Clairvoyant(Service(gpus=8, levels=PROFILE.levels, in_place=False), starts=[600.0], length=120.0)
+
+
+def test_knowing_the_burst_it_serves_a_2x_burst_with_fewer_violations_than_full_quality_and_better_quality_than_ht():
+    svc = Service(gpus=8, levels=PROFILE.levels, in_place=True)
+    model, cap = PromptModel(), 8 * next(lp.peak_throughput for lp in PROFILE.levels if lp.level == "cache-k0")
+    curve = bursty(0.4 * cap, 2.0 / 0.4, plateau=120, gap=600, plateaus=1)
+    wl = Workload(poisson(20_000), curve)
+    out = {}
+    for name, policy in (("cv", bench_sweep.Clairvoyant(svc, [600.0], 120.0)),
+                         ("ha", make_policy("clipper-ha", svc, model)), ("ht", make_policy("clipper-ht", svc, model))):
+        out[name] = simulate(wl, svc, policy, model, SimConfig(seed=0)).summary
+    assert out["cv"].violations_per_min < 0.2 * out["ha"].violations_per_min
+    assert out["cv"].quality > out["ht"].quality + 5
