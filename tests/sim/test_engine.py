@@ -131,7 +131,7 @@ def test_observed_queue_counts_requests_in_service():
 def test_vectorized_placement_is_the_routers():
     """The simulator places prompts with the router's own rule and ledger (argus.policy.assign.place)."""
     from argus.policy.document import PolicyDocument
-    from argus.policy.assign import Ledger, place as router_place
+    from argus.policy.assign import Ledger, full_credit, place as router_place
     from argus.sim.engine import place as sim_place
 
     names = ["cache-k0", "cache-k10", "steps-20"]
@@ -142,7 +142,7 @@ def test_vectorized_placement_is_the_routers():
     rng = np.random.default_rng(0)
     pred = np.column_stack([np.full(300, 100.0), rng.uniform(90, 98, 300), rng.uniform(80, 99, 300)])
     pred[rng.random(300) < 0.4, 1] = np.nan  # no hit deep enough
-    got, _, _ = sim_place(doc, names, pred, [True, True, True], np.zeros(3), np.zeros(3))
+    got, _, _ = sim_place(doc, names, pred, [True, True, True], full_credit(3), np.zeros(3))
     ledger = Ledger()
     want = [router_place({n: q for n, q in zip(names, row) if not np.isnan(q)}, doc, ledger) for row in pred]
     assert [names[j] for j in got] == want

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from argus.policy.document import PolicyDocument
-from argus.policy.assign import BURST, ETA, place_rows, score_rows, served_level
+from argus.policy.assign import BURST, ETA, full_credit, place_rows, score_rows, served_level
 from argus.policy.lateness import RATE_WINDOW_S, ladder
 from argus.sim.cluster import Cluster
 from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, njit, run_level, run_level_least_pending
@@ -158,7 +158,7 @@ class _Levels:
     def __init__(self, n: int) -> None:
         self.t = [np.empty(0) for _ in range(n)]
         self.q = [np.empty((0, n)) for _ in range(n)]
-        self.credit = np.zeros(n)  # the router's per-level placement ledger (argus.policy.assign.place_rows)
+        self.credit = full_credit(n)  # the router's per-level placement ledger (argus.policy.assign.place_rows)
         self.offset = np.zeros(n)  # ... and its learned prices
         self.classes: dict[str, float] = {}  # arrivals per prompt class in the last period
         self.seen = [np.empty(0) for _ in range(n)]  # arrivals sent to each level lately (its replicas' rate)
@@ -181,7 +181,7 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
     cluster = Cluster(svc.gpus, [lp.load_time for lp in levels], [plan.replicas.get(n, 0) for n in names],
                       models=[lp.model for lp in levels] if svc.in_place else None)
     backlog = _Levels(n_lv)
-    backlog.credit, backlog.offset = np.zeros(n_lv), np.zeros(n_lv)
+    backlog.credit, backlog.offset = full_credit(n_lv), np.zeros(n_lv)
     decisions = [(0.0, dict(plan.replicas))]
     solve_s = [plan.solve_s] if plan.solve_s else []
     t0 = 0.0
@@ -273,7 +273,7 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
         dest = route(plan.doc, names, keys, avail, rng)
         if plan.doc.prices and prompts.predicted is not None:
             if len(backlog.credit) != len(plan.doc.levels):
-                backlog.credit, backlog.offset = np.zeros(len(plan.doc.levels)), np.zeros(len(plan.doc.levels))
+                backlog.credit, backlog.offset = full_credit(len(plan.doc.levels)), np.zeros(len(plan.doc.levels))
             placed, scores, cols = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset)
             dest = np.where(placed >= 0, placed, dest)
             if plan.doc.max_in_flight:
