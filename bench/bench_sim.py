@@ -5,8 +5,9 @@
         # of one model without a reload (the worker serves any level of its weights; argus up does this)
     .venv/bin/python bench/bench_sim.py whatif  # Argus with one production default changed at a time
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
-    .venv/bin/python bench/bench_sim.py per-prompt mooncake 1.2:1 1.1:1 1.0:1 1.0:30 [--in-place]
-        # issue 17: Argus vs Proteus-like at peak, then a Pareto front over headroom:qualityWeight
+    .venv/bin/python bench/bench_sim.py per-prompt mooncake 1.2:1 1.1:1 1.0:1 1.0:30 1.0:1000:off [--in-place]
+        # issue 17: Argus vs Proteus-like at peak, then a Pareto front over headroom:qualityWeight[:off]
+        # (off: the spec's lateRungs false)
     .venv/bin/python bench/bench_sim.py measured PROFILE.jsonl [PREDICTOR.json] [--levels=work|measured]
         [--trace=mooncake] [--plateau-min=60] [--gap-min=30] [--floor=90] [--gpus=8]
         # a measured per-prompt population (argus profile --scorer exact, argus train): Argus vs its
@@ -136,7 +137,15 @@ def whatif() -> dict:
     return out
 
 
-def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None, in_place: bool = False) -> dict:
+def _pareto_point(arg: str) -> tuple[float, float, bool]:
+    """`H:W` or `H:W:off` (lateRungs false) -> (headroom, qualityWeight, late rungs)."""
+    parts = arg.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "off"):
+        raise SystemExit(f"per-prompt: {arg!r} is not HEADROOM:WEIGHT or HEADROOM:WEIGHT:off")
+    return float(parts[0]), float(parts[1]), len(parts) == 2
+
+
+def per_prompt(trace_name: str, pareto: list[tuple[float, float, bool]] | None = None, in_place: bool = False) -> dict:
     """Issue 17: Argus (per-class plan, per-prompt placement) vs Proteus-like and Clipper-HA at peak, the
     pre-issue Argus (argus-rows), and a Pareto front of Argus settings (headroom, quality weight).
     `in_place`: replicas switch between levels of one model without a reload (as `argus up` does)."""
@@ -144,8 +153,9 @@ def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None,
     model = PromptModel()
     wl = Workload(_trace(trace_name), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
 
-    def svc(headroom: float = 1.2, weight: float = 1.0) -> Service:
-        return Service(gpus=8, levels=profile.levels, headroom=headroom, quality_weight=weight, in_place=in_place)
+    def svc(headroom: float = 1.2, weight: float = 1.0, late: bool = True) -> Service:
+        return Service(gpus=8, levels=profile.levels, headroom=headroom, quality_weight=weight, in_place=in_place,
+                       late_rungs=late)
     out: dict = {"runs": {}, "pareto": {}, "in_place": in_place}
     switching = "switches in place within a model" if in_place else "every switch reloads"
     print(f"\n### issue 17, 8 GPUs, SDXL, bursty shape on {trace_name} arrivals (at peak); {switching}\n")
@@ -169,9 +179,9 @@ def per_prompt(trace_name: str, pareto: list[tuple[float, float]] | None = None,
         print("| --- | --- | --- | --- | --- | --- | --- |")
         out["pareto"]["headroom 1.2, qualityWeight 1"] = a  # the default: the run above
         print("| headroom 1.2, qualityWeight 1 (default, above) | | | | | | |")
-        for headroom, weight in pareto:  # the spec's headroom and qualityWeight, for Argus and Proteus-like
-            label = f"headroom {headroom:g}, qualityWeight {weight:g}"
-            sv = svc(headroom, weight)
+        for headroom, weight, late in pareto:  # the spec's headroom, qualityWeight, lateRungs; Argus and Proteus-like
+            label = f"headroom {headroom:g}, qualityWeight {weight:g}" + ("" if late else ", lateRungs false")
+            sv = svc(headroom, weight, late)
             r = simulate(wl, sv, make_policy("argus", sv, model), model, SimConfig(seed=0))
             out["pareto"][label] = _line(label, r)
             r = simulate(wl, sv, make_policy("proteus", sv, model), model, SimConfig(seed=0))
@@ -199,8 +209,8 @@ def _plot_pareto(out: dict, trace_name: str) -> Path:
     pts = sorted((v["peak_violations_per_min"], v["peak_quality"], k) for k, v in out["pareto"].items())
     ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "o-", label="Argus settings")
     for x, y, k in pts:
-        ax.annotate(k.replace("headroom ", "h").replace(", qualityWeight ", ", w"), (x, y), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+        label = k.replace("headroom ", "h").replace(", qualityWeight ", ", w").replace(", lateRungs false", ", no rungs")
+        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
     if out.get("proteus_pareto"):
         pts = sorted((v["peak_violations_per_min"], v["peak_quality"])
                      for v in [out["runs"]["proteus"], *out["proteus_pareto"].values()])
@@ -608,9 +618,10 @@ def main(argv: list[str]) -> int:
         return 0
     doc = {}
     if what == "per-prompt":
-        # bench_sim.py per-prompt TRACE [H:W ...]: Argus vs Proteus-like, then Argus at each headroom:weight
+        # bench_sim.py per-prompt TRACE [H:W[:off] ...]: Argus vs Proteus-like, then Argus at each headroom:weight
         # [--in-place]: replicas switch between levels of one model without a reload
-        pts = [tuple(float(v) for v in a.split(":")) for a in argv[3:] if not a.startswith("--")]
+        # a third field "off" runs the point with the spec's lateRungs false
+        pts = [_pareto_point(a) for a in argv[3:] if not a.startswith("--")]
         in_place = "--in-place" in argv[3:]
         doc = per_prompt(argv[2], pts, in_place=in_place)
         (ROOT / "plots").mkdir(exist_ok=True)
