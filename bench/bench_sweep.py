@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from argus.policy import baselines
 from argus.policy.profile import load_default_profile
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import Plan, Service, identity_doc, make_policy
-from argus.policy import baselines
 from argus.sim.prompts import PromptModel
 from argus.sim.trace import Workload, bursty
 
@@ -55,12 +55,12 @@ class Clairvoyant:
     late = True
 
     def __init__(self, svc: Service, starts: list[float], length: float) -> None:
-        self.svc, self.starts, self.length = svc, starts, length
-        full, fast = baselines.allocation("ha", svc.levels, svc.gpus), baselines.allocation("ht", svc.levels, svc.gpus)
-        self.full, self.fast = full, fast
-        self.fast_level = baselines.fastest_without_hit(svc.levels)
         if not svc.in_place:
             raise ValueError(f"{CLAIRVOYANT} is a bound for in-place switches only (--in-place)")
+        self.svc, self.starts, self.length = svc, starts, length
+        self.full = baselines.allocation("ha", svc.levels, svc.gpus)
+        self.fast = baselines.allocation("ht", svc.levels, svc.gpus)
+        self.fast_level = baselines.fastest_without_hit(svc.levels)
         self._ht = make_policy("clipper-ht", svc, None)
 
     def keys(self, prompts):
@@ -74,6 +74,8 @@ class Clairvoyant:
         to = self.fast_level if burst else next(k for k, n in self.full.items() if n)
         doc = identity_doc(self.svc, rep, 0, obs.now, self.name)
         return Plan(rep, doc.model_copy(update={"late_rungs": True, "redirection": {self.fast_level: {to: 1.0}}}))
+
+
 BASE = 0.4  # off-peak load, share of the full-quality capacity
 GAP_S = 1200.0
 
@@ -117,9 +119,7 @@ def targets(cells: dict) -> list[tuple[str, bool]]:
         checks.append((f"{key}: violations/burst-min {a['violations_per_burst_min']:.2f} <= {allowed:.2f} "
                        f"(best fixed {best} {bv:.2f}{bound})", a["violations_per_burst_min"] <= allowed))
         ht = c["clipper-ht"]["burst_quality"]
-        bound = ""
-        if CLAIRVOYANT in c:  # the clairvoyant serves its bursts at Clipper-HT's level: its quality bound is the drain's
-            bound = f"; clairvoyant {c[CLAIRVOYANT]['burst_quality']:.2f}"
+        bound = f"; clairvoyant {c[CLAIRVOYANT]['burst_quality']:.2f}" if CLAIRVOYANT in c else ""
         checks.append((f"{key}: burst quality {a['burst_quality']:.2f} >= Clipper-HT {ht:.2f} + 2{bound}",
                        a["burst_quality"] >= ht + 2.0))
     return checks
