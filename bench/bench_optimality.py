@@ -4,10 +4,10 @@ For each random snapshot: draw N simulated prompts (argus.sim.prompts: per-promp
 cache-hit depth, the predictor's optimal level), build their classes (argus.policy.classes) from that very
 sample, plan with `solve()`; then assign the individual prompts to levels by an LP that serves exactly the
 plan's load at every level (same per-level utilization) with the same pair rules (cache levels up to the
-prompt's hit; levels at least as safe as its optimal one unless the plan declares overload), maximizing
-quality. Reported: the LP's mean quality minus the plan's expected one (the class model's loss; target
+prompt's hit; levels at least as safe as its optimal one unless the plan declares overload) and the same
+share of every prompt served (an overloaded plan sheds alike from every class), maximizing quality. Reported: the LP's mean quality minus the plan's expected one (the class model's loss; target
 <= 0.5 points), and the quality the router's per-prompt placement (prices + shares, argus.policy.assign)
-reaches on the same prompts.
+reaches on the same prompts, its ledger starting full as the router's does.
 
 `--fixed`: instead, the per-prompt fluid quality of a few fixed allocations of the paper setup (8 GPUs,
 6.5 req/s): what placement alone can reach on each.
@@ -28,7 +28,7 @@ from argus.policy.decision import to_policy_document
 from argus.policy.optimizer import solve
 from argus.policy.profile import load_default_profile
 from argus.policy.snapshot import Snapshot
-from argus.policy.assign import place_rows, score_rows
+from argus.policy.assign import full_credit, place_rows, score_rows
 from argus.sim.prompts import PromptModel, cache_allowed, draw
 from argus.levels import FULL
 
@@ -54,16 +54,19 @@ def one(rng: np.random.Generator, levels, n_prompts: int) -> dict:
     m = demand / n_prompts
     a_eq = np.zeros((len(names), len(ii)))
     a_eq[jj, np.arange(len(ii))] = m
-    a_ub = np.zeros((n_prompts, len(ii)))
-    a_ub[ii, np.arange(len(ii))] = 1.0
-    res = linprog(-p.quality[ii, jj] * m, A_ub=a_ub, b_ub=np.ones(n_prompts), A_eq=a_eq, b_eq=load,
-                  bounds=(0, None), method="highs")
+    each = np.zeros((n_prompts, len(ii)))
+    each[ii, np.arange(len(ii))] = 1.0
+    # the plan sheds the same fraction of every class (argus.policy.solver.milp: the data plane drops late
+    # requests whatever their prompt), so the LP serves that fraction of every prompt
+    f = min(1.0, float(load.sum()) / demand)
+    res = linprog(-p.quality[ii, jj] * m, A_eq=np.vstack([a_eq, each]),
+                  b_eq=np.concatenate([load, np.full(n_prompts, f)]), bounds=(0, None), method="highs")
     lp_q = -res.fun / load.sum() if res.status == 0 else float("nan")
     # the router: prices and shares of the decision, the prompts in random order
     doc = to_policy_document(d, service="s", version=1, quality_floor=90.0, latency_slo_s=30.0, image_size="64x64",
                              generated_at=0.0)
     scores = score_rows(p.predicted, doc)
-    j = place_rows(scores, np.array([doc.shares.get(n, 0.0) for n in names]), np.zeros(len(names)),
+    j = place_rows(scores, np.array([doc.shares.get(n, 0.0) for n in names]), full_credit(len(names)),
                    np.zeros(len(names)))
     placed = p.quality[np.arange(n_prompts), np.where(j >= 0, j, 0)].mean()
     return {"plan": d.quality, "lp": lp_q, "router": float(placed), "overload": d.overload, "lp_ok": res.status == 0}

@@ -1,7 +1,8 @@
 """Per-class planning (issue 17): classes valued by their own expected quality at each level.
 
 Cases:
-- under overload the plan degrades the class that loses least, not an arbitrary one (level means tie);
+- under overload the plan degrades the class that loses least, not an arbitrary one (level means tie),
+  and sheds alike from every class;
 - a class with a deep-enough cache hit may use that cache level even when its optimal level is steps-*;
 - the safe evaluator (policy.fixed) gives HiGHS's value for class snapshots (exact LP value,
   combinatorial feasibility), on random allocations;
@@ -45,6 +46,25 @@ def test_overload_degrades_the_class_that_loses_least():
     assert d.quality == pytest.approx(expected, abs=1e-6)
     swapped = solve(s.with_(classes=(c2("robust", 70.0), c2("fragile", 95.0))))
     assert swapped.quality == pytest.approx(expected, abs=1e-6)  # the labels do not matter, the qualities do
+
+
+def test_overload_sheds_alike_from_every_class():
+    """Past what every GPU serves at the fastest level, the plan sheds the same fraction of every class: the
+    data plane drops late requests whatever their prompt, so a plan that shed the class cheapest to lose (the
+    fragile one) would count on prompts that do arrive never being served, and report their quality as if
+    so (bench/RESULTS.md, "The router's ledger")."""
+    two = ["cache-k0", "steps-20"]
+
+    def c2(name, q20):
+        return PromptClass(name=name, share=0.5, optimal="cache-k0", hit=0,
+                           quality={"cache-k0": 100.0, "steps-20": q20})
+    s = snap(gpus=2, levels=two, demand=5.0, h={}, classes=(c2("robust", 95.0), c2("fragile", 70.0)),
+             min_full_quality=0)
+    d = solve(s)
+    assert d.overload and d.replicas == {"cache-k0": 0, "steps-20": 2}
+    t20 = SDXL.get("steps-20").peak_throughput
+    assert d.throughput == pytest.approx(2 * t20, rel=1e-6)
+    assert d.quality == pytest.approx((95.0 + 70.0) / 2, abs=1e-6)  # half of each served, not the robust first
 
 
 def test_cache_level_open_to_a_hit_whatever_its_optimal_level():

@@ -15,7 +15,8 @@ subject to  sum x <= GPUs;  sum_j y_kj + shed_k = D_k;  x_0 >= min full-quality 
             now, so the plan does not depend on where it starts.
 V_kj = Q_j when j is at least as safe as k. Two models share this layout:
   - safe: only safe pairs, no shedding, no backlog excess; feasible iff no overload is needed;
-  - overload: degraded pairs too, valued Q_j - P_DEGRADE, and shedding; always feasible.
+  - overload: degraded pairs too, valued Q_j - P_DEGRADE, and shedding, the same fraction of every row
+    (shed_r D_0 = shed_0 D_r: the data plane drops late requests whatever their prompt); always feasible.
 solve() searches the overload model, then the safe one (polishing a safe answer, or double-checking
 that none exists), so overload is declared only when no safe allocation is found.
 The search is exact up to its tolerance (REL_TOL of the model's value scale) unless its node limit
@@ -217,7 +218,11 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     c[off_s:off_v] = P_SHED
     c[off_v:off_w] = P_SHED
 
-    A = np.zeros((1 + n_s + 4 * n, nv))
+    # The data plane sheds by arrival and deadline, whatever the prompt: planned demand the allocation cannot
+    # serve is shed alike from every row (one fraction), not from the rows cheapest to lose (the step-sensitive
+    # classes), which would plan, and report quality, as if those prompts never arrived.
+    even = overload and n_s > 1
+    A = np.zeros((1 + n_s + 4 * n + (n_s - 1 if even else 0), nv))
     lo = np.full(A.shape[0], -np.inf)
     hi = np.zeros(A.shape[0])
     A[0, :n] = 1.0  # GPU budget
@@ -241,6 +246,12 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
         A[cap_row + 3 * n + j, off_v + j] = A[cap_row + 3 * n + j, off_w + j] = 1.0  # v_j + w_j <= b_j
         hi[cap_row + 3 * n + j] = backlog[j]
 
+    if even:  # shed_r / D_r equal for every row r: shed_r D_0 - shed_0 D_r = 0
+        base = 1 + n_s + 4 * n
+        for si in range(1, n_s):
+            A[base + si - 1, off_s + si] = D[sources[0]]
+            A[base + si - 1, off_s] = -D[sources[si]]
+            lo[base + si - 1] = hi[base + si - 1] = 0.0
     b_lo = np.zeros(nv)
     b_hi = np.full(nv, np.inf)
     reach = np.zeros(n)
