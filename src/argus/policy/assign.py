@@ -73,8 +73,9 @@ def place_rows(scores: np.ndarray, share: np.ndarray, credit: np.ndarray, offset
     violations in 2x and 3x bursts (bench/RESULTS.md, "The router's ledger"). The burst stays small: at a level's
     own share the credit is a walk without drift that runs dry by chance and sends prompts to their second
     choice (on a plateau's prompts alone, 90.9 % with 4 against 91.8 % with 32 and 91.9 % for the assignment LP
-    at the same shares), but a deeper one lets a level take more than it serves when a burst's plan cuts its
-    share (with 8, 2x for 2 minutes: 3.0 violations per burst minute instead of 0.17).
+    at the same shares), but a deeper one lets steps-20, which has no faster rung, take more than it serves
+    while a 3x burst's plans move replicas to it (with 32: 37 violations in three 1-minute bursts instead of 0,
+    24 of them drops at steps-20 46-75 s into the first).
 
     `credit` and `offset` are updated in place (the caller keeps them between calls). -1 for a prompt with
     no allowed level. Plain loops over arrays: the simulator compiles this very function with numba.
