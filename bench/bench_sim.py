@@ -140,9 +140,12 @@ def whatif() -> dict:
 def _pareto_point(arg: str) -> tuple[float, float, bool]:
     """`H:W` or `H:W:off` (lateRungs false) -> (headroom, qualityWeight, late rungs)."""
     parts = arg.split(":")
-    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "off"):
-        raise SystemExit(f"per-prompt: {arg!r} is not HEADROOM:WEIGHT or HEADROOM:WEIGHT:off")
-    return float(parts[0]), float(parts[1]), len(parts) == 2
+    try:
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "off"):
+            raise ValueError
+        return float(parts[0]), float(parts[1]), len(parts) == 2
+    except ValueError:
+        raise SystemExit(f"per-prompt: {arg!r} is not HEADROOM:WEIGHT or HEADROOM:WEIGHT:off") from None
 
 
 def per_prompt(trace_name: str, pareto: list[tuple[float, float, bool]] | None = None, in_place: bool = False) -> dict:
