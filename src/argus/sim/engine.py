@@ -181,7 +181,6 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
     cluster = Cluster(svc.gpus, [lp.load_time for lp in levels], [plan.replicas.get(n, 0) for n in names],
                       models=[lp.model for lp in levels] if svc.in_place else None)
     backlog = _Levels(n_lv)
-    backlog.credit, backlog.offset = full_credit(n_lv), np.zeros(n_lv)
     decisions = [(0.0, dict(plan.replicas))]
     solve_s = [plan.solve_s] if plan.solve_s else []
     t0 = 0.0
