@@ -25,8 +25,7 @@ import numpy as np
 
 from argus.policy.solver import milp
 from argus.policy.optimizer import lp_bound, solve
-from synthetic import random_snapshot
-from argus.levels import FULL
+from synthetic import random_classes, random_snapshot
 
 SIZES = [(8, 6, 10.0), (64, 12, 25.0), (1024, 12, 100.0)]  # (GPUs, levels, p99 target ms)
 
@@ -39,23 +38,6 @@ def _ms(samples: list[float]) -> tuple[float, float]:
 CLOCK = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
-def with_classes(s, m: int, rng: np.random.Generator):
-    """The snapshot with its demand split over m random prompt classes (argus.policy.snapshot.PromptClass)."""
-    from argus.levels import parse_level
-    from argus.policy.snapshot import PromptClass
-
-    names = s.levels
-    skips = sorted({parse_level(n, 1000).resume_step for n in names if parse_level(n, 1000).family == "cache"})
-    shares = rng.dirichlet(np.ones(m))
-    out = []
-    for i in range(m):
-        q = {lp.level: float(min(100.0, lp.quality * rng.uniform(0.9, 1.05))) for lp in s.profiles}
-        q[FULL] = 100.0
-        out.append(PromptClass(name=f"c{i}", share=float(shares[i]), optimal=str(rng.choice(names)),
-                               hit=int(rng.choice(skips)), quality=q))
-    return s.with_(classes=tuple(out))
-
-
 def bench_size(gpus: int, n: int, count: int, n_base: int, seed: int, clock=time.perf_counter,
                classes: int = 0) -> dict:
     """Time solve() cold and steady on `count` instances; the HiGHS MIP on the first `n_base`."""
@@ -63,7 +45,7 @@ def bench_size(gpus: int, n: int, count: int, n_base: int, seed: int, clock=time
     snaps = [random_snapshot(rng, gpus, n) for _ in range(count)]
     if classes:
         nrng = np.random.default_rng(seed)
-        snaps = [with_classes(s, classes, nrng) for s in snaps]
+        snaps = [random_classes(s, classes, nrng) for s in snaps]
     cold, steady, gaps_lp, overloaded = [], [], [], 0
     decisions = []
     for s in snaps:

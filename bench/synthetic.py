@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 from argus.levels import FULL, parse_level
 from argus.policy.profile import LevelProfile
-from argus.policy.snapshot import Hysteresis, Snapshot
+from argus.policy.snapshot import Hysteresis, PromptClass, Snapshot
 
 STEP_S = 0.084  # seconds per denoising step at batch 1 (SDXL on an A100, ARGUS.md)
 BATCH_GAIN = 1.65  # batched / batch-1 throughput implied by the published numbers
@@ -60,3 +62,19 @@ def random_snapshot(rng: random.Random, gpus: int, n_levels: int, load: float | 
     return Snapshot(gpus=gpus, profiles=profiles, demand=demand, h=h, throughput_target=demand * 2,
                     quality_floor=90.0, latency_slo=30.0, now=1000.0, queues=q,
                     min_full_quality=1, hysteresis=Hysteresis())
+
+
+def random_classes(s: Snapshot, m: int, rng) -> Snapshot:
+    """The snapshot with its demand split over m random prompt classes (argus.policy.snapshot.PromptClass):
+    random per-level qualities around the level means, random optimal levels and cache-hit depths.
+    `rng` is a numpy Generator."""
+    names = s.levels
+    skips = sorted({parse_level(n, 1000).resume_step for n in names if parse_level(n, 1000).family == "cache"})
+    shares = rng.dirichlet(np.ones(m))
+    out = []
+    for i in range(m):
+        q = {lp.level: float(min(100.0, lp.quality * rng.uniform(0.9, 1.05))) for lp in s.profiles}
+        q[FULL] = 100.0
+        out.append(PromptClass(name=f"c{i}", share=float(shares[i]), optimal=str(rng.choice(names)),
+                               hit=int(rng.choice(skips)), quality=q))
+    return s.with_(classes=tuple(out))

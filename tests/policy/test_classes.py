@@ -6,6 +6,8 @@ Cases:
 - a class with a deep-enough cache hit may use that cache level even when its optimal level is steps-*;
 - the safe evaluator (policy.fixed) gives HiGHS's value for class snapshots (exact LP value,
   combinatorial feasibility), on random allocations;
+- the safe search with classes repairs a rounded allocation that misses by one replica (combinatorial
+  feasibility, LP cuts): it finds a safe plan within its short budget where rounding alone found none;
 - prices: every class the plan's assignment splits is indifferent between the levels it uses;
 - classes round-trip through JSON and bad classes name the field;
 - argus.policy.classes keys prompts by hit depth and step sensitivity and averages their qualities.
@@ -20,6 +22,7 @@ from argus.policy import classes as prompt_classes
 from argus.policy.solver import milp
 from argus.policy.optimizer import solve
 from argus.policy.snapshot import PromptClass, Snapshot, SnapshotError
+from bench.synthetic import random_classes, random_snapshot
 from tests.support.snapshots import SDXL, snap
 
 LEVELS = ["cache-k0", "cache-k10", "steps-25", "steps-20"]
@@ -103,6 +106,21 @@ def test_safe_evaluator_matches_highs_for_classes(seed):
             assert v == -np.inf
         else:
             assert v == pytest.approx(ref.objective, abs=1e-6)
+
+
+@pytest.mark.parametrize("index", [44, 84])
+def test_safe_search_with_classes_repairs_its_rounding(index):
+    # bench_optimizer's 64 x 12 instances with 24 classes (seed 1) whose short safe search found no integer
+    # point when a rounded allocation was one replica short: HiGHS's MIP has a safe one.
+    import random
+    rng, nrng = random.Random(1), np.random.default_rng(1)
+    snaps = [random_classes(random_snapshot(rng, 64, 12), 24, nrng) for _ in range(index + 1)]
+    f = milp.build(snaps[index], overload=False)
+    found = milp.run(f, give_up=milp.GIVE_UP)
+    assert found is not None
+    assert f.evaluator().feasible(found.x[None, :])[0]
+    ref = milp.run_highs_milp(f)
+    assert found.objective >= ref.objective - 2 * f.tolerance
 
 
 def test_prices_make_split_classes_indifferent():

@@ -103,7 +103,8 @@ class LpModel:
 
 def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 100000,
                      start: np.ndarray | None = None,
-                     give_up: int | None = None, evaluate: Callable[[np.ndarray], np.ndarray] | None = None
+                     give_up: int | None = None, evaluate: Callable[[np.ndarray], np.ndarray] | None = None,
+                     feasible: Callable[[np.ndarray], np.ndarray] | None = None
                      ) -> tuple[float, np.ndarray, float] | None:
     """Minimize over integer x; (objective, columns, proven lower bound), or None if no integer point found
     (lp.no_integer_point then says whether none exists: the tree was exhausted, not cut short).
@@ -116,6 +117,10 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
     and addition around the rounded point, and solves an LP (for the columns) only for the best of them,
     and only when it beats the incumbent. Without it, a rounded point whose LP cuts (see _Cuts) show it
     cannot beat the incumbent is not solved; a node whose box the cuts prune is not solved either.
+    `feasible`: whether fixed integer allocations (rows) are feasible, without an LP, where their values
+    need one (the safe model with prompt classes). With it, the rounding heuristic keeps the rounded point
+    and its one-replica moves and additions that are feasible, and solves the LP of the one whose cuts
+    bound lowest: a rounded point on a tight capacity is often one replica short, and its LP then is wasted.
     """
     root = lp.solve(lp.lo0, lp.hi0)
     if root is None:
@@ -167,6 +172,14 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
                     i = int(np.argmin(values))
                     cand = cands[i]
                     r = lp.solve(cand, cand) if values[i] < best_obj else None
+                elif feasible is not None:
+                    cands = _moves(cand, lp.lo0, lp.hi0, budget)
+                    cands = cands[feasible(cands)]
+                    low = cuts.at_rows(cands)
+                    i = int(np.argmin(low)) if len(cands) else -1
+                    r = lp.solve(cands[i], cands[i]) if i >= 0 and low[i] < best_obj else None
+                    if r is not None:
+                        cuts.add(cands[i], lp.slope(cands[i], cands[i]), r[0])
                 elif cuts.at(cand) < best_obj:  # else it cannot beat the incumbent: no LP
                     r = lp.solve(cand, cand)
                     if r is not None:
@@ -210,6 +223,10 @@ class _Cuts:
     def at(self, x: np.ndarray) -> float:
         """Lower bound on the objective of allocation x."""
         return float((np.array(self.offsets) + np.array(self.slopes) @ x).max())
+
+    def at_rows(self, xs: np.ndarray) -> np.ndarray:
+        """Lower bound on the objective of each allocation (rows of xs)."""
+        return (np.array(self.offsets)[:, None] + np.array(self.slopes) @ xs.T).max(axis=0)
 
     def over_box(self, lo: np.ndarray, hi: np.ndarray) -> float:
         """Lower bound on the objective of every allocation in [lo, hi] (each cut at its box minimum)."""

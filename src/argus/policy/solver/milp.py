@@ -1,10 +1,11 @@
 """The allocation MILP: build it from a snapshot, solve it by branch and bound with HiGHS LPs.
 
 Variables: integer replicas x_j; added replicas u_j >= x_j - current_j (switching cost); load
-y_kj >= 0 whose optimal level is k served at level j; shed_k (planned demand not served), v_j
-(queue backlog that cannot drain within the latency SLO) and w_j (queued requests in service). Maximize
-    sum_kj y_kj V_kj - sum_k P_shed shed_k - sum_j P_shed v_j - sum_j c_j u_j
-subject to  sum x <= GPUs;  sum_j y_kj + shed_k = D_k;  x_0 >= min full-quality replicas;
+y_kj >= 0 whose optimal level is k served at level j; sigma in [0, 1] (the fraction of planned demand not
+served, alike from every row), v_j (queue backlog that cannot drain within the latency SLO) and w_j (queued
+requests in service). Maximize
+    sum_kj y_kj V_kj - P_shed sigma sum_k D_k - sum_j P_shed v_j - sum_j c_j u_j
+subject to  sum x <= GPUs;  sum_j y_kj + sigma D_k = D_k;  x_0 >= min full-quality replicas;
             sum_k y_kj + (q_j - w_j) / (SLO - s_j) - v_j <= T_j x_j    (Little's law: capacity covers
             the arrivals and drains the observed queue q_j within the latency slack, so waiting <= SLO;
             written with b_j = q_j / slack_j and the rate variables v_j, w_j in requests/s);
@@ -15,8 +16,8 @@ subject to  sum x <= GPUs;  sum_j y_kj + shed_k = D_k;  x_0 >= min full-quality 
             now, so the plan does not depend on where it starts.
 V_kj = Q_j when j is at least as safe as k. Two models share this layout:
   - safe: only safe pairs, no shedding, no backlog excess; feasible iff no overload is needed;
-  - overload: degraded pairs too, valued Q_j - P_DEGRADE, and shedding, the same fraction of every row
-    (shed_r D_0 = shed_0 D_r: the data plane drops late requests whatever their prompt); always feasible.
+  - overload: degraded pairs too, valued Q_j - P_DEGRADE, and shedding, the same fraction sigma of every
+    row (the data plane drops late requests whatever their prompt); always feasible.
 solve() searches the overload model, then the safe one (polishing a safe answer, or double-checking
 that none exists), so overload is declared only when no safe allocation is found.
 The search is exact up to its tolerance (REL_TOL of the model's value scale) unless its node limit
@@ -64,7 +65,7 @@ class Formulation:
     overload: bool  # which of the two models (see module docstring)
     certain: bool  # overload model built once the safe model is proven infeasible (LP relaxation or full search)
     pairs: list[tuple[int, int, bool]]  # (k, j, safe) per y variable
-    sources: list[int]  # k with D_k > 0, one shed variable each
+    sources: list[int]  # k with D_k > 0, one demand row each (shed alike by one fraction)
     c: np.ndarray  # objective to MINIMIZE (negated maximization)
     A: np.ndarray
     lb: np.ndarray
@@ -135,7 +136,7 @@ class Formulation:
 
     @property
     def off_v(self) -> int:
-        return self.off_shed + len(self.sources)
+        return self.off_shed + 1  # one shed fraction (see build)
 
     @property
     def off_w(self) -> int:
@@ -207,22 +208,23 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     pairs = [(k, j, j <= row_level[k]) for k in sources for j in range(n)
              if allowed[k, j] and usable[j] and (overload or j <= row_level[k])]
     n_y, n_s = len(pairs), len(sources)
-    nv = 2 * n + n_y + n_s + 2 * n
-    off_y, off_s, off_v = 2 * n, 2 * n + n_y, 2 * n + n_y + n_s
+    nv = 2 * n + n_y + 1 + 2 * n
+    off_y, off_s, off_v = 2 * n, 2 * n + n_y, 2 * n + n_y + 1
     off_w = off_v + n
 
     c = np.zeros(nv)  # minimize -objective
     c[n:2 * n] = switch
     for i, (k, j, safe) in enumerate(pairs):
         c[off_y + i] = -w * V[k, j] + (0.0 if safe else degrade_cost(overload, bool(s.classes)))
-    c[off_s:off_v] = P_SHED
+    c[off_s] = P_SHED * float(D[sources].sum()) if sources else P_SHED  # per unit of the shed fraction
     c[off_v:off_w] = P_SHED
 
     # The data plane sheds by arrival and deadline, whatever the prompt: planned demand the allocation cannot
-    # serve is shed alike from every row (one fraction), not from the rows cheapest to lose (the step-sensitive
-    # classes), which would plan, and report quality, as if those prompts never arrived.
-    even = overload and n_s > 1
-    A = np.zeros((1 + n_s + 4 * n + (n_s - 1 if even else 0), nv))
+    # serve is shed alike from every row, not from the rows cheapest to lose (the step-sensitive classes),
+    # which would plan, and report quality, as if those prompts never arrived. So one column, the shed
+    # fraction sigma, sheds sigma D_r from every row r (a column per row tied by equality rows was the same
+    # model, and a larger LP for every node of the search).
+    A = np.zeros((1 + n_s + 4 * n, nv))
     lo = np.full(A.shape[0], -np.inf)
     hi = np.zeros(A.shape[0])
     A[0, :n] = 1.0  # GPU budget
@@ -233,7 +235,7 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
         A[src_row[k], off_y + i] = 1.0
         A[cap_row + j, off_y + i] = 1.0
     for si, k in enumerate(sources):  # every planned request is served somewhere or shed
-        A[1 + si, off_s + si] = 1.0
+        A[1 + si, off_s] = D[k]
         lo[1 + si] = hi[1 + si] = D[k]
     for j in range(n):
         A[cap_row + j, j] = -T[j]  # capacity with Little's-law backlog drain
@@ -246,12 +248,6 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
         A[cap_row + 3 * n + j, off_v + j] = A[cap_row + 3 * n + j, off_w + j] = 1.0  # v_j + w_j <= b_j
         hi[cap_row + 3 * n + j] = backlog[j]
 
-    if even:  # shed_r / D_r equal for every row r: shed_r D_0 - shed_0 D_r = 0
-        base = 1 + n_s + 4 * n
-        for si in range(1, n_s):
-            A[base + si - 1, off_s + si] = D[sources[0]]
-            A[base + si - 1, off_s] = -D[sources[si]]
-            lo[base + si - 1] = hi[base + si - 1] = 0.0
     b_lo = np.zeros(nv)
     b_hi = np.full(nv, np.inf)
     reach = np.zeros(n)
@@ -266,6 +262,7 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     if not overload:
         b_hi[off_s:off_w] = 0.0
     else:
+        b_hi[off_s] = 1.0
         b_hi[off_v:off_w] = backlog
     b_hi[off_w:] = backlog
     return Formulation(n=n, overload=overload, certain=overload and certain, pairs=pairs, sources=sources,
@@ -337,7 +334,9 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
     else:
         # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.solver.fixed), not by HiGHS.
         evaluate = None if f.overload or f.classed else _scorer(f)
-        r = branch_and_bound(lp, tol, f.gpus, limit, start, give_up, evaluate)
+        # With classes the safe model's values need LPs, but which allocations are safe is still combinatorial.
+        feasible = f.evaluator().feasible if f.classed and not f.overload else None
+        r = branch_and_bound(lp, tol, f.gpus, limit, start, give_up, evaluate, feasible)
     if r is None:
         return None
     obj, cols, bound = r
@@ -386,8 +385,7 @@ def _solution(f: Formulation, objective: float, bound: float, xs: np.ndarray, in
     for i, (k, j, _) in enumerate(f.pairs):
         flows[k, j] = max(xs[f.off_y + i], 0.0)
     shed = np.zeros(len(f.demand_by_level))
-    for si, k in enumerate(f.sources):
-        shed[k] = max(xs[f.off_shed + si], 0.0)
+    shed[f.sources] = max(xs[f.off_shed], 0.0) * f.demand_by_level[f.sources]
     x = np.round(xs[:f.n]) if integral else xs[:f.n].copy()
     if integral:
         # HiGHS's feasibility tolerance (1e-7) can leave dust on a level with no replicas (its backlog cannot
