@@ -234,9 +234,10 @@ class _Cuts:
         return float((np.array(self.offsets) + np.minimum(s * lo, s * hi).sum(axis=1)).max())
 
 
-def outer_approximation(lp: LpModel, xs: np.ndarray, tol: float, max_lps: int,
+def outer_approximation(lp: LpModel, xs: np.ndarray, tol: float, max_lps: int, budget: float,
                         start: np.ndarray | None = None) -> tuple[float, np.ndarray, float] | None:
-    """Minimize over the listed integer allocations `xs` (rows); same answer contract as branch_and_bound.
+    """Minimize over the listed integer allocations `xs` (rows: every one in the box within `budget`);
+    same answer contract as branch_and_bound.
 
     Every LP solved gives a linear lower bound on the objective of every allocation (LpModel.slopes);
     the allocation with the lowest bound is solved next, until no bound is below the incumbent minus
@@ -250,11 +251,17 @@ def outer_approximation(lp: LpModel, xs: np.ndarray, tol: float, max_lps: int,
     lower = root[0] + (xs - root[1][:lp.n_int]) @ lp.slope(lp.lo0, lp.hi0)
     unsolved = np.ones(len(xs), dtype=bool)
     best_obj, best_cols = math.inf, None
-    tries = [start] if start is not None else []
+    # The root's rounding first (then `start`, if given): a near-optimal incumbent from the outset prunes most
+    # of the listing, where the lowest bound of the root's cut alone is often an allocation far from it.
+    rounded = _round(root[1][:lp.n_int], lp.lo0, lp.hi0, budget)
+    tries = [x for x in (rounded, start) if x is not None]
     for _ in range(max_lps):
         if tries:
             x = tries.pop()
-            unsolved &= np.any(xs != x, axis=1)
+            other = np.any(xs != x, axis=1)
+            if x is rounded and other.all():
+                continue  # not listed: the listing was filtered (the safe model keeps only safe allocations)
+            unsolved &= other
         else:
             i = int(np.argmin(np.where(unsolved, lower, math.inf)))
             if not unsolved[i] or lower[i] >= best_obj - tol:

@@ -212,10 +212,13 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     off_y, off_s, off_v = 2 * n, 2 * n + n_y, 2 * n + n_y + 1
     off_w = off_v + n
 
+    pk = np.array([k for k, _, _ in pairs], dtype=int)
+    pj = np.array([j for _, j, _ in pairs], dtype=int)
+    p_safe = np.array([safe for _, _, safe in pairs], dtype=bool)
+    y_cols = off_y + np.arange(n_y)
     c = np.zeros(nv)  # minimize -objective
     c[n:2 * n] = switch
-    for i, (k, j, safe) in enumerate(pairs):
-        c[off_y + i] = -w * V[k, j] + (0.0 if safe else degrade_cost(overload, bool(s.classes)))
+    c[y_cols] = -w * V[pk, pj] + np.where(p_safe, 0.0, degrade_cost(overload, bool(s.classes)))
     c[off_s] = P_SHED * float(D[sources].sum()) if sources else P_SHED  # per unit of the shed fraction
     c[off_v:off_w] = P_SHED
 
@@ -229,11 +232,11 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     hi = np.zeros(A.shape[0])
     A[0, :n] = 1.0  # GPU budget
     hi[0] = s.gpus
-    src_row = {k: 1 + si for si, k in enumerate(sources)}
+    src_row = np.zeros(len(D), dtype=int)
+    src_row[sources] = 1 + np.arange(n_s)
     cap_row = 1 + n_s
-    for i, (k, j, _) in enumerate(pairs):
-        A[src_row[k], off_y + i] = 1.0
-        A[cap_row + j, off_y + i] = 1.0
+    A[src_row[pk], y_cols] = 1.0
+    A[cap_row + pj, y_cols] = 1.0
     for si, k in enumerate(sources):  # every planned request is served somewhere or shed
         A[1 + si, off_s] = D[k]
         lo[1 + si] = hi[1 + si] = D[k]
@@ -250,9 +253,7 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
 
     b_lo = np.zeros(nv)
     b_hi = np.full(nv, np.inf)
-    reach = np.zeros(n)
-    for k, j, _ in pairs:
-        reach[j] += D[k]
+    reach = np.bincount(pj, weights=D[pk], minlength=n) if n_y else np.zeros(n)
     # No level needs more replicas than all the load that may reach it plus its backlog: a tight box
     # keeps branching short. Spare GPUs are handed out after the solve (see optimizer).
     b_hi[:n] = np.where(usable, np.minimum(s.gpus, np.ceil((reach + backlog) / T - 1e-9)), 0.0)
@@ -330,7 +331,7 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
             lp.no_integer_point = True
             return None
     if xs is not None:
-        r = outer_approximation(lp, xs, tol, limit, start)
+        r = outer_approximation(lp, xs, tol, limit, f.gpus, start)
     else:
         # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.solver.fixed), not by HiGHS.
         evaluate = None if f.overload or f.classed else _scorer(f)
