@@ -4,6 +4,10 @@ Cases:
 - small instances (<= 8 GPUs, <= 6 levels): the objective equals exhaustive enumeration of every
   allocation with sum <= GPUs (each scored by the same model with replicas fixed), and the overload
   flag agrees with "no allocation serves everything safely"; within the search tolerance;
+- the same with prompt classes (per-class qualities, cache-hit depths), where the search is outer
+  approximation from the root's rounding with the capacity bound;
+- the capacity bound (milp.Formulation.capacity_bound) never exceeds the LP value of an allocation, in
+  either model, with and without classes, queues and running allocations;
 - HiGHS's own MIP solver on the same model agrees on a few small instances;
 - large instances (1024 GPUs and 64 GPUs, 12 levels): the objective is within 1% of the LP
   relaxation bound.
@@ -19,7 +23,7 @@ import pytest
 
 from argus.policy.solver import milp
 from argus.policy.optimizer import lp_bound, solve
-from bench.synthetic import random_snapshot
+from bench.synthetic import random_classes, random_snapshot
 
 
 def allocations(gpus: int, n: int):
@@ -58,6 +62,40 @@ def test_small_instances_match_exhaustive_enumeration(seed, gpus, n):
     assert d.overload == overload
     tol = d.tolerance + 1e-7
     assert d.objective == pytest.approx(best, abs=tol)
+
+
+@pytest.mark.parametrize("seed, gpus, n", [(0, 3, 3), (1, 4, 5), (2, 5, 5), (3, 6, 4), (4, 5, 6), (5, 8, 3)])
+def test_small_class_instances_match_exhaustive_enumeration(seed, gpus, n):
+    s = random_snapshot(random.Random(seed), gpus, n, queues=seed % 2 == 0)
+    s = random_classes(s, 6, np.random.default_rng(seed))
+    d = solve(s)
+    best = exhaustive(s, overload=False)
+    overload = best is None
+    if overload:
+        best = exhaustive(s, overload=True)
+    assert d.overload == overload
+    assert d.objective == pytest.approx(best, abs=d.tolerance + 1e-7)
+
+
+def test_capacity_bound_is_below_every_lp_value():
+    rng, nrng = random.Random(7), np.random.default_rng(7)
+    checked = 0
+    for _ in range(40):
+        s = random_snapshot(rng, rng.choice([3, 8]), rng.choice([3, 5, 6]), queues=rng.random() < 0.5)
+        if rng.random() < 0.5:
+            s = random_classes(s, rng.choice([3, 12]), nrng)
+        if rng.random() < 0.5:
+            s = s.with_(current={k: 1 for k in s.levels[:2]})
+        for overload in (False, True):
+            f = milp.build(s, overload=overload)
+            xs = f.listing()
+            xs = xs[nrng.choice(len(xs), size=min(15, len(xs)), replace=False)]
+            for x, low in zip(xs, f.capacity_bound(xs)):
+                r = f.lp().solve(x, x)
+                if r is not None:
+                    checked += 1
+                    assert low <= r[0] + 1e-7 * (1 + abs(r[0]))
+    assert checked > 300
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -168,7 +168,7 @@ def _short(sol: milp.Solution) -> bool:
 
 
 def _degraded(f: milp.Formulation, sol: milp.Solution) -> float:
-    return float(sum(sol.flows[k, j] for k, j, safe in f.pairs if not safe))
+    return float(sol.flows[f.pair_row[~f.pair_safe], f.pair_level[~f.pair_safe]].sum())
 
 
 def _keep_current(s: Snapshot, f: milp.Formulation, best: milp.Solution,

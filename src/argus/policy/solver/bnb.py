@@ -235,20 +235,24 @@ class _Cuts:
 
 
 def outer_approximation(lp: LpModel, xs: np.ndarray, tol: float, max_lps: int, budget: float,
-                        start: np.ndarray | None = None) -> tuple[float, np.ndarray, float] | None:
+                        start: np.ndarray | None = None, floor: np.ndarray | None = None
+                        ) -> tuple[float, np.ndarray, float] | None:
     """Minimize over the listed integer allocations `xs` (rows: every one in the box within `budget`);
     same answer contract as branch_and_bound.
 
     Every LP solved gives a linear lower bound on the objective of every allocation (LpModel.slopes);
     the allocation with the lowest bound is solved next, until no bound is below the incumbent minus
     `tol`. With one cut per LP and the integrality seen by the listing, this proves the optimum in a
-    handful of LPs where branch and bound, bounded by fractional replicas, needs dozens.
+    handful of LPs where branch and bound, bounded by fractional replicas, needs dozens. `floor`: valid lower
+    bounds on the listed allocations' objectives known without an LP (milp.Formulation.capacity_bound).
     """
     root = lp.solve(lp.lo0, lp.hi0)
     if root is None:
         lp.no_integer_point = True
         return None
     lower = root[0] + (xs - root[1][:lp.n_int]) @ lp.slope(lp.lo0, lp.hi0)
+    if floor is not None:
+        lower = np.maximum(lower, floor)
     unsolved = np.ones(len(xs), dtype=bool)
     best_obj, best_cols = math.inf, None
     # The root's rounding first (then `start`, if given): a near-optimal incumbent from the outset prunes most

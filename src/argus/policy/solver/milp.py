@@ -65,6 +65,9 @@ class Formulation:
     overload: bool  # which of the two models (see module docstring)
     certain: bool  # overload model built once the safe model is proven infeasible (LP relaxation or full search)
     pairs: list[tuple[int, int, bool]]  # (k, j, safe) per y variable
+    pair_row: np.ndarray  # the pairs' k, j and safe as arrays
+    pair_level: np.ndarray
+    pair_safe: np.ndarray
     sources: list[int]  # k with D_k > 0, one demand row each (shed alike by one fraction)
     c: np.ndarray  # objective to MINIMIZE (negated maximization)
     A: np.ndarray
@@ -121,6 +124,30 @@ class Formulation:
             few = not self.cache.get("no_listing") and allocations.count(lo, hi, self.gpus) <= LIST_LIMIT
             self.cache["listing"] = allocations.listing(lo, hi, self.gpus) if few else None
         return self.cache["listing"]
+
+    def capacity_bound(self, xs: np.ndarray) -> np.ndarray:
+        """A lower bound on the minimized objective of each allocation (rows of xs), without an LP.
+
+        Level j serves at most its gross capacity T_j x_j (the capacity row with v_j + w_j <= b_j), each
+        request/s there is worth at most the best value of any row it may take, and the rows share the
+        planned demand: so the served load is at most min(sum of capacities, demand), worth at most the
+        capacity filled best value first; what is not served is shed. A queue more than a level's
+        capacity and in-service credit can hold is backlog excess whatever the plan, and added replicas
+        cost their switch. Every term relaxes the model, so the bound is valid; it is tight on the
+        allocations with too little capacity, which the LP cuts alone bound no better than the root."""
+        unit = np.full(self.n, -np.inf)
+        np.maximum.at(unit, self.pair_level, -self.c[self.off_y:self.off_y + len(self.pairs)])
+        open_ = np.isfinite(unit)
+        order = np.argsort(-np.where(open_, unit, -np.inf), kind="stable")
+        total = float(self.demand_by_level[self.sources].sum()) if self.sources else 0.0
+        cap = (xs * (self.throughput * open_))[:, order]
+        filled = np.minimum(np.cumsum(cap, axis=1), total)
+        served = np.diff(filled, axis=1, prepend=0.0)
+        value = served @ np.where(open_, unit, 0.0)[order]
+        shed = (total - filled[:, -1]) * (self.c[self.off_shed] / max(total, 1e-12))
+        excess = np.maximum(self.backlog_rate - (self.throughput + self.credit) * xs, 0.0) @ self.c[self.off_v:self.off_w]
+        switch = np.maximum(xs - self.current, 0.0) @ self.switch_cost
+        return -value + shed + excess + switch
 
     def with_listing_off(self) -> "Formulation":
         """The same model, searched by branch and bound only."""
@@ -204,17 +231,17 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     # A reload idles the replica's capacity for load_time; charged over the amortization horizon.
     switch = np.zeros(n) if cold else w * Q * T * load / s.hysteresis.amortize_s
 
-    sources = [k for k in range(len(D)) if D[k] > 0]
-    pairs = [(k, j, j <= row_level[k]) for k in sources for j in range(n)
-             if allowed[k, j] and usable[j] and (overload or j <= row_level[k])]
+    sources = [int(k) for k in np.flatnonzero(D > 0)]
+    safe_at = np.arange(n)[None, :] <= row_level[:, None]  # (rows, levels): at least as safe as the row's optimum
+    open_at = allowed & usable[None, :] & (overload | safe_at) & (D > 0)[:, None]
+    pk, pj = np.nonzero(open_at)  # row-major: by source, then by level
+    p_safe = safe_at[pk, pj]
+    pairs = list(zip(pk.tolist(), pj.tolist(), p_safe.tolist()))
     n_y, n_s = len(pairs), len(sources)
     nv = 2 * n + n_y + 1 + 2 * n
     off_y, off_s, off_v = 2 * n, 2 * n + n_y, 2 * n + n_y + 1
     off_w = off_v + n
 
-    pk = np.array([k for k, _, _ in pairs], dtype=int)
-    pj = np.array([j for _, j, _ in pairs], dtype=int)
-    p_safe = np.array([safe for _, _, safe in pairs], dtype=bool)
     y_cols = off_y + np.arange(n_y)
     c = np.zeros(nv)  # minimize -objective
     c[n:2 * n] = switch
@@ -266,7 +293,8 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
         b_hi[off_s] = 1.0
         b_hi[off_v:off_w] = backlog
     b_hi[off_w:] = backlog
-    return Formulation(n=n, overload=overload, certain=overload and certain, pairs=pairs, sources=sources,
+    return Formulation(n=n, overload=overload, certain=overload and certain, pairs=pairs, pair_row=pk,
+                       pair_level=pj, pair_safe=p_safe, sources=sources,
                        c=c, A=A, lb=lo, ub=hi, bounds_lo=b_lo, bounds_hi=b_hi, gpus=s.gpus, planned=planned,
                        demand_by_level=D,
                        backlog_rate=backlog, usable=usable, current=x0, switch_cost=switch, throughput=T, credit=credit,
@@ -287,16 +315,17 @@ def _rows(s: Snapshot, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
         allowed = np.array([[table[k][j] != NEVER for j in range(n)] for k in range(n)])
         return (np.arange(n), np.tile(Q, (n, 1)), allowed, np.array([s.h.get(k, 0.0) for k in names]))
     skip = np.array([parse_level(lv, 1000).resume_step for lv in names])
+    at = {lv: j for j, lv in enumerate(names)}
     R = len(s.classes)
     V = np.zeros((R, n))
-    allowed = np.zeros((R, n), dtype=bool)
+    rated = np.zeros((R, n), dtype=bool)  # the class has a quality there
     for r, c in enumerate(s.classes):
-        for lv, q in c.quality.items():
-            j = names.index(lv)
-            V[r, j] = q
-            allowed[r, j] = skip[j] <= c.hit
-    return (np.array([names.index(c.optimal) for c in s.classes]), V, allowed,
-            np.array([c.share for c in s.classes]))
+        cols = [at[lv] for lv in c.quality]
+        V[r, cols] = list(c.quality.values())
+        rated[r, cols] = True
+    hit = np.array([c.hit for c in s.classes])
+    allowed = rated & (skip[None, :] <= hit[:, None])
+    return (np.array([at[c.optimal] for c in s.classes]), V, allowed, np.array([c.share for c in s.classes]))
 
 
 def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
@@ -331,7 +360,7 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
             lp.no_integer_point = True
             return None
     if xs is not None:
-        r = outer_approximation(lp, xs, tol, limit, f.gpus, start)
+        r = outer_approximation(lp, xs, tol, limit, f.gpus, start, floor=f.capacity_bound(xs))
     else:
         # The safe model's fixed allocations are scored combinatorially (exact, argus.policy.solver.fixed), not by HiGHS.
         evaluate = None if f.overload or f.classed else _scorer(f)
@@ -383,8 +412,7 @@ def run_highs_milp(f: Formulation) -> Solution | None:
 
 def _solution(f: Formulation, objective: float, bound: float, xs: np.ndarray, integral: bool) -> Solution:
     flows = np.zeros((len(f.demand_by_level), f.n))
-    for i, (k, j, _) in enumerate(f.pairs):
-        flows[k, j] = max(xs[f.off_y + i], 0.0)
+    flows[f.pair_row, f.pair_level] = np.maximum(xs[f.off_y:f.off_y + len(f.pairs)], 0.0)
     shed = np.zeros(len(f.demand_by_level))
     shed[f.sources] = max(xs[f.off_shed], 0.0) * f.demand_by_level[f.sources]
     x = np.round(xs[:f.n]) if integral else xs[:f.n].copy()
