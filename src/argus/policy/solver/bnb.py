@@ -132,13 +132,18 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
         if first is not None:
             best_obj, best_cols = first
     nodes = 0
-    if best_cols is None:
-        dive = _dive(lp, root, budget)
-        nodes += lp.n_int
-        if dive is not None:
-            best_obj, best_cols = dive
-    counter = 0
     cuts = _Cuts(root[1][:lp.n_int], lp.slope(lp.lo0, lp.hi0), root[0])
+    if best_cols is None:
+        # The root's rounding first: one LP, and an incumbent wherever rounding keeps the model feasible (the
+        # overload model sheds, so always there); the dive, up to one LP per level, only when it does not.
+        first = _rounded(lp, root[1][:lp.n_int], lp.lo0, lp.hi0, budget, cuts, math.inf, evaluate, feasible)
+        nodes += 1
+        if first is None:
+            first = _dive(lp, root, budget)
+            nodes += lp.n_int
+        if first is not None:
+            best_obj, best_cols = first
+    counter = 0
     heap: list = [(root[0], counter, lp.lo0, lp.hi0, root)]
     while heap:
         bound, _, lo, hi, sol = heapq.heappop(heap)
@@ -163,32 +168,10 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
                 best_obj, best_cols = obj, cols
             continue
         if best_cols is None or nodes % HEUR_EVERY == 0:  # rounding heuristic: cheap incumbents prune early
-            cand = _round(x, lo, hi, budget)
-            if cand is not None:
-                if evaluate is not None:
-                    # Capacity-tight instances: the rounded point often misses by one replica.
-                    cands = _moves(cand, lp.lo0, lp.hi0, budget)
-                    values = evaluate(cands)
-                    i = int(np.argmin(values))
-                    cand = cands[i]
-                    r = lp.solve(cand, cand) if values[i] < best_obj else None
-                elif feasible is not None:
-                    cands = _moves(cand, lp.lo0, lp.hi0, budget)
-                    cands = cands[feasible(cands)]
-                    low = cuts.at_rows(cands)
-                    i = int(np.argmin(low)) if len(cands) else -1
-                    r = lp.solve(cands[i], cands[i]) if i >= 0 and low[i] < best_obj else None
-                    if r is not None:
-                        cuts.add(cands[i], lp.slope(cands[i], cands[i]), r[0])
-                elif cuts.at(cand) < best_obj:  # else it cannot beat the incumbent: no LP
-                    r = lp.solve(cand, cand)
-                    if r is not None:
-                        cuts.add(cand, lp.slope(cand, cand), r[0])
-                else:
-                    r = None
-                nodes += 1
-                if r is not None and r[0] < best_obj:
-                    best_obj, best_cols = r
+            r = _rounded(lp, x, lo, hi, budget, cuts, best_obj, evaluate, feasible)
+            nodes += 1
+            if r is not None and r[0] < best_obj:
+                best_obj, best_cols = r
         if nodes >= max_nodes or (give_up is not None and best_cols is None and nodes >= give_up):
             counter += 1
             heapq.heappush(heap, (obj, counter, lo, hi, sol))
@@ -206,6 +189,38 @@ def branch_and_bound(lp: LpModel, tol: float, budget: float, max_nodes: int = 10
         return None
     open_bound = min((item[0] for item in heap), default=best_obj)
     return best_obj, best_cols, min(open_bound, best_obj)
+
+
+def _rounded(lp: LpModel, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, budget: float, cuts: "_Cuts",
+             best_obj: float, evaluate, feasible) -> tuple[float, np.ndarray] | None:
+    """The rounding heuristic at a node with LP solution x: an integer point's (objective, columns), or None
+    when its LP is infeasible or skipped (it cannot beat best_obj). See branch_and_bound for the three ways
+    a rounded point is scored."""
+    cand = _round(x, lo, hi, budget)
+    if cand is None:
+        return None
+    if evaluate is not None:
+        # Capacity-tight instances: the rounded point often misses by one replica.
+        cands = _moves(cand, lp.lo0, lp.hi0, budget)
+        values = evaluate(cands)
+        i = int(np.argmin(values))
+        return lp.solve(cands[i], cands[i]) if values[i] < best_obj else None
+    if feasible is not None:
+        cands = _moves(cand, lp.lo0, lp.hi0, budget)
+        cands = cands[feasible(cands)]
+        if not len(cands):
+            return None
+        low = cuts.at_rows(cands)
+        i = int(np.argmin(low))
+        cand = cands[i]
+        if low[i] >= best_obj:
+            return None
+    elif cuts.at(cand) >= best_obj:  # it cannot beat the incumbent: no LP
+        return None
+    r = lp.solve(cand, cand)
+    if r is not None:
+        cuts.add(cand, lp.slope(cand, cand), r[0])
+    return r
 
 
 class _Cuts:
