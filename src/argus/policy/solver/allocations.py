@@ -34,9 +34,16 @@ def listing(lo: np.ndarray, hi: np.ndarray, budget: int) -> np.ndarray:
     if np.prod(spans.astype(float)) <= BOX_LIMIT:  # the whole box at once, then the budget: fewer numpy calls
         rows = np.indices(tuple(spans)).reshape(len(spans), -1).T + lo_i
         return rows[rows.sum(axis=1) <= budget].astype(float)
-    rows = np.zeros((1, 0), dtype=int)
+    # Level by level, each partial allocation extended by exactly the values the budget leaves room for
+    # (what the later levels' minimums need kept back): nothing is generated only to be filtered out.
+    rest = np.concatenate((np.cumsum(lo_i[::-1])[::-1][1:], [0]))  # the later levels' minimums
+    cols: list[np.ndarray] = []
+    used = np.zeros(1, dtype=int)
     for j in range(len(lo_i)):
-        vals = np.arange(lo_i[j], hi_i[j] + 1)
-        rows = np.hstack([np.repeat(rows, len(vals), axis=0), np.tile(vals, len(rows))[:, None]])
-        rows = rows[rows.sum(axis=1) + lo_i[j + 1:].sum() <= budget]
-    return rows.astype(float)
+        top = np.minimum(hi_i[j], budget - used - rest[j])
+        counts = np.maximum(top - lo_i[j] + 1, 0)
+        parent = np.repeat(np.arange(len(used)), counts)
+        vals = lo_i[j] + np.arange(len(parent)) - np.repeat(np.cumsum(counts) - counts, counts)
+        cols = [c[parent] for c in cols] + [vals]
+        used = used[parent] + vals
+    return np.stack(cols, axis=1).astype(float) if cols else np.zeros((1, 0))

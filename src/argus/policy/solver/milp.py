@@ -145,9 +145,12 @@ class Formulation:
         served = np.diff(filled, axis=1, prepend=0.0)
         value = served @ np.where(open_, unit, 0.0)[order]
         shed = (total - filled[:, -1]) * (self.c[self.off_shed] / max(total, 1e-12))
-        excess = np.maximum(self.backlog_rate - (self.throughput + self.credit) * xs, 0.0) @ self.c[self.off_v:self.off_w]
-        switch = np.maximum(xs - self.current, 0.0) @ self.switch_cost
-        return -value + shed + excess + switch
+        bound = shed - value
+        if self.backlog_rate.any():
+            bound += np.maximum(self.backlog_rate - (self.throughput + self.credit) * xs, 0.0) @ self.c[self.off_v:self.off_w]
+        if self.switch_cost.any():
+            bound += np.maximum(xs - self.current, 0.0) @ self.switch_cost
+        return bound
 
     def with_listing_off(self) -> "Formulation":
         """The same model, searched by branch and bound only."""
@@ -319,10 +322,11 @@ def _rows(s: Snapshot, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     R = len(s.classes)
     V = np.zeros((R, n))
     rated = np.zeros((R, n), dtype=bool)  # the class has a quality there
-    for r, c in enumerate(s.classes):
-        cols = [at[lv] for lv in c.quality]
-        V[r, cols] = list(c.quality.values())
-        rated[r, cols] = True
+    cells = [(r, at[lv], q) for r, c in enumerate(s.classes) for lv, q in c.quality.items()]
+    if cells:
+        rr, jj, qq = zip(*cells)
+        V[rr, jj] = qq
+        rated[rr, jj] = True
     hit = np.array([c.hit for c in s.classes])
     allowed = rated & (skip[None, :] <= hit[:, None])
     return (np.array([at[c.optimal] for c in s.classes]), V, allowed, np.array([c.share for c in s.classes]))
