@@ -85,6 +85,28 @@ def test_listing_is_every_box_point_within_budget(seed):
         assert [tuple(r) for r in allocations.listing(lo, hi, budget).astype(int)] == brute
 
 
+def _within(lo, hi, budget):
+    """Every integer point of the box with sum <= budget, lexicographic, by recursion (no box product)."""
+    if not len(lo):
+        return [()]
+    top = min(int(hi[0]), budget - int(sum(lo[1:])))
+    return [(v,) + rest for v in range(int(lo[0]), top + 1) for rest in _within(lo[1:], hi[1:], budget - v)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_listing_of_boxes_too_large_to_list_at_once(seed):
+    rng = random.Random(seed)
+    for _ in range(8):
+        n = rng.randint(6, 7)
+        lo = np.array([rng.randint(0, 1) for _ in range(n)], dtype=float)
+        hi = lo + np.array([rng.randint(4, 9) for _ in range(n)])
+        budget = rng.randint(4, 10)
+        assert np.prod(hi - lo + 1) > allocations.BOX_LIMIT
+        brute = _within(lo, hi, budget)
+        assert allocations.count(lo, hi, budget) == len(brute)
+        assert [tuple(r) for r in allocations.listing(lo, hi, budget).astype(int)] == brute
+
+
 @pytest.mark.parametrize("seed, overload", [(0, True), (1, True), (2, False), (3, True), (4, False)])
 def test_lp_cuts_bound_every_allocation(seed, overload):
     rng = random.Random(seed)
