@@ -22,8 +22,9 @@ solve() searches the overload model, then the safe one (polishing a safe answer,
 that none exists), so overload is declared only when no safe allocation is found.
 The search is exact up to its tolerance (REL_TOL of the model's value scale) unless its node limit
 binds; then the decision carries the proven gap. Small instances are exact (tests/policy). A box on x
-with at most LIST_LIMIT allocations is not branched on: every allocation is listed, and the safe model
-scores them all combinatorially (argus.policy.solver.fixed), the overload model by outer approximation (bnb).
+with few enough allocations is not branched on: every allocation is listed, and the safe model without
+classes scores them all combinatorially (argus.policy.solver.fixed, up to LIST_LIMIT), the overload model
+and the models with classes bound them by outer approximation (bnb, up to BOUNDED_LIST_LIMIT).
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ MAX_NODES = 48  # branch-and-bound nodes per solve; the decision reports the gap
 GIVE_UP = 16  # safe search: nodes without any integer point before the covering search (policy.solver.cover) takes over
 MAX_NODES_OVERLOAD = 64  # the overload model's bound is weaker (shedding is priced high): search longer
 MAX_NODES_SETTLE = 4000  # safety cap of the search that closes the gap to the hysteresis threshold
-LIST_LIMIT = 5000  # allocations in the box up to which every one is scored (safe) or bounded (overload)
+LIST_LIMIT = 5000  # allocations in the box up to which every one is scored combinatorially (safe, no classes)
+# ... or bounded by LP cuts (outer approximation: the overload model, or classes): its numpy work grows with
+# the listing, the LPs it saves more (8 GPUs x 9 levels, the paper setup's snapshots: p99 41 -> 19 LPs)
+BOUNDED_LIST_LIMIT = 30000
 
 
 def degrade_cost(overload: bool, classed: bool) -> float:
@@ -118,10 +122,11 @@ class Formulation:
         return -np.inf if r is None else -r[0]
 
     def listing(self) -> np.ndarray | None:
-        """Every allocation in the search box within the budget, if there are at most LIST_LIMIT."""
+        """Every allocation in the search box within the budget, if there are at most LIST_LIMIT (BOUNDED_LIST_LIMIT where LPs bound them)."""
         if "listing" not in self.cache:
             lo, hi = self.bounds_lo[:self.n], self.bounds_hi[:self.n]
-            few = not self.cache.get("no_listing") and allocations.count(lo, hi, self.gpus) <= LIST_LIMIT
+            limit = LIST_LIMIT if not (self.overload or self.classed) else BOUNDED_LIST_LIMIT
+            few = not self.cache.get("no_listing") and allocations.count(lo, hi, self.gpus) <= limit
             self.cache["listing"] = allocations.listing(lo, hi, self.gpus) if few else None
         return self.cache["listing"]
 
