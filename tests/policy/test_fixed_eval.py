@@ -6,7 +6,7 @@ Cases:
   objective as the safe model's LP with replicas fixed, or is infeasible in both;
 - the rounded LP relaxation (floor, ceil, nearest), which sits at the feasibility edge, agrees too;
 - a level too slow for the latency SLO: demand that can only go there makes every allocation infeasible;
-- the allocation listing (argus.policy.solver.allocations) counts and lists exactly the box points within budget;
+- the allocation listing (argus.policy.solver.allocations) counts and lists exactly the box points within budget, in boxes small enough to list at once and larger ones (level by level);
 - the LP cuts of bnb.outer_approximation and of the branch and bound's pruning (objective + reduced
   costs of x, from the relaxation and from fixed allocations) never exceed the objective of any
   allocation, at a point or over a box, in both models, with queues (overload) and switching costs.
@@ -14,7 +14,6 @@ Cases:
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import numpy as np
@@ -71,20 +70,6 @@ def test_demand_only_a_too_slow_level_may_serve_is_infeasible():
     assert _check(f, [np.array([1.0, 0.0, 3.0]), np.array([4.0, 0.0, 0.0])]) == 0
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_listing_is_every_box_point_within_budget(seed):
-    rng = random.Random(seed)
-    for _ in range(50):
-        n = rng.randint(1, 5)
-        lo = np.array([rng.randint(0, 2) for _ in range(n)], dtype=float)
-        hi = lo + np.array([rng.randint(0, 4) for _ in range(n)])
-        budget = rng.randint(0, 12)
-        brute = [x for x in itertools.product(*[range(int(a), int(b) + 1) for a, b in zip(lo, hi)])
-                 if sum(x) <= budget]
-        assert allocations.count(lo, hi, budget) == len(brute)
-        assert [tuple(r) for r in allocations.listing(lo, hi, budget).astype(int)] == brute
-
-
 def _within(lo, hi, budget):
     """Every integer point of the box with sum <= budget, lexicographic, by recursion (no box product)."""
     if not len(lo):
@@ -93,15 +78,21 @@ def _within(lo, hi, budget):
     return [(v,) + rest for v in range(int(lo[0]), top + 1) for rest in _within(lo[1:], hi[1:], budget - v)]
 
 
+# (levels, lower bound, span, budget) ranges: small boxes are listed at once, large ones level by level
+BOXES = {"small": ((1, 5), (0, 2), (0, 4), (0, 12)), "large": ((6, 7), (0, 1), (4, 9), (4, 10))}
+
+
 @pytest.mark.parametrize("seed", range(3))
-def test_listing_of_boxes_too_large_to_list_at_once(seed):
+@pytest.mark.parametrize("size", sorted(BOXES))
+def test_listing_is_every_box_point_within_budget(seed, size):
     rng = random.Random(seed)
-    for _ in range(8):
-        n = rng.randint(6, 7)
-        lo = np.array([rng.randint(0, 1) for _ in range(n)], dtype=float)
-        hi = lo + np.array([rng.randint(4, 9) for _ in range(n)])
-        budget = rng.randint(4, 10)
-        assert np.prod(hi - lo + 1) > allocations.BOX_LIMIT
+    levels, low, span, budgets = BOXES[size]
+    for _ in range(30):
+        n = rng.randint(*levels)
+        lo = np.array([rng.randint(*low) for _ in range(n)], dtype=float)
+        hi = lo + np.array([rng.randint(*span) for _ in range(n)])
+        budget = rng.randint(*budgets)
+        assert (np.prod(hi - lo + 1) > allocations.BOX_LIMIT) == (size == "large")
         brute = _within(lo, hi, budget)
         assert allocations.count(lo, hi, budget) == len(brute)
         assert [tuple(r) for r in allocations.listing(lo, hi, budget).astype(int)] == brute
