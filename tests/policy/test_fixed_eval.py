@@ -6,7 +6,8 @@ Cases:
   objective as the safe model's LP with replicas fixed, or is infeasible in both;
 - the rounded LP relaxation (floor, ceil, nearest), which sits at the feasibility edge, agrees too;
 - a level too slow for the latency SLO: demand that can only go there makes every allocation infeasible;
-- the allocation listing (argus.policy.solver.allocations) counts and lists exactly the box points within budget, in boxes small enough to list at once and larger ones (level by level);
+- the allocation listing (argus.policy.solver.allocations) counts and lists exactly the box points within
+  budget, in boxes small enough to list at once and in larger ones (listed level by level);
 - the LP cuts of bnb.outer_approximation and of the branch and bound's pruning (objective + reduced
   costs of x, from the relaxation and from fixed allocations) never exceed the objective of any
   allocation, at a point or over a box, in both models, with queues (overload) and switching costs.

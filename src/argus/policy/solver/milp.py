@@ -123,7 +123,8 @@ class Formulation:
         return -np.inf if r is None else -r[0]
 
     def listing(self) -> np.ndarray | None:
-        """Every allocation in the search box within the budget, if there are at most LIST_LIMIT (BOUNDED_LIST_LIMIT where LPs bound them)."""
+        """Every allocation in the search box within the budget, if there are at most LIST_LIMIT
+        (BOUNDED_LIST_LIMIT where LPs bound them)."""
         if "listing" not in self.cache:
             lo, hi = self.bounds_lo[:self.n], self.bounds_hi[:self.n]
             limit = LIST_LIMIT if not (self.overload or self.classed) else BOUNDED_LIST_LIMIT
@@ -153,7 +154,8 @@ class Formulation:
         shed = (total - filled[:, -1]) * (self.c[self.off_shed] / max(total, 1e-12))
         bound = shed - value
         if self.backlog_rate.any():
-            bound += np.maximum(self.backlog_rate - (self.throughput + self.credit) * xs, 0.0) @ self.c[self.off_v:self.off_w]
+            held = (self.throughput + self.credit) * xs
+            bound += np.maximum(self.backlog_rate - held, 0.0) @ self.c[self.off_v:self.off_w]
         if self.switch_cost.any():
             bound += np.maximum(xs - self.current, 0.0) @ self.switch_cost
         return bound
