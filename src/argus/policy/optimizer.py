@@ -32,16 +32,11 @@ def solve(s: Snapshot) -> Decision:
     steady = _steady(s, f)
     if steady is not None:
         return steady
-    # The LP relaxation first where the search would start from it anyway (its root LP, memoized): when not
-    # even fractional replicas serve everything safely, as in most overloaded snapshots, there is nothing to
-    # search for. A listed box without classes is scored without any LP (milp.run), so it searches at once.
-    scored = not f.classed and f.listing() is not None
-    infeasible = not scored and milp.run(f, relax=True) is None
-    best = None if infeasible else milp.run(f, start=start, give_up=milp.GIVE_UP)
+    best = milp.run(f, start=start, give_up=milp.GIVE_UP)
     if best is None:
         # Certain: no safe allocation exists, because not even fractional replicas serve it all safely or
         # because the safe search exhausted its tree (the box on x loses no safe allocation: see milp.build).
-        certain = infeasible or f.lp().no_integer_point or milp.run(f, relax=True) is None
+        certain = f.lp().no_integer_point or milp.run(f, relax=True) is None
         if not certain:
             # Fractional replicas would do: the covering search (argus.policy.solver.cover) finds an allocation
             # that serves everything safely, to start the safe search from, or proves that none exists.

@@ -237,7 +237,7 @@ class _Cuts:
 
     def at(self, x: np.ndarray) -> float:
         """Lower bound on the objective of allocation x."""
-        return float((np.array(self.offsets) + np.array(self.slopes) @ x).max())
+        return float(self.at_rows(x[None, :])[0])
 
     def at_rows(self, xs: np.ndarray) -> np.ndarray:
         """Lower bound on the objective of each allocation (rows of xs)."""

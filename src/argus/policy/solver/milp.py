@@ -69,8 +69,7 @@ class Formulation:
     n: int
     overload: bool  # which of the two models (see module docstring)
     certain: bool  # overload model built once the safe model is proven infeasible (LP relaxation or full search)
-    pairs: list[tuple[int, int, bool]]  # (k, j, safe) per y variable
-    pair_row: np.ndarray  # the pairs' k, j and safe as arrays
+    pair_row: np.ndarray  # per y variable: its demand row k, its level j, and whether j is safe for k
     pair_level: np.ndarray
     pair_safe: np.ndarray
     sources: list[int]  # k with D_k > 0, one demand row each (shed alike by one fraction)
@@ -96,6 +95,13 @@ class Formulation:
     level_names: tuple = ()
     # One warm HiGHS model per formulation, shared by every search, relaxation and fixed-x evaluation.
     cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def pairs(self) -> list[tuple[int, int, bool]]:
+        """(k, j, safe) per y variable."""
+        if "pairs" not in self.cache:
+            self.cache["pairs"] = list(zip(self.pair_row.tolist(), self.pair_level.tolist(), self.pair_safe.tolist()))
+        return self.cache["pairs"]
 
     def lp(self) -> LpModel:
         """The formulation's HiGHS model (built on first use; x bounds are set per solve)."""
@@ -143,7 +149,7 @@ class Formulation:
         cost their switch. Every term relaxes the model, so the bound is valid; it is tight on the
         allocations with too little capacity, which the LP cuts alone bound no better than the root."""
         unit = np.full(self.n, -np.inf)
-        np.maximum.at(unit, self.pair_level, -self.c[self.off_y:self.off_y + len(self.pairs)])
+        np.maximum.at(unit, self.pair_level, -self.c[self.off_y:self.off_y + len(self.pair_row)])
         open_ = np.isfinite(unit)
         order = np.argsort(-np.where(open_, unit, -np.inf), kind="stable")
         total = float(self.demand_by_level[self.sources].sum()) if self.sources else 0.0
@@ -170,7 +176,7 @@ class Formulation:
 
     @property
     def off_shed(self) -> int:
-        return 2 * self.n + len(self.pairs)
+        return 2 * self.n + len(self.pair_row)
 
     @property
     def off_v(self) -> int:
@@ -247,8 +253,7 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
     open_at = allowed & usable[None, :] & (overload | safe_at) & (D > 0)[:, None]
     pk, pj = np.nonzero(open_at)  # row-major: by source, then by level
     p_safe = safe_at[pk, pj]
-    pairs = list(zip(pk.tolist(), pj.tolist(), p_safe.tolist()))
-    n_y, n_s = len(pairs), len(sources)
+    n_y, n_s = len(pk), len(sources)
     nv = 2 * n + n_y + 1 + 2 * n
     off_y, off_s, off_v = 2 * n, 2 * n + n_y, 2 * n + n_y + 1
     off_w = off_v + n
@@ -304,7 +309,7 @@ def build(s: Snapshot, overload: bool, certain: bool = False) -> Formulation:
         b_hi[off_s] = 1.0
         b_hi[off_v:off_w] = backlog
     b_hi[off_w:] = backlog
-    return Formulation(n=n, overload=overload, certain=overload and certain, pairs=pairs, pair_row=pk,
+    return Formulation(n=n, overload=overload, certain=overload and certain, pair_row=pk,
                        pair_level=pj, pair_safe=p_safe, sources=sources,
                        c=c, A=A, lb=lo, ub=hi, bounds_lo=b_lo, bounds_hi=b_hi, gpus=s.gpus, planned=planned,
                        demand_by_level=D,
@@ -361,6 +366,11 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
     if start is not None and (np.any(start < lo) or np.any(start[~f.usable] > 0)):
         start = None  # below the full-quality floor or on a level too slow for the SLO
     tol = f.tolerance if tol is None else tol
+    if (f.overload or f.classed) and lp.solve(lp.lo0, lp.hi0) is None:
+        # The LP-valued searches start from the relaxation (memoized): when not even fractional replicas serve
+        # everything safely, as in most overloaded snapshots, there is nothing to list, filter or branch on.
+        lp.no_integer_point = True
+        return None
     xs = f.listing()
     if xs is not None and not f.overload and not f.classed:
         return _best_listed(f, xs)
@@ -427,7 +437,7 @@ def run_highs_milp(f: Formulation) -> Solution | None:
 
 def _solution(f: Formulation, objective: float, bound: float, xs: np.ndarray, integral: bool) -> Solution:
     flows = np.zeros((len(f.demand_by_level), f.n))
-    flows[f.pair_row, f.pair_level] = np.maximum(xs[f.off_y:f.off_y + len(f.pairs)], 0.0)
+    flows[f.pair_row, f.pair_level] = np.maximum(xs[f.off_y:f.off_y + len(f.pair_row)], 0.0)
     shed = np.zeros(len(f.demand_by_level))
     shed[f.sources] = max(xs[f.off_shed], 0.0) * f.demand_by_level[f.sources]
     x = np.round(xs[:f.n]) if integral else xs[:f.n].copy()
