@@ -375,7 +375,9 @@ def _overload_case(system: LocalSystem, url: str, direct: float) -> None:
           f"{len(rejected) - len(router_503) - n429} Envoy 503; in Envoy: refusals p90 {p90 * 1e3:.0f} ms, accepted "
           f"p50 {accepted * 1e3:.0f} ms vs unloaded p50 {base * 1e3:.0f} ms ({accepted / base:.2f}x) and at "
           f"capacity p50 {at_capacity * 1e3:.0f} ms ({accepted / at_capacity:.2f}x)")
-    assert p90 < 0.25, p90
+    # Shed fast: 250 ms on a quiet machine (unloaded p50 75-85 ms, refusals p90 55-101 ms); a machine that runs
+    # slower (the suite's other load, CI) gets a limit scaled by its own unloaded latency, measured above.
+    assert p90 < max(0.25, 3 * base), (p90, base)
     # Admitted: at most 4 in flight over 2 replicas (one dynamic batch of 2 each), so the latency stays
     # that of a system at capacity. Without admission all the clients would queue at the workers
     # (24 per replica): measured once with admission off (router limit 256, no rate limit), accepted p50
