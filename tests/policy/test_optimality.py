@@ -89,6 +89,26 @@ def test_capacity_bound_is_below_every_lp_value():
     assert checked > 300
 
 
+def test_beyond_capacity_proves_the_safe_relaxation_infeasible():
+    """The test without an LP says infeasible only where the safe LP relaxation is, and catches the
+    capacity-short snapshots (with queues, budgets and classes alike)."""
+    rng, nrng = random.Random(11), np.random.default_rng(11)
+    caught = infeasible = 0
+    for _ in range(120):
+        s = random_snapshot(rng, rng.choice([2, 3, 8]), rng.choice([3, 5, 6]), queues=rng.random() < 0.5)
+        if rng.random() < 0.5:
+            s = random_classes(s, rng.choice([3, 12, 24]), nrng)
+        f, lp_only = milp.build(s, overload=False), milp.build(s, overload=False)
+        relaxed = lp_only.lp().solve(lp_only.lp().lo0, lp_only.lp().hi0)
+        infeasible += relaxed is None
+        if f.beyond_capacity:
+            caught += 1
+            assert relaxed is None
+            assert milp.run(f, relax=True) is None and milp.run(f) is None
+        assert not milp.build(s, overload=True).beyond_capacity  # the overload model is always feasible
+    assert caught >= 0.8 * infeasible and caught >= 20, (caught, infeasible)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_agrees_with_highs_mip(seed):
     s = random_snapshot(random.Random(100 + seed), 8, 6)

@@ -128,6 +128,21 @@ class Formulation:
         r = self.lp().solve(x, x)
         return -np.inf if r is None else -r[0]
 
+    @property
+    def beyond_capacity(self) -> bool:
+        """Whether not even fractional replicas can serve the planned demand safely, shown without an LP: in
+        the safe model a level's load is at most T_j x_j (its backlog only adds), so every demand row needs at
+        least D_r / T_j GPUs at the fastest level open to it, and a row with no open level cannot be served.
+        A sufficient test of the LP relaxation's infeasibility (most overloaded snapshots), not a necessary one."""
+        if "beyond" not in self.cache:
+            fastest = np.zeros(len(self.demand_by_level))
+            np.maximum.at(fastest, self.pair_row, self.throughput[self.pair_level])
+            D = self.demand_by_level[self.sources]
+            T = fastest[self.sources]
+            self.cache["beyond"] = not self.overload and bool(
+                np.any(T <= 0) or (D / np.where(T > 0, T, 1.0)).sum() > self.gpus * (1 + 1e-9))
+        return self.cache["beyond"]
+
     def listing(self) -> np.ndarray | None:
         """Every allocation in the search box within the budget, if there are at most LIST_LIMIT
         (BOUNDED_LIST_LIMIT where LPs bound them)."""
@@ -351,6 +366,8 @@ def run(f: Formulation, fixed_x: np.ndarray | None = None, relax: bool = False,
     """Solve by branch and bound (from `start` if given, to within `tol`, default f.tolerance), as the
     LP relaxation (`relax`), or with replicas fixed; None if infeasible."""
     lo = f.bounds_lo[:f.n]
+    if f.beyond_capacity and (fixed_x is None or relax):
+        return None  # not even the relaxation is feasible (no LP model built for it)
     lp = f.lp()
     if fixed_x is not None:
         # The box on x is a search aid, not a rule: any allocation within budget and floor is evaluable.
