@@ -1,7 +1,7 @@
 """Burst sweep in the simulator (issue 19): does the control loop ever do worse than a fixed policy?
 
     .venv/bin/python bench/bench_sweep.py [--sizes 0.8,1.1,1.5,2,3] [--lengths 30,60,120,300,600]
-        [--plateaus 3] [--trace mooncake] [--burst-horizon 120] [--in-place]
+        [--plateaus 3] [--trace mooncake] [--burst-horizon 120] [--in-place] [--seeds 1]
 
 The paper's service (8 GPUs, the published SDXL profile, 30 s SLO, floor 90 %), arrivals from a real
 trace warped onto bursts: a base load of 0.4x the full-quality capacity (8 replicas of cache-k0 at
@@ -81,26 +81,32 @@ GAP_S = 1200.0
 
 
 def cell(trace, svc: Service, model, size: float, length: float, plateaus: int, capacity: float,
-         policies=POLICIES) -> dict:
-    """Every policy on one burst size x length."""
+         policies=POLICIES, seeds: int = 1) -> dict:
+    """Every policy on one burst size x length; with `seeds` > 1, the mean of runs with simulator seeds 0, 1, ...
+    (the prompts drawn and their keys differ; the arrivals are the trace's), each run's numbers under "runs"."""
     curve = bursty(BASE * capacity, size / BASE, plateau=length, gap=GAP_S, plateaus=plateaus)
     wl = Workload(trace, curve)
     starts = [GAP_S * (i + 1) + length * i for i in range(plateaus)]
     out = {}
     for name in policies:
-        policy = Clairvoyant(svc, starts, length) if name == CLAIRVOYANT else make_policy(name, svc, model)
-        r = simulate(wl, svc, policy, model, SimConfig(seed=0))
-        s = r.series
-        t = s["t_min"] * 60.0
-        window = np.zeros(len(t), dtype=bool)
-        for b in starts:
-            window |= (t + 60.0 > b) & (t < b + length + 60.0)
-        done = s["throughput_qpm"]  # completions per 1-minute bin
-        q = np.nan_to_num(s["quality"]) * done
-        violations = float(s["violations_per_min"].sum())  # per-minute bins: the sum is the count
-        out[name] = {"violations_per_burst_min": violations / (plateaus * length / 60.0),
-                     "burst_quality": float(q[window].sum() / max(done[window].sum(), 1e-9)),
-                     "quality": r.summary.quality, "starts": r.starts, "violations": violations}
+        runs = []
+        for seed in range(seeds):
+            policy = Clairvoyant(svc, starts, length) if name == CLAIRVOYANT else make_policy(name, svc, model)
+            r = simulate(wl, svc, policy, model, SimConfig(seed=seed))
+            s = r.series
+            t = s["t_min"] * 60.0
+            window = np.zeros(len(t), dtype=bool)
+            for b in starts:
+                window |= (t + 60.0 > b) & (t < b + length + 60.0)
+            done = s["throughput_qpm"]  # completions per 1-minute bin
+            q = np.nan_to_num(s["quality"]) * done
+            violations = float(s["violations_per_min"].sum())  # per-minute bins: the sum is the count
+            runs.append({"violations_per_burst_min": violations / (plateaus * length / 60.0),
+                         "burst_quality": float(q[window].sum() / max(done[window].sum(), 1e-9)),
+                         "quality": r.summary.quality, "starts": r.starts, "violations": violations})
+        out[name] = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]} if seeds > 1 else runs[0]
+        if seeds > 1:
+            out[name]["runs"] = runs
     return out
 
 
@@ -165,6 +171,9 @@ def main(argv: list[str]) -> int:
                     help="policies to run (argus and the fixed ones are needed for the targets); a name may end in "
                          "+late or -late (argus.sim.policies: late batches served at a faster rung, or dropped); "
                          f"{CLAIRVOYANT}: the reference that knows when bursts start (Clairvoyant)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="runs per cell and policy (simulator seeds 0..N-1); the cell's numbers are their means. Near "
+                         "capacity one run is one draw of a chaotic process (bench/RESULTS.md, over seeds and phases)")
     ap.add_argument("--out", default=str(ROOT / "plots" / "sim_sweep"))
     a = ap.parse_args(argv)
     policies = a.policies.split(",")
@@ -185,7 +194,7 @@ def main(argv: list[str]) -> int:
     for i, length in enumerate(lengths):
         for j, size in enumerate(sizes):
             key = f"{size}x/{length:.0f}s"
-            cells[key] = c = cell(trace, svc, model, size, length, a.plateaus, capacity, policies)
+            cells[key] = c = cell(trace, svc, model, size, length, a.plateaus, capacity, policies, a.seeds)
             done = i * len(sizes) + j + 1
             print(f"[{done}/{total} {time.time() - t0:.0f} s] {key}: " + ", ".join(
                 f"{n} {c[n]['violations_per_burst_min']:.2f} v/min {c[n]['burst_quality']:.1f} %"

@@ -50,3 +50,16 @@ def test_knowing_the_burst_it_serves_a_2x_burst_with_fewer_violations_than_full_
         out[name] = simulate(wl, svc, policy, model, SimConfig(seed=0)).summary
     assert out["cv"].violations_per_min < 0.2 * out["ha"].violations_per_min
     assert out["cv"].quality > out["ht"].quality + 5
+
+
+def test_a_cell_over_seeds_is_the_mean_of_its_runs_and_keeps_each():
+    svc = Service(gpus=8, levels=PROFILE.levels, in_place=True)
+    cap = 8 * next(lp.peak_throughput for lp in PROFILE.levels if lp.level == "cache-k0")
+    one = bench_sweep.cell(poisson(20_000), svc, PromptModel(), 2.0, 60.0, 1, cap, ["clipper-ht"])
+    two = bench_sweep.cell(poisson(20_000), svc, PromptModel(), 2.0, 60.0, 1, cap, ["clipper-ht"], seeds=2)
+    runs = two["clipper-ht"]["runs"]
+    assert len(runs) == 2 and "runs" not in one["clipper-ht"]
+    assert runs[0] == one["clipper-ht"]  # seed 0 is the single run
+    assert runs[0]["burst_quality"] != runs[1]["burst_quality"]  # another draw of the prompts
+    for k in ("violations_per_burst_min", "burst_quality", "quality"):
+        assert two["clipper-ht"][k] == pytest.approx((runs[0][k] + runs[1][k]) / 2)
