@@ -209,8 +209,10 @@ def test_a_level_past_its_room_sends_the_newest_of_a_period_to_the_best_level_wi
     out = _spill(dest, scores, [0, 1], doc, svc, cluster, backlog, [[0, 1], [1]], 0.0, 15.0)
     kept = int(doc.max_in_flight["steps-20"] + 15.0 * PROFILE.get("steps-20").peak_throughput)
     assert (out == 1).sum() == kept and (out[:kept] == 1).all() and (out[kept:] == 0).all()
-    # a queue already there counts against the room; no limit in the document: nothing moves
-    backlog.t[1] = np.zeros(10)
+    # what is in flight there counts against the room, in service as well as waiting (the router counts its
+    # calls until they return); no limit in the document: nothing moves
+    backlog.t[1] = np.zeros(2)
+    backlog.in_flight[1] = 10.0  # 2 waiting, a batch of 8 in service
     assert (_spill(dest, scores, [0, 1], doc, svc, cluster, backlog, [[0, 1], [1]], 0.0, 15.0) == 1).sum() == kept - 10
     assert (_spill(dest, scores, [0, 1], doc.model_copy(update={"max_in_flight": {}}), svc, cluster, backlog,
                    [[0, 1], [1]], 0.0, 15.0) == 1).all()
@@ -224,8 +226,10 @@ def test_replicas_switched_in_place_to_a_rung_take_their_share_of_the_queue():
     backlog = _Levels(2)
     backlog.t[0], backlog.q[0] = np.arange(10.0), np.column_stack([np.full(10, 100.0), np.arange(10.0)])
     backlog.t[1], backlog.q[1] = np.array([6.5]), np.array([[100.0, 50.0]])
+    backlog.in_flight[:] = [18.0, 1.0]  # with a batch of 8 in service at cache-k0
     _follow(backlog, [4, 0], [2, 2], [[0, 1], [1]])
     assert backlog.t[0].tolist() == [0, 1, 2, 3, 4]
+    assert backlog.in_flight.tolist() == [13.0, 6.0]  # the moved requests are in flight at steps-20 now
     assert backlog.t[1].tolist() == [5, 6, 6.5, 7, 8, 9] and backlog.q[1][:, 1].tolist() == [5, 6, 50, 7, 8, 9]
     _follow(backlog, [2, 2], [1, 2], [[0, 1], [1]])  # replicas given up, none gained: the queue stays
     assert len(backlog.t[0]) == 5

@@ -103,8 +103,9 @@ def route(doc: PolicyDocument, names: list[str], keys: np.ndarray, available: li
 def _spill(dest: np.ndarray, scores: np.ndarray, cols: list[int], doc: PolicyDocument, svc: Service,
            cluster: Cluster, backlog: "_Levels", rungs: list[list[int]], t0: float, t1: float) -> np.ndarray:
     """The router's room rule (PolicyDocument.max_in_flight; `rungs`: each level's ladder), per period: a level takes no more of the period's
-    arrivals than its ready replicas hold in flight within the limit (less its queue) plus what they serve at
-    their fastest rung in the period. The newest beyond it go, one by one, to their best-scoring level (`scores`,
+    arrivals than its ready replicas hold in flight within the limit (less what is in flight there: waiting or in
+    service, as the router counts its calls, `argus.router.dispatch`) plus what they serve at their fastest rung in
+    the period. The newest beyond it go, one by one, to their best-scoring level (`scores`,
     over the document's levels `cols`) with room left; none left: they stay."""
     n = len(svc.levels)
     cap = np.full(n, np.inf)
@@ -114,7 +115,7 @@ def _spill(dest: np.ndarray, scores: np.ndarray, cols: list[int], doc: PolicyDoc
             continue
         c = int(np.count_nonzero(cluster.ready[j] <= t0))
         fast = max(svc.levels[x].peak_throughput for x in rungs[j])
-        cap[j] = max(limit * c - len(backlog.t[j]), 0.0) + fast * c * (t1 - t0)
+        cap[j] = max(limit * c - backlog.in_flight[j], 0.0) + fast * c * (t1 - t0)
     counts = np.bincount(dest[dest >= 0], minlength=n).astype(float)
     room = cap - counts
     if not (room < 0).any():
@@ -150,6 +151,7 @@ def _follow(backlog: "_Levels", before: list[int], after: list[int], rungs: list
         order = np.argsort(t, kind="stable")
         backlog.t[b], backlog.q[b] = t[order], q[order]
         backlog.t[a], backlog.q[a] = backlog.t[a][:-k], backlog.q[a][:-k]
+        backlog.in_flight[a], backlog.in_flight[b] = backlog.in_flight[a] - k, backlog.in_flight[b] + k
 
 
 class _Levels:
@@ -162,6 +164,7 @@ class _Levels:
         self.offset = np.zeros(n)  # ... and its learned prices
         self.classes: dict[str, float] = {}  # arrivals per prompt class in the last period
         self.seen = [np.empty(0) for _ in range(n)]  # arrivals sent to each level lately (its replicas' rate)
+        self.in_flight = np.zeros(n)  # requests waiting or in service per level at the period's end
 
 
 def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSource,
@@ -307,4 +310,5 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
             rec.drops(t[gone] + svc.latency_slo, j)
             t, q = t[~gone], q[~gone]
         backlog.t[j], backlog.q[j] = t, q
+    backlog.in_flight = in_flight
     return counts, in_flight
