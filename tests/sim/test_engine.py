@@ -233,3 +233,37 @@ def test_replicas_switched_in_place_to_a_rung_take_their_share_of_the_queue():
     assert backlog.t[1].tolist() == [5, 6, 6.5, 7, 8, 9] and backlog.q[1][:, 1].tolist() == [5, 6, 50, 7, 8, 9]
     _follow(backlog, [2, 2], [1, 2], [[0, 1], [1]])  # replicas given up, none gained: the queue stays
     assert len(backlog.t[0]) == 5
+
+
+def test_replicas_removed_for_a_reload_finish_their_share_of_the_queue_first():
+    """argus.sim.engine._drain: two of four ready cache-k0 replicas go (a reload). They take the newest half of
+    the queue, serve it at cache-k0's peak throughput, and their GPUs load the next level only after that (the
+    worker's drain, `WORKER_DRAIN_S`); a request that cannot finish within the SLO is given up at its deadline.
+    The queue no longer stays with the two replicas left, which the real system never does."""
+    from argus.sim.engine import _drain, _Levels
+    from argus.sim.metrics import Recorder
+
+    svc = _two_level_service()
+    cluster = Cluster(5, [lp.load_time for lp in svc.levels], [4, 0])
+    backlog = _Levels(2)
+    backlog.t[0] = np.array([70.0] * 4 + [95.0] * 6)  # 4 waited 30 s by t=100: they cannot finish in time
+    backlog.q[0] = np.column_stack([np.full(10, 100.0), np.full(10, 88.0)])
+    backlog.in_flight[0] = 18.0
+    rec = Recorder(1000.0, 30.0, svc.names)
+    busy = _drain(backlog, [4, 0], [2, 2], cluster, svc.levels, rec, 100.0, 30.0)
+    peak = svc.levels[0].peak_throughput
+    assert len(backlog.t[0]) == 5 and backlog.t[0].tolist() == [70.0] * 4 + [95.0]  # the oldest stay
+    assert backlog.in_flight[0] == 13.0
+    assert busy[0] == pytest.approx(5 / (2 * peak)) and busy[1] == 0.0
+    assert int(rec.completed.sum()) == 5 and int(rec.dropped.sum()) == 0
+    cluster.apply([2, 2], 100.0, busy)
+    load = svc.levels[1].load_time  # one steps-20 replica on the idle fifth GPU at once, one after the drain
+    assert sorted(cluster.ready[1].tolist()) == pytest.approx([100.0 + load, 100.0 + busy[0] + load])
+    # none left to serve it by the SLO: given up at the deadline; past the worker's drain limit: cut
+    late = _Levels(2)
+    late.t[0], late.q[0] = np.array([60.0, 99.0]), np.full((2, 2), 90.0)
+    rec = Recorder(1000.0, 30.0, svc.names)
+    _drain(late, [1, 0], [0, 1], Cluster(5, [lp.load_time for lp in svc.levels], [1, 0]), svc.levels, rec, 100.0,
+           30.0)
+    assert int(rec.dropped.sum()) == 1 and int(rec.completed.sum()) == 1
+    assert _drain(_Levels(2), [4, 0], [4, 0], cluster, svc.levels, rec, 100.0, 30.0) == [0.0, 0.0]

@@ -37,8 +37,10 @@ class Cluster:
         """Levels with at least one loaded replica at time t (what the router's endpoints show)."""
         return [bool(np.any(r <= t)) for r in self.ready]
 
-    def apply(self, target: list[int], now: float) -> None:
-        """Move to `target` replicas per level at time `now` (removals first, then switches, then start-ups)."""
+    def apply(self, target: list[int], now: float, busy: list[float] | None = None) -> None:
+        """Move to `target` replicas per level at time `now` (removals first, then switches, then start-ups).
+        `busy[j]`: seconds level j's removed ready replicas keep serving (their own queue's drain) before
+        their GPUs are free to load another level."""
         released = [self.pool]
         spare: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # removed replicas a same-model level may take
         for j, want in enumerate(target):
@@ -49,6 +51,8 @@ class Cluster:
             gpu_free = np.where(loading, now, np.maximum(self.free[j], now))
             order = np.lexsort((self.free[j], ~loading))  # loading first, then the earliest free
             drop, keep = order[:excess], order[excess:]
+            if busy is not None and busy[j] > 0:
+                gpu_free[drop] = np.where(loading[drop], gpu_free[drop], np.maximum(gpu_free[drop], now + busy[j]))
             if self.models is not None:
                 spare.setdefault(self.models[j], []).append((self.free[j][drop], self.ready[j][drop]))
             else:

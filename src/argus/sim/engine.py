@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from argus.contract import WORKER_DRAIN_S
 from argus.policy.document import PolicyDocument
 from argus.policy.assign import BURST, ETA, full_credit, place_rows, score_rows, served_level
 from argus.policy.lateness import RATE_WINDOW_S, ladder
@@ -154,6 +155,36 @@ def _follow(backlog: "_Levels", before: list[int], after: list[int], rungs: list
         backlog.in_flight[a], backlog.in_flight[b] = backlog.in_flight[a] - k, backlog.in_flight[b] + k
 
 
+def _drain(backlog: "_Levels", before: list[int], target: list[int], cluster: Cluster, levels, rec: Recorder,
+           now: float, slo: float, limit_s: float = WORKER_DRAIN_S) -> list[float]:
+    """Replicas removed from a level for a reload take their share of the level's queue with them and finish it
+    before their GPU is released: each worker keeps its own Triton queue, and a stopping one finishes what it
+    accepted for up to `limit_s` (argus.contract.WORKER_DRAIN_S; the rest is cut). Without it the queue stayed
+    with the level's remaining replicas, which the real system never does. Returns, per level, how long its
+    removed replicas stay busy (Cluster.apply). Loading replicas are removed first and hold no queue; the ready
+    ones that go serve the newest of their share (as `_follow`) in arrival order at the level's peak
+    throughput, in batches no faster than its service time; a request that cannot finish within the SLO is
+    given up at its deadline, as the router's deadline does."""
+    busy = [0.0] * len(before)
+    for j, (was, want) in enumerate(zip(before, target)):
+        ready = int(np.count_nonzero(cluster.ready[j] <= now))
+        leaving = min(max(was - want - (was - ready), 0), ready)  # ready replicas that go (loading ones go first)
+        k = int(round(len(backlog.t[j]) * leaving / ready)) if leaving else 0
+        if k <= 0:
+            continue
+        t, q = backlog.t[j][-k:], backlog.q[j][-k:]
+        backlog.t[j], backlog.q[j] = backlog.t[j][:-k], backlog.q[j][:-k]
+        backlog.in_flight[j] = max(backlog.in_flight[j] - k, 0.0)
+        finish = now + np.maximum(levels[j].service_time, np.arange(1, k + 1) / (leaving * levels[j].peak_throughput))
+        cut = finish > now + limit_s
+        late = ~cut & (finish - t > slo)
+        ok = ~cut & ~late
+        rec.served(t[ok], finish[ok], q[ok, j], j)
+        rec.drops(np.concatenate([t[late] + slo, np.full(int(cut.sum()), now + limit_s)]), j)
+        busy[j] = float(min(finish.max() - now, limit_s))
+    return busy
+
+
 class _Levels:
     """Per-level backlog (arrival time, the prompt's quality at every level) carried between periods."""
 
@@ -197,7 +228,8 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
             before = cluster.replicas()
             if target != before:
                 decisions.append((t0, dict(plan.replicas)))
-            cluster.apply(target, t0)
+            busy = _drain(backlog, before, target, cluster, levels, rec, t0, svc.latency_slo) if not svc.in_place else None
+            cluster.apply(target, t0, busy)
             if svc.in_place and plan.doc.late_rungs and target != before:
                 _follow(backlog, before, cluster.replicas(), _rungs(plan.doc, names))
         counts, in_flight = _period(workload, svc, policy, model, plan, cluster, backlog, rec, bt, rng, cfg,
