@@ -7,6 +7,7 @@ Cases:
   not ready are skipped; no prices or no predictions: the redirection row decides;
 - the ledger keeps every level within its share of the arrivals (beyond a small burst), and a new ledger
   starts with that burst;
+- a level's share counts only its ready replicas (a reload in progress), renormalized;
 - a decision's p99 stays within 1 ms (CPU time of the call).
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from argus.policy.document import PolicyDocument
-from argus.policy.assign import BURST, Ledger, assigned_level, place, place_rows
+from argus.policy.assign import BURST, Ledger, assigned_level, place, place_rows, ready_shares
 
 LEVELS = ["cache-k0", "cache-k10", "steps-25", "steps-20"]
 
@@ -162,3 +163,20 @@ def test_agnostic_key_must_be_a_level():
 
     with pytest.raises(ValidationError, match="agnostic_key"):
         PolicyDocument(**{**doc().model_dump(), "agnostic_key": "steps-7"})
+
+
+def test_a_share_counts_only_the_ready_replicas():
+    """The plan's shares count every replica it allocates; while 4 of 5 steps-20 replicas still load (a reload
+    into a burst's level), the one ready takes a fifth of steps-20's share, and the other levels the rest."""
+    p = doc(prices={lv: 0.0 for lv in LEVELS}, shares={"cache-k0": 0.1, "cache-k10": 0.1, "steps-25": 0.1, "steps-20": 0.7})
+    assert ready_shares(p, None).tolist() == pytest.approx([0.1, 0.1, 0.1, 0.7])
+    assert ready_shares(p, {"cache-k0": 1, "cache-k10": 1, "steps-25": 1, "steps-20": 5}).tolist() == \
+        pytest.approx([0.1, 0.1, 0.1, 0.7])
+    got = ready_shares(p, {"cache-k0": 1, "cache-k10": 1, "steps-25": 1, "steps-20": 1})
+    assert got.tolist() == pytest.approx([0.1 / 0.44, 0.1 / 0.44, 0.1 / 0.44, 0.14 / 0.44])
+    # placed: everyone prefers steps-20 at these predictions; with 1 of 5 ready it takes ~32 %, not 70 %
+    ledger, pred = Ledger(), {"cache-k0": 91.0, "cache-k10": 91.0, "steps-25": 91.0, "steps-20": 95.0}
+    ready = {"cache-k0": 1, "cache-k10": 1, "steps-25": 1, "steps-20": 1}
+    placed = [place(pred, p, ledger, ready=ready) for _ in range(1000)]
+    assert placed.count("steps-20") <= 0.32 * 1000 + BURST + 1
+    assert [place(pred, p, Ledger()) for _ in range(1000)].count("steps-20") >= 0.7 * 1000 - 1

@@ -138,9 +138,26 @@ def score_rows(predicted: np.ndarray, policy: PolicyDocument, available: np.ndar
     return np.where(allowed, scores, -math.inf)
 
 
+def ready_shares(policy: PolicyDocument, ready: dict[str, int] | None) -> np.ndarray:
+    """The policy's shares (per `policy.levels`), each scaled by the share of the level's planned replicas that
+    are ready, then summing to 1 again. The plan's shares count every replica it allocates, but one still
+    loading serves nothing: a level reloaded into for a burst would otherwise take the share of all its
+    replicas on the first one ready, and drop what its queue cannot finish in time. `ready`: ready replicas
+    per level (the router's endpoints); None: the shares as planned."""
+    share = np.array([policy.shares.get(lv, 0.0) for lv in policy.levels])
+    if ready is None:
+        return share
+    planned = np.array([policy.allocation.get(lv, 0) for lv in policy.levels], dtype=float)
+    have = np.array([ready.get(lv, 0) for lv in policy.levels], dtype=float)
+    scaled = share * np.where(planned > 0, np.minimum(have / np.maximum(planned, 1.0), 1.0), 1.0)
+    total = scaled.sum()
+    return scaled / total if total > 0 else share
+
+
 def place(predicted: dict[str, float], policy: PolicyDocument, ledger: Ledger,
-          available: set[str] | None = None) -> str | None:
-    """The level for one prompt with per-level predictions under a policy with prices; None if it has none."""
+          available: set[str] | None = None, ready: dict[str, int] | None = None) -> str | None:
+    """The level for one prompt with per-level predictions under a policy with prices; None if it has none.
+    `ready`: ready replicas per level (`ready_shares`)."""
     if not policy.prices or len(predicted) < 2:
         # No per-level prediction (a router without a predictor plans every prompt as {FULL: 100}): placing
         # it would pin it to full quality even in overload; the redirection row decides instead.
@@ -150,7 +167,7 @@ def place(predicted: dict[str, float], policy: PolicyDocument, ledger: Ledger,
     scores = score_rows(row, policy, avail)[0]
     if not np.isfinite(scores).any():
         return None
-    share = np.array([policy.shares.get(lv, 0.0) for lv in policy.levels])
+    share = ready_shares(policy, ready)
     credit = np.array([ledger.credit.get(lv, BURST) for lv in policy.levels])
     offset = np.array([ledger.offset.get(lv, 0.0) for lv in policy.levels])
     j = int(place_rows(scores[None, :], share, credit, offset)[0])
@@ -160,14 +177,14 @@ def place(predicted: dict[str, float], policy: PolicyDocument, ledger: Ledger,
 
 
 def assigned_level(optimal: str, predicted: dict[str, float], policy: PolicyDocument | None, rng: random.Random,
-                   ledger: Ledger, available: set[str] | None = None) -> str:
+                   ledger: Ledger, available: set[str] | None = None, ready: dict[str, int] | None = None) -> str:
     """Per-prompt placement when the policy has prices and the prompt has predictions, else the redirection row.
 
     A prompt-agnostic policy (`agnostic_key`) keys every prompt at that level and ignores its predictions."""
     if policy is not None and policy.agnostic_key is not None:
         return served_level(policy.agnostic_key, policy, rng, available)
     if policy is not None:
-        level = place(predicted, policy, ledger, available)
+        level = place(predicted, policy, ledger, available, ready)
         if level is not None:
             return level
     return served_level(optimal, policy, rng, available)

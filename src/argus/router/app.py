@@ -137,7 +137,8 @@ class Router:
         level = assigned_level(plan.optimal_level, plan.predicted_quality, policy, self.rng,
                                self.ledgers.setdefault(service, Ledger()),
                                self.dispatcher.available_levels(service, levels,
-                                                                policy.max_in_flight if policy else None))
+                                                                policy.max_in_flight if policy else None),
+                               self.dispatcher.ready_counts(service, levels))
         order = [level] + safer_levels(level, policy)
         self.metrics.pending.labels(service, level).inc()
         try:

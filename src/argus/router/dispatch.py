@@ -42,6 +42,10 @@ class Dispatcher:
         cands = [r for r in self.endpoints.replicas(service, level) if r not in exclude]
         return min(cands, key=lambda r: self.inflight[r]) if cands else None
 
+    def ready_counts(self, service: str, levels: list[str]) -> dict[str, int]:
+        """Ready replicas per level of `service` (its endpoints; a pod still loading has none)."""
+        return {lv: len(self.endpoints.replicas(service, lv)) for lv in levels}
+
     def available_levels(self, service: str, levels: list[str],
                          max_in_flight: dict[str, float] | None = None) -> set[str]:
         """Levels of `service` with at least one replica and, where `max_in_flight` limits a level, fewer requests

@@ -19,7 +19,7 @@ import numpy as np
 
 from argus.contract import WORKER_DRAIN_S
 from argus.policy.document import PolicyDocument
-from argus.policy.assign import BURST, ETA, full_credit, place_rows, score_rows, served_level
+from argus.policy.assign import BURST, ETA, full_credit, place_rows, ready_shares, score_rows, served_level
 from argus.policy.lateness import RATE_WINDOW_S, ladder
 from argus.sim.cluster import Cluster
 from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, njit, run_level, run_level_least_pending
@@ -68,14 +68,15 @@ class Result:
 
 
 def place(doc: PolicyDocument, names: list[str], predicted: np.ndarray, available: list[bool],
-          credit: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+          credit: np.ndarray, offset: np.ndarray, ready: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Per-prompt placement (argus.policy.assign.place, vectorized): served level index per prompt in
-    `names`, -1 where the prompt has no allowed level; `credit` and `offset` (per doc level) are the router's ledger.
+    `names`, -1 where the prompt has no allowed level; `credit` and `offset` (per doc level) are the router's ledger;
+    `ready`: ready replicas per level of `names` (argus.policy.assign.ready_shares).
     Also the scores it placed by (prompts x doc levels) and each doc level's index in `names`."""
     cols = [names.index(lv) for lv in doc.levels]
     avail = np.array([available[c] for c in cols])
     scores = score_rows(predicted[:, cols], doc, avail)
-    share = np.array([doc.shares.get(lv, 0.0) for lv in doc.levels])
+    share = ready_shares(doc, None if ready is None else dict(zip(names, ready)))
     j = _place_rows(scores, share, credit, offset, BURST, ETA)
     return np.where(j >= 0, np.array(cols)[np.maximum(j, 0)], -1), scores, cols
 
@@ -308,7 +309,8 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
         if plan.doc.prices and prompts.predicted is not None:
             if len(backlog.credit) != len(plan.doc.levels):
                 backlog.credit, backlog.offset = full_credit(len(plan.doc.levels)), np.zeros(len(plan.doc.levels))
-            placed, scores, cols = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset)
+            ready = [int(np.count_nonzero(r <= t0)) for r in cluster.ready]
+            placed, scores, cols = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset, ready)
             dest = np.where(placed >= 0, placed, dest)
             if plan.doc.max_in_flight:
                 dest = _spill(dest, scores, cols, plan.doc, svc, cluster, backlog, rungs, t0, t1)
