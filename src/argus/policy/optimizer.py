@@ -36,7 +36,7 @@ def solve(s: Snapshot) -> Decision:
     if best is None:
         # Certain: no safe allocation exists, because not even fractional replicas serve it all safely or
         # because the safe search exhausted its tree (the box on x loses no safe allocation: see milp.build).
-        certain = f.beyond_capacity or f.lp().no_integer_point or milp.run(f, relax=True) is None
+        certain = milp.run(f, relax=True) is None or f.lp().no_integer_point
         if not certain:
             # Fractional replicas would do: the covering search (argus.policy.solver.cover) finds an allocation
             # that serves everything safely, to start the safe search from, or proves that none exists.

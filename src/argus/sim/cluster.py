@@ -33,6 +33,10 @@ class Cluster:
         """Replicas per level, loading ones included (what the Deployments ask for)."""
         return [len(f) for f in self.free]
 
+    def ready_counts(self, t: float) -> list[int]:
+        """Loaded replicas per level at time t (the router's endpoints per level)."""
+        return [int(np.count_nonzero(r <= t)) for r in self.ready]
+
     def available(self, t: float) -> list[bool]:
         """Levels with at least one loaded replica at time t (what the router's endpoints show)."""
         return [bool(np.any(r <= t)) for r in self.ready]

@@ -111,11 +111,12 @@ def _spill(dest: np.ndarray, scores: np.ndarray, cols: list[int], doc: PolicyDoc
     over the document's levels `cols`) with room left; none left: they stay."""
     n = len(svc.levels)
     cap = np.full(n, np.inf)
+    ready = cluster.ready_counts(t0)
     for j, name in enumerate(svc.names):
         limit = doc.max_in_flight.get(name)
         if limit is None:
             continue
-        c = int(np.count_nonzero(cluster.ready[j] <= t0))
+        c = ready[j]
         fast = max(svc.levels[x].peak_throughput for x in rungs[j])
         cap[j] = max(limit * c - backlog.in_flight[j], 0.0) + fast * c * (t1 - t0)
     counts = np.bincount(dest[dest >= 0], minlength=n).astype(float)
@@ -167,8 +168,7 @@ def _drain(backlog: "_Levels", before: list[int], target: list[int], cluster: Cl
     throughput, in batches no faster than its service time; a request that cannot finish within the SLO is
     given up at its deadline, as the router's deadline does."""
     busy = [0.0] * len(before)
-    for j, (was, want) in enumerate(zip(before, target)):
-        ready = int(np.count_nonzero(cluster.ready[j] <= now))
+    for j, (was, want, ready) in enumerate(zip(before, target, cluster.ready_counts(now))):
         leaving = min(max(was - want - (was - ready), 0), ready)  # ready replicas that go (loading ones go first)
         k = int(round(len(backlog.t[j]) * leaving / ready)) if leaving else 0
         if k <= 0:
@@ -309,8 +309,8 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
         if plan.doc.prices and prompts.predicted is not None:
             if len(backlog.credit) != len(plan.doc.levels):
                 backlog.credit, backlog.offset = full_credit(len(plan.doc.levels)), np.zeros(len(plan.doc.levels))
-            ready = [int(np.count_nonzero(r <= t0)) for r in cluster.ready]
-            placed, scores, cols = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset, ready)
+            placed, scores, cols = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset,
+                                         cluster.ready_counts(t0))
             dest = np.where(placed >= 0, placed, dest)
             if plan.doc.max_in_flight:
                 dest = _spill(dest, scores, cols, plan.doc, svc, cluster, backlog, rungs, t0, t1)
