@@ -32,6 +32,9 @@ class SpecError(ValueError):
         self.message = message
 
 
+KEEP_WARM_S = 1800.0  # the default keepWarm: the burst sweep's bursts recur every 20 minutes (bench/RESULTS.md)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
                               frozen=True)
@@ -139,6 +142,12 @@ class T2IServiceSpec(_Model):
                     "is expected to cause fewer SLO violations than keeping the replicas in force, or as few "
                     "and more quality. Longer: the loop moves sooner in a burst; shorter: it rides out short "
                     "bursts at full quality (argus.policy.moves).")
+    keep_warm: float = Field(
+        KEEP_WARM_S, ge=0, le=86400,
+        description="Seconds a replica the plan leaves idle at an approximate level (after a burst) stays there, "
+                    "warm for the next burst, before it goes back to full quality (meanwhile it takes its capacity "
+                    "share of the arrivals). 0: as soon as the dwell allows. Longer: the next burst within it "
+                    "starts on a replica that serves it at once (argus.control.loop).")
     min_full_quality_replicas: int = Field(1, ge=0, description=f"Replicas of {FULL} always kept.")
     prometheus_url: str = Field("http://argus-prometheus:9090", description="Where the operator reads metrics.")
     cache: CacheSpec = Field(default_factory=CacheSpec)

@@ -206,10 +206,10 @@ def test_allocation_fits(alloc, over, fits):
     assert allocation_fits(alloc, spec(**over)) is fits
 
 
-def _after_burst(queues=None):
+def _after_burst(queues=None, **over):
     """Two GPUs left as 1 full + 1 cheapest after a burst; the demand has fallen to what one full replica serves."""
     s = parse_spec({"throughputTarget": 1.0, "gpus": 2, "levels": ["cache-k0", "steps-20"], "controlPeriod": 5,
-                    "qualityFloor": 90})  # SDXL loads take 47 s: the dwell is 3 x 47 = 141 s
+                    "qualityFloor": 90, **over})  # SDXL loads take 47 s: the dwell is 3 x 47 = 141 s
     state = ControlState(allocation={"cache-k0": 1, "steps-20": 1}, policy_version=3, last_change=100.0,
                          last_decision=100.0, demand=DemandState(rate=0.05, at=100.0))
     obs = M(demand=0.05, h={"cache-k0": 1.0}, throughput={"cache-k0": 0.05}, queues=queues or {})
@@ -235,6 +235,26 @@ def test_idle_approximate_replica_stays_warm_until_moving_it_back_pays():
     steady = run(s, more, late.state, 265.0, gen=None)  # and it stays there: no flapping
     assert steady.allocation == late.allocation and not steady.changed
     assert steady.policy.version == late.policy.version
+
+
+def test_idle_approximate_replica_goes_back_to_full_quality_after_keep_warm():
+    """keepWarm (default 30 minutes) bounds how long the idle replica stays warm: past it since the last change,
+    the release is made although it serves no more quality (it adds no violations), and it stays made."""
+    s, state, obs = _after_burst()
+    assert s.keep_warm == 1800.0
+    warm = run(s, obs, state, 1890.0, gen=None)  # 1,790 s after the move: still kept warm
+    assert warm.allocation == {"cache-k0": 1, "steps-20": 1} and not warm.changed
+    back = run(s, obs, warm.state, 1905.0, gen=None)
+    assert back.allocation == {"cache-k0": 2, "steps-20": 0} and back.changed
+    assert back.reason.startswith("move pays: idle replicas kept warm long enough go back to full quality")
+    assert "released idle replicas of steps-20" in back.reason
+    s, state, obs = _after_burst(keepWarm=0)  # 0: as soon as the dwell allows
+    early = run(s, obs, state, 230.0, gen=None)
+    assert early.allocation == {"cache-k0": 1, "steps-20": 1}  # within the dwell
+    now = run(s, obs, early.state, 245.0, gen=None)
+    assert now.allocation == {"cache-k0": 2, "steps-20": 0} and now.changed
+    steady = run(s, obs, now.state, 260.0, gen=None)
+    assert steady.allocation == now.allocation and not steady.changed
 
 
 def test_a_replica_with_queued_requests_is_not_released():

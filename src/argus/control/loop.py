@@ -175,19 +175,21 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                     last_change=last_change, min_full_quality=spec.min_full_quality_replicas,
                     hysteresis=Hysteresis(min_dwell_s=dwell_s(spec.control_period, profiles, in_place)),
                     classes=() if key is not None else classes, quality_weight=spec.quality_weight, in_place=in_place)
-    decision = solve_releasing_idle(snap)
+    decision, released = solve_releasing_idle(snap)
     rate = None if observed is None or dstate.rate is None else arrival_rate(state, dstate.rate, queues, current,
                                                                              profiles, now)
     overload_since = _overload_since(state, rate, current, profiles, now)
     if current and rate is not None and not spec_changed and not prior_plan and decision.replicas != current:
-        decision = weigh_move(snap, decision, rate, moves.horizon(spec.burst_horizon, overload_since, now))
+        warm_over = last_change is None or now - last_change >= spec.keep_warm
+        decision = weigh_move(snap, decision, rate, moves.horizon(spec.burst_horizon, overload_since, now),
+                              release=released and warm_over)
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
                              **spec.data_plane(), generated_at=now, epoch=epoch,
                              level_quality={p.level: p.quality for p in profiles}, late_rungs=late)
     if key is not None:
-        doc = doc.model_copy(update={"agnostic_key": key, "prices": {}, "shares": {}})
+        doc = doc.model_copy(update={"agnostic_key": key, "prices": {}, "shares": {}, "capacity": {}})
     elif late and dstate.rate is not None and dstate.rate > moves.capacity(alloc, profiles):
         # the smoothed arrivals (not the headroom the plan adds) past what the allocation serves at its levels
         doc = doc.model_copy(update={"shares": overload_shares(
@@ -223,10 +225,12 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                 event=event, status=status, decision=decision, reason=decision.reason)
 
 
-def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float) -> Decision:
+def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float, release: bool = False) -> Decision:
     """`decision`, a partial move toward it, or the allocation in force kept: whichever pays best over the
     horizon (argus.policy.moves); the reason starts with the weighing, in numbers. Late rungs are not counted:
-    weighing holds with their capacity rode a 2-hour plateau out at the aim's edge (bench/RESULTS.md)."""
+    weighing holds with their capacity rode a 2-hour plateau out at the aim's edge (bench/RESULTS.md).
+    `release`: `decision` gives idle replicas back to full quality after the spec's keepWarm, so a move that
+    adds no violations is made even when it serves no more quality (`moves.weigh`'s `release`)."""
     held = evaluate(snap, snap.current, "")
     if held is None:  # the allocation in force is not one the optimizer may run (a level now too slow): move
         return decision
@@ -238,7 +242,7 @@ def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float
     verdict = moves.weigh(moves.hold_option(snap.current, snap.profiles, hold_q),
                           [moves.move_option(snap.current, d.replicas, snap.profiles, hold_q, d.quality or 0.0,
                                              in_place=snap.in_place) for d in made],
-                          rate, sum(snap.queues.values()), snap.latency_slo, horizon_s)
+                          rate, sum(snap.queues.values()), snap.latency_slo, horizon_s, release=release)
     chosen = held if verdict.choice is None else made[verdict.choice]
     notes = [verdict.reason, *(n for n in chosen.notes if n)]
     return replace(chosen, reason="; ".join(notes), notes=notes)
@@ -270,8 +274,8 @@ def _overload_since(state: ControlState, rate: float | None, current: dict[str, 
     return state.overload_since if state.overload_since is not None and state.overload_since <= now else now
 
 
-def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> Decision:
-    """solve(snap), with idle approximate replicas given back to the full-quality level.
+def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> tuple[Decision, bool]:
+    """solve(snap), with idle approximate replicas given back to the full-quality level; and whether any were.
 
     Hysteresis keeps an allocation when a change gains less than its threshold after switching
     cost. After a burst that leaves an approximate replica with no load planned on it (and nothing
@@ -280,16 +284,18 @@ def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> Decision:
     cost charges a reload as lost capacity, but an idle replica serves nothing, so reloading it loses
     none: once the dwell time since the last change has passed (no flapping), outside overload, it
     goes back to the full-quality level, and the plan is re-solved on that allocation (its
-    redirection then uses the capacity).
+    redirection then uses the capacity). The move weighing (`weigh_move`) then keeps such a replica warm
+    for the next burst until the spec's keepWarm has passed since the last change (meanwhile the router's
+    capacity shares give it arrivals: bench/RESULTS.md, "keepWarm").
     """
     decision = solve(snap)
     dwell_ok = snap.last_change is None or snap.now - snap.last_change >= snap.hysteresis.min_dwell_s
     if decision.overload or full not in decision.replicas or not sum(snap.current.values()) or not dwell_ok:
-        return decision
+        return decision, False
     idle = [lv for lv, n in decision.replicas.items() if lv != full and n > 0
             and decision.served_by_level.get(lv, 0.0) <= 1e-9 and snap.queues.get(lv, 0.0) < 0.5]
     if not idle:
-        return decision
+        return decision, False
     alloc = dict(decision.replicas)
     for lv in idle:
         alloc[full] += alloc[lv]
@@ -297,7 +303,7 @@ def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> Decision:
     again = solve(replace(snap, current=alloc, last_change=snap.now))
     note = f"released idle replicas of {', '.join(idle)} to {full} (no load planned there)"
     notes = [note, *(n for n in again.notes if not n.startswith("hysteresis:"))]
-    return replace(again, changed=again.replicas != snap.current, reason="; ".join(notes), notes=notes)
+    return replace(again, changed=again.replicas != snap.current, reason="; ".join(notes), notes=notes), True
 
 
 def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, status: dict[str, Any],

@@ -37,6 +37,9 @@ TINY_MANIFEST = {
         # Its bursts last a minute or two and a slot reloads in ~10-20 s: a move must pay back within a minute
         # (a longer one stretches the horizon as it lasts; argus.policy.moves).
         "burstHorizon": 60,
+        # An idle cheap slot left from a burst goes back to full quality after a minute (the production default,
+        # 30 minutes, is for bursts that recur on that scale).
+        "keepWarm": 60,
     },
 }
 

@@ -22,10 +22,10 @@ one with the fewest expected violations over the horizon (within a tie band), th
 served (served requests x their expected quality). The verdict is lexicographic: that candidate is made
 if it saves more than the tie band's expected violations over holding; not if it adds more; between
 them, if it serves at least `QUALITY_GAIN` more quality (an idle replica moved to a better level serves
-nothing more, so it stays where it is, warm for the next burst). The horizon is the service's burst horizon (the T2IService field
-`burstHorizon`), stretched to how long demand has exceeded the allocation's capacity so far (a burst
-that has lasted t is expected to last about t more), up to `MAX_STRETCH` times the setting. Pure:
-no I/O, no clock.
+nothing more, so it stays where it is, warm for the next burst, until the service's keepWarm has passed).
+The horizon is the service's burst horizon (the T2IService field `burstHorizon`), stretched to how long
+demand has exceeded the allocation's capacity so far (a burst that has lasted t is expected to last about
+t more), up to `MAX_STRETCH` times the setting. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -200,10 +200,12 @@ def outlook(opt: Option, rate: float, backlog: float, slo_s: float, horizon_s: f
 
 
 def weigh(hold: Option, candidates: list[Option], rate: float, backlog: float, slo_s: float,
-          horizon_s: float) -> Verdict:
+          horizon_s: float, release: bool = False) -> Verdict:
     """Hold, or the candidate move that does best over the horizon (see the module docstring): fewest
     expected violations (within the tie band of the fewest), then most quality served. The reason gives
-    the hold's and the chosen move's outlooks in numbers."""
+    the hold's and the chosen move's outlooks in numbers. `release`: the move gives idle replicas back to full
+    quality once they have been kept warm long enough (the spec's keepWarm), so within the tie band it is made
+    even when it serves no more quality."""
     h = outlook(hold, rate, backlog, slo_s, horizon_s)
     looks = [outlook(c, rate, backlog, slo_s, horizon_s) for c in candidates]
     fewest = min(o.violations for o in looks)
@@ -217,8 +219,10 @@ def weigh(hold: Option, candidates: list[Option], rate: float, backlog: float, s
                f"violations, {h.served:.0f} served + {h.backlog_end:.0f} queued at {h.mean_quality:.1f} %; {which} "
                f"{m.violations:.1f} violations ({move.transition_s:.0f} s at {move.during:.3g} req/s while "
                f"loading), {m.served:.0f} served + {m.backlog_end:.0f} queued at {m.mean_quality:.1f} %")
-    if saved > tie or (saved >= -tie and m.quality > h.quality * (1 + QUALITY_GAIN)):
-        why = f"saves {saved:.1f} SLO violations" if saved > tie else f"more quality served, violations within {tie:.1f}"
+    if saved > tie or (saved >= -tie and (release or m.quality > h.quality * (1 + QUALITY_GAIN))):
+        why = (f"saves {saved:.1f} SLO violations" if saved > tie else
+               f"more quality served, violations within {tie:.1f}" if m.quality > h.quality * (1 + QUALITY_GAIN) else
+               f"idle replicas kept warm long enough go back to full quality, violations within {tie:.1f}")
         return Verdict(pick, horizon_s, h, m, f"move pays: {why} {numbers}")
     why = f"would add {-saved:.1f} SLO violations" if saved < -tie else f"saves no violations and gains less than {QUALITY_GAIN:.0%} quality"
     return Verdict(None, horizon_s, h, m, f"held: the move {why} {numbers}")

@@ -25,7 +25,7 @@ from argus.policy.document import PolicyDocument
 from argus.policy.profile import LevelProfile, agnostic_key
 from argus.policy import baselines, classes as prompt_classes
 from argus.policy.snapshot import PromptClass
-from argus.spec import T2IServiceSpec
+from argus.spec import KEEP_WARM_S, T2IServiceSpec
 from argus.sim.prompts import Prompts, PromptSource, cache_allowed
 
 PROFILED_PROMPTS = 40_000  # the simulated "profiled" population the class table is estimated from
@@ -56,6 +56,7 @@ class Service:
     scale_down_half_life: float = RELEASE_HALF_LIFE_S  # the spec's scaleDownHalfLife (s)
     control_period_s: float = 15.0  # the spec's controlPeriod (the loop's dwell is counted in periods)
     burst_horizon: float = 120.0  # the spec's burstHorizon: the horizon a move must pay back within (s)
+    keep_warm: float = KEEP_WARM_S  # the spec's keepWarm: how long an idle approximate replica stays warm (s)
     in_place: bool = False  # the cluster switches a replica between levels of one model without a reload
     quality_weight: float = 1.0  # the spec's qualityWeight
     late_rungs: bool = True  # the spec's lateRungs
@@ -70,6 +71,7 @@ class Service:
                                   quality_weight=self.quality_weight, late_rungs=self.late_rungs,
                                   min_full_quality_replicas=self.min_full_quality,
                                   scale_down_half_life=self.scale_down_half_life, burst_horizon=self.burst_horizon,
+                                  keep_warm=self.keep_warm,
                                   model={"steps": max(50, _max_steps(self.names) + 1)})
         except ValueError as e:
             raise PolicyError(f"the simulated service is not a valid T2IService spec: {e}") from None
