@@ -248,6 +248,15 @@ def test_idle_approximate_replica_goes_back_to_full_quality_after_keep_warm():
     assert back.allocation == {"cache-k0": 2, "steps-20": 0} and back.changed
     assert back.reason.startswith("move pays: idle replicas kept warm long enough go back to full quality")
     assert "released idle replicas of steps-20" in back.reason
+    # requests waiting at the warm replica (a burst it served without a move) restart the clock
+    s, state, obs = _after_burst()
+    busy = run(s, _after_burst(queues={"steps-20": 3.0})[2], state, 1000.0, gen=None)
+    assert busy.allocation == {"cache-k0": 1, "steps-20": 1} and busy.state.approx_busy == 1000.0
+    assert busy.state.last_change == 100.0
+    assert ControlState.from_status(busy.state.to_status()) == busy.state  # kept on the status
+    still = run(s, obs, busy.state, 1905.0, gen=None)
+    assert still.allocation == {"cache-k0": 1, "steps-20": 1} and still.state.approx_busy == 1000.0
+    assert run(s, obs, still.state, 2805.0, gen=None).allocation == {"cache-k0": 2, "steps-20": 0}
     s, state, obs = _after_burst(keepWarm=0)  # 0: as soon as the dwell allows
     early = run(s, obs, state, 230.0, gen=None)
     assert early.allocation == {"cache-k0": 1, "steps-20": 1}  # within the dwell

@@ -180,7 +180,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                                                                              profiles, now)
     overload_since = _overload_since(state, rate, current, profiles, now)
     if current and rate is not None and not spec_changed and not prior_plan and decision.replicas != current:
-        warm_over = last_change is None or now - last_change >= spec.keep_warm
+        warm_over = _warm_over(last_change, state.approx_busy, now, spec.keep_warm)
         decision = weigh_move(snap, decision, rate, moves.horizon(spec.burst_horizon, overload_since, now),
                               release=released and warm_over)
     alloc = dict(decision.replicas)
@@ -216,13 +216,27 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                              policy_digest=digest, demand=dstate, overload_since=overload_since,
                              queued=sum(queues.values()) if observed is not None else None,
                              reload_started=now if _adds_replicas(current, alloc) else state.reload_started,
-                             reload_times=state.reload_times)
+                             reload_times=state.reload_times,
+                             approx_busy=now if _approx_busy(decision, queues) else state.approx_busy)
     if status.get("averageQuality") is None and decision.quality is not None:
         status["averageQuality"] = round(decision.quality, 3)
     status.update(demand=round(demand, 6), plannedThroughput=round(decision.throughput, 6),
                   overload=decision.overload, message=decision.reason[:1000])
     return Plan(allocation=alloc, policy=doc, state=new_state, changed=changed, policy_changed=policy_changed,
                 event=event, status=status, decision=decision, reason=decision.reason)
+
+
+def _approx_busy(decision: Decision, queues: dict[str, float], full: str = FULL) -> bool:
+    """Whether the plan puts load on an approximate level, or requests wait at one (keepWarm's clock)."""
+    return any(lv != full and (decision.served_by_level.get(lv, 0.0) > 1e-9 or queues.get(lv, 0.0) >= 0.5)
+               for lv in decision.replicas)
+
+
+def _warm_over(last_change: float | None, busy: float | None, now: float, keep_warm_s: float) -> bool:
+    """Whether idle approximate replicas have been kept warm for `keep_warm_s`: since the last change and since an
+    approximate level last had load (a burst the warm replicas served without a move restarts the clock)."""
+    since = max((t for t in (last_change, busy) if t is not None), default=None)
+    return since is None or now - since >= keep_warm_s
 
 
 def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float, release: bool = False) -> Decision:
@@ -321,7 +335,7 @@ def _keep(service: str, spec: T2IServiceSpec, state: ControlState, now: float, s
                              observed_generation=generation if generation is not None else state.observed_generation,
                              policy_digest=state.policy_digest, demand=state.demand,
                              overload_since=state.overload_since, reload_started=state.reload_started,
-                             reload_times=state.reload_times)
+                             reload_times=state.reload_times, approx_busy=state.approx_busy)
     if status.get("averageQuality") is None and state.quality is not None:
         status["averageQuality"] = round(state.quality, 3)
     return Plan(allocation=alloc, policy=doc, state=new_state, changed=False, policy_changed=False, event=None,

@@ -24,6 +24,7 @@ class ControlState:
     queued: float | None = None  # requests in flight at the last decision (the queue's trend)
     reload_started: float | None = None  # unix time of the change whose added replicas are still loading
     reload_times: tuple[float, ...] = ()  # measured seconds from a change to its replicas all ready, latest last
+    approx_busy: float | None = None  # unix time load was last planned or queued at an approximate level (keepWarm)
 
     @classmethod
     def from_status(cls, status: dict[str, Any] | None) -> "ControlState":
@@ -38,7 +39,8 @@ class ControlState:
                    policy_digest=st.get("policyDigest") if isinstance(st.get("policyDigest"), str) else None,
                    demand=_demand(st.get("demandEstimate")), overload_since=_num(st.get("overloadSince")),
                    queued=_num(st.get("queued")), reload_started=_num(st.get("reloadStartedAt")),
-                   reload_times=_reloads(st.get("measuredReloadSeconds")))
+                   reload_times=_reloads(st.get("measuredReloadSeconds")),
+                   approx_busy=_num(st.get("approximateBusyAt")))
 
     def to_status(self, known_levels: list[str] | None = None) -> dict[str, Any]:
         """The status fields holding this state; levels no longer served are nulled (merge-patch delete)."""
@@ -50,6 +52,7 @@ class ControlState:
                 "observedGeneration": self.observed_generation, "policyDigest": self.policy_digest,
                 "overloadSince": self.overload_since, "queued": self.queued,
                 "reloadStartedAt": self.reload_started, "measuredReloadSeconds": list(self.reload_times) or None,
+                "approximateBusyAt": self.approx_busy,
                 "demandEstimate": {"rate": self.demand.rate, "at": self.demand.at,
                                    "shares": dict(self.demand.shares) or None, "sharesAt": self.demand.shares_at}}
 
