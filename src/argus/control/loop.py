@@ -189,7 +189,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                              **spec.data_plane(), generated_at=now, epoch=epoch,
                              level_quality={p.level: p.quality for p in profiles}, late_rungs=late)
     if key is not None:
-        doc = doc.model_copy(update={"agnostic_key": key, "prices": {}, "shares": {}, "capacity": {}})
+        doc = doc.model_copy(update={"agnostic_key": key, "prices": {}, "shares": {}})
     elif late and dstate.rate is not None and dstate.rate > moves.capacity(alloc, profiles):
         # the smoothed arrivals (not the headroom the plan adds) past what the allocation serves at its levels
         doc = doc.model_copy(update={"shares": overload_shares(
@@ -299,8 +299,8 @@ def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> tuple[Decision, bo
     none: once the dwell time since the last change has passed (no flapping), outside overload, it
     goes back to the full-quality level, and the plan is re-solved on that allocation (its
     redirection then uses the capacity). The move weighing (`weigh_move`) then keeps such a replica warm
-    for the next burst until the spec's keepWarm has passed since the last change (meanwhile the router's
-    capacity shares give it arrivals: bench/RESULTS.md, "keepWarm").
+    for the next burst until the spec's keepWarm has passed since the last change and since an approximate
+    level last had load (meanwhile the router's capacity shares give it arrivals: bench/RESULTS.md, "keepWarm").
     """
     decision = solve(snap)
     dwell_ok = snap.last_change is None or snap.now - snap.last_change >= snap.hysteresis.min_dwell_s
