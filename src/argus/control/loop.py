@@ -226,10 +226,14 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                 event=event, status=status, decision=decision, reason=decision.reason)
 
 
+def _has_load(decision: Decision, queues: dict[str, float], level: str) -> bool:
+    """Whether the plan puts load on `level` or requests wait there."""
+    return decision.served_by_level.get(level, 0.0) > 1e-9 or queues.get(level, 0.0) >= 0.5
+
+
 def _approx_busy(decision: Decision, queues: dict[str, float], full: str = FULL) -> bool:
-    """Whether the plan puts load on an approximate level, or requests wait at one (keepWarm's clock)."""
-    return any(lv != full and (decision.served_by_level.get(lv, 0.0) > 1e-9 or queues.get(lv, 0.0) >= 0.5)
-               for lv in decision.replicas)
+    """Whether an approximate level has load (`_has_load`): keepWarm's clock."""
+    return any(lv != full and _has_load(decision, queues, lv) for lv in decision.replicas)
 
 
 def _warm_over(last_change: float | None, busy: float | None, now: float, keep_warm_s: float) -> bool:
@@ -307,7 +311,7 @@ def solve_releasing_idle(snap: Snapshot, full: str = FULL) -> tuple[Decision, bo
     if decision.overload or full not in decision.replicas or not sum(snap.current.values()) or not dwell_ok:
         return decision, False
     idle = [lv for lv, n in decision.replicas.items() if lv != full and n > 0
-            and decision.served_by_level.get(lv, 0.0) <= 1e-9 and snap.queues.get(lv, 0.0) < 0.5]
+            and not _has_load(decision, snap.queues, lv)]
     if not idle:
         return decision, False
     alloc = dict(decision.replicas)

@@ -219,9 +219,10 @@ def weigh(hold: Option, candidates: list[Option], rate: float, backlog: float, s
                f"violations, {h.served:.0f} served + {h.backlog_end:.0f} queued at {h.mean_quality:.1f} %; {which} "
                f"{m.violations:.1f} violations ({move.transition_s:.0f} s at {move.during:.3g} req/s while "
                f"loading), {m.served:.0f} served + {m.backlog_end:.0f} queued at {m.mean_quality:.1f} %")
-    if saved > tie or (saved >= -tie and (release or m.quality > h.quality * (1 + QUALITY_GAIN))):
+    gains = m.quality > h.quality * (1 + QUALITY_GAIN)
+    if saved > tie or (saved >= -tie and (gains or release)):
         why = (f"saves {saved:.1f} SLO violations" if saved > tie else
-               f"more quality served, violations within {tie:.1f}" if m.quality > h.quality * (1 + QUALITY_GAIN) else
+               f"more quality served, violations within {tie:.1f}" if gains else
                f"idle replicas kept warm long enough go back to full quality, violations within {tie:.1f}")
         return Verdict(pick, horizon_s, h, m, f"move pays: {why} {numbers}")
     why = f"would add {-saved:.1f} SLO violations" if saved < -tie else f"saves no violations and gains less than {QUALITY_GAIN:.0%} quality"

@@ -169,7 +169,7 @@ def _drain(backlog: "_Levels", before: list[int], target: list[int], cluster: Cl
     given up at its deadline, as the router's deadline does."""
     busy = [0.0] * len(before)
     for j, (was, want, ready) in enumerate(zip(before, target, cluster.ready_counts(now))):
-        leaving = min(max(was - want - (was - ready), 0), ready)  # ready replicas that go (loading ones go first)
+        leaving = max(ready - want, 0)  # ready replicas that go (loading ones go first)
         k = int(round(len(backlog.t[j]) * leaving / ready)) if leaving else 0
         if k <= 0:
             continue
@@ -229,7 +229,8 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
             before = cluster.replicas()
             if target != before:
                 decisions.append((t0, dict(plan.replicas)))
-            busy = _drain(backlog, before, target, cluster, levels, rec, t0, svc.latency_slo) if not svc.in_place else None
+            busy = (_drain(backlog, before, target, cluster, levels, rec, t0, svc.latency_slo)
+                    if target != before and not svc.in_place else None)
             cluster.apply(target, t0, busy)
             if svc.in_place and plan.doc.late_rungs and target != before:
                 _follow(backlog, before, cluster.replicas(), _rungs(plan.doc, names))
