@@ -28,18 +28,13 @@ import yaml
 
 from argus.adapters import helm_chart
 from argus.adapters import kube_permissions as kp
+from argus.local.supervisor import free_port
 from tests.support.chart import ROOT, by_kind
 
 VERB = {"WATCH": "watch", "LIST": "list", "FETCH": "get", "CREATE": "create", "DELETE": "delete"}
 NS = "argus"
 T2I = f"/apis/argus.dev/v1alpha1/namespaces/{NS}/t2iservices"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(check, timeout, what, logs: Path | None = None, operator: subprocess.Popen | None = None):
@@ -132,7 +127,7 @@ def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | 
             "users": [{"name": "op", "user": {"token": "test"}}],
             "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "op"}}]}))
         for _ in range(3):  # a liveness port picked here can be taken before kopf binds it: kopf exits, pick again
-            port = _free_port()
+            port = free_port()
             cmd, env = _operator_command(objects, kubeconfig, port, **env_extra)
             with open(tmp_path / "operator.log", "w") as op_log:
                 operator = subprocess.Popen(cmd, env=env, stdout=op_log, stderr=subprocess.STDOUT, cwd=tmp_path)
@@ -151,7 +146,7 @@ def _operator_against_kmock(tmp_path: Path, objects: list[dict], grants: dict | 
 def _example() -> dict:
     example = yaml.safe_load((ROOT / "manifests/examples/laptop.yaml").read_text())
     example["metadata"]["namespace"] = NS
-    example["spec"]["prometheusUrl"] = f"http://127.0.0.1:{_free_port()}"  # nothing there: NoMetrics path
+    example["spec"]["prometheusUrl"] = f"http://127.0.0.1:{free_port()}"  # nothing there: NoMetrics path
     return example
 
 

@@ -5,19 +5,21 @@ killed with SIGKILL is restarted (new pid, restart count 1, one log line naming 
 child that keeps exiting is restarted with growing gaps, one line per restart; a child stopped on
 purpose is not restarted; a child started from a thread that then ends keeps running (children
 are forked from one long-lived thread, PR_SET_PDEATHSIG follows the forking thread); the control
-loop's thread is restarted when it ends.
+loop's thread is restarted when it ends; the port pool hands out distinct free ports below the
+kernel's ephemeral range and skips one a listener holds.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 
 import pytest
 
-from argus.local.supervisor import Backoff, Supervisor, describe_exit
+from argus.local.supervisor import Backoff, PortPool, Supervisor, describe_exit
 
 FAST = Backoff(base_s=0.1, cap_s=0.4, stable_s=5.0)
 
@@ -135,3 +137,18 @@ def test_control_loop_thread_is_restarted(tmp_path):
     finally:
         ctl.stop()
         system.stop()
+
+
+def test_port_pool_hands_out_distinct_free_ports_below_the_ephemeral_range():
+    """An outgoing connection's source port comes from the ephemeral range; a port below it cannot be taken
+    between the pool's check and the child's bind (CI: a worker's 'Socket 0.0.0.0:58189 already in use')."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    pool = PortPool(seed=7)
+    ports = [pool.take() for _ in range(300)]
+    assert len(set(ports)) == 300
+    assert all(1024 <= p < low for p in ports)
+    with socket.socket() as held:  # a listener on the port the next pool of the same seed would pick first
+        first = PortPool(seed=11).take()
+        held.bind(("127.0.0.1", first))
+        held.listen()
+        assert PortPool(seed=11).take() != first

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from typing import Any, Callable
 import requests
 from prometheus_client import generate_latest
 
+from argus.local.supervisor import PortPool
 from argus.router.metrics import RouterMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,10 +30,8 @@ GROUP_PATH = "/apis/argus.dev/v1alpha1/namespaces/{ns}/t2iservices"
 
 
 def free_port() -> int:
-    """A currently free loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A currently free loopback TCP port, below the ephemeral range (argus.local.supervisor.PortPool)."""
+    return PortPool().take()
 
 
 def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:

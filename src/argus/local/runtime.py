@@ -23,7 +23,7 @@ import yaml
 from argus.adapters.envoy_config import EnvoySettings, build_bootstrap
 from argus.contract import WORKER_STOP_GRACE_S, replica_endpoint
 from argus.local import prometheus
-from argus.local.supervisor import Backoff, Supervisor, describe_exit, free_port, wait_http
+from argus.local.supervisor import Backoff, PortPool, Supervisor, describe_exit, wait_http
 from argus.router.settings import RouterSettings, ServicePredictor
 from argus.spec import T2IServiceSpec
 from argus.contract import TritonPorts
@@ -83,6 +83,7 @@ class LocalSystem:
     ready: set[str] = field(default_factory=set)  # replica names that passed the readiness probe
     start_s: list[float] = field(default_factory=list)  # measured seconds from a replica's start to ready, in order
     ports: dict[str, int] = field(default_factory=dict)
+    port_pool: PortPool = field(default_factory=PortPool)  # every listening port the system hands out
     status: dict = field(default_factory=dict)  # the control loop's status (written into state.json)
     backoff: Backoff = field(default_factory=Backoff)  # restarts of every process (workers are replaced)
     loops: dict = field(default_factory=dict)  # in-process loops watched like processes: name -> .watch(), .info()
@@ -115,7 +116,7 @@ class LocalSystem:
         name = f"worker-{level}-{self._seq}"
         wdir = self.workdir / "workers" / name
         repo = render_repository(wdir / "models", level)
-        ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
+        ports = TritonPorts(http=self.port_pool.take(), grpc=self.port_pool.take(), metrics=self.port_pool.take())
         cmd, env = triton_command(repo, ports, wdir)
         env.update(self.worker_settings(level).to_env())
         env["ARGUS_LEVEL"] = level
@@ -239,7 +240,7 @@ class LocalSystem:
     # ---- front door ------------------------------------------------------------------------
     def start_router(self) -> None:
         """Start the router process and wait for /healthz."""
-        port = self.ports.setdefault("router", free_port())
+        port = self.ports.setdefault("router", self.port_pool.take())
         s = RouterSettings(port=port, policy_dir=self.workdir / "policy",
                            endpoints_file=self.workdir / "endpoints.json", default_service=self.service,
                            sizes=self.sizes, default_size=self.sizes[0],
@@ -270,7 +271,7 @@ class LocalSystem:
     def start_envoy(self) -> None:
         """Start Envoy in front of the router and wait until it proxies."""
         for k in ("envoy", "envoy_stats", "envoy_admin"):
-            self.ports.setdefault(k, free_port())
+            self.ports.setdefault(k, self.port_pool.take())
         cfg = EnvoySettings(listen_port=self.ports["envoy"], stats_port=self.ports["envoy_stats"],
                             admin_port=self.ports["envoy_admin"], router_port=self.ports["router"],
                             access_log_path=str(self.workdir / "logs" / "envoy-access.log"))
@@ -286,7 +287,7 @@ class LocalSystem:
 
     def start_prometheus(self) -> None:
         """Start Prometheus scraping the router, Envoy and the workers; wait until it is ready."""
-        port = self.ports.setdefault("prometheus", free_port())
+        port = self.ports.setdefault("prometheus", self.port_pool.take())
         cfg_path = self.workdir / "prometheus.yml"
         prometheus.write_config(cfg_path, prometheus.build_config(
             router=f"127.0.0.1:{self.ports['router']}", envoy_stats=f"127.0.0.1:{self.ports['envoy_stats']}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,11 +29,65 @@ def _die_with_parent() -> None:
         pass
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A currently free TCP port on `host`."""
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives an outgoing connection (Linux's default is 32768)."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class PortPool:
+    """Listening ports for the children, as a kubelet's hostPort bookkeeping: each a port no one listens on
+    now, below the kernel's ephemeral range, and never one this pool handed out before.
+
+    A port the kernel picks (bind to 0) is an ephemeral one: between the check and the child's own bind, an
+    outgoing connection's source port could take it (CI saw a worker exit with "Socket '0.0.0.0:58189'
+    already in use" while the router's clients were busy). Below that range only listeners compete, and
+    the bind check sees them.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", seed: int | None = None) -> None:
+        self.host = host
+        self.high = _ephemeral_low()
+        self.given: set[int] = set()
+        self.rng = random.Random(seed)
+
+    def take(self) -> int:
+        """A free port, not handed out before by this pool."""
+        if self.high - _LOWEST_PORT < 1000:  # an odd kernel setting: the kernel's own choice, as before
+            return self._kernel_port()
+        for _ in range(200):
+            port = self.rng.randrange(_LOWEST_PORT, self.high)
+            if port not in self.given and _bindable(self.host, port):
+                self.given.add(port)
+                return port
+        return self._kernel_port()
+
+    def _kernel_port(self) -> int:
+        with socket.socket() as s:
+            s.bind((self.host, 0))
+            port = s.getsockname()[1]
+        self.given.add(port)
+        return port
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A currently free TCP port on `host`, below the ephemeral range (PortPool)."""
+    return PortPool(host).take()
 
 
 @dataclass(frozen=True)
