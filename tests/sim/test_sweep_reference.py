@@ -1,5 +1,6 @@
 """The burst sweep's clairvoyant reference (bench/bench_sweep.py): full quality until a burst's first second,
-Clipper-HT's allocation, switched in place, through the burst and its drain."""
+Clipper-HT's allocation, switched in place, through the burst and its drain; with reloads, the best count of
+replicas switched at that second."""
 
 import sys
 from pathlib import Path
@@ -34,9 +35,28 @@ def test_full_quality_until_the_burst_starts_then_the_fastest_level_through_its_
     assert rep == {"cache-k0": 8} and doc.redirection == {"steps-20": {"cache-k0": 1.0}}
 
 
-def test_it_bounds_in_place_switches_only():
-    with pytest.raises(ValueError, match="in-place"):
-        bench_sweep.Clairvoyant(Service(gpus=8, levels=PROFILE.levels, in_place=False), starts=[600.0], length=120.0)
+def test_with_reloads_some_replicas_switch_and_the_router_splits_by_capacity():
+    svc = Service(gpus=8, levels=PROFILE.levels, in_place=False)
+    cv = bench_sweep.Clairvoyant(svc, starts=[600.0], length=120.0, switched=3)
+    assert _at(cv, 585.0)[0] == {"cache-k0": 8}
+    rep, doc = _at(cv, 600.0)
+    speed = {lp.level: lp.peak_throughput for lp in PROFILE.levels}
+    fast, full = 3 * speed["steps-20"], 5 * speed["cache-k0"]
+    assert rep == {"steps-20": 3, "cache-k0": 5}
+    assert doc.redirection["steps-20"] == pytest.approx({"steps-20": fast / (fast + full), "cache-k0": full / (fast + full)})
+
+
+def test_with_reloads_the_cell_keeps_the_count_switched_with_the_fewest_violations():
+    svc = Service(gpus=8, levels=PROFILE.levels, in_place=False)
+    cap = 8 * next(lp.peak_throughput for lp in PROFILE.levels if lp.level == "cache-k0")
+    model, trace, starts = PromptModel(), poisson(20_000), [1200.0]
+    c = bench_sweep.cell(trace, svc, model, 3.0, 300.0, 1, cap, ["clairvoyant"])["clairvoyant"]
+    wl = Workload(trace, bursty(bench_sweep.BASE * cap, 3.0 / bench_sweep.BASE, plateau=300, gap=1200, plateaus=1))
+    each = {k: bench_sweep._runs(wl, svc, lambda: bench_sweep.Clairvoyant(svc, starts, 300.0, k), model, starts,
+                                 300.0, 1, 1) for k in (0, c["switched"], 8)}
+    assert {k: v for k, v in c.items() if k != "switched"} == each[c["switched"]]
+    assert c["violations_per_burst_min"] <= min(r["violations_per_burst_min"] for r in each.values())
+    assert each[8]["starts"] == 16 and each[0]["starts"] == 0  # every replica there and back; none
 
 
 def test_knowing_the_burst_it_serves_a_2x_burst_with_fewer_violations_than_full_quality_and_better_quality_than_ht():
