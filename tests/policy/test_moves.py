@@ -112,3 +112,40 @@ def test_the_horizon_stretches_with_an_ongoing_overload_up_to_ten_times_the_sett
     assert horizon(120, 900, 1000) == 120
     assert horizon(120, 500, 1000) == 500
     assert horizon(120, 0, 5000) == 1200
+
+
+def test_with_late_rungs_a_replica_counts_at_its_fastest_rung():
+    # a full-quality replica's late and surge batches run at steps-20: as fast as a replica reloaded there
+    assert moves.rung_capacity({"cache-k0": 4, "steps-20": 0}, P[:2]) == pytest.approx(3.6)
+    assert moves.rung_capacity({"cache-k0": 1, "steps-20": 2}, P[:2]) == pytest.approx(2.7)
+    assert moves.capacity({"cache-k0": 4}, P[:2]) == pytest.approx(1.6)
+
+
+def test_the_rungs_quality_is_the_plans_until_the_levels_fall_behind_then_the_rungs_that_keep_up():
+    four = {"cache-k0": 4, "steps-20": 0}
+    assert moves.rung_quality(four, P[:2], 1.5, 99.0) == 99.0  # within the level's own 1.6 req/s: the plan's
+    # 2 req/s, 1.25x the level's speed: a fifth of the time at steps-20 serves the 0.4 req/s it leaves
+    assert moves.rung_quality(four, P[:2], 2.0, 99.0) == pytest.approx((0.8 * 1.6 * 100 + 0.2 * 3.6 * 88) / 2.0)
+    assert moves.rung_quality(four, P[:2], 3.0, 99.0) == pytest.approx(88.0)  # past 1.5x: the surge rule, all of it
+    assert moves.rung_quality(four, P[:2], 5.0, 99.0) == pytest.approx(88.0)  # past the rungs: what is served
+
+
+def test_with_late_rungs_a_burst_the_rungs_serve_is_held_rather_than_reloaded():
+    four, two = {"cache-k0": 4, "steps-20": 0}, {"cache-k0": 2, "steps-20": 2}
+    hold = moves.hold_option(four, P[:2], 100.0, rate=2.0)
+    assert hold.during == hold.after == pytest.approx(3.6) and hold.quality_after == pytest.approx(95.68)
+    move = moves.move_option(four, two, P[:2], 100.0, 94.0, rate=2.0)
+    assert move.during == pytest.approx(1.8) and move.after == pytest.approx(3.6) and move.transition_s == 47
+    assert move.quality_before == pytest.approx(88.0)  # the 2 kept replicas surge at steps-20 while 2 reload
+    # 2.4 req/s, a 12 s SLO: the rungs serve it all; the reload leaves 1.8 req/s for 47 s
+    v = weigh(moves.hold_option(four, P[:2], 100.0, rate=2.4), [moves.move_option(four, two, P[:2], 100.0, 94.0,
+                                                                                  rate=2.4)], 2.4, 0, 12, 120)
+    assert not v.move and v.hold.violations == 0 and v.change.violations == pytest.approx(3.0, abs=0.1)
+    # counted at their own levels, the same burst looked worth the reload
+    plain = weigh(moves.hold_option(four, P[:2], 100.0), [moves.move_option(four, two, P[:2], 100.0, 94.0)],
+                  2.4, 0, 12, 120)
+    assert plain.move and plain.hold.violations > 80
+    # at 3 req/s every kept replica surges at steps-20 (88 %) anyway: the move's 94 % pays, without violations
+    v = weigh(moves.hold_option(four, P[:2], 100.0, rate=3.0), [moves.move_option(four, two, P[:2], 100.0, 94.0,
+                                                                                  rate=3.0)], 3.0, 0, 30, 120)
+    assert v.move and v.change.violations == 0 and v.reason.startswith("move pays: more quality served")

@@ -80,6 +80,14 @@ def test_the_queue_growth_reveals_a_burst_before_the_windowed_rate_does():
     assert p.changed and "at 10 req/s" in p.reason
 
 
+def test_the_queue_growth_counts_from_one_request_per_replica_when_the_last_queue_was_shorter():
+    # A burst's first period: the queue was 1 (a slot idle), now 40. The growth past the 2 slots' worth shows
+    # 9.6 req/s; read only once the last queue too was past one per replica, it went unseen for a period.
+    st = ControlState(**{**steady().__dict__, "queued": 1.0})
+    p = plan("svc", SPEC, PROFILES, burst(1.0, queued=40), st, 1005.0)
+    assert p.changed and "at 9.6 req/s" in p.reason
+
+
 def test_a_few_requests_arriving_together_are_not_read_as_a_burst():
     # 4 more requests in 5 s on 2 slots serving ~10 in that time: within Poisson noise (3 sigma ~ 10)
     st = ControlState(**{**steady().__dict__, "queued": 4.0})
@@ -111,14 +119,24 @@ def test_quality_weight_gives_the_headroom_to_quality():
     assert p.allocation == FULL and p.changed, p.reason
 
 
-def test_late_rungs_are_on_for_argus_plans_and_leave_the_weighing_alone():
-    """With late rungs (the default) the policy tells the router to send deadlines; the weighing is the same
-    as without them (a 2.4x burst still moves: counting the rungs' capacity rode a 2-hour plateau out at the
-    aim's edge in the simulator). Prompt-agnostic plans (Proteus-like) and `lateRungs: false` leave them off."""
+def test_with_late_rungs_a_burst_the_rungs_serve_is_held_rather_than_reloaded():
+    """With late rungs (the default) the policy tells the router to send deadlines, and the weighing counts the
+    rungs: the two full-quality slots serve 4 req/s at steps-10, so a 2.4x burst is served without the 20 s
+    reload that would leave one slot to it (the reload sweep: 402 -> 214 violations per burst minute). Switched
+    in place a move costs nothing and the rungs are not counted: it moves as without them. Prompt-agnostic plans (Proteus-like) and `lateRungs: false` leave the rungs off."""
     late = parse_spec({**RAW, "lateRungs": True})
     p = plan("svc", late, PROFILES, burst(2.4, queued=2), steady(), 1005.0)
-    assert p.changed and p.reason.startswith("move pays: ") and p.policy.late_rungs
-    assert p.allocation == plan("svc", SPEC, PROFILES, burst(2.4, queued=2), steady(), 1005.0).allocation
+    assert not p.changed and p.policy.late_rungs
+    assert p.reason.startswith("held: ") and "hold 0.0 violations" in p.reason
+    # the rungs' quality: a fifth of the batches run late at steps-10 (85 %), 0.8 of the 2.4 req/s
+    assert "hold 0.0 violations, 290 served + 0 queued at 95.0 %" in p.reason
+    assert plan("svc", SPEC, PROFILES, burst(2.4, queued=2), steady(), 1005.0).changed  # without rungs: moves
+    switch = plan("svc", late, PROFILES, burst(2.4, queued=2), steady(), 1005.0, in_place=True)
+    assert switch.changed and switch.allocation == plan("svc", SPEC, PROFILES, burst(2.4, queued=2), steady(), 1005.0,
+                                                         in_place=True).allocation
+    # past the rungs (5 req/s) a reload to steps-10 adds no capacity either (4 req/s both ways) and idles a slot
+    past = plan("svc", late, PROFILES, burst(5.0, queued=2), steady(), 1005.0)
+    assert not past.changed and past.reason.startswith("held: the move would add ")
     assert not plan("svc", late, PROFILES, burst(2.4, queued=2), steady(), 1005.0, agnostic=True).policy.late_rungs
     assert not plan("svc", SPEC, PROFILES, burst(2.4, queued=2), steady(), 1005.0).policy.late_rungs
 

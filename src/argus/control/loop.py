@@ -182,7 +182,7 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     if current and rate is not None and not spec_changed and not prior_plan and decision.replicas != current:
         warm_over = _warm_over(last_change, state.approx_busy, now, spec.keep_warm)
         decision = weigh_move(snap, decision, rate, moves.horizon(spec.burst_horizon, overload_since, now),
-                              release=released and warm_over)
+                              release=released and warm_over, rungs=late and not in_place)
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
@@ -243,12 +243,18 @@ def _warm_over(last_change: float | None, busy: float | None, now: float, keep_w
     return since is None or now - since >= keep_warm_s
 
 
-def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float, release: bool = False) -> Decision:
+def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float, release: bool = False,
+               rungs: bool = False) -> Decision:
     """`decision`, a partial move toward it, or the allocation in force kept: whichever pays best over the
-    horizon (argus.policy.moves); the reason starts with the weighing, in numbers. Late rungs are not counted:
-    weighing holds with their capacity rode a 2-hour plateau out at the aim's edge (bench/RESULTS.md).
+    horizon (argus.policy.moves); the reason starts with the weighing, in numbers.
     `release`: `decision` gives idle replicas back to full quality after the spec's keepWarm, so a move that
-    adds no violations is made even when it serves no more quality (`moves.weigh`'s `release`)."""
+    adds no violations is made even when it serves no more quality (`moves.weigh`'s `release`).
+    `rungs`: the workers run late rungs and moves reload (a Deployment per level), so every option is weighed
+    with its replicas' fastest rungs, at the quality of the rungs that keep up with the rate (`moves.hold_option`):
+    a full-quality replica on its fastest rung serves as fast as a replica reloaded to that level, and the
+    reload idles it meanwhile. (Counted while the queue could ride at the aim's edge, before the surge rule, the
+    rungs held a 2-hour plateau out at 46.5 violations/min; with it, and their quality counted, the plateau
+    moves: bench/RESULTS.md.) In place a move costs nothing and the rungs are not counted."""
     held = evaluate(snap, snap.current, "")
     if held is None:  # the allocation in force is not one the optimizer may run (a level now too slow): move
         return decision
@@ -257,9 +263,10 @@ def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float
                                       {len(steps) - 1})]
     made = [d for d in (decision if a == decision.replicas else evaluate(snap, a, "") for a in steps) if d is not None]
     hold_q = held.quality or 0.0
-    verdict = moves.weigh(moves.hold_option(snap.current, snap.profiles, hold_q),
+    at = rate if rungs else None
+    verdict = moves.weigh(moves.hold_option(snap.current, snap.profiles, hold_q, rate=at),
                           [moves.move_option(snap.current, d.replicas, snap.profiles, hold_q, d.quality or 0.0,
-                                             in_place=snap.in_place) for d in made],
+                                             in_place=snap.in_place, rate=at) for d in made],
                           rate, sum(snap.queues.values()), snap.latency_slo, horizon_s, release=release)
     chosen = held if verdict.choice is None else made[verdict.choice]
     notes = [verdict.reason, *(n for n in chosen.notes if n)]
@@ -268,20 +275,24 @@ def weigh_move(snap: Snapshot, decision: Decision, rate: float, horizon_s: float
 
 def arrival_rate(state: ControlState, smoothed: float, queues: dict[str, float], current: dict[str, int],
                  profiles: tuple[LevelProfile, ...], now: float) -> float:
-    """The arrival rate a move is weighed at: the smoothed rate, or, when the queue grew since the last decision
-    while every replica was busy, the allocation's capacity plus that growth if more. The windowed rate lags
-    a burst's start by the scrape and the window (75 s by default); a saturated queue's growth does not."""
+    """The arrival rate a move is weighed at: the smoothed rate, or, when the queue grew past one request per
+    replica (every replica busy) since the last decision, the allocation's capacity plus that growth if more.
+    The windowed rate lags a burst's start by the scrape and the window (75 s by default); a saturated queue's
+    growth does not. (Counted only when the queue had been past one per replica at the last decision as well, a
+    burst's first 15 s went unseen: a move toward quality reloaded 4 replicas 30 s into a 3x burst.)"""
     queued = sum(queues.values())
     if state.queued is None or state.last_decision is None or not now > state.last_decision or not current:
         return smoothed
-    if state.queued < sum(current.values()) or queued <= state.queued:
+    # the growth past one request per replica (fewer leave a replica idle, and the capacity overstates it)
+    base = max(state.queued, float(sum(current.values())))
+    if queued <= base:
         return smoothed
     cap, span = moves.capacity(current, profiles), now - state.last_decision
     # Poisson noise: in `span` a saturated allocation serves ~cap x span requests, and the arrivals of a load
     # at that rate vary by ~sqrt of it; a growth within GROWTH_SIGMAS of that is a few requests arriving together
-    if queued - state.queued <= GROWTH_SIGMAS * math.sqrt(cap * span + 1.0):
+    if queued - base <= GROWTH_SIGMAS * math.sqrt(cap * span + 1.0):
         return smoothed
-    return max(smoothed, cap + (queued - state.queued) / span)
+    return max(smoothed, cap + (queued - base) / span)
 
 
 def _overload_since(state: ControlState, rate: float | None, current: dict[str, int],

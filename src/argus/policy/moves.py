@@ -15,7 +15,11 @@ allocation in force (hold) with moving, over a horizon, in a fluid model of the 
   costs nothing: make-before-break whenever the budget has room);
 - a request that cannot start within the SLO is a violation and leaves the queue (what the router's
   deadline and the simulator's drop do), so the queue never holds more than the capacity can serve
-  within the SLO.
+  within the SLO;
+- with late rungs and reloads (`rate` given to the options), a replica serves up to its fastest rung's
+  speed (argus.policy.lateness), and past its level's capacity the arrivals are served at the quality of the
+  rungs that keep up with them (`rung_quality`): holding full-quality replicas through a burst of minutes
+  serves it as fast as reloading them would, without the reload.
 
 Candidates are the whole move and partial moves toward it (`steps_toward`); the best of them is the
 one with the fewest expected violations over the horizon (within a tie band), then the most quality
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from argus.policy.lateness import SURGE, fastest_rung, ladder
 from argus.policy.profile import LevelProfile
 
 MAX_STRETCH = 10.0  # the horizon grows with an ongoing overload up to this multiple of the setting
@@ -104,9 +109,54 @@ def _service_s(alloc: dict[str, int], profiles: tuple[LevelProfile, ...]) -> flo
     return sum(c * s for c, s in cap) / total if total > 0 else max((p.service_time for p in profiles), default=0.0)
 
 
-def hold_option(current: dict[str, int], profiles: tuple[LevelProfile, ...], quality: float) -> Option:
-    """Keeping `current`: its capacity throughout."""
-    cap = capacity(current, profiles)
+def rung_capacity(alloc: dict[str, int], profiles: tuple[LevelProfile, ...]) -> float:
+    """Requests/s an allocation serves with every replica at the fastest rung of its level's ladder
+    (argus.policy.lateness: what late batches and surges run at, without a reload)."""
+    speed = {p.level: p.peak_throughput for p in profiles}
+    levels = [p.level for p in profiles]
+    return float(sum(n * speed[fastest_rung(lv, levels, speed)] for lv, n in alloc.items() if n > 0 and lv in speed))
+
+
+def rung_quality(alloc: dict[str, int], profiles: tuple[LevelProfile, ...], rate: float, quality: float) -> float:
+    """Mean quality (%) an allocation serves `rate` at: `quality` (its plan's) while its levels keep up. Past that,
+    each level takes its share of `rate` by its capacity; its replicas run the first rung of its ladder that keeps
+    up (the fastest if none does): all their batches once the share is past SURGE x the level's speed (the surge
+    rule), otherwise only the late ones, as many as make up the difference (argus.policy.lateness). The mean is
+    over what is served: past the fastest rungs the rest waits or misses the SLO (the fluid model counts it)."""
+    own = capacity(alloc, profiles)
+    if rate <= own or own <= 0:
+        return quality
+    prof = {p.level: p for p in profiles}
+    levels = [p.level for p in profiles]
+    total = served = 0.0
+    for lv, n in alloc.items():
+        if n <= 0 or lv not in prof:
+            continue
+        mine = n * prof[lv].peak_throughput
+        share = rate * mine / own
+        rungs = [r for r in ladder(lv, levels) if r in prof]
+        keeps = [r for r in rungs if n * prof[r].peak_throughput >= share]
+        rung = keeps[0] if keeps else max(rungs, key=lambda r: prof[r].peak_throughput, default=lv)
+        fast = n * prof[rung].peak_throughput
+        if share > SURGE * mine or fast <= mine:
+            done = min(share, max(fast, mine))
+            total += done * prof[rung if fast > mine else lv].quality
+        else:  # time-shared: a fraction x of the batches at the rung serves what the level's own speed leaves
+            x = (share - mine) / (fast - mine)
+            done = share
+            total += (1 - x) * mine * prof[lv].quality + x * fast * prof[rung].quality
+        served += done
+    return total / served if served > 0 else quality
+
+
+def hold_option(current: dict[str, int], profiles: tuple[LevelProfile, ...], quality: float,
+                rate: float | None = None) -> Option:
+    """Keeping `current`: its capacity throughout. With `rate` (late rungs on), its replicas' fastest rungs
+    count (`rung_capacity`) at the quality of the rungs that keep up with it (`rung_quality`)."""
+    if rate is not None:
+        cap, quality = rung_capacity(current, profiles), rung_quality(current, profiles, rate, quality)
+    else:
+        cap = capacity(current, profiles)
     return Option(during=cap, after=cap, transition_s=0.0, quality_before=quality, quality_after=quality,
                   service_s=_service_s(current, profiles))
 
@@ -127,13 +177,20 @@ def switched_in_place(current: dict[str, int], proposed: dict[str, int],
 
 
 def move_option(current: dict[str, int], proposed: dict[str, int], profiles: tuple[LevelProfile, ...],
-                hold_quality: float, move_quality: float, in_place: bool = False) -> Option:
+                hold_quality: float, move_quality: float, in_place: bool = False, rate: float | None = None) -> Option:
     """Moving from `current` to `proposed`: the replicas both have serve while the added ones load. With
-    `in_place`, a replica switched to a level of its own weights serves there at once (`switched_in_place`)."""
+    `in_place`, a replica switched to a level of its own weights serves there at once (`switched_in_place`).
+    With `rate`, the rungs count as in `hold_option`, for the replicas kept while loading and after."""
     switched = switched_in_place(current, proposed, profiles) if in_place else {}
     kept = {p.level: min(current.get(p.level, 0), proposed.get(p.level, 0)) + switched.get(p.level, 0)
             for p in profiles}
     added = [p.load_time for p in profiles if proposed.get(p.level, 0) > kept[p.level]]
+    if rate is not None:
+        return Option(during=rung_capacity(kept, profiles), after=rung_capacity(proposed, profiles),
+                      transition_s=max(added, default=0.0),
+                      quality_before=rung_quality(kept, profiles, rate, hold_quality),
+                      quality_after=rung_quality(proposed, profiles, rate, move_quality),
+                      service_s=_service_s(proposed, profiles))
     return Option(during=capacity(kept, profiles), after=capacity(proposed, profiles),
                   transition_s=max(added, default=0.0), quality_before=hold_quality, quality_after=move_quality,
                   service_s=_service_s(proposed, profiles))
