@@ -83,7 +83,7 @@ def test_allocation_kept_while_a_replica_of_it_loads():
 
 
 def test_demand_jump_reallocates_with_numbers():
-    s = spec()
+    s = spec(lateRungs=False)  # with late rungs the full-quality slots ride this jump (tests/policy/test_moves_loop.py)
     st = run(s, M(demand=0.5, h={"cache-k0": 1.0}), run(s, None, ControlState(), 100.0).state, 250.0).state
     assert st.allocation["cache-k0"] >= 2
     p = run(s, M(demand=2.5, h={"cache-k20": 1.0}), st, 251.0)  # within dwell, but the old mix is overloaded

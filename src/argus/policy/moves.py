@@ -25,7 +25,9 @@ Candidates are the whole move and partial moves toward it (`steps_toward`); the 
 one with the fewest expected violations over the horizon (within a tie band), then the most quality
 served (served requests x their expected quality). The verdict is lexicographic: that candidate is made
 if it saves more than the tie band's expected violations over holding; not if it adds more; between
-them, if it serves at least `QUALITY_GAIN` more quality (an idle replica moved to a better level serves
+them, if it serves at least `QUALITY_GAIN` more quality and keeps up with the arrivals while it loads (the
+smooth rate lets a queue build within the tie band that a burst's real arrivals overflow; the best such
+candidate is taken, so a burst moves one replica at a time where there is room for it) (an idle replica moved to a better level serves
 nothing more, so it stays where it is, warm for the next burst, until the service's keepWarm has passed).
 The horizon is the service's burst horizon (the T2IService field `burstHorizon`), stretched to how long
 demand has exceeded the allocation's capacity so far (a burst that has lasted t is expected to last about
@@ -268,6 +270,15 @@ def weigh(hold: Option, candidates: list[Option], rate: float, backlog: float, s
     fewest = min(o.violations for o in looks)
     near = [i for i, o in enumerate(looks) if o.violations <= fewest + max(TIE, TIE_SHARE * fewest)]
     pick = max(near, key=lambda i: (looks[i].quality, -i))
+    saved = h.violations - looks[pick].violations
+    if saved <= max(TIE, TIE_SHARE * max(h.violations, looks[pick].violations)):
+        # made for quality alone, a move must keep up with the arrivals while it loads: the fluid model's
+        # smooth rate lets a queue build within the tie band that a burst's real arrivals overflow
+        steady = [i for i in near if candidates[i].transition_s <= 0 or candidates[i].during >= rate]
+        pick = max(steady, key=lambda i: (looks[i].quality, -i)) if steady else pick
+        keeps_up = bool(steady)
+    else:
+        keeps_up = True
     m, move = looks[pick], candidates[pick]
     tie = max(TIE, TIE_SHARE * max(h.violations, m.violations))
     saved = h.violations - m.violations
@@ -277,10 +288,12 @@ def weigh(hold: Option, candidates: list[Option], rate: float, backlog: float, s
                f"{m.violations:.1f} violations ({move.transition_s:.0f} s at {move.during:.3g} req/s while "
                f"loading), {m.served:.0f} served + {m.backlog_end:.0f} queued at {m.mean_quality:.1f} %")
     gains = m.quality > h.quality * (1 + QUALITY_GAIN)
-    if saved > tie or (saved >= -tie and (gains or release)):
+    if saved > tie or (saved >= -tie and (gains or release) and keeps_up):
         why = (f"saves {saved:.1f} SLO violations" if saved > tie else
                f"more quality served, violations within {tie:.1f}" if gains else
                f"idle replicas kept warm long enough go back to full quality, violations within {tie:.1f}")
         return Verdict(pick, horizon_s, h, m, f"move pays: {why} {numbers}")
-    why = f"would add {-saved:.1f} SLO violations" if saved < -tie else f"saves no violations and gains less than {QUALITY_GAIN:.0%} quality"
+    why = (f"would add {-saved:.1f} SLO violations" if saved < -tie else
+           f"saves no violations and leaves less than the {rate:.3g} req/s arriving while it loads" if not keeps_up
+           else f"saves no violations and gains less than {QUALITY_GAIN:.0%} quality")
     return Verdict(None, horizon_s, h, m, f"held: the move {why} {numbers}")
