@@ -153,10 +153,13 @@ def test_batch_fit_works_per_replica():
 
 
 def _demo_spec(target: float = 1.0):
+    """The service of the replayed runs (2026-11-29): replicas reloaded, no late rungs yet (with them the loop
+    rides a burst the rungs serve rather than reload: argus.policy.moves.rung_quality)."""
     from argus.spec import parse_spec
 
     return parse_spec({"model": {"name": "tiny-sd", "steps": 20}, "levels": ["cache-k0", "steps-5"], "gpus": 2,
-                       "throughputTarget": target, "latencySLO": 12, "controlPeriod": 5, "scaleDownHalfLife": 10})
+                       "throughputTarget": target, "latencySLO": 12, "controlPeriod": 5, "scaleDownHalfLife": 10,
+                       "lateRungs": False})
 
 
 def test_controlled_replay_runs_the_loop_and_matches_a_light_load_run():
