@@ -25,10 +25,11 @@ Candidates are the whole move and partial moves toward it (`steps_toward`); the 
 one with the fewest expected violations over the horizon (within a tie band), then the most quality
 served (served requests x their expected quality). The verdict is lexicographic: that candidate is made
 if it saves more than the tie band's expected violations over holding; not if it adds more; between
-them, if it serves at least `QUALITY_GAIN` more quality and keeps up with the arrivals while it loads (the
-smooth rate lets a queue build within the tie band that a burst's real arrivals overflow; the best such
-candidate is taken, so a burst moves one replica at a time where there is room for it) (an idle replica moved to a better level serves
-nothing more, so it stays where it is, warm for the next burst, until the service's keepWarm has passed).
+them, if it serves at least `QUALITY_GAIN` more quality (an idle replica moved to a better level serves
+nothing more, so it stays where it is, warm for the next burst, until the service's keepWarm has passed) and
+keeps up with the arrivals while it loads (the smooth rate lets a queue build within the tie band that a
+burst's real arrivals overflow; the best such candidate is taken: a burst moves one replica at a time where
+there is room for one).
 The horizon is the service's burst horizon (the T2IService field `burstHorizon`), stretched to how long
 demand has exceeded the allocation's capacity so far (a burst that has lasted t is expected to last about
 t more), up to `MAX_STRETCH` times the setting. Pure: no I/O, no clock.
@@ -187,15 +188,14 @@ def move_option(current: dict[str, int], proposed: dict[str, int], profiles: tup
     kept = {p.level: min(current.get(p.level, 0), proposed.get(p.level, 0)) + switched.get(p.level, 0)
             for p in profiles}
     added = [p.load_time for p in profiles if proposed.get(p.level, 0) > kept[p.level]]
-    if rate is not None:
-        return Option(during=rung_capacity(kept, profiles), after=rung_capacity(proposed, profiles),
-                      transition_s=max(added, default=0.0),
-                      quality_before=rung_quality(kept, profiles, rate, hold_quality),
-                      quality_after=rung_quality(proposed, profiles, rate, move_quality),
-                      service_s=_service_s(proposed, profiles))
-    return Option(during=capacity(kept, profiles), after=capacity(proposed, profiles),
-                  transition_s=max(added, default=0.0), quality_before=hold_quality, quality_after=move_quality,
-                  service_s=_service_s(proposed, profiles))
+    if rate is None:
+        during, after = capacity(kept, profiles), capacity(proposed, profiles)
+    else:
+        during, after = rung_capacity(kept, profiles), rung_capacity(proposed, profiles)
+        hold_quality = rung_quality(kept, profiles, rate, hold_quality)
+        move_quality = rung_quality(proposed, profiles, rate, move_quality)
+    return Option(during=during, after=after, transition_s=max(added, default=0.0), quality_before=hold_quality,
+                  quality_after=move_quality, service_s=_service_s(proposed, profiles))
 
 
 def steps_toward(current: dict[str, int], proposed: dict[str, int],
@@ -270,17 +270,15 @@ def weigh(hold: Option, candidates: list[Option], rate: float, backlog: float, s
     fewest = min(o.violations for o in looks)
     near = [i for i, o in enumerate(looks) if o.violations <= fewest + max(TIE, TIE_SHARE * fewest)]
     pick = max(near, key=lambda i: (looks[i].quality, -i))
-    saved = h.violations - looks[pick].violations
-    if saved <= max(TIE, TIE_SHARE * max(h.violations, looks[pick].violations)):
+    keeps_up = True
+    if h.violations - looks[pick].violations <= _tie(h, looks[pick]):
         # made for quality alone, a move must keep up with the arrivals while it loads: the fluid model's
         # smooth rate lets a queue build within the tie band that a burst's real arrivals overflow
         steady = [i for i in near if candidates[i].transition_s <= 0 or candidates[i].during >= rate]
         pick = max(steady, key=lambda i: (looks[i].quality, -i)) if steady else pick
         keeps_up = bool(steady)
-    else:
-        keeps_up = True
     m, move = looks[pick], candidates[pick]
-    tie = max(TIE, TIE_SHARE * max(h.violations, m.violations))
+    tie = _tie(h, m)
     saved = h.violations - m.violations
     which = "the whole move" if pick == len(candidates) - 1 else f"partial move {pick + 1} of {len(candidates)}"
     numbers = (f"over {horizon_s:.0f} s at {rate:.3g} req/s with {backlog:.0f} queued: hold {h.violations:.1f} "
@@ -297,3 +295,8 @@ def weigh(hold: Option, candidates: list[Option], rate: float, backlog: float, s
            f"saves no violations and leaves less than the {rate:.3g} req/s arriving while it loads" if not keeps_up
            else f"saves no violations and gains less than {QUALITY_GAIN:.0%} quality")
     return Verdict(None, horizon_s, h, m, f"held: the move {why} {numbers}")
+
+
+def _tie(a: Outlook, b: Outlook) -> float:
+    """Expected violations within which two outlooks are a tie."""
+    return max(TIE, TIE_SHARE * max(a.violations, b.violations))
