@@ -8,6 +8,8 @@ oldest arrival, else the fastest if it makes the SLO, else -1.
 
 from __future__ import annotations
 
+import pytest
+
 from argus.policy.lateness import aimed_rung, kept_rung, ladder
 
 LEVELS = ["cache-k0", "cache-k10", "cache-k30", "steps-10", "steps-30", "steps-20", "model-small"]
@@ -56,7 +58,14 @@ def test_past_every_replicas_fastest_rung_the_shares_follow_the_fastest_rungs():
     thr = {"cache-k0": 0.4, "steps-25": 0.8, "steps-20": 1.0, "model-small": 2.0}
     alloc = {"cache-k0": 1, "steps-20": 7, "steps-25": 0}
     # 0.4 + 7 = 7.4 req/s at their own levels, 8 at their fastest rungs (cache-k0's is steps-20)
-    assert overload_shares(alloc, thr, levels, 7.9) == {"cache-k0": round(0.4 / 7.4, 6), "steps-20": round(7 / 7.4, 6)}
+    assert overload_shares(alloc, thr, levels, 7.4) == {"cache-k0": round(0.4 / 7.4, 6), "steps-20": round(7 / 7.4, 6)}
+    # between the two, the excess goes where rungs are left: steps-20 (no faster rung) gets what it serves, 7 req/s,
+    # and cache-k0's time-shared rungs the rest (at own shares steps-20 got 7.47 req/s, its queue overflowed) ...
+    shares = overload_shares(alloc, thr, levels, 7.55)
+    assert shares["steps-20"] * 7.55 == pytest.approx(7.0, abs=1e-4)
+    assert shares["cache-k0"] * 7.55 == pytest.approx(0.55, abs=1e-4)
+    # ... up to 1.5 x cache-k0's own 0.4 req/s (past it the surge rule runs every batch there at a rung)
+    assert overload_shares(alloc, thr, levels, 7.9) == {"cache-k0": round(0.6 / 7.6, 6), "steps-20": round(7 / 7.6, 6)}
     assert overload_shares(alloc, thr, levels, 8.0) == {"cache-k0": 0.125, "steps-20": 0.875}
     # a level with no ladder (other weights) keeps its own speed
     assert overload_shares({"cache-k0": 1, "model-small": 1}, thr, levels, 9.0) == {

@@ -157,3 +157,22 @@ def test_past_what_every_replica_serves_at_its_fastest_the_kept_full_quality_rep
     assert over.allocation == mixed and over.policy.shares == {"cache-k0": 0.5, "steps-10": 0.5}
     fits = at(2.5)
     assert fits.policy.shares["cache-k0"] == pytest.approx(1 / 3, abs=1e-5)
+
+    # between the two (3.5 req/s), steps-10 (no faster rung) gets the 2 req/s it serves, cache-k0's rungs the rest
+    between = at(3.5)
+    assert between.policy.shares["steps-10"] * 3.5 == pytest.approx(2.0, abs=1e-4)
+
+
+def test_with_reloads_the_shares_follow_the_queues_growth_at_once():
+    # A burst the smoothed rate (1 req/s) has not seen: the queue grew by 40 in 5 s (10 req/s). Held (the rungs
+    # carry it, a reload would idle a slot), the router's shares follow the arrivals the growth shows: past what
+    # both slots serve at their fastest rungs, an equal share each. In place the allocation itself follows the burst
+    # and the shares the smoothed rate.
+    spec = parse_spec({**RAW, "lateRungs": True, "minFullQualityReplicas": 1})
+    mixed = {"cache-k0": 1, "steps-10": 1}
+    st = ControlState(allocation=dict(mixed), policy_version=3, last_change=0.0, last_decision=1000.0, queued=10.0,
+                      demand=DemandState(rate=1.0, at=1000.0, shares={"cache-k0": 1.0}, shares_at=1000.0))
+    held = plan("svc", spec, PROFILES, burst(1.0, queued=50), st, 1005.0)
+    assert held.allocation == mixed and held.policy.shares == {"cache-k0": 0.5, "steps-10": 0.5}
+    switched = plan("svc", spec, PROFILES, burst(1.0, queued=50), st, 1005.0, in_place=True)
+    assert switched.policy.shares["cache-k0"] == pytest.approx(1 / 3, abs=1e-5)

@@ -179,10 +179,15 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
     rate = None if observed is None or dstate.rate is None else arrival_rate(state, dstate.rate, queues, current,
                                                                              profiles, now)
     overload_since = _overload_since(state, rate, current, profiles, now)
+    # With reloads the rungs carry a burst the allocation holds through (weighed so: `weigh_move`'s rungs), and the
+    # router's shares follow the arrivals as the queue's growth shows them at once; in place the allocation itself
+    # follows, and the shares the smoothed rate (the growth there overfilled the full-quality replicas at 3x)
+    rungs = late and not in_place
+    arriving = rate if rungs else dstate.rate
     if current and rate is not None and not spec_changed and not prior_plan and decision.replicas != current:
         warm_over = _warm_over(last_change, state.approx_busy, now, spec.keep_warm)
         decision = weigh_move(snap, decision, rate, moves.horizon(spec.burst_horizon, overload_since, now),
-                              release=released and warm_over, rungs=late and not in_place)
+                              release=released and warm_over, rungs=rungs)
     alloc = dict(decision.replicas)
     changed = alloc != {lv: state.allocation.get(lv, 0) for lv in levels} or not fits
     doc = to_policy_document(decision, service=service, version=state.policy_version,
@@ -190,10 +195,10 @@ def plan(service: str, spec: T2IServiceSpec, profiles: tuple[LevelProfile, ...],
                              level_quality={p.level: p.quality for p in profiles}, late_rungs=late)
     if key is not None:
         doc = doc.model_copy(update={"agnostic_key": key, "prices": {}, "shares": {}})
-    elif late and dstate.rate is not None and dstate.rate > moves.capacity(alloc, profiles):
-        # the smoothed arrivals (not the headroom the plan adds) past what the allocation serves at its levels
+    elif late and arriving is not None and arriving > moves.capacity(alloc, profiles):
+        # the arrivals (not the headroom the plan adds) past what the allocation serves at its levels
         doc = doc.model_copy(update={"shares": overload_shares(
-            alloc, {p.level: p.peak_throughput for p in profiles}, levels, dstate.rate)})
+            alloc, {p.level: p.peak_throughput for p in profiles}, levels, arriving)})
     if late:
         doc = doc.model_copy(update={"max_in_flight": in_flight_limits(profiles, levels, spec.latency_slo)})
     digest = _digest(doc)

@@ -79,19 +79,27 @@ def fastest_rung(level: str, levels: Sequence[str], throughput: Mapping[str, flo
 
 def overload_shares(replicas: Mapping[str, int], throughput: Mapping[str, float], levels: Sequence[str],
                     rate: float) -> dict[str, float]:
-    """The router's shares once `rate` (arrivals/s) reaches what every replica serves at the fastest rung of its
-    ladder: each level's capacity at that rung, over the allocation's; below it, each level's own capacity.
-    A replica kept at a slow level (the full-quality minimum) would otherwise get a share sized to its slow
-    batches while the others' queues overflow; with this one its arrivals outrun its level's speed as much as
-    the others', and the surge rule runs its batches at the fastest rung. (Moving the shares there gradually
-    as the arrivals pass the own-level capacity cost the paper setup 0.1 points: bench/RESULTS.md.) Empty
-    when nothing runs."""
+    """The router's shares once `rate` (arrivals/s) passes what the allocation serves at its own levels.
+    Once it reaches what every replica serves at the fastest rung of its ladder: each level's capacity at that
+    rung, over the allocation's. A replica kept at a slow level (the full-quality minimum) would otherwise get a
+    share sized to its slow batches while the others' queues overflow; with this one its arrivals outrun its
+    level's speed as much as the others', and the surge rule runs its batches at the fastest rung. Between the
+    two, each level gets its own capacity plus the same fraction of its rungs' extra speed, up to SURGE x its own
+    capacity: a level with no faster rung (steps-20) gets what it serves, and the excess goes to the replicas whose
+    late batches run faster (at own shares steps-20's queue overflowed in 2x bursts while full-quality replicas had
+    rungs to spare), but not so much that the surge rule runs all their batches at a rung (that cost the paper
+    setup 0.2-0.3 points of quality for 0.3 violations/min: bench/RESULTS.md). At or below the own capacity: each
+    level's own capacity. Empty when nothing runs."""
     own, fast = {}, {}
     for name, n in replicas.items():
         if n > 0 and throughput.get(name, 0.0) > 0:
             own[name] = n * throughput[name]
             fast[name] = n * throughput[fastest_rung(name, levels, throughput)]
-    cap = fast if rate >= sum(fast.values()) else own
+    own_total, span = sum(own.values()), sum(fast.values()) - sum(own.values())
+    x = 1.0 if span <= 0 else min(max((rate - own_total) / span, 0.0), 1.0)
+    cap = {k: own[k] + x * (fast[k] - own[k]) for k in own}
+    if x < 1.0:
+        cap = {k: min(v, SURGE * own[k]) for k, v in cap.items()}
     total = sum(cap.values())
     return {k: round(v / total, 6) for k, v in cap.items()} if total > 0 else {}
 
