@@ -131,7 +131,7 @@ class T2IServiceSpec(_Model):
                     "more SLO violations in bursts (bench/RESULTS.md, Pareto table).")
     late_rungs: bool = Field(
         True,
-        description="Late requests run faster: a worker runs a group it would finish later than 0.75 x the "
+        description="Late requests run faster: a worker runs a group it would finish later than 0.85 x the "
                     "latency SLO after arrival at the first steps-* level of its weights that makes it "
                     "(argus.policy.lateness). false: every request runs at the level it was assigned, late "
                     "or not.")
