@@ -5,9 +5,9 @@
         # of one model without a reload (the worker serves any level of its weights; argus up does this)
     .venv/bin/python bench/bench_sim.py whatif  # Argus with one production default changed at a time
     .venv/bin/python bench/bench_sim.py scale   # 1,000 GPUs x 24 h: wall time, optimizer solve time
-    .venv/bin/python bench/bench_sim.py per-prompt mooncake 1.2:1 1.1:1 1.0:1 1.0:30 1.0:1000:off [--in-place]
-        # issue 17: Argus vs Proteus-like at peak, then a Pareto front over headroom:qualityWeight[:off]
-        # (off: the spec's lateRungs false)
+    .venv/bin/python bench/bench_sim.py per-prompt mooncake 1.2:1 1.1:1 1.0:1 1.0:30 1.0:1000:off 1.2:1:full=3 [--in-place]
+        # issue 17: Argus vs Proteus-like at peak, then a Pareto front over headroom:qualityWeight[:off][:full=N]
+        # (off: the spec's lateRungs false; full=N: its minFullQualityReplicas N)
     .venv/bin/python bench/bench_sim.py measured PROFILE.jsonl [PREDICTOR.json] [--levels=work|measured]
         [--trace=mooncake] [--plateau-min=60] [--gap-min=30] [--floor=90] [--gpus=8]
         # a measured per-prompt population (argus profile --scorer exact, argus train): Argus vs its
@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -137,18 +138,41 @@ def whatif() -> dict:
     return out
 
 
-def _pareto_point(arg: str) -> tuple[float, float, bool]:
-    """`H:W` or `H:W:off` (lateRungs false) -> (headroom, qualityWeight, late rungs)."""
+@dataclass(frozen=True)
+class ParetoPoint:
+    """One Argus setting of the front: the spec's headroom, qualityWeight, lateRungs, minFullQualityReplicas."""
+
+    headroom: float
+    weight: float
+    late: bool = True
+    min_full: int = 1
+
+    @property
+    def label(self) -> str:
+        return (f"headroom {self.headroom:g}, qualityWeight {self.weight:g}" + ("" if self.late else ", lateRungs false")
+                + ("" if self.min_full == 1 else f", minFullQualityReplicas {self.min_full}"))
+
+
+def _pareto_point(arg: str) -> ParetoPoint:
+    """`H:W`, then optionally `off` (lateRungs false) and `full=N` (minFullQualityReplicas N), colon-separated."""
     parts = arg.split(":")
     try:
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "off"):
+        if len(parts) < 2:
             raise ValueError
-        return float(parts[0]), float(parts[1]), len(parts) == 2
+        late, min_full = True, 1
+        for extra in parts[2:]:
+            if extra == "off":
+                late = False
+            elif extra.startswith("full="):
+                min_full = int(extra[len("full="):])
+            else:
+                raise ValueError
+        return ParetoPoint(float(parts[0]), float(parts[1]), late, min_full)
     except ValueError:
-        raise SystemExit(f"per-prompt: {arg!r} is not HEADROOM:WEIGHT or HEADROOM:WEIGHT:off") from None
+        raise SystemExit(f"per-prompt: {arg!r} is not HEADROOM:WEIGHT[:off][:full=N]") from None
 
 
-def per_prompt(trace_name: str, pareto: list[tuple[float, float, bool]] | None = None, in_place: bool = False) -> dict:
+def per_prompt(trace_name: str, pareto: list[ParetoPoint] | None = None, in_place: bool = False) -> dict:
     """Issue 17: Argus (per-class plan, per-prompt placement) vs Proteus-like and Clipper-HA at peak, the
     pre-issue Argus (argus-rows), and a Pareto front of Argus settings (headroom, quality weight).
     `in_place`: replicas switch between levels of one model without a reload (as `argus up` does)."""
@@ -156,9 +180,9 @@ def per_prompt(trace_name: str, pareto: list[tuple[float, float, bool]] | None =
     model = PromptModel()
     wl = Workload(_trace(trace_name), bursty(50 / 60, 7.8, plateau=7200, gap=3600, plateaus=1))
 
-    def svc(headroom: float = 1.2, weight: float = 1.0, late: bool = True) -> Service:
-        return Service(gpus=8, levels=profile.levels, headroom=headroom, quality_weight=weight, in_place=in_place,
-                       late_rungs=late)
+    def svc(point: ParetoPoint = ParetoPoint(1.2, 1.0)) -> Service:
+        return Service(gpus=8, levels=profile.levels, headroom=point.headroom, quality_weight=point.weight,
+                       in_place=in_place, late_rungs=point.late, min_full_quality=point.min_full)
     out: dict = {"runs": {}, "pareto": {}, "in_place": in_place}
     switching = "switches in place within a model" if in_place else "every switch reloads"
     print(f"\n### issue 17, 8 GPUs, SDXL, bursty shape on {trace_name} arrivals (at peak); {switching}\n")
@@ -182,9 +206,9 @@ def per_prompt(trace_name: str, pareto: list[tuple[float, float, bool]] | None =
         print("| --- | --- | --- | --- | --- | --- | --- |")
         out["pareto"]["headroom 1.2, qualityWeight 1"] = a  # the default: the run above
         print("| headroom 1.2, qualityWeight 1 (default, above) | | | | | | |")
-        for headroom, weight, late in pareto:  # the spec's headroom, qualityWeight, lateRungs; Argus and Proteus-like
-            label = f"headroom {headroom:g}, qualityWeight {weight:g}" + ("" if late else ", lateRungs false")
-            sv = svc(headroom, weight, late)
+        for point in pareto:  # the spec's fields, for Argus and Proteus-like
+            label = point.label
+            sv = svc(point)
             r = simulate(wl, sv, make_policy("argus", sv, model), model, SimConfig(seed=0))
             out["pareto"][label] = _line(label, r)
             r = simulate(wl, sv, make_policy("proteus", sv, model), model, SimConfig(seed=0))
@@ -212,7 +236,8 @@ def _plot_pareto(out: dict, trace_name: str) -> Path:
     pts = sorted((v["peak_violations_per_min"], v["peak_quality"], k) for k, v in out["pareto"].items())
     ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "o-", label="Argus settings")
     for x, y, k in pts:
-        label = k.replace("headroom ", "h").replace(", qualityWeight ", ", w").replace(", lateRungs false", ", no rungs")
+        label = (k.replace("headroom ", "h").replace(", qualityWeight ", ", w").replace(", lateRungs false", ", no rungs")
+                 .replace(", minFullQualityReplicas ", ", full x"))
         ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
     if out.get("proteus_pareto"):
         pts = sorted((v["peak_violations_per_min"], v["peak_quality"])
@@ -621,9 +646,9 @@ def main(argv: list[str]) -> int:
         return 0
     doc = {}
     if what == "per-prompt":
-        # bench_sim.py per-prompt TRACE [H:W[:off] ...]: Argus vs Proteus-like, then Argus at each headroom:weight
+        # bench_sim.py per-prompt TRACE [H:W[:off][:full=N] ...]: Argus vs Proteus-like, then both at each setting
         # [--in-place]: replicas switch between levels of one model without a reload
-        # a third field "off" runs the point with the spec's lateRungs false
+        # "off": the spec's lateRungs false; "full=N": its minFullQualityReplicas N
         pts = [_pareto_point(a) for a in argv[3:] if not a.startswith("--")]
         in_place = "--in-place" in argv[3:]
         doc = per_prompt(argv[2], pts, in_place=in_place)
