@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from argus.policy.lateness import aimed_rung, kept_rung, ladder
+from argus.policy.lateness import aimed_rung, elastic_full_quality, kept_rung, ladder
 
 LEVELS = ["cache-k0", "cache-k10", "cache-k30", "steps-10", "steps-30", "steps-20", "model-small"]
 
@@ -83,3 +83,21 @@ def test_in_flight_limits_are_what_a_replica_finishes_within_the_slo_at_its_fast
     limits = in_flight_limits(profiles, [p.level for p in profiles], 30.0)
     # cache-k0's fastest rung is steps-20: 1 req/s, a full batch of 8 in 8 s, so 22 finish within 30 s
     assert limits == {"cache-k0": 22.0, "steps-20": 22.0, "model-small": 56.0}
+
+
+def test_the_elastic_floor_keeps_the_full_quality_replicas_whose_rungs_carry_the_headroom():
+    # The paper setup's shape: full quality 0.4 req/s per replica, its fastest rung (steps-20) 1.0, 8 replicas.
+    tput = {"cache-k0": 0.4, "steps-30": 0.6, "steps-20": 1.0}
+    levels = list(tput)
+
+    def floor(rate, headroom=1.2):
+        return elastic_full_quality(8, tput, levels, rate, headroom * rate, "cache-k0")
+
+    # at 6.5 req/s: 3 x 0.4 + 5 x 1.0 = 6.2 < 6.5, 2 x 0.4 + 6 x 1.0 = 6.8 serves it at the levels' own speeds
+    assert floor(6.5) == 2
+    assert floor(5.0) == 5  # 5 x 0.4 + 3 = 5.0
+    assert floor(3.0) is None  # every replica at full quality serves it (3.2): the plan's own business
+    assert floor(6.5, headroom=1.3) is None  # 8.45 planned: past what every replica serves at steps-20
+    assert floor(7.9, headroom=1.0) == 0  # 1 x 0.4 + 7 = 7.4: no room for one (the spec's minimum decides)
+    assert elastic_full_quality(8, {"cache-k0": 0.4, "cache-k10": 0.5}, ["cache-k0", "cache-k10"], 3.5, 3.5,
+                                "cache-k0") is None  # no rung: a cache level is not one

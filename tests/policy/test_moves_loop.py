@@ -176,3 +176,29 @@ def test_with_reloads_the_shares_follow_the_queues_growth_at_once():
     assert held.allocation == mixed and held.policy.shares == {"cache-k0": 0.5, "steps-10": 0.5}
     switched = plan("svc", spec, PROFILES, burst(1.0, queued=50), st, 1005.0, in_place=True)
     assert switched.policy.shares["cache-k0"] == pytest.approx(1 / 3, abs=1e-5)
+
+
+def test_in_place_the_plan_keeps_the_full_quality_replicas_whose_rungs_carry_the_headroom():
+    # The paper setup's plateau (8 GPUs, SDXL profile, 6.5 req/s planned at 1.2x): sized on the planned 7.8 req/s
+    # the plan runs one full-quality replica and seven steps-20; in place, with late rungs, it keeps the two whose
+    # own capacity, with the rest at steps-20, still serves the 6.5 req/s (their rungs take the peaks). With
+    # reloads (the weighing counts the rungs), without rungs, or within two periods of the last change, it does not.
+    from argus.policy.profile import load_default_profile
+
+    prof = load_default_profile().levels
+    levels = [p.level for p in prof]
+    raw = {"throughputTarget": 100, "gpus": 8, "levels": levels, "qualityFloor": 90}
+    h = {"cache-k0": 0.3, "cache-k10": 0.2, "steps-35": 0.1, "steps-20": 0.4}
+    one = {lv: 0 for lv in levels} | {"cache-k0": 1, "steps-20": 7}
+
+    def at(spec, in_place=True, last_change=0.0):
+        st = ControlState(allocation=dict(one), policy_version=3, last_change=last_change, last_decision=1000.0,
+                          queued=0.0, demand=DemandState(rate=6.5, at=1000.0, shares=h, shares_at=1000.0))
+        return plan("svc", parse_spec(spec), prof, M(demand=6.5, h=h, queues={}), st, 1005.0, in_place=in_place)
+
+    kept = at(raw)
+    assert kept.allocation["cache-k0"] == 2 and kept.allocation["steps-20"] == 6
+    assert kept.reason.endswith("at least 2 cache-k0 replica(s): at 6.5 req/s their late rungs carry the headroom")
+    assert at(raw, in_place=False).allocation == one
+    assert at({**raw, "lateRungs": False}).allocation == one
+    assert at(raw, last_change=990.0).allocation == one  # the allocation has stood 15 s: it keeps, adds none

@@ -19,6 +19,7 @@ sends (arrival + AIM x SLO: `aimed_rung(now, deadline, 0, 1, times)`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -104,6 +105,30 @@ def overload_shares(replicas: Mapping[str, int], throughput: Mapping[str, float]
         cap = {k: min(v, SURGE * own[k]) for k, v in cap.items()}
     total = sum(cap.values())
     return {k: round(v / total, 6) for k, v in cap.items()} if total > 0 else {}
+
+
+def elastic_full_quality(gpus: int, throughput: Mapping[str, float], levels: Sequence[str], rate: float,
+                         demand: float, full: str) -> int | None:
+    """How many full-quality replicas a plan keeps when its late rungs carry the headroom; None: no such floor.
+
+    With late rungs a full-quality replica is elastic: while the arrivals are at their rate it serves its own
+    level, at their peaks its late batches run at the rungs of its ladder. Sized on the planned demand (the
+    headroom on the smoothed rate's envelope) the plan gives those replicas up for the fastest level it has
+    (the paper setup in place: 1 + 7 steps-20 at 390 q/min, 89.8 %), where 3 + 5 serve the plateau's rate at
+    their own speeds and its peaks at their rungs (90.6 %, no violation; bench/RESULTS.md, "elastic").
+    The floor is the most full-quality replicas whose own capacity, with every other replica at the fastest
+    rung of `full`'s ladder, still serves `rate`: floor((gpus x T_fast - rate) / (T_fast - T_full)). None where
+    it adds nothing or cannot hold: `full` has no faster rung; the planned `demand` passes what every replica
+    serves at that rung (the rungs cannot carry the headroom: the plan's overload model decides); or every
+    replica at full quality serves `rate` (the plan runs them all, or keeps a replica warm: keepWarm decides)."""
+    own = throughput.get(full, 0.0)
+    if own <= 0:
+        return None
+    fast = throughput[fastest_rung(full, levels, throughput)]
+    if fast <= own or demand > gpus * fast:
+        return None
+    n = math.floor((gpus * fast - rate) / (fast - own) + 1e-9)
+    return n if 0 <= n < gpus else None
 
 
 def in_flight_limits(profiles: Sequence[LevelProfile], levels: Sequence[str], slo: float) -> dict[str, float]:
