@@ -114,8 +114,8 @@ def elastic_full_quality(gpus: int, throughput: Mapping[str, float], levels: Seq
     With late rungs a full-quality replica is elastic: while the arrivals are at their rate it serves its own
     level, at their peaks its late batches run at the rungs of its ladder. Sized on the planned demand (the
     headroom on the smoothed rate's envelope) the plan gives those replicas up for the fastest level it has
-    (the paper setup in place: 1 + 7 steps-20 at 390 q/min, 89.8 %), where 3 + 5 serve the plateau's rate at
-    their own speeds and its peaks at their rungs (90.6 %, no violation; bench/RESULTS.md, "elastic").
+    (the paper setup in place: 1 + 7 steps-20 at 390 q/min, 89.8 %), where 2 + 6 serve the plateau's rate at
+    their own speeds and its peaks at their rungs (90.5 %, no violation; bench/RESULTS.md, "elastic").
     The floor is the most full-quality replicas whose own capacity, with every other replica at the fastest
     rung of `full`'s ladder, still serves `rate`: floor((gpus x T_fast - rate) / (T_fast - T_full)). None where
     it adds nothing or cannot hold: `full` has no faster rung; the planned `demand` passes what every replica
