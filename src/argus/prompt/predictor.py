@@ -192,7 +192,7 @@ def fit_predictor(*, encoder: str, model: str, steps: int, levels: list[str], em
     w = np.zeros((len(ridge_levels), dim))
     b = np.zeros(len(ridge_levels))
     for r, name in enumerate(ridge_levels):
-        w[r], b[r] = _ridge(x, _labels(quality, name, n), alpha, name)
+        w[r], b[r] = ridge(x, _labels(quality, name, n), alpha, name)
     cache_levels = sorted((lv for lv in parsed if lv.needs_cache_hit), key=lambda lv: lv.resume_step)
     lines: dict[str, tuple[float, float]] = {}
     table: list[tuple[float, int]] = []
@@ -223,7 +223,8 @@ def _labels(quality: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
     return y
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, alpha: float, name: str) -> tuple[np.ndarray, float]:
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float, name: str) -> tuple[np.ndarray, float]:
+    """Ridge weights and intercept of `y` (NaN: unlabelled) on the rows of `x` (the level rows of `fit_predictor`)."""
     ok = np.isfinite(y)
     if ok.sum() < 2:
         raise PredictorError(f"level {name!r}: {int(ok.sum())} labelled prompts, need at least 2 to fit")
