@@ -60,6 +60,9 @@ def main() -> int:
                     help="the service's burstHorizon, s (default: the demo manifest's)")
     ap.add_argument("--min-full", type=int, default=None,
                     help="the service's minFullQualityReplicas (default: the demo manifest's)")
+    ap.add_argument("--keep-records", action="store_true",
+                    help="also write each mode's whole report, every request's record and the allocation samples "
+                         "included, to OUT_MODE_report.json (what `bench_sim.py fidelity-loop` replays)")
     ap.add_argument("--settle", type=float, default=300.0,
                     help="before each mode's replay: warm every replica up and wait, at most this many seconds, "
                          "until the system is at its off-peak steady state (the loop's boot-time plan is for "
@@ -116,6 +119,11 @@ def main() -> int:
             finally:
                 ctl.stop()
                 system.stop()
+        if a.keep_records:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            full = a.out.with_name(f"{a.out.name}_{mode}_report.json")
+            full.write_text(json.dumps({**docs[mode], "spec": spec.model_dump(by_alias=True)}, default=str))
+            print(f"{mode:8s} report with records: {full}", flush=True)
         s = docs[mode]["summary"]
         print(f"{mode:8s} {json.dumps({k: s[k] for k in KEYS})}  ({time.monotonic() - t0:.0f}s)", flush=True)
     base = docs.get("ha")

@@ -16,7 +16,7 @@
         [--fit-from=OTHER/report.json ...]
         # sim vs `argus load`; CAL.json from bench/fidelity_calibrate.py on the same running system
     .venv/bin/python bench/bench_sim.py fidelity-loop REPORT.json ... --manifest=SERVICE.yaml [--overhead=0.46]
-        [--load-time=S]
+        [--load-time=S] [--in-place]
         # the same with the control loop on: every report replayed with every report's per-level batch fits
 
 Workloads come from ../shared/data/traces (arrival pattern only), warped onto the paper's bursty
@@ -539,10 +539,11 @@ def fidelity(report_path: Path, since: float = 0.0, calibration: Path | None = N
 
 
 def fidelity_loop(reports: list[Path], manifest: Path, overhead_s: float = 0.0,
-                  load_time_s: float | None = None) -> dict:
+                  load_time_s: float | None = None, in_place: bool = False) -> dict:
     """Replay `argus up` runs whose control loop was on (bench/fidelity.py, compare_controlled): each
     report with each report's per-level batch fits (its own: in sample; the others: out of sample).
-    Prints throughput/p50/p99 ratios, served shares and both allocation timelines; plots the timelines."""
+    Prints throughput/p50/p99 ratios, served shares and both allocation timelines; plots the timelines.
+    `in_place`: the runs switched replicas in place (`argus up` since in-place switches)."""
     import yaml
 
     from argus.tools.experiment import default_profile
@@ -554,25 +555,26 @@ def fidelity_loop(reports: list[Path], manifest: Path, overhead_s: float = 0.0,
     docs = {p: json.loads(p.read_text()) for p in reports}
     fits = {p: level_fits(d["records"], list(spec.levels)) for p, d in docs.items()}
     out, timelines = {}, {}
+    label = {p: p.parent.name if p.name == "report.json" else p.stem for p in docs}
     print("| run | batch times from | throughput sim / measured req/s | p50 sim / measured s "
           "| p99 sim / measured s | served at cheaper levels sim / measured | within 15 % |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for p, doc in docs.items():
         for q in docs:
             cmp, det = compare_controlled(doc, spec, plan, fits=fits[q], overhead_s=overhead_s,
-                                          load_time_s=load_time_s)
+                                          load_time_s=load_time_s, in_place=in_place)
             m, s_, r = cmp.measured, cmp.simulated, cmp.ratios
             cheap_m = 1.0 - det["served_share"]["measured"].get(FULL, 0.0)
             cheap_s = 1.0 - det["served_share"]["simulated"].get(FULL, 0.0)
-            print(f"| {p.parent.name} | {'own run' if q == p else q.parent.name} | "
+            print(f"| {label[p]} | {'own run' if q == p else label[q]} | "
                   f"{s_['throughput_rps']:.3f} / {m['throughput_rps']:.3f} ({r['throughput_rps']:.2f}) | "
                   f"{s_['p50_s']:.2f} / {m['p50_s']:.2f} ({r['p50_s']:.2f}) | "
                   f"{s_['p99_s']:.2f} / {m['p99_s']:.2f} ({r['p99_s']:.2f}) | {cheap_s:.0%} / {cheap_m:.0%} | "
                   f"{'yes' if cmp.within else 'no'} |")
-            out[f"{p.parent.name} <- {q.parent.name}"] = {"measured": m, "simulated": s_, "ratios": r,
+            out[f"{label[p]} <- {label[q]}"] = {"measured": m, "simulated": s_, "ratios": r,
                                                           "within": cmp.within, **det}
             if q == p:
-                timelines[p.parent.name] = det["allocation"]
+                timelines[label[p]] = det["allocation"]
     load = f"{load_time_s:g} s" if load_time_s is not None else "the plan profile's"
     print(f"\n(bound: every ratio within {TOLERANCE:.0%}; overhead {overhead_s:g} s added to simulated latencies; "
           f"replica switch time {load})")
@@ -616,9 +618,10 @@ def main(argv: list[str]) -> int:
     what = argv[1] if len(argv) > 1 else "all"
     if what == "fidelity-loop":
         paths = [Path(a) for a in argv[2:] if not a.startswith("--")]
-        opt = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv[2:] if a.startswith("--")}
+        opt = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv[2:] if a.startswith("--") and "=" in a}
         load = float(opt["--load-time"]) if "--load-time" in opt else None
-        doc = fidelity_loop(paths, Path(opt["--manifest"]), float(opt.get("--overhead", 0.0)), load)
+        doc = fidelity_loop(paths, Path(opt["--manifest"]), float(opt.get("--overhead", 0.0)), load,
+                            in_place="--in-place" in argv[2:])
         (ROOT / "plots" / "sim_fidelity_loop.json").write_text(json.dumps(doc, indent=1, default=float))
         return 0
     if what == "fidelity":

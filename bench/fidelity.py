@@ -247,7 +247,7 @@ def level_fits(records: list[dict], levels: list[str], max_batch: int = 8) -> di
 def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...], *,
                        fits: dict[str, tuple[float, float, int]] | None = None, load_time_s: float | None = None,
                        overhead_s: float = 0.0, max_batch: int = 8, window_s: float = 20.0,
-                       scrape_s: float = 1.0) -> tuple[Comparison, dict]:
+                       scrape_s: float = 1.0, in_place: bool = False) -> tuple[Comparison, dict]:
     """Replay an `argus up` run whose control loop was on: same arrivals, the loop's production decision
     code (solve_releasing_idle on the same profile, demand and hysteresis settings as
     argus.control.loop.plan for `spec`), per-level service times fitted to a run. Returns the
@@ -257,7 +257,8 @@ def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...
     per level (default: fitted to this run; a level missing from it runs at the plan profile's
     throughput scaled by cache-k0's measured/planned ratio). `load_time_s`: seconds from a replica's
     start to ready (default: the plan profile's). `window_s`/`scrape_s`: the loop's Prometheus
-    rate window and scrape interval.
+    rate window and scrape interval. `in_place`: the run switched replicas between levels of one model without a
+    reload (`argus up` since in-place switches; the recordings before them reloaded).
     """
     records = list(report.get("records") or [])
     if not records:
@@ -283,12 +284,15 @@ def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...
                          service_time=plan[lv].service_time / speed, note="plan profile x cache-k0 speed ratio")
         true.append(replace(lp, load_time=load))
     timeout = give_up_s(spec.latency_slo) - overhead_s
-    engine_svc = Service(gpus=spec.gpus, levels=tuple(true), quality_floor=spec.quality_floor, latency_slo=timeout)
+    engine_svc = Service(gpus=spec.gpus, levels=tuple(true), quality_floor=spec.quality_floor, latency_slo=timeout,
+                         in_place=in_place)
     period = spec.control_period
     plan_svc = Service(gpus=spec.gpus, levels=tuple(plan[lv] for lv in levels), quality_floor=spec.quality_floor,
                        latency_slo=spec.latency_slo, throughput_target=spec.throughput_target,
                        headroom=spec.headroom, scale_down_half_life=spec.scale_down_half_life,
-                       control_period_s=period, late_rungs=spec.late_rungs)
+                       control_period_s=period, late_rungs=spec.late_rungs, burst_horizon=spec.burst_horizon,
+                       keep_warm=spec.keep_warm, in_place=in_place, quality_weight=spec.quality_weight,
+                       min_full_quality=spec.min_full_quality_replicas)
     policy = _KeyedAtFullQuality(Optimized("argus", plan_svc), levels.index(FULL))
     t_sent = np.array([r["t_sent"] for r in records])
     wl = replay(t_sent)
@@ -304,7 +308,7 @@ def compare_controlled(report: dict, spec, plan_profile: tuple[LevelProfile, ...
               "allocation": {"measured": _changes(report.get("allocation") or []),
                              "simulated": [(round(t, 1), reps) for t, reps in res.replicas]},
               "fits": {lv: {"a_s": round(f[0], 3), "c_s": round(f[1], 3), "batches": f[2]} for lv, f in fits.items()},
-              "cache_k0_speed_vs_plan": round(speed, 3)}
+              "cache_k0_speed_vs_plan": round(speed, 3), "in_place_switches": res.switches}
     return _comparison(records, s, duration, overhead_s), detail
 
 

@@ -196,3 +196,21 @@ def test_controlled_replay_moves_capacity_under_overload_and_needs_a_full_qualit
     assert detail["served_share"]["simulated"]["steps-5"] > 0.2
     with pytest.raises(FidelityError, match="cache-k0"):
         compare_controlled(rep, spec, default_profile(spec).levels, fits={"steps-5": (0.0, 0.6, 50)})
+
+
+def test_controlled_replay_of_an_in_place_run_switches_without_a_reload():
+    from argus.tools.experiment import default_profile
+    from bench.fidelity import compare_controlled
+
+    # `argus up` switches a slot between levels of its weights in place: the replay must too, or a 60 s reload
+    # keeps the moved slot idle through most of the burst
+    spec = _demo_spec(target=2.0)
+    rep = _router_report(n=300, rate=1.6, a=0.5, c=1.7)
+    for r in rep["records"]:
+        r["level"] = "cache-k0"
+    fits = {"cache-k0": (0.5, 1.7, 50), "steps-5": (0.0, 0.6, 50)}
+    plan = default_profile(spec).levels
+    _, reloaded = compare_controlled(rep, spec, plan, fits=fits, load_time_s=60.0)
+    _, switched = compare_controlled(rep, spec, plan, fits=fits, load_time_s=60.0, in_place=True)
+    assert reloaded["in_place_switches"] == 0 and switched["in_place_switches"] >= 1
+    assert switched["served_share"]["simulated"]["steps-5"] > reloaded["served_share"]["simulated"]["steps-5"] + 0.1
