@@ -51,10 +51,11 @@ TRACES = {"mooncake": "mooncake_conversation_trace.jsonl", "azure": "azure_llm_2
 PAPER_POLICIES = ["argus", "clipper-ha", "clipper-ht", "nirvana", "proteus", "static:cache-k0=4,steps-20=4"]
 
 
-def _trace(name: str):
+def _trace(name: str, spread: bool = False):
+    """The named trace (`spread`: each instant's requests spread over its tick, argus.sim.trace.spread_ticks)."""
     path = DATA / TRACES[name]
     if path.exists():
-        return load_trace(path)
+        return load_trace(path, spread=spread)
     print(f"note: {path} absent; using a synthetic Poisson trace instead of {name}")
     return poisson(20_000, seed=1)
 

@@ -184,6 +184,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--lengths", default="30,60,120,300,600")
     ap.add_argument("--plateaus", type=int, default=3)
     ap.add_argument("--trace", default="mooncake")
+    ap.add_argument("--spread-ticks", action="store_true",
+                    help="spread the requests the trace releases at one instant over the tick to the next "
+                         "(Mooncake releases groups of ~10 every 3 s; argus.sim.trace.spread_ticks)")
     ap.add_argument("--burst-horizon", type=float, default=None, help="the service's burstHorizon (s)")
     ap.add_argument("--headroom", type=float, default=None, help="the service's headroom")
     ap.add_argument("--in-place", action="store_true",
@@ -206,7 +209,7 @@ def main(argv: list[str]) -> int:
         extra["headroom"] = a.headroom
     svc = Service(gpus=8, levels=profile.levels, quality_floor=90.0, latency_slo=30.0, in_place=a.in_place, **extra)
     capacity = 8 * next(p.peak_throughput for p in profile.levels if p.level == "cache-k0")
-    model, trace = PromptModel(), _trace(a.trace)
+    model, trace = PromptModel(), _trace(a.trace, spread=a.spread_ticks)
     cells: dict[str, dict] = {}
     t0 = time.time()
     total = len(sizes) * len(lengths)

@@ -4,7 +4,8 @@ Cases: raw timestamps normalized to unit mean rate; tiling repeats the trace sea
 curve yields rate x duration arrivals, the trace's own pattern time-scaled; the bursty curve's
 plateaus carry factor x base load while
 keeping the base trace's arrival order; windows partition the arrivals; Azure CSV and Mooncake
-JSONL parsing and their error messages; the real traces (skipped without ../shared/data).
+JSONL parsing and their error messages; requests released at one instant spread over its tick; the real traces
+(skipped without ../shared/data).
 """
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from argus.sim.trace import TraceError, Workload, bursty, flat, from_timestamps, load_trace, poisson
+from argus.sim.trace import TraceError, Workload, bursty, flat, from_timestamps, load_trace, poisson, spread_ticks
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces"
 
@@ -86,3 +87,16 @@ def test_real_traces_load_with_manifest_rates(name, rows, rate):
     tr = load_trace(DATA / name)
     assert len(tr.u) == rows
     assert rows / tr.period == pytest.approx(1.0)
+
+
+def test_requests_released_at_one_instant_are_spread_over_its_tick(tmp_path):
+    # Mooncake-style: groups released every 3 s; each group is spread evenly over the 3 s to the next one
+    t = spread_ticks(np.array([0.0, 0.0, 0.0, 3.0, 3.0, 6.0]))
+    assert t.tolist() == pytest.approx([0.5, 1.5, 2.5, 3.75, 5.25, 7.5])  # the last group: the median tick
+    assert len(np.unique(t)) == 6 and np.all(np.diff(t) > 0)
+    # a trace without repeated instants (Azure's) is left as it is
+    assert spread_ticks(np.array([0.1, 0.5, 2.0])).tolist() == [0.1, 0.5, 2.0]
+    p = tmp_path / "m.jsonl"
+    p.write_text("".join(f'{{"timestamp": {ms}}}\n' for ms in (0, 0, 3000, 3000, 6000, 6000)))
+    spread, written = load_trace(p, spread=True), load_trace(p)
+    assert len(np.unique(spread.u)) == 6 and len(np.unique(written.u)) == 3
