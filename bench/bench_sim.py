@@ -573,7 +573,7 @@ def fidelity_loop(reports: list[Path], manifest: Path, overhead_s: float = 0.0,
                   f"{s_['p99_s']:.2f} / {m['p99_s']:.2f} ({r['p99_s']:.2f}) | {cheap_s:.0%} / {cheap_m:.0%} | "
                   f"{'yes' if cmp.within else 'no'} |")
             out[f"{label[p]} <- {label[q]}"] = {"measured": m, "simulated": s_, "ratios": r,
-                                                          "within": cmp.within, **det}
+                                                "within": cmp.within, **det}
             if q == p:
                 timelines[label[p]] = det["allocation"]
     load = f"{load_time_s:g} s" if load_time_s is not None else "the plan profile's"
