@@ -179,18 +179,23 @@ def test_controlled_replay_runs_the_loop_and_matches_a_light_load_run():
     assert detail["fits"]["cache-k0"]["c_s"] == pytest.approx(1.0, abs=0.1)
 
 
-def test_controlled_replay_moves_capacity_under_overload_and_needs_a_full_quality_fit():
-    from argus.tools.experiment import default_profile
-    from bench.fidelity import compare_controlled
-
-    # ~1.6 req/s against two full-quality replicas that serve ~1.1: the loop must move one to steps-5. The
-    # target covers the burst, as the local experiments set it: planned demand is then the measured one
-    # (a target below it caps the plan, and only a queue beyond what the replicas hold in service is seen).
+def _overload():
+    """~1.6 req/s against two full-quality replicas that serve ~1.1, all at full quality: the spec (its target
+    covers the burst, as the local experiments set it: planned demand is then the measured one; a target below
+    it caps the plan), the run and per-level batch fits."""
     spec = _demo_spec(target=2.0)
     rep = _router_report(n=300, rate=1.6, a=0.5, c=1.7)
     for r in rep["records"]:
         r["level"] = "cache-k0"
-    fits = {"cache-k0": (0.5, 1.7, 50), "steps-5": (0.0, 0.6, 50)}
+    return spec, rep, {"cache-k0": (0.5, 1.7, 50), "steps-5": (0.0, 0.6, 50)}
+
+
+def test_controlled_replay_moves_capacity_under_overload_and_needs_a_full_quality_fit():
+    from argus.tools.experiment import default_profile
+    from bench.fidelity import compare_controlled
+
+    # the loop must move one replica to steps-5
+    spec, rep, fits = _overload()
     _, detail = compare_controlled(rep, spec, default_profile(spec).levels, fits=fits)
     assert any(a.get("steps-5", 0) >= 1 for _, a in detail["allocation"]["simulated"])
     assert detail["served_share"]["simulated"]["steps-5"] > 0.2
@@ -204,11 +209,7 @@ def test_controlled_replay_of_an_in_place_run_switches_without_a_reload():
 
     # `argus up` switches a slot between levels of its weights in place: the replay must too, or a 60 s reload
     # keeps the moved slot idle through most of the burst
-    spec = _demo_spec(target=2.0)
-    rep = _router_report(n=300, rate=1.6, a=0.5, c=1.7)
-    for r in rep["records"]:
-        r["level"] = "cache-k0"
-    fits = {"cache-k0": (0.5, 1.7, 50), "steps-5": (0.0, 0.6, 50)}
+    spec, rep, fits = _overload()
     plan = default_profile(spec).levels
     _, reloaded = compare_controlled(rep, spec, plan, fits=fits, load_time_s=60.0)
     _, switched = compare_controlled(rep, spec, plan, fits=fits, load_time_s=60.0, in_place=True)
