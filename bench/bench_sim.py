@@ -15,9 +15,10 @@
     .venv/bin/python bench/bench_sim.py fidelity out/load/run/report.json [SINCE_S] [--calibration=CAL.json]
         [--fit-from=OTHER/report.json ...]
         # sim vs `argus load`; CAL.json from bench/fidelity_calibrate.py on the same running system
-    .venv/bin/python bench/bench_sim.py fidelity-loop REPORT.json ... --manifest=SERVICE.yaml [--overhead=0.46]
+    .venv/bin/python bench/bench_sim.py fidelity-loop REPORT.json ... --manifest=SERVICE.yaml [--overhead=S]
         [--load-time=S] [--in-place]
         # the same with the control loop on: every report replayed with every report's per-level batch fits
+        # (fitted to client-side completions, they hold the front door already: no --overhead with them)
 
 Workloads come from ../shared/data/traces (arrival pattern only), warped onto the paper's bursty
 shape: ~50 queries/min off-peak, plateaus at 7.8x (~390 queries/min) for 120 min. Without the data
