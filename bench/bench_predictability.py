@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         from argus.prompt.embedder import make_embedder
 
         embed = make_embedder("all-MiniLM-L6-v2")
+    loss_by_level = {}
     for level in levels:
-        prompts, L = losses(a.profiles, level)
+        prompts, L = loss_by_level[level] = losses(a.profiles, level)
         if len(prompts) < 10:
             raise SystemExit(f"{level}: only {len(prompts)} prompts in every profile; profile the same prompts")
         n = len(L)
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, axes = plt.subplots(1, len(levels), figsize=(5 * len(levels), 4.5), squeeze=False)
     for ax, level in zip(axes[0], levels):
-        _, L = losses(a.profiles[:2], level)
+        L = loss_by_level[level][1][:2]  # seeds A and B: the table's prompts, every profile has them
         jitter = np.random.default_rng(0).normal(0, 1.0, L.shape)
         ax.scatter(L[0] + jitter[0], L[1] + jitter[1], s=8, alpha=0.5)
         ax.set_xlabel(f"loss at {level}, seed A (points)")
