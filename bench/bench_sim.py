@@ -39,6 +39,7 @@ import numpy as np
 
 from argus.policy.demand import DemandSettings
 from argus.policy.profile import load_default_profile
+from argus.sim import bounds
 from argus.sim.engine import SimConfig, simulate
 from argus.sim.policies import Observation, Service, make_policy
 from argus.sim.prompts import PromptModel, draw
@@ -354,20 +355,13 @@ def measured(profile_path: Path, predictor_path: Path | None, levels: str = "wor
 
 
 def _measured_bound(model, levels, qpm: float, gpus: int, n: int = 100_000) -> float:
-    """Per-prompt fluid bound (as quality_bound) over the measured population."""
-    tput = np.array([lp.peak_throughput for lp in levels])
+    """Per-prompt fluid bound (argus.sim.bounds.per_prompt) over the measured population, cache levels only up to
+    each prompt's hit."""
     from argus.sim.prompts import cache_allowed
 
     p = model.draw(levels, 90.0, n, np.random.default_rng(1))
-    q = np.where(cache_allowed(levels, p.kmax), p.quality, -np.inf)  # cache levels only up to the prompt's hit
-    rate = qpm / 60
-    lo, hi = 0.0, 1e4
-    for _ in range(80):
-        lam = (lo + hi) / 2
-        j = np.argmax(q - lam / tput[None, :], axis=1)
-        lo, hi = (lam, hi) if rate * np.mean(1 / tput[j]) > gpus else (lo, lam)
-    j = np.argmax(q - hi / tput[None, :], axis=1)
-    return float(p.quality[np.arange(n), j].mean())
+    q = np.where(cache_allowed(levels, p.kmax), p.quality, -np.inf)
+    return bounds.per_prompt(q, np.array([lp.peak_throughput for lp in levels]), qpm / 60, gpus)
 
 
 def _plot_measured(results: dict, path: Path, title: str, floor: float) -> Path:
@@ -428,20 +422,14 @@ def quality_bound(qpm: float = 390.0, gpus: int = 8, n: int = 200_000) -> float:
     """Upper bound on mean relative quality at `qpm` on `gpus` GPUs for the simulated prompt population.
 
     Each prompt may go to any level at its true quality there; GPUs are fractional and never idle
-    (no queueing slack, no SLO, no reloads). Lagrangian on the GPU budget: every prompt takes the level
-    maximizing quality - lam x GPU-seconds; lam is bisected until the mix needs exactly `gpus`.
+    (no queueing slack, no SLO, no reloads): argus.sim.bounds.per_prompt. bench/bench_headroom.py sets it beside
+    the prompt-blind bound, window by window.
     """
     profile = load_default_profile()
     tput = np.array([lp.peak_throughput for lp in profile.levels])
     p = draw(PromptModel(), profile.levels, 90.0, n, np.random.default_rng(1))
     rate = qpm / 60
-    lo, hi = 0.0, 1e4
-    for _ in range(80):
-        lam = (lo + hi) / 2
-        j = np.argmax(p.quality - lam / tput[None, :], axis=1)
-        lo, hi = (lam, hi) if rate * np.mean(1 / tput[j]) > gpus else (lo, lam)
-    j = np.argmax(p.quality - hi / tput[None, :], axis=1)
-    best = float(p.quality[np.arange(n), j].mean())
+    best = bounds.per_prompt(p.quality, tput, rate, gpus)
     at_opt = float(p.quality[np.arange(n), p.optimal].mean())
     need = rate * float(np.mean(1 / tput[p.optimal]))
     print(f"\nquality bound at {qpm:.0f} q/min on {gpus} GPUs: at most {best:.2f}% (LP bound, fractional GPUs, "
