@@ -6,7 +6,10 @@ Cases:
 - below the floor only under declared overload (cache-k0 always allowed); levels without replicas or
   not ready are skipped; no prices or no predictions: the redirection row decides;
 - the ledger keeps every level within its share of the arrivals (beyond a small burst), and a new ledger
-  starts with that burst;
+  starts with that burst; a ledger in debt on every level comes back, so placement follows the prompts'
+  gains again rather than turns by share;
+- the learned prices are fitted on recent prompts (`fit_offsets`): each level is the first choice of its share,
+  the prompts that gain most; the router refits at a new policy and every REFIT_EVERY arrivals;
 - a level's share counts only its ready replicas (a reload in progress), renormalized;
 - a decision's p99 stays within 1 ms (CPU time of the call).
 """
@@ -20,7 +23,8 @@ import numpy as np
 import pytest
 
 from argus.policy.document import PolicyDocument
-from argus.policy.assign import BURST, Ledger, assigned_level, place, place_rows, ready_shares
+from argus.policy.assign import (BURST, LEAK, MIN_FIT, REFIT_EVERY, Ledger, assigned_level, fit_offsets, place,
+                                 place_rows, ready_shares)
 
 LEVELS = ["cache-k0", "cache-k10", "steps-25", "steps-20"]
 
@@ -71,10 +75,81 @@ def test_ledger_keeps_levels_within_their_shares():
     credit = np.zeros(3)
     got = place_rows(scores, share, credit, np.zeros(3))
     counts = np.bincount(got, minlength=3)
+    # the credit's pull back to the burst lets a level everyone wants take LEAK x BURST more per arrival
+    extra = BURST + LEAK * BURST * n
+    assert 0.1 * n + BURST < counts[0] <= 0.1 * n + extra and counts[1] <= 0.3 * n + extra + 1
+    # without the pull, the share holds to the burst
+    got = place_rows(scores, share, np.zeros(3), np.zeros(3), leak=0.0)
+    counts = np.bincount(got, minlength=3)
     assert counts[0] <= 0.1 * n + BURST and counts[1] <= 0.3 * n + BURST + 1
     # within its share, level 0 goes to the prompts that want it most
     took = scores[got == 0, 0] - scores[got == 0, 2]
     assert counts[0] >= 0.1 * n - BURST and np.mean(took) > np.mean(scores[:, 0])
+
+
+def test_a_ledger_in_debt_comes_back_to_placing_by_gain():
+    """Credit a level at its cap cannot take is lost, so after earlier plans (other shares, a level closed a
+    while) the ledger can owe credit on every level. Then, with the prompts preferring each level by its share
+    (the walk has no drift), the credits never come back: whenever level 0's crosses 0 while level 1's is below,
+    level 0 takes the next prompt whatever it prefers, turns by share. The pull back to the burst repays the
+    debt within a few hundred arrivals, and level 0's share goes to the prompts that gain most there."""
+    rng = np.random.default_rng(5)
+    n = 20000
+    gain = rng.gamma(2.0, 4.0, n)
+    cut = np.quantile(gain, 0.95)
+    scores = np.column_stack([gain - cut, np.zeros(n)])  # at these prices the top 5 % prefer level 0
+    share = np.array([0.05, 0.95])
+    late = np.arange(n) >= 2000
+    top = gain >= cut
+
+    def precision(leak):  # of level 0's late placements, the share from the top 5 %
+        j = place_rows(scores, share, np.array([-1.0, -1.0]), np.zeros(2), eta=0.0, leak=leak)
+        return np.mean(top[late & (j == 0)]), np.mean(j[late] == 0)
+    stuck, stuck_share = precision(0.0)
+    pulled, pulled_share = precision(LEAK)
+    assert stuck < 0.75 and pulled > 0.9  # (0.66 and 0.96 here)
+    assert abs(stuck_share - 0.05) < 0.015 and abs(pulled_share - 0.05) < 0.015
+
+
+def test_fitted_prices_give_each_level_its_share_of_first_choices():
+    rng = np.random.default_rng(3)
+    n = 600
+    q = np.column_stack([np.full(n, 100.0), 100 - rng.gamma(1.5, 3.0, n), 100 - rng.gamma(2.0, 6.0, n)])
+    scores = q - np.array([2.0, 1.0, 0.0])  # at the plan's prices nearly everyone prefers level 0
+    share = np.array([0.1, 0.3, 0.6])
+    o = fit_offsets(scores, share)
+    first = np.bincount(np.argmax(scores - o, axis=1), minlength=3) / n
+    assert np.allclose(first, share, atol=0.03)
+    assert o.min() == 0.0 and o[0] > o[2]
+    # level 0's share goes to the prompts that lose most at the cheapest level
+    loss = 100 - q[:, 2]
+    assert np.mean(loss[np.argmax(scores - o, axis=1) == 0]) > np.quantile(loss, 0.8)
+    assert not fit_offsets(np.empty((0, 3)), share).any()
+
+
+def test_the_router_refits_its_prices_at_a_new_policy():
+    """A new plan raises level 0's price by 30 points: the ledger's prices are fitted again on the recent
+    prompts before the next placement, so level 0 keeps going to the prompts that gain most there rather than
+    to none until the one-arrival-at-a-time learning catches up."""
+    rng = np.random.default_rng(4)
+    preds = [{"cache-k0": 100.0, "steps-20": float(100 - g)} for g in rng.gamma(2.0, 5.0, 2 * REFIT_EVERY)]
+    shares = {"cache-k0": 0.1, "steps-20": 0.9}
+
+    def policy(version, k0_price):
+        return PolicyDocument(version=version, service="s", quality_floor=0.0, latency_slo_s=30, image_size="64x64",
+                              levels=["cache-k0", "steps-20"], allocation={"cache-k0": 1, "steps-20": 5},
+                              overload=True, prices={"cache-k0": k0_price, "steps-20": 0.0}, shares=shares)
+    ledger = Ledger()
+    for p in preds[:REFIT_EVERY]:
+        place(p, policy(1, 5.0), ledger)
+    assert ledger.fitted_for == ("", 1) and len(ledger.recent) == REFIT_EVERY >= MIN_FIT
+    before = dict(ledger.offset)
+    got = [place(p, policy(2, 35.0), ledger) for p in preds[REFIT_EVERY:]]
+    assert ledger.fitted_for == ("", 2) and ledger.offset != before
+    loss = np.array([100 - p["steps-20"] for p in preds[REFIT_EVERY:]])
+    at_k0 = np.array(got) == "cache-k0"
+    assert 0.05 < at_k0.mean() < 0.15
+    assert np.mean(loss[at_k0]) > np.quantile(loss, 0.75)
 
 
 def test_a_new_ledger_starts_with_its_full_burst():
@@ -105,7 +180,8 @@ def test_a_share_goes_to_the_prompts_that_gain_most():
         return place_rows(scores, share, credit, offset, eta=eta), offset
     first_come, _ = placed(0.0)
     learned, offset = placed(0.1)
-    assert abs(np.mean(learned == 0) - 0.1) < 0.01 and abs(np.mean(first_come == 0) - 0.1) < 0.01
+    # first come, everyone wants level 0: the credit's pull lets it take LEAK x BURST more of the arrivals
+    assert abs(np.mean(learned == 0) - 0.1) < 0.01 and 0.1 - 0.01 < np.mean(first_come == 0) < 0.1 + LEAK * BURST + 0.01
     late = np.arange(n) >= 1000  # once the price has settled
 
     def captured(j):  # the gain level 0 served, against the most its share could (the top decile's)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 
 import numpy as np
 
@@ -20,6 +21,14 @@ from argus.policy.document import PolicyDocument
 BURST = 4.0  # requests a level may take beyond its share of the arrivals before it counts as full
 ETA = 0.1  # quality points a level's learned price moves per arrival (see place_rows)
 MAX_OFFSET = 50.0  # the most a level's learned price adds to the plan's
+# each arrival pulls a level's credit this fraction of the way back to `burst` (see place_rows): without it the
+# credit a level at its cap cannot take is lost, the ledger can owe on every level, and placement turns into
+# turns by share (bench/RESULTS.md, "The router's ledger in debt")
+LEAK = 0.003
+FIT_WINDOW = 600  # recent prompts the learned prices are fitted on (fit_offsets)
+REFIT_EVERY = 200  # arrivals between two fits (and a fit at every new policy)
+MIN_FIT = 50  # the fewest recent prompts a fit is made on
+FIT_ITERS = 80  # fit_offsets' steps
 
 
 def served_level(optimal: str, policy: PolicyDocument | None, rng: random.Random,
@@ -53,12 +62,18 @@ def safer_levels(level: str, policy: PolicyDocument | None) -> list[str]:
 
 
 def place_rows(scores: np.ndarray, share: np.ndarray, credit: np.ndarray, offset: np.ndarray,
-               burst: float = BURST, eta: float = ETA) -> np.ndarray:
+               burst: float = BURST, eta: float = ETA, leak: float = LEAK) -> np.ndarray:
     """Level index per prompt (row): the best score among levels with credit left, else the best score.
 
     `scores[i, j]` is prompt i's predicted quality at level j minus the level's price (-inf: not allowed).
     Every arrival gives each level `share[j]` credit (at most `burst`); a placement takes one. So no level
-    receives more than its share of the arrivals beyond `burst` requests, whatever the prompts prefer.
+    receives more than its share of the arrivals beyond `burst` requests, whatever the prompts prefer. Each
+    arrival also pulls every credit `leak` of the way back to `burst`: what a level at its cap cannot take
+    is lost, so without the pull the ledger's total sinks until every level sits at or below 0. Then the
+    level whose credit last crossed 0 takes the next prompt, whatever it prefers: turns by share. (On the
+    paper setup with Azure arrivals, prices fitted as in fit_offsets: 89.51 % at peak without the pull, 89.98
+    with it.) The pull lets a level that every prompt prefers take at most `leak` x `burst` more of the
+    arrivals than its share (1.2 % at the defaults).
 
     Which prompts fill a level's share: those that gain most there. The plan's prices come from classes, so
     within a class more prompts may prefer a level than its share holds, and the credit alone would give it
@@ -85,7 +100,7 @@ def place_rows(scores: np.ndarray, share: np.ndarray, credit: np.ndarray, offset
     for i in range(n):
         best, best_s, top, top_s = -1, -math.inf, -1, -math.inf
         for j in range(m):
-            c = credit[j] + share[j]
+            c = credit[j] + share[j] + leak * (burst - credit[j])
             credit[j] = c if c < burst else burst
             v = scores[i, j] - offset[j]
             if v > top_s:
@@ -104,18 +119,68 @@ def place_rows(scores: np.ndarray, share: np.ndarray, credit: np.ndarray, offset
     return out
 
 
+def fit_offsets(scores: np.ndarray, share: np.ndarray, iters: int = FIT_ITERS) -> np.ndarray:
+    """Learned prices (per level) under which each level is the first choice of its share of `scores`' prompts.
+
+    `scores`: recent prompts' predicted quality minus the plan's prices (score_rows), -inf where not allowed.
+    The per-prompt fluid optimum's dual on that sample: each step raises a level's price by how much more than
+    its share prefers it (relative to the share) and lowers it where fewer do, with a shrinking step; prices
+    stay in [0, MAX_OFFSET], the lowest among levels with a share at 0. `place_rows` learns the same prices one
+    arrival at a time (`eta`), too slowly to follow a plan whose prices jump: after a new plan a cache-k0 share
+    of 5 % went to prompts chosen by the credit rather than by their gain. Fitted on the last FIT_WINDOW
+    prompts before the one being placed, when `refit_due`. Zeros for an empty sample."""
+    s = scores[np.isfinite(scores).any(axis=1)]
+    m = scores.shape[1]
+    o = np.zeros(m)
+    active = share > 0
+    if len(s) == 0 or not active.any():
+        return o
+    step = 8.0
+    for _ in range(iters):
+        top = np.argmax(s - o[None, :], axis=1)
+        frac = np.bincount(top, minlength=m) / len(s)
+        o = np.clip(o + step * (frac - share) / np.maximum(share, 0.02), 0.0, MAX_OFFSET)
+        o = np.maximum(o - o[active].min(), 0.0)
+        step *= 0.93
+    return o
+
+
+def refit_due(n_recent: int, policy_key: tuple[str, int], fitted_for: tuple[str, int] | None, since_fit: int) -> bool:
+    """Whether the learned prices are fitted again before the next placement: at least MIN_FIT recent prompts,
+    and a policy (epoch, version) other than the last fit's, or REFIT_EVERY arrivals since it."""
+    return n_recent >= MIN_FIT and (policy_key != fitted_for or since_fit >= REFIT_EVERY)
+
+
+def until_due(n_recent: int, since_fit: int) -> int:
+    """Placements until `refit_due` can next hold for the same policy (the simulator places in chunks of this)."""
+    return MIN_FIT - n_recent if n_recent < MIN_FIT else REFIT_EVERY - since_fit
+
+
 def full_credit(n: int) -> np.ndarray:
     """A new ledger's credit for `n` levels: each starts with a full burst (see place_rows)."""
     return np.full(n, BURST)
 
 
 class Ledger:
-    """Per-level credit and learned price of one service's placements (see place_rows); lives in the router,
-    one per service."""
+    """Per-level credit and learned price of one service's placements (see place_rows), and the recent prompts'
+    predictions the prices are fitted on (fit_offsets); lives in the router, one per service."""
 
     def __init__(self) -> None:
         self.credit: dict[str, float] = {}
         self.offset: dict[str, float] = {}
+        self.recent: deque[dict[str, float]] = deque(maxlen=FIT_WINDOW)
+        self.fitted_for: tuple[str, int] | None = None  # the policy (epoch, version) of the last fit
+        self.since_fit = 0  # arrivals since then
+
+    def refit(self, policy: PolicyDocument, available: np.ndarray | None, share: np.ndarray) -> None:
+        """Fit the learned prices on the recent prompts when `refit_due`."""
+        key = (policy.epoch, policy.version)
+        if not refit_due(len(self.recent), key, self.fitted_for, self.since_fit):
+            return
+        rows = np.array([[p.get(lv, np.nan) for lv in policy.levels] for p in self.recent])
+        offset = fit_offsets(score_rows(rows, policy, available), share)
+        self.offset = dict(zip(policy.levels, offset.tolist()))
+        self.fitted_for, self.since_fit = key, 0
 
 
 def score_rows(predicted: np.ndarray, policy: PolicyDocument, available: np.ndarray | None = None) -> np.ndarray:
@@ -165,9 +230,12 @@ def place(predicted: dict[str, float], policy: PolicyDocument, ledger: Ledger,
     row = np.array([[predicted.get(lv, np.nan) for lv in policy.levels]])
     avail = None if available is None else np.array([lv in available for lv in policy.levels])
     scores = score_rows(row, policy, avail)[0]
+    share = ready_shares(policy, ready)
+    ledger.refit(policy, avail, share)
+    ledger.recent.append(dict(predicted))
+    ledger.since_fit += 1
     if not np.isfinite(scores).any():
         return None
-    share = ready_shares(policy, ready)
     credit = np.array([ledger.credit.get(lv, BURST) for lv in policy.levels])
     offset = np.array([ledger.offset.get(lv, 0.0) for lv in policy.levels])
     j = int(place_rows(scores[None, :], share, credit, offset)[0])

@@ -19,7 +19,8 @@ import numpy as np
 
 from argus.contract import WORKER_DRAIN_S
 from argus.policy.document import PolicyDocument
-from argus.policy.assign import BURST, ETA, full_credit, place_rows, ready_shares, score_rows, served_level
+from argus.policy.assign import (BURST, ETA, FIT_WINDOW, LEAK, fit_offsets, full_credit, place_rows, ready_shares,
+                                 refit_due, score_rows, served_level, until_due)
 from argus.policy.lateness import RATE_WINDOW_S, ladder
 from argus.sim.cluster import Cluster
 from argus.sim.kernel import DROPPED, SERVED, WAITING, batch_times, njit, run_level, run_level_least_pending
@@ -67,17 +68,42 @@ class Result:
     switches: int = 0  # replicas switched in place between levels of one model (Service.in_place)
 
 
+@dataclass
+class Refits:
+    """The router ledger's fitting state (argus.policy.assign.Ledger): the last prompts' predictions (rows over
+    the simulator's levels), the policy the prices were last fitted for and the arrivals since."""
+
+    recent: np.ndarray
+    fitted_for: tuple[str, int] | None = None
+    since_fit: int = 0
+
+
 def place(doc: PolicyDocument, names: list[str], predicted: np.ndarray, available: list[bool],
-          credit: np.ndarray, offset: np.ndarray, ready: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+          credit: np.ndarray, offset: np.ndarray, ready: list[int] | None = None,
+          refits: Refits | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Per-prompt placement (argus.policy.assign.place, vectorized): served level index per prompt in
     `names`, -1 where the prompt has no allowed level; `credit` and `offset` (per doc level) are the router's ledger;
-    `ready`: ready replicas per level of `names` (argus.policy.assign.ready_shares).
+    `ready`: ready replicas per level of `names` (argus.policy.assign.ready_shares); `refits`: the ledger's
+    fitting state (updated): the prompts are placed in chunks between the fits the router makes
+    (argus.policy.assign.refit_due), each fit on the prompts before it. A new state each call: as a new router.
     Also the scores it placed by (prompts x doc levels) and each doc level's index in `names`."""
     cols = [names.index(lv) for lv in doc.levels]
     avail = np.array([available[c] for c in cols])
     scores = score_rows(predicted[:, cols], doc, avail)
     share = ready_shares(doc, None if ready is None else dict(zip(names, ready)))
-    j = _place_rows(scores, share, credit, offset, BURST, ETA)
+    fit = refits if refits is not None else Refits(np.empty((0, len(names))))
+    key = (doc.epoch, doc.version)
+    j = np.empty(len(predicted), dtype=np.int64)
+    i = 0
+    while i < len(predicted):
+        if refit_due(len(fit.recent), key, fit.fitted_for, fit.since_fit):
+            offset[:] = fit_offsets(score_rows(fit.recent[:, cols], doc, avail), share)
+            fit.fitted_for, fit.since_fit = key, 0
+        k = min(len(predicted) - i, until_due(len(fit.recent), fit.since_fit))
+        j[i:i + k] = _place_rows(scores[i:i + k], share, credit, offset, BURST, ETA, LEAK)
+        fit.recent = np.concatenate([fit.recent, predicted[i:i + k]])[-FIT_WINDOW:]
+        fit.since_fit += k
+        i += k
     return np.where(j >= 0, np.array(cols)[np.maximum(j, 0)], -1), scores, cols
 
 
@@ -194,6 +220,7 @@ class _Levels:
         self.q = [np.empty((0, n)) for _ in range(n)]
         self.credit = full_credit(n)  # the router's per-level placement ledger (argus.policy.assign.place_rows)
         self.offset = np.zeros(n)  # ... and its learned prices
+        self.refits = Refits(np.empty((0, n)))  # ... and what they are fitted on
         self.classes: dict[str, float] = {}  # arrivals per prompt class in the last period
         self.seen = [np.empty(0) for _ in range(n)]  # arrivals sent to each level lately (its replicas' rate)
         self.in_flight = np.zeros(n)  # requests waiting or in service per level at the period's end
@@ -311,7 +338,7 @@ def _period(workload, svc, policy, model, plan: Plan, cluster: Cluster, backlog:
             if len(backlog.credit) != len(plan.doc.levels):
                 backlog.credit, backlog.offset = full_credit(len(plan.doc.levels)), np.zeros(len(plan.doc.levels))
             placed, scores, cols = place(plan.doc, names, prompts.predicted, avail, backlog.credit, backlog.offset,
-                                         cluster.ready_counts(t0))
+                                         cluster.ready_counts(t0), backlog.refits)
             dest = np.where(placed >= 0, placed, dest)
             if plan.doc.max_in_flight:
                 dest = _spill(dest, scores, cols, plan.doc, svc, cluster, backlog, rungs, t0, t1)
