@@ -99,7 +99,7 @@ def place(doc: PolicyDocument, names: list[str], predicted: np.ndarray, availabl
         if refit_due(len(fit.recent), key, fit.fitted_for, fit.since_fit):
             offset[:] = fit_offsets(score_rows(fit.recent[:, cols], doc, avail), share)
             fit.fitted_for, fit.since_fit = key, 0
-        k = min(len(predicted) - i, until_due(len(fit.recent), fit.since_fit))
+        k = min(len(predicted) - i, max(1, until_due(len(fit.recent), fit.since_fit)))
         j[i:i + k] = _place_rows(scores[i:i + k], share, credit, offset, BURST, ETA, LEAK)
         fit.recent = np.concatenate([fit.recent, predicted[i:i + k]])[-FIT_WINDOW:]
         fit.since_fit += k
