@@ -125,7 +125,7 @@ def fit_offsets(scores: np.ndarray, share: np.ndarray, iters: int = FIT_ITERS) -
     `scores`: recent prompts' predicted quality minus the plan's prices (score_rows), -inf where not allowed.
     The per-prompt fluid optimum's dual on that sample: each step raises a level's price by how much more than
     its share prefers it (relative to the share) and lowers it where fewer do, with a shrinking step; prices
-    stay in [0, MAX_OFFSET], the lowest among levels with a share at 0. `place_rows` learns the same prices one
+    stay in [0, MAX_OFFSET], and the lowest among the levels with a share is 0. `place_rows` learns the same prices one
     arrival at a time (`eta`), too slowly to follow a plan whose prices jump: after a new plan a cache-k0 share
     of 5 % went to prompts chosen by the credit rather than by their gain. Fitted on the last FIT_WINDOW
     prompts before the one being placed, when `refit_due`. Zeros for an empty sample."""
