@@ -267,3 +267,30 @@ def test_replicas_removed_for_a_reload_finish_their_share_of_the_queue_first():
            30.0)
     assert int(rec.dropped.sum()) == 1 and int(rec.completed.sum()) == 1
     assert _drain(_Levels(2), [4, 0], [4, 0], cluster, svc.levels, rec, 100.0, 30.0) == [0.0, 0.0]
+
+
+def test_replicas_switched_in_place_off_their_ladder_finish_their_queue_where_it_was_queued():
+    """In place, two of three steps-20 replicas switched to cache-k0 (slower: not a rung of steps-20's ladder)
+    take the newest two thirds of steps-20's queue and finish it at steps-20, as the local runtime's workers do
+    (argus.local.runtime.switch_worker), then serve cache-k0. Before, that queue stayed with the level's one
+    replica left, or with none, and ran late. A switch to a rung (`_follow`) is left to move its queue."""
+    from argus.sim.engine import _drain, _followed, _Levels
+    from argus.sim.metrics import Recorder
+
+    svc = _two_level_service()
+    cluster = Cluster(5, [lp.load_time for lp in svc.levels], [2, 3], models=[lp.model for lp in svc.levels])
+    backlog = _Levels(2)
+    backlog.t[1] = np.arange(90.0, 99.0)
+    backlog.q[1] = np.column_stack([np.full(9, 100.0), np.full(9, 88.0)])
+    rungs = [[0, 1], [1]]  # cache-k0's ladder reaches steps-20; steps-20 has no faster rung
+    skip = _followed([2, 3], [4, 1], rungs)
+    assert skip == [False, False]
+    rec = Recorder(1000.0, 30.0, svc.names)
+    busy = _drain(backlog, [2, 3], [4, 1], cluster, svc.levels, rec, 100.0, 30.0, skip=skip)
+    assert len(backlog.t[1]) == 3 and int(rec.completed.sum()) == 6 and int(rec.dropped.sum()) == 0
+    assert busy[1] == pytest.approx(6 / (2 * svc.levels[1].peak_throughput)) and busy[0] == 0.0
+    cluster.apply([4, 1], 100.0, busy)
+    assert cluster.switches == 2 and cluster.starts == 0
+    assert sorted(cluster.free[0].tolist())[-2:] == pytest.approx([100.0 + busy[1]] * 2)  # after their drain
+    # a switch to a rung of the ladder: _follow moves the queue, the drain leaves it
+    assert _followed([4, 0], [2, 2], rungs) == [True, False]

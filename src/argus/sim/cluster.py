@@ -44,7 +44,7 @@ class Cluster:
     def apply(self, target: list[int], now: float, busy: list[float] | None = None) -> None:
         """Move to `target` replicas per level at time `now` (removals first, then switches, then start-ups).
         `busy[j]`: seconds level j's removed ready replicas keep serving (their own queue's drain) before
-        their GPUs are free to load another level."""
+        their GPUs are free to load another level, or (in place) to serve the level they switch to."""
         released = [self.pool]
         spare: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # removed replicas a same-model level may take
         for j, want in enumerate(target):
@@ -57,8 +57,11 @@ class Cluster:
             drop, keep = order[:excess], order[excess:]
             if busy is not None and busy[j] > 0:
                 gpu_free[drop] = np.where(loading[drop], gpu_free[drop], np.maximum(gpu_free[drop], now + busy[j]))
-            if self.models is not None:
-                spare.setdefault(self.models[j], []).append((self.free[j][drop], self.ready[j][drop]))
+            if self.models is not None:  # switched in place: it serves its new level once its queue is drained
+                free = self.free[j][drop]
+                if busy is not None and busy[j] > 0:
+                    free = np.where(loading[drop], free, np.maximum(free, now + busy[j]))
+                spare.setdefault(self.models[j], []).append((free, self.ready[j][drop]))
             else:
                 released.append(gpu_free[drop])
             self.free[j], self.ready[j] = self.free[j][keep], self.ready[j][keep]

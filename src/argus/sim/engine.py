@@ -183,18 +183,29 @@ def _follow(backlog: "_Levels", before: list[int], after: list[int], rungs: list
         backlog.in_flight[a], backlog.in_flight[b] = backlog.in_flight[a] - k, backlog.in_flight[b] + k
 
 
+def _followed(before: list[int], target: list[int], rungs: list[list[int]]) -> list[bool]:
+    """Per level: whether replicas it loses go to a rung of its ladder that gains replicas (`_follow` moves its
+    queue there) rather than elsewhere."""
+    return [before[a] > target[a] and any(target[b] > before[b] for b in rungs[a][1:]) for a in range(len(before))]
+
+
 def _drain(backlog: "_Levels", before: list[int], target: list[int], cluster: Cluster, levels, rec: Recorder,
-           now: float, slo: float, limit_s: float = WORKER_DRAIN_S) -> list[float]:
-    """Replicas removed from a level for a reload take their share of the level's queue with them and finish it
-    before their GPU is released: each worker keeps its own Triton queue, and a stopping one finishes what it
-    accepted for up to `limit_s` (argus.contract.WORKER_DRAIN_S; the rest is cut). Without it the queue stayed
-    with the level's remaining replicas, which the real system never does. Returns, per level, how long its
-    removed replicas stay busy (Cluster.apply). Loading replicas are removed first and hold no queue; the ready
+           now: float, slo: float, limit_s: float = WORKER_DRAIN_S, skip: list[bool] | None = None) -> list[float]:
+    """Replicas removed from a level take their share of the level's queue with them and finish it before they
+    serve anything else: each worker keeps its own Triton queue. A stopping one (a reload) finishes what it
+    accepted for up to `limit_s` (argus.contract.WORKER_DRAIN_S; the rest is cut) before its GPU is released;
+    one switched in place to a level off its ladder finishes it at the level it was queued for, as the local
+    runtime's workers do (argus.local.runtime.switch_worker), then serves its new level. Without it the queue
+    stayed with the level's remaining replicas, or with none (in place, 14-18 requests at a 2x burst's end ran
+    late), which the real system never does. `skip`: levels whose queue `_follow` moves instead. Returns, per
+    level, how long its removed replicas stay busy (Cluster.apply). Loading replicas are removed first and hold no queue; the ready
     ones that go serve the newest of their share (as `_follow`) in arrival order at the level's peak
     throughput, in batches no faster than its service time; a request that cannot finish within the SLO is
     given up at its deadline, as the router's deadline does."""
     busy = [0.0] * len(before)
     for j, (was, want, ready) in enumerate(zip(before, target, cluster.ready_counts(now))):
+        if skip is not None and skip[j]:
+            continue
         leaving = max(ready - want, 0)  # ready replicas that go (loading ones go first)
         k = int(round(len(backlog.t[j]) * leaving / ready)) if leaving else 0
         if k <= 0:
@@ -256,8 +267,14 @@ def simulate(workload: Workload, svc: Service, policy: Policy, model: PromptSour
             before = cluster.replicas()
             if target != before:
                 decisions.append((t0, dict(plan.replicas)))
-            busy = (_drain(backlog, before, target, cluster, levels, rec, t0, svc.latency_slo)
-                    if target != before and not svc.in_place else None)
+            busy = None
+            if target != before:
+                # with reloads every removed replica finishes its queue first; in place those switched to a rung
+                # of their level's ladder take it along (_follow, below), the others finish it where it was queued
+                followed = (_followed(before, target, _rungs(plan.doc, names)) if svc.in_place and plan.doc.late_rungs
+                            else [False] * n_lv)
+                busy = _drain(backlog, before, target, cluster, levels, rec, t0, svc.latency_slo,
+                              skip=followed)
             cluster.apply(target, t0, busy)
             if svc.in_place and plan.doc.late_rungs and target != before:
                 _follow(backlog, before, cluster.replicas(), _rungs(plan.doc, names))
