@@ -52,18 +52,15 @@ class Cluster:
             if excess <= 0:
                 continue
             loading = self.ready[j] > now
-            gpu_free = np.where(loading, now, np.maximum(self.free[j], now))
             order = np.lexsort((self.free[j], ~loading))  # loading first, then the earliest free
             drop, keep = order[:excess], order[excess:]
-            if busy is not None and busy[j] > 0:
-                gpu_free[drop] = np.where(loading[drop], gpu_free[drop], np.maximum(gpu_free[drop], now + busy[j]))
+            free, gone_loading = self.free[j][drop], loading[drop]
+            if busy is not None and busy[j] > 0:  # a ready one drains its own queue first
+                free = np.where(gone_loading, free, np.maximum(free, now + busy[j]))
             if self.models is not None:  # switched in place: it serves its new level once its queue is drained
-                free = self.free[j][drop]
-                if busy is not None and busy[j] > 0:
-                    free = np.where(loading[drop], free, np.maximum(free, now + busy[j]))
                 spare.setdefault(self.models[j], []).append((free, self.ready[j][drop]))
-            else:
-                released.append(gpu_free[drop])
+            else:  # its GPU is free once it is drained; a loading one's at once
+                released.append(np.where(gone_loading, now, np.maximum(free, now)))
             self.free[j], self.ready[j] = self.free[j][keep], self.ready[j][keep]
         for model, parts in spare.items():
             free, ready = np.concatenate([f for f, _ in parts]), np.concatenate([r for _, r in parts])

@@ -170,7 +170,7 @@ def _follow(backlog: "_Levels", before: list[int], after: list[int], rungs: list
     remaining replicas). The newest of a's queue move, to the fastest rung that gained replicas."""
     for a in range(len(before)):
         lost = before[a] - after[a]
-        gainers = [b for b in rungs[a][1:] if after[b] > before[b]]
+        gainers = _rung_gainers(a, before, after, rungs)
         k = int(round(len(backlog.t[a]) * lost / before[a])) if lost > 0 and gainers else 0
         if k <= 0:
             continue
@@ -183,10 +183,15 @@ def _follow(backlog: "_Levels", before: list[int], after: list[int], rungs: list
         backlog.in_flight[a], backlog.in_flight[b] = backlog.in_flight[a] - k, backlog.in_flight[b] + k
 
 
+def _rung_gainers(a: int, before: list[int], after: list[int], rungs: list[list[int]]) -> list[int]:
+    """The rungs of level a's ladder that gain replicas."""
+    return [b for b in rungs[a][1:] if after[b] > before[b]]
+
+
 def _followed(before: list[int], target: list[int], rungs: list[list[int]]) -> list[bool]:
     """Per level: whether replicas it loses go to a rung of its ladder that gains replicas (`_follow` moves its
     queue there) rather than elsewhere."""
-    return [before[a] > target[a] and any(target[b] > before[b] for b in rungs[a][1:]) for a in range(len(before))]
+    return [before[a] > target[a] and bool(_rung_gainers(a, before, target, rungs)) for a in range(len(before))]
 
 
 def _drain(backlog: "_Levels", before: list[int], target: list[int], cluster: Cluster, levels, rec: Recorder,
